@@ -1,0 +1,88 @@
+"""Exceptions an application raises, or that lilya raises at the application.
+
+The split follows wsproto's: *you did it* errors (calling an operation in the
+wrong state, a misconfigured route) raise here, as subclasses of the builtin they
+resemble; *the peer did it* (the client left, sent bad data) becomes a close code
+and, for the client leaving, :class:`lilya.websockets.WebSocketDisconnect`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from lilya.status import reason_phrase
+
+__all__ = [
+    "HTTPException",
+    "ImproperlyConfigured",
+    "WebSocketException",
+    "WebSocketRuntimeError",
+]
+
+
+class WebSocketRuntimeError(RuntimeError):
+    """You used a WebSocket in a way its state does not allow.
+
+    It subclasses :class:`RuntimeError` so that code written against peers that
+    raise a bare ``RuntimeError`` keeps catching it.
+
+    Attributes:
+        state: name of the state the connection side was in, if it applies.
+        message_type: the ASGI message type that was refused, if it applies.
+    """
+
+    def __init__(
+        self, message: str, *, state: str | None = None, message_type: str | None = None
+    ) -> None:
+        super().__init__(message)
+        self.state = state
+        self.message_type = message_type
+
+
+class WebSocketException(Exception):
+    """Raise this in a WebSocket handler to close the connection with *code* and *reason*.
+
+    The routing layer catches it and sends ``websocket.close`` with these values,
+    before or after the handshake (before it, servers answer HTTP 403).
+    """
+
+    def __init__(self, code: int, reason: str | None = None) -> None:
+        super().__init__(code, reason)
+        self.code = code
+        self.reason = reason or ""
+
+    def __str__(self) -> str:
+        return f"{self.code}: {self.reason}"
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(code={self.code!r}, reason={self.reason!r})"
+
+
+class HTTPException(Exception):
+    """Raise this in an HTTP handler to answer with *status_code* and *detail*."""
+
+    def __init__(
+        self,
+        status_code: int,
+        detail: str | None = None,
+        headers: Mapping[str, str] | None = None,
+        **extra: Any,
+    ) -> None:
+        if detail is None:
+            detail = reason_phrase(status_code)
+        super().__init__(status_code, detail)
+        self.status_code = status_code
+        self.detail = detail
+        self.headers = dict(headers) if headers else None
+        self.extra = extra
+
+    def __str__(self) -> str:
+        return f"{self.status_code}: {self.detail}"
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(status_code={self.status_code!r}, detail={self.detail!r})"
+
+
+class ImproperlyConfigured(Exception):
+    """The application was set up wrongly (a bad route, middleware or setting)."""
