@@ -224,9 +224,11 @@ class WebSocket(Connection):
                 )
             raise _refused("send", state, message_type)
         if self.client_state is _DISCONNECTED:
-            # The client left; servers would raise, hang or drop it silently.
-            self.application_state = _DISCONNECTED
+            # The client left; servers would raise, hang or drop it silently,
+            # so we never call them. A close just ends our side; anything else
+            # tells the app the client is gone (and leaves close() legal).
             if message_type == "websocket.close":
+                self.application_state = _DISCONNECTED
                 return
             raise WebSocketDisconnect(self._disconnect_code, self._disconnect_reason)
         self.application_state = next_state
@@ -235,8 +237,13 @@ class WebSocket(Connection):
         except OSError:
             # ASGI 2.4: a send on a closed connection raises an OSError subclass
             # (uvicorn's ClientDisconnected). The peer went away mid-stream.
-            self.application_state = self.client_state = _DISCONNECTED
+            self.client_state = _DISCONNECTED
             self._disconnect_code, self._disconnect_reason = 1006, ""
+            if message_type == "websocket.close":
+                return  # closing a connection that is already gone is done
+            # Our side stays open in the table (the message never left), so a
+            # following close() is the silent no-op it is after any disconnect.
+            self.application_state = state
             raise WebSocketDisconnect(1006) from None
 
     def _remember_disconnect(self, message: Message) -> None:
