@@ -128,8 +128,9 @@ def _expected(moves: Mapping[Any, WebSocketState]) -> str:
 
 def _refused(side: str, state: WebSocketState, message_type: Any) -> WebSocketRuntimeError:
     moves = (_SEND_MOVES if side == "send" else _RECEIVE_MOVES)[state]
+    expected = f"ASGI message {_expected(moves)}" if moves else f"no ASGI message in {state.name}"
     return WebSocketRuntimeError(
-        f"Expected ASGI message {_expected(moves)}, but got {message_type!r}.",
+        f"Expected {expected}, but got {message_type!r}.",
         state=state.name,
         message_type=message_type if isinstance(message_type, str) else None,
     )
