@@ -367,10 +367,15 @@ class WebSocket(Connection):
                     state=state.name,
                 )
             raise WebSocketRuntimeError(_NOT_CONNECTED, state=state.name)
-        message = await self.receive()
-        if message["type"] != "websocket.receive":
-            raise WebSocketDisconnect(self._disconnect_code, self._disconnect_reason)
-        return message
+        while True:
+            message = await self.receive()
+            message_type = message["type"]
+            if message_type == "websocket.receive":
+                return message
+            if message_type == "websocket.disconnect":
+                raise WebSocketDisconnect(self._disconnect_code, self._disconnect_reason)
+            # "websocket.connect": the app accepted through send() without
+            # reading it first; the data comes next.
 
     async def receive_text(self) -> str:
         """Receive the next text frame.

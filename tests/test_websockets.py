@@ -713,3 +713,98 @@ async def test_raw_denial_messages_with_more_body_pass_through_as_they_are() -> 
     await ws.send({"type": "websocket.http.response.body", "body": b"b"})
     assert ws.application_state is WebSocketState.DISCONNECTED
     assert [m.get("body") for m in wire.sent[1:]] == [b"a", b"b"]
+
+
+# -- the paths the fast paths fall back to --------------------------------------------
+
+
+class Gone(OSError):
+    """A server's ClientDisconnected."""
+
+
+@pytest.mark.parametrize(
+    "operation",
+    [
+        ("send_text", "x"),
+        ("send_bytes", b"x"),
+        ("send_json", {"a": 1}),
+        ("send", {"type": "websocket.send", "text": "raw"}),
+    ],
+)
+async def test_every_send_turns_an_oserror_into_disconnect_1006(operation: tuple[str, Any]) -> None:
+    name, payload = operation
+    ws, wire = websocket(CONNECT)
+    await ws.accept()
+    wire.send_error = Gone()
+    with pytest.raises(WebSocketDisconnect) as info:
+        await getattr(ws, name)(payload)
+    assert info.value.code == 1006
+    assert ws.client_state is WebSocketState.DISCONNECTED
+    assert ws.application_state is WebSocketState.CONNECTED
+
+
+async def test_raw_close_through_send_after_an_oserror_just_ends_the_connection() -> None:
+    ws, wire = websocket(CONNECT)
+    await ws.accept()
+    wire.send_error = Gone()
+    await ws.send({"type": "websocket.close", "code": 1000})
+    assert ws.application_state is WebSocketState.DISCONNECTED
+
+
+async def test_data_is_read_after_a_connect_the_app_never_received() -> None:
+    # The app accepted through raw send() without reading websocket.connect.
+    ws, _ = websocket(CONNECT, text("a"), text("b"), binary(b"c"), text("[1]"), disconnect())
+    await ws.send({"type": "websocket.accept"})
+    assert await ws.receive_text() == "a"
+
+    ws, _ = websocket(CONNECT, text("a"), disconnect())
+    await ws.send({"type": "websocket.accept"})
+    assert [m async for m in ws.iter_text()] == ["a"]
+
+    ws, _ = websocket(CONNECT, binary(b"c"))
+    await ws.send({"type": "websocket.accept"})
+    assert await ws.receive_bytes() == b"c"
+
+    ws, _ = websocket(CONNECT, text("[1]"))
+    await ws.send({"type": "websocket.accept"})
+    assert await ws.receive_json() == [1]
+
+
+async def test_iterating_before_accept_or_after_a_disconnect_is_refused() -> None:
+    ws, _ = websocket(CONNECT, text("x"))
+    with pytest.raises(WebSocketRuntimeError, match="Need to call"):
+        async for _ in ws.iter_text():
+            pass
+    ws, _ = websocket(CONNECT, disconnect())
+    await ws.accept()
+    with pytest.raises(WebSocketDisconnect):
+        await ws.receive_text()
+    with pytest.raises(WebSocketRuntimeError, match="once a disconnect message"):
+        await ws.receive_bytes()
+    with pytest.raises(WebSocketRuntimeError, match="once a disconnect message"):
+        async for _ in ws.iter_bytes():
+            pass
+
+
+async def test_iterators_refuse_frames_of_the_other_kind() -> None:
+    ws, _ = websocket(CONNECT, binary(b"x"))
+    await ws.accept()
+    with pytest.raises(WebSocketFrameError):
+        async for _ in ws.iter_text():
+            pass
+    ws, _ = websocket(CONNECT, text("x"))
+    await ws.accept()
+    with pytest.raises(WebSocketFrameError):
+        async for _ in ws.iter_json(mode="binary"):
+            pass
+
+
+async def test_send_json_after_the_client_left_raises_disconnect_without_sending() -> None:
+    ws, wire = websocket(CONNECT, disconnect(1001))
+    await ws.accept()
+    assert [m async for m in ws.iter_json()] == []
+    for operation in (ws.send_json({}), ws.send_bytes(b""), ws.send_json([], mode="binary")):
+        with pytest.raises(WebSocketDisconnect) as info:
+            await operation
+        assert info.value.code == 1001
+    assert wire.sent_types == ["websocket.accept"]
