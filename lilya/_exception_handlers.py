@@ -61,6 +61,7 @@ __all__ = [
     "close_websocket",
     "connection_token",
     "deny_websocket",
+    "fit_reason",
     "guard_websocket",
     "handle_exception",
     "log_error_once",
@@ -190,6 +191,14 @@ def supports_denial(scope: Scope) -> bool:
     return "websocket.http.response" in (scope.get("extensions") or {})
 
 
+def fit_reason(reason: str) -> str:
+    """Shorten *reason* to the 123 UTF-8 bytes a close frame allows, marking the cut."""
+    encoded = reason.encode("utf-8")
+    if len(encoded) <= _MAX_REASON:
+        return reason
+    return encoded[: _MAX_REASON - 3].decode("utf-8", "ignore") + "..."
+
+
 async def close_websocket(tracker: ConnectionTracker, code: int = 1000, reason: str = "") -> None:
     """Close the WebSocket unless it is already over; a gone client is not an error.
 
@@ -198,9 +207,7 @@ async def close_websocket(tracker: ConnectionTracker, code: int = 1000, reason: 
     """
     if not tracker.open:
         return
-    encoded = reason.encode("utf-8")
-    if len(encoded) > _MAX_REASON:
-        reason = encoded[: _MAX_REASON - 3].decode("utf-8", "ignore") + "..."
+    reason = fit_reason(reason)
     if tracker.started and not tracker.accepted:
         message: Message = {"type": "websocket.http.response.body", "body": b""}
     else:
@@ -268,7 +275,7 @@ async def _http_exception(connection: Any, exc: HTTPException) -> Any:
     if connection.application_state is WebSocketState.CONNECTING:
         return response
     code = WS_1008_POLICY_VIOLATION if exc.status_code < 500 else WS_1011_INTERNAL_ERROR
-    await connection.close(code, exc.detail[:_MAX_REASON])
+    await connection.close(code, fit_reason(exc.detail))
     return None
 
 

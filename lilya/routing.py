@@ -103,16 +103,22 @@ def _unwrap(handler: Any) -> Any:
 
 
 def _is_function(handler: Any) -> bool:
+    # A function handler gets the connection and path params; anything else,
+    # and a function whose parameters are exactly (scope, receive, send), is
+    # an ASGI app.
     target = _unwrap(handler)
-    return inspect.isfunction(target) or inspect.ismethod(target)
+    if not (inspect.isfunction(target) or inspect.ismethod(target)):
+        return False
+    return list(inspect.signature(handler).parameters) != ["scope", "receive", "send"]
 
 
 class _Call:
     """How to call a function handler: where the connection goes, which params it takes.
 
-    The first parameter whose name is not a path parameter receives the
-    connection (``request`` / ``websocket``); parameters named like path
-    parameters receive them; ``**kwargs`` receives the rest.
+    The first parameter whose name is not one of the route's path parameters
+    receives the connection (``request`` / ``websocket``); the others receive
+    the path parameters of the same name (the route's or an enclosing
+    ``Include``'s); ``**kwargs`` receives them all.
     """
 
     def __init__(self, handler: Callable[..., Any], param_names: frozenset[str], path: str):
@@ -127,18 +133,14 @@ class _Call:
                 self.takes_all = True
             elif kind is parameter.VAR_POSITIONAL:
                 continue
-            elif parameter.name in param_names:
-                names.add(parameter.name)
-            elif not self.pass_connection:
+            elif parameter.name not in param_names and not self.pass_connection:
                 self.pass_connection = True
-                if kind is parameter.KEYWORD_ONLY:
+                if kind is not parameter.POSITIONAL_ONLY:
                     self.connection_by_name = parameter.name
-            elif parameter.default is parameter.empty:
-                raise ImproperlyConfigured(
-                    f"Handler {getattr(handler, '__qualname__', handler)!r} takes a parameter "
-                    f"{parameter.name!r} that route path {path!r} does not define; add "
-                    f"{{{parameter.name}}} to the path or give the parameter a default."
-                )
+            else:
+                # The route's own params, or an enclosing Include's: which
+                # ones those are is only known per connection.
+                names.add(parameter.name)
         self.names = frozenset(names)
 
     def __call__(self, connection: Any, path_params: Mapping[str, Any]) -> Any:
