@@ -40,7 +40,7 @@ from lilya.exceptions import (
     WebSocketFrameError,
 )
 from lilya.requests import Request
-from lilya.responses import PlainText
+from lilya.responses import JSONResponse, PlainText, Response
 from lilya.status import (
     WS_1003_UNSUPPORTED_DATA,
     WS_1007_INVALID_FRAME_PAYLOAD_DATA,
@@ -69,6 +69,7 @@ __all__ = [
     "settle_websocket_error",
     "split_handlers",
     "supports_denial",
+    "to_response",
 ]
 
 logger = logging.getLogger("lilya")
@@ -261,6 +262,29 @@ def log_error_once(exc: BaseException, scope: Scope, answer: str) -> None:
     )
 
 
+def to_response(result: Any, handler: Any) -> ASGIApp:
+    """Return what a handler returned as a response.
+
+    A Response (any ASGI app) is kept; plain values are a convenience: ``str``
+    is text/plain, ``bytes`` a raw body, ``dict``/``list`` JSON.
+
+    Raises:
+        TypeError: anything else, ``None`` included (a forgotten ``return``).
+    """
+    if isinstance(result, str):
+        return PlainText(result)
+    if isinstance(result, (bytes, bytearray, memoryview)):
+        return Response(bytes(result))
+    if isinstance(result, (dict, list)):
+        return JSONResponse(result)
+    if callable(result):
+        return result  # type: ignore[no-any-return]
+    raise TypeError(
+        f"Handler {getattr(handler, '__qualname__', handler)!r} returned {result!r}; return a "
+        "Response, or a str, bytes, dict or list for lilya to wrap in one."
+    )
+
+
 # -- the built-in handlers ----------------------------------------------------
 
 
@@ -375,8 +399,8 @@ async def handle_exception(scope: Scope, tracker: ConnectionTracker, exc: Except
                 f"An exception handler is registered for {type(exc).__name__}, but the "
                 "response had already started, so its answer cannot be sent."
             ) from exc
-        response = await _call(handler, Request(scope, tracker.receive, tracker.send), exc)
-        await response(scope, tracker.receive, tracker.send)
+        result = await _call(handler, Request(scope, tracker.receive, tracker.send), exc)
+        await to_response(result, handler)(scope, tracker.receive, tracker.send)
         return True
     result = await _call(handler, tracker.websocket(scope), exc)
     if result is not None:

@@ -46,13 +46,14 @@ from lilya._exception_handlers import (
     connection_token,
     guard_websocket,
     settle_http_error,
+    to_response,
 )
 from lilya._matching import CompiledPath, compile_path
 from lilya.datastructures import URL, URLPath
 from lilya.exceptions import HTTPException, ImproperlyConfigured, NoMatchFound
 from lilya.middleware import DefineMiddleware, wrap_middleware
 from lilya.requests import Request
-from lilya.responses import JSONResponse, PlainText, RedirectResponse, Response
+from lilya.responses import PlainText, RedirectResponse
 from lilya.types import ASGIApp, Lifespan, Receive, Scope, Send
 from lilya.websockets import WebSocket, WebSocketClose
 
@@ -154,23 +155,6 @@ class _Call:
             kwargs[self.connection_by_name] = connection
             return self.handler(**kwargs)
         return self.handler(connection, **kwargs)
-
-
-def _to_response(result: Any, handler: Any) -> ASGIApp:
-    # A handler returns a Response (any ASGI app will do); plain values are a
-    # convenience: str -> text/plain, bytes -> a raw body, dict/list -> JSON.
-    if isinstance(result, str):
-        return PlainText(result)
-    if isinstance(result, (bytes, bytearray, memoryview)):
-        return Response(bytes(result))
-    if isinstance(result, (dict, list)):
-        return JSONResponse(result)
-    if callable(result):
-        return result  # type: ignore[no-any-return]
-    raise TypeError(
-        f"Handler {getattr(handler, '__qualname__', handler)!r} returned {result!r}; return a "
-        "Response, or a str, bytes, dict or list for lilya to wrap in one."
-    )
 
 
 def _name_of(handler: Any) -> str | None:
@@ -302,7 +286,7 @@ class Path(BaseRoute):
                 result = await self._call(request, params)
             else:
                 result = await anyio.to_thread.run_sync(self._call, request, params)
-            await _to_response(result, self.handler)(scope, tracker.receive, tracker.send)
+            await to_response(result, self.handler)(scope, tracker.receive, tracker.send)
         except Exception as exc:
             await settle_http_error(scope, tracker, exc)
 

@@ -135,7 +135,8 @@ async def test_an_error_before_accept_is_a_500_denial_logged_once_and_reraised(
     assert isinstance(outcome.error, Boom)
     errors = lilya_errors(caplog)
     assert len(errors) == 1
-    assert errors[0].exc_info is not None and errors[0].exc_info[1] is outcome.error
+    assert errors[0].exc_info is not None
+    assert errors[0].exc_info[1] is outcome.error
     assert "denied the handshake with 500" in errors[0].getMessage()
 
 
@@ -164,9 +165,16 @@ def test_the_test_client_reraises_server_errors() -> None:
     client = TestClient(make_app())
     with pytest.raises(Boom, match="before accept"), client.websocket_connect("/before"):
         pass
-    with pytest.raises(Boom, match="after accept"), client.websocket_connect("/after") as ws:
-        assert ws.receive_text() == "hello"
-        ws.receive_text()
+
+    def talk() -> None:
+        with client.websocket_connect("/after") as ws:
+            assert ws.receive_text() == "hello"
+            with pytest.raises(WebSocketDisconnect) as closed:
+                ws.receive_text()
+            assert closed.value.code == 1011
+
+    with pytest.raises(Boom, match="after accept"):
+        talk()
 
 
 def test_without_raising_the_test_client_sees_the_500_and_the_1011() -> None:

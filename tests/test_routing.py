@@ -377,7 +377,7 @@ def test_route_path_is_relative_to_root_path_when_path_includes_it() -> None:
 
 def test_matches_reports_partial_for_a_method_mismatch() -> None:
     route = Path("/x", echo_params)
-    match, child = route.matches(http_scope("/x", "POST"), "/x")
+    match, _ = route.matches(http_scope("/x", "POST"), "/x")
     assert match is Match.PARTIAL
     assert route.matches(websocket_scope("/x"), "/x")[0] is Match.NONE
 
@@ -417,7 +417,9 @@ def make_tree() -> Router:
                 name="orgs",
                 routes=[
                     Path("/", echo_params, name="index"),
-                    Include("/teams", name="teams", routes=[Path("/{id:int}", echo_params, name="team")]),
+                    Include(
+                        "/teams", name="teams", routes=[Path("/{id:int}", echo_params, name="team")]
+                    ),
                 ],
             ),
             Include("/plain", routes=[Path("/inner", echo_params, name="inner")]),
