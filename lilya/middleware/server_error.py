@@ -65,11 +65,10 @@ class ServerErrorMiddleware:
         tracker = ConnectionTracker(receive, send)
         try:
             await self.app(scope, tracker.receive, tracker.send)
-        except WebSocketDisconnect as exc:
-            if scope_type != "websocket":
-                raise
-            logger.debug("Client left %s (%d).", scope.get("path"), exc.code)
         except Exception as exc:
+            if scope_type == "websocket" and isinstance(exc, WebSocketDisconnect):
+                logger.debug("Client left %s (%d).", scope.get("path"), exc.code)
+                return
             if scope_type == "websocket":
                 await answer_websocket_error(scope, tracker, exc)
             else:

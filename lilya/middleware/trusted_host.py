@@ -27,7 +27,7 @@ class TrustedHostMiddleware:
         app: the app to guard.
         allowed_hosts: host names; ``"*.example.com"`` allows any subdomain
             (not ``example.com`` itself); ``"*"`` allows everything.
-        www_redirect: when ``www.example.com`` is allowed and an HTTP request
+        www_redirect: when ``www.example.com`` is listed and an HTTP request
             asks for ``example.com``, redirect it to the ``www`` host instead
             of refusing it. (Not for WebSockets: clients do not follow
             redirects on a handshake.)
@@ -75,7 +75,7 @@ class TrustedHostMiddleware:
             response = PlainText("Invalid host header", 403)
             await deny_websocket(scope, tracker, response, WS_1008_POLICY_VIOLATION)
             return
-        if self.www_redirect and self._allowed("www." + host):
+        if self.www_redirect and "www." + host in self.allowed_hosts:
             url = URL(scope=scope)
             netloc = "www." + url.netloc
             await RedirectResponse(url.replace(netloc=netloc), 301)(scope, receive, send)

@@ -69,6 +69,13 @@ class Outcome:
         return {}
 
 
+def _headers(headers: Iterable[tuple[str, str]]) -> list[tuple[bytes, bytes]]:
+    raw = [(k.lower().encode(), v.encode()) for k, v in headers]
+    if not any(name == b"host" for name, _ in raw):
+        raw.insert(0, (b"host", b"testserver"))
+    return raw
+
+
 def websocket_scope(
     path: str = "/",
     *,
@@ -87,7 +94,7 @@ def websocket_scope(
         "path": path,
         "raw_path": path.encode(),
         "query_string": query_string,
-        "headers": [(b"host", b"testserver"), *((k.encode(), v.encode()) for k, v in headers)],
+        "headers": _headers(headers),
         "subprotocols": list(subprotocols),
         "extensions": {"websocket.http.response": {}} if extensions else {},
         "state": {},
@@ -152,7 +159,7 @@ def http_scope(
         "path": path,
         "raw_path": path.encode(),
         "query_string": query_string,
-        "headers": [(b"host", b"testserver"), *((k.encode(), v.encode()) for k, v in headers)],
+        "headers": _headers(headers),
         "state": {},
     }
 
