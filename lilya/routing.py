@@ -122,7 +122,7 @@ class _Call:
     ``Include``'s); ``**kwargs`` receives them all.
     """
 
-    def __init__(self, handler: Callable[..., Any], param_names: frozenset[str], path: str):
+    def __init__(self, handler: Callable[..., Any], param_names: frozenset[str]) -> None:
         self.handler = handler
         self.connection_by_name: str | None = None
         self.pass_connection = False
@@ -241,7 +241,7 @@ class Path(BaseRoute):
         self._compiled = compile_path(path)
         self._call: _Call | None = None
         if _is_function(handler):
-            self._call = _Call(handler, self._compiled.param_names, path)
+            self._call = _Call(handler, self._compiled.param_names)
             self._is_async = inspect.iscoroutinefunction(handler)
             if methods is None:
                 methods = ["GET"]
@@ -338,7 +338,7 @@ class WebSocketPath(BaseRoute):
                     f"WebSocket handler {getattr(handler, '__qualname__', handler)!r} must be "
                     "an async function (async def): it awaits the connection."
                 )
-            self._call = _Call(handler, self._compiled.param_names, path)
+            self._call = _Call(handler, self._compiled.param_names)
         self.middleware = list(middleware or [])
         self.app = wrap_middleware(self._serve, self.middleware)
 

@@ -485,3 +485,103 @@ def test_the_test_client_raises_http_errors_or_shows_the_500() -> None:
         TestClient(make_app()).get("/boom")
     response = TestClient(make_app(), raise_server_exceptions=False).get("/boom")
     assert response.status_code == 500
+
+
+# -- edge states -------------------------------------------------------------------------------
+
+
+async def test_a_handler_sees_the_client_gone_and_sends_nothing() -> None:
+    states: list[str] = []
+
+    async def reader(websocket: WebSocket) -> None:
+        await websocket.accept()
+        async for _ in websocket.iter_text():
+            pass
+        raise Boom("after the client left")
+
+    async def on_boom(websocket: WebSocket, exc: Boom) -> None:
+        states.append(websocket.client_state.name)
+        await websocket.close(4000)  # a no-op: the client is gone
+
+    app = Lilya(routes=[WebSocketPath("/", reader)], exception_handlers={Boom: on_boom})
+    outcome = await call_websocket(app, "/", [CONNECT])
+    assert states == ["DISCONNECTED"]
+    assert outcome.types == ["websocket.accept"]
+
+
+async def test_a_handler_sees_a_connection_the_app_already_closed() -> None:
+    states: list[str] = []
+
+    async def closer(websocket: WebSocket) -> None:
+        await websocket.accept()
+        await websocket.close(4100)
+        raise WebSocketException(4200)
+
+    async def on_exc(websocket: WebSocket, exc: WebSocketException) -> None:
+        states.append(websocket.application_state.name)
+
+    app = Lilya(
+        routes=[WebSocketPath("/", closer)], exception_handlers={WebSocketException: on_exc}
+    )
+    outcome = await call_websocket(app, "/")
+    assert states == ["DISCONNECTED"]
+    assert outcome.close == (4100, "")
+    default = await call_websocket(Lilya(routes=[WebSocketPath("/", closer)]), "/")
+    assert default.types.count("websocket.close") == 1
+
+
+async def test_an_error_midway_through_a_denial_finishes_the_body(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async def half_denial(scope: Scope, receive: Receive, send: Send) -> None:
+        await send({"type": "websocket.http.response.start", "status": 400, "headers": []})
+        await send({"type": "websocket.http.response.body", "body": b"par", "more_body": True})
+        raise Boom("midway")
+
+    outcome = await call_websocket(Lilya(routes=[WebSocketPath("/", half_denial)]), "/")
+    assert outcome.types[-1] == "websocket.http.response.body"
+    assert outcome.sent[-1].get("more_body", False) is False
+    assert isinstance(outcome.error, Boom)
+    assert len(lilya_errors(caplog)) == 1
+
+
+async def test_a_handler_state_in_the_middle_of_a_denial_is_response() -> None:
+    states: list[str] = []
+
+    async def half_denial(scope: Scope, receive: Receive, send: Send) -> None:
+        await send({"type": "websocket.http.response.start", "status": 400, "headers": []})
+        raise Boom("midway")
+
+    def on_boom(websocket: WebSocket, exc: Boom) -> None:
+        states.append(websocket.application_state.name)
+
+    app = Lilya(routes=[WebSocketPath("/", half_denial)], exception_handlers={Boom: on_boom})
+    outcome = await call_websocket(app, "/")
+    assert states == ["RESPONSE"]
+    assert outcome.types[-1] == "websocket.http.response.body"
+
+
+async def test_frame_errors_raised_in_http_are_server_errors() -> None:
+    from lilya.exceptions import WebSocketFrameError
+
+    async def wrong(request: Request) -> Response:
+        raise WebSocketFrameError("text", "bytes")
+
+    outcome = await call_http(Lilya(routes=[Path("/", wrong)]), "/")
+    assert outcome.status == 500
+
+
+async def test_a_disconnect_raised_in_route_middleware_is_not_an_error(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    class Leave:
+        def __init__(self, app: ASGIApp) -> None:
+            self.app = app
+
+        async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+            raise WebSocketDisconnect(1001)
+
+    route = WebSocketPath("/", raise_after_accept, middleware=[DefineMiddleware(Leave)])
+    outcome = await call_websocket(Lilya(routes=[route]), "/")
+    assert outcome.error is None
+    assert lilya_errors(caplog) == []

@@ -572,3 +572,26 @@ def test_a_websocket_client_through_the_test_client_sees_a_403_like_close() -> N
     with pytest.raises(WebSocketDisconnect) as info, client.websocket_connect("/nowhere"):
         pass
     assert info.value.code == 1000
+
+
+async def test_positional_only_connection_and_star_args_are_supported() -> None:
+    async def handler(request: Request, /, *args: Any, id: int) -> str:
+        return f"{request.method} {id}"
+
+    outcome = await call_http(Router([Path("/{id:int}", handler)]), "/5")
+    assert outcome.body == b"GET 5"
+
+
+def test_a_converter_that_refuses_a_value_means_no_match() -> None:
+    class Even(Converter):
+        regex = "[0-9]+"
+
+        def convert(self, value: str) -> int:
+            if int(value) % 2:
+                raise ValueError("odd")
+            return int(value)
+
+    register_converter("even_for_test", Even())
+    compiled = compile_path("/n/{n:even_for_test}")
+    assert compiled.match("/n/4") == ({"n": 4}, "")
+    assert compiled.match("/n/3") is None

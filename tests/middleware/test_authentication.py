@@ -129,3 +129,21 @@ async def test_user_without_the_middleware_is_a_clear_error() -> None:
 def test_anonymous_user_is_not_authenticated() -> None:
     assert AnonymousUser().is_authenticated is False
     assert AnonymousUser().display_name == ""
+
+
+async def test_lifespan_passes_through_and_a_sync_on_error_works() -> None:
+    import anyio
+
+    inner_scopes: list[str] = []
+
+    async def inner(scope: Any, receive: Any, send: Any) -> None:
+        inner_scopes.append(scope["type"])
+
+    middleware = AuthenticationMiddleware(inner, TokenBackend())
+    with anyio.fail_after(5):
+        await middleware({"type": "lifespan"}, None, None)  # type: ignore[arg-type]
+    assert inner_scopes == ["lifespan"]
+
+    app = make_app(on_error=lambda connection, exc: JSONResponse({"sync": exc.detail}, 401))
+    outcome = await call_http(app, "/", headers=[("authorization", "x")])
+    assert outcome.body == b'{"sync":"bad token"}'
