@@ -29,13 +29,10 @@ servers disagree on what an app that just returns means
 
 from __future__ import annotations
 
-import contextlib
 import difflib
 import enum
-import functools
 import inspect
-import traceback
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, TypeVar, cast
 
 import anyio.to_thread
@@ -48,6 +45,8 @@ from lilya._exception_handlers import (
     settle_http_error,
     to_response,
 )
+from lilya._handlers import HandlerCall, is_function_handler, name_of
+from lilya._lifespan import run_lifespan
 from lilya._matching import CompiledPath, compile_path
 from lilya.datastructures import URL, URLPath
 from lilya.exceptions import HTTPException, ImproperlyConfigured, NoMatchFound
@@ -92,73 +91,6 @@ def get_route_path(scope: Scope) -> str:
         if not rest or rest.startswith("/"):
             return rest
     return path
-
-
-# -- calling handlers --------------------------------------------------------
-
-
-def _unwrap(handler: Any) -> Any:
-    while isinstance(handler, functools.partial):
-        handler = handler.func
-    return handler
-
-
-def _is_function(handler: Any) -> bool:
-    # A function handler gets the connection and path params; anything else,
-    # and a function whose parameters are exactly (scope, receive, send), is
-    # an ASGI app.
-    target = _unwrap(handler)
-    if not (inspect.isfunction(target) or inspect.ismethod(target)):
-        return False
-    return list(inspect.signature(handler).parameters) != ["scope", "receive", "send"]
-
-
-class _Call:
-    """How to call a function handler: where the connection goes, which params it takes.
-
-    The first parameter whose name is not one of the route's path parameters
-    receives the connection (``request`` / ``websocket``); the others receive
-    the path parameters of the same name (the route's or an enclosing
-    ``Include``'s); ``**kwargs`` receives them all.
-    """
-
-    def __init__(self, handler: Callable[..., Any], param_names: frozenset[str]) -> None:
-        self.handler = handler
-        self.connection_by_name: str | None = None
-        self.pass_connection = False
-        self.takes_all = False
-        names: set[str] = set()
-        for parameter in inspect.signature(handler).parameters.values():
-            kind = parameter.kind
-            if kind is parameter.VAR_KEYWORD:
-                self.takes_all = True
-            elif kind is parameter.VAR_POSITIONAL:
-                continue
-            elif parameter.name not in param_names and not self.pass_connection:
-                self.pass_connection = True
-                if kind is not parameter.POSITIONAL_ONLY:
-                    self.connection_by_name = parameter.name
-            else:
-                # The route's own params, or an enclosing Include's: which
-                # ones those are is only known per connection.
-                names.add(parameter.name)
-        self.names = frozenset(names)
-
-    def __call__(self, connection: Any, path_params: Mapping[str, Any]) -> Any:
-        if self.takes_all:
-            kwargs = dict(path_params)
-        else:
-            kwargs = {name: path_params[name] for name in self.names if name in path_params}
-        if not self.pass_connection:
-            return self.handler(**kwargs)
-        if self.connection_by_name is not None:
-            kwargs[self.connection_by_name] = connection
-            return self.handler(**kwargs)
-        return self.handler(connection, **kwargs)
-
-
-def _name_of(handler: Any) -> str | None:
-    return getattr(_unwrap(handler), "__name__", None)
 
 
 # -- routes ------------------------------------------------------------------
@@ -237,11 +169,11 @@ class Path(BaseRoute):
     ) -> None:
         self.path = path
         self.handler = handler
-        self.name = name if name is not None else _name_of(handler)
+        self.name = name if name is not None else name_of(handler)
         self._compiled = compile_path(path)
-        self._call: _Call | None = None
-        if _is_function(handler):
-            self._call = _Call(handler, self._compiled.param_names)
+        self._call: HandlerCall | None = None
+        if is_function_handler(handler):
+            self._call = HandlerCall(handler, self._compiled.param_names)
             self._is_async = inspect.iscoroutinefunction(handler)
             if methods is None:
                 methods = ["GET"]
@@ -329,16 +261,16 @@ class WebSocketPath(BaseRoute):
     ) -> None:
         self.path = path
         self.handler = handler
-        self.name = name if name is not None else _name_of(handler)
+        self.name = name if name is not None else name_of(handler)
         self._compiled = compile_path(path)
-        self._call: _Call | None = None
-        if _is_function(handler):
+        self._call: HandlerCall | None = None
+        if is_function_handler(handler):
             if not inspect.iscoroutinefunction(handler):
                 raise ImproperlyConfigured(
                     f"WebSocket handler {getattr(handler, '__qualname__', handler)!r} must be "
                     "an async function (async def): it awaits the connection."
                 )
-            self._call = _Call(handler, self._compiled.param_names)
+            self._call = HandlerCall(handler, self._compiled.param_names)
         self.middleware = list(middleware or [])
         self.app = wrap_middleware(self._serve, self.middleware)
 
@@ -485,16 +417,6 @@ class Include(BaseRoute):
 
 
 # -- the router ---------------------------------------------------------------
-
-
-def _hook_runner(hook: Callable[[], Any]) -> Callable[[], Awaitable[Any]]:
-    async def run() -> Any:
-        result = hook()
-        if inspect.isawaitable(result):
-            result = await result
-        return result
-
-    return run
 
 
 class Router:
@@ -685,19 +607,7 @@ class Router:
         else:
             await PlainText("Not Found", 404)(scope, receive, send)
 
-    # -- lifespan ----------------------------------------------------------------
-    @contextlib.asynccontextmanager
-    async def _lifespan(self, app: Any) -> AsyncIterator[Any]:
-        for hook in self.on_startup:
-            await _hook_runner(hook)()
-        if self.lifespan_context is None:
-            yield None
-        else:
-            async with self.lifespan_context(app) as state:
-                yield state
-        for hook in self.on_shutdown:
-            await _hook_runner(hook)()
-
+    # -- lifespan --------------------------------------------------------------
     async def lifespan(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Run the ASGI lifespan protocol: startup hooks, then shutdown hooks.
 
@@ -705,23 +615,12 @@ class Router:
         ``lifespan.shutdown.failed``) with the traceback as its message, then
         re-raised.
         """
-        app = scope.get("app", self)
-        started = False
-        await receive()  # lifespan.startup
-        try:
-            async with self._lifespan(app) as state:
-                if state is not None:
-                    if "state" not in scope:
-                        raise RuntimeError(
-                            "The lifespan yielded state, but the server does not support "
-                            'lifespan "state"; keep it on app.state instead.'
-                        )
-                    scope["state"].update(state)
-                await send({"type": "lifespan.startup.complete"})
-                started = True
-                await receive()  # lifespan.shutdown
-        except Exception:
-            phase = "shutdown" if started else "startup"
-            await send({"type": f"lifespan.{phase}.failed", "message": traceback.format_exc()})
-            raise
-        await send({"type": "lifespan.shutdown.complete"})
+        await run_lifespan(
+            scope,
+            receive,
+            send,
+            on_startup=self.on_startup,
+            on_shutdown=self.on_shutdown,
+            context=self.lifespan_context,
+            app=scope.get("app", self),
+        )
