@@ -159,9 +159,9 @@ class Channels:
         await task_group.__aenter__()
         try:
             await self._backend.connect(self, task_group)
-        except BaseException as exc:
+        except BaseException:
             task_group.cancel_scope.cancel()
-            await task_group.__aexit__(type(exc), exc, exc.__traceback__)
+            await task_group.__aexit__(None, None, None)
             raise
         task_group.start_soon(self._heartbeat)
         self._task_group = task_group
@@ -468,7 +468,6 @@ class Channels:
                 f"{self!r} is not connected: pass lifespan=channels.lifespan to your app "
                 "or await channels.connect() first."
             )
-
 
 
 def _check_name(channel: str) -> None:

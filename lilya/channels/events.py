@@ -14,7 +14,7 @@ from typing import Any, Literal, NamedTuple
 
 import orjson
 
-__all__ = ["Event", "EventType", "Position", "decode", "encode"]
+__all__ = ["Event", "EventType", "Position", "decode", "encode", "encode_json"]
 
 #: ``message`` is something you published; ``join`` and ``leave`` are presence
 #: changes; ``reset`` tells a live subscription that it lost its place (history
@@ -97,6 +97,18 @@ def encode(data: Any) -> tuple[str, bytes]:
             f"{exc}. Convert it (e.g. to a dict) before publishing."
         ) from None
     return TAG_JSON, text.encode()
+
+
+def encode_json(value: Any) -> bytes:
+    """Encode *value* as compact JSON (presence info is always JSON).
+
+    Raises:
+        TypeError: *value* is not JSON-serialisable.
+    """
+    if isinstance(value, bytes | bytearray | memoryview):
+        raise TypeError("Presence info must be JSON-serialisable; bytes are not.")
+    tag, payload = encode(value)
+    return payload if tag == TAG_JSON else orjson.dumps(value)
 
 
 def decode(tag: str, payload: bytes) -> Any:
