@@ -8,6 +8,7 @@ and, for the client leaving, :class:`lilya.websockets.WebSocketDisconnect`.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from typing import Any
 
@@ -16,7 +17,10 @@ from lilya.status import reason_phrase
 __all__ = [
     "HTTPException",
     "ImproperlyConfigured",
+    "InvalidJSONError",
+    "NoMatchFound",
     "WebSocketException",
+    "WebSocketFrameError",
     "WebSocketRuntimeError",
 ]
 
@@ -38,6 +42,58 @@ class WebSocketRuntimeError(RuntimeError):
         super().__init__(message)
         self.state = state
         self.message_type = message_type
+
+
+class WebSocketFrameError(WebSocketRuntimeError):
+    """A frame of the other kind arrived: text where you asked for bytes, or back.
+
+    The client chose the frame kind, so the routing layer and
+    ``WebSocketController`` answer it with close code 1003 (unsupported data).
+
+    Attributes:
+        expected: ``"text"`` or ``"bytes"``, what you asked for.
+        received: ``"text"`` or ``"bytes"``, what arrived.
+    """
+
+    def __init__(self, expected: str, received: str) -> None:
+        other = "receive_text()" if received == "text" else "receive_bytes()"
+        super().__init__(
+            f"Expected a {expected} frame but the client sent a {received} frame; "
+            f"use {other} or receive() to accept {received} frames.",
+            state="CONNECTED",
+            message_type="websocket.receive",
+        )
+        self.expected = expected
+        self.received = received
+
+
+class InvalidJSONError(json.JSONDecodeError):
+    """The client sent a frame that is not valid JSON (or, in binary mode, not UTF-8).
+
+    It subclasses :class:`json.JSONDecodeError` (a :class:`ValueError`) so code
+    that catches what the standard library raises keeps working. The routing
+    layer and ``WebSocketController`` answer it with close code 1007.
+
+    Attributes:
+        mode: ``"text"`` or ``"binary"``, the frame kind the JSON came in.
+    """
+
+    def __init__(self, detail: str, doc: str, pos: int, *, mode: str) -> None:
+        super().__init__(f"Received invalid JSON in a {mode} frame: {detail}", doc, pos)
+        self.mode = mode
+
+
+class NoMatchFound(LookupError):
+    """Reverse routing found no route with that name accepting those parameters."""
+
+    def __init__(self, name: str, path_params: Mapping[str, Any]) -> None:
+        params = ", ".join(sorted(path_params))
+        super().__init__(
+            f'No route found for name "{name}" and params "{params}"; check the route '
+            'name ("include-name:route-name" inside an Include) and its path parameters.'
+        )
+        self.name = name
+        self.path_params = dict(path_params)
 
 
 class WebSocketException(Exception):

@@ -1,8 +1,57 @@
-"""The WebSocket connection: the seed's ``WebSocket`` class and its companions."""
+"""The WebSocket connection: the seed's ``WebSocket`` class and its companions.
+
+Theory of operation
+-------------------
+An ASGI WebSocket has two sides, and we track each with its own state:
+
+* ``client_state`` moves on what :meth:`WebSocket.receive` gets from the server
+  (``websocket.connect``, ``websocket.receive``, ``websocket.disconnect``);
+* ``application_state`` moves on what :meth:`WebSocket.send` gives the server
+  (``websocket.accept``, ``websocket.send``, ``websocket.close`` and the
+  Denial Response extension's ``websocket.http.response.*``).
+
+Every legal move is one row of :data:`TRANSITIONS` (the ASGI spec, "WebSocket"
+in ``specs/www.rst`` and "Websocket Denial Response" in ``docs/extensions.rst``).
+``send()`` and ``receive()`` look the message up in the table for the side's
+current state *before* any I/O; a message with no row is the application's
+mistake and raises :class:`~lilya.exceptions.WebSocketRuntimeError` naming what
+was expected. The table printed in ``docs/websockets.md`` is checked against
+this one by a test.
+
+Servers differ (``shared/asgi-servers.md``): some hang if ``receive`` is called
+after a disconnect, some raise, some ignore a send to a gone client. We never
+call the server after we know the connection is over, so every server looks
+the same from here.
+"""
 
 from __future__ import annotations
 
-__all__ = ["WebSocketDisconnect"]
+import enum
+from collections.abc import AsyncIterator, Iterable, Mapping
+from typing import Any, Final, Literal
+
+from lilya import _json
+from lilya._connection import Connection
+from lilya.datastructures import encode_headers
+from lilya.exceptions import WebSocketFrameError, WebSocketRuntimeError
+from lilya.types import Message, Receive, Scope, Send
+
+__all__ = [
+    "TRANSITIONS",
+    "WebSocket",
+    "WebSocketClose",
+    "WebSocketDisconnect",
+    "WebSocketState",
+]
+
+
+class WebSocketState(enum.Enum):
+    """Where one side of a WebSocket is in its life."""
+
+    CONNECTING = 0
+    CONNECTED = 1
+    DISCONNECTED = 2
+    RESPONSE = 3
 
 
 class WebSocketDisconnect(Exception):
@@ -26,3 +75,393 @@ class WebSocketDisconnect(Exception):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(code={self.code!r}, reason={self.reason!r})"
+
+
+_CONNECTING: Final = WebSocketState.CONNECTING
+_CONNECTED: Final = WebSocketState.CONNECTED
+_DISCONNECTED: Final = WebSocketState.DISCONNECTED
+_RESPONSE: Final = WebSocketState.RESPONSE
+
+# (side, state, message type, more_body, next state). ``more_body`` matters only
+# for the denial response body (``None`` elsewhere): a body with more to come
+# keeps the RESPONSE state, the last one ends the connection.
+TRANSITIONS: Final[tuple[tuple[str, WebSocketState, str, bool | None, WebSocketState], ...]] = (
+    ("receive", _CONNECTING, "websocket.connect", None, _CONNECTED),
+    ("receive", _CONNECTED, "websocket.receive", None, _CONNECTED),
+    ("receive", _CONNECTED, "websocket.disconnect", None, _DISCONNECTED),
+    ("send", _CONNECTING, "websocket.accept", None, _CONNECTED),
+    ("send", _CONNECTING, "websocket.close", None, _DISCONNECTED),
+    ("send", _CONNECTING, "websocket.http.response.start", None, _RESPONSE),
+    ("send", _RESPONSE, "websocket.http.response.body", True, _RESPONSE),
+    ("send", _RESPONSE, "websocket.http.response.body", False, _DISCONNECTED),
+    ("send", _CONNECTED, "websocket.send", None, _CONNECTED),
+    ("send", _CONNECTED, "websocket.close", None, _DISCONNECTED),
+)
+
+_BODY: Final = "websocket.http.response.body"
+
+# The table, indexed for the hot path: side -> state -> type -> next state. The
+# body row is keyed by (type, more_body) since its next state depends on both.
+_Moves = dict[WebSocketState, dict[Any, WebSocketState]]
+
+
+def _index(side: str) -> _Moves:
+    moves: _Moves = {state: {} for state in WebSocketState}
+    for row_side, state, message_type, more_body, next_state in TRANSITIONS:
+        if row_side == side:
+            key = message_type if more_body is None else (message_type, more_body)
+            moves[state][key] = next_state
+    return moves
+
+
+_RECEIVE_MOVES: Final = _index("receive")
+_SEND_MOVES: Final = _index("send")
+
+
+def _expected(moves: Mapping[Any, WebSocketState]) -> str:
+    names = list(dict.fromkeys(k if isinstance(k, str) else k[0] for k in moves))
+    quoted = [f'"{name}"' for name in names]
+    if len(quoted) <= 1:
+        return "".join(quoted)
+    return ", ".join(quoted[:-1]) + " or " + quoted[-1]
+
+
+def _refused(side: str, state: WebSocketState, message_type: Any) -> WebSocketRuntimeError:
+    moves = (_SEND_MOVES if side == "send" else _RECEIVE_MOVES)[state]
+    expected = f"ASGI message {_expected(moves)}" if moves else f"no ASGI message in {state.name}"
+    return WebSocketRuntimeError(
+        f"Expected {expected}, but got {message_type!r}.",
+        state=state.name,
+        message_type=message_type if isinstance(message_type, str) else None,
+    )
+
+
+_MODE_ERROR: Final = 'The "mode" argument should be "text" or "binary".'
+_NOT_CONNECTED: Final = 'WebSocket is not connected. Need to call "accept" first.'
+
+
+class WebSocket(Connection):
+    """One WebSocket connection, wrapped around an ASGI scope, receive and send.
+
+    Use it like the scope (``websocket["path"]``) and read what the client asked
+    for through ``url``, ``headers``, ``query_params``, ``path_params``,
+    ``cookies``. Talk through the operations below rather than the raw
+    callables, so both sides' states stay right.
+
+    Raises:
+        WebSocketRuntimeError: the scope is not a ``"websocket"`` scope.
+    """
+
+    def __init__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        scope_type = scope.get("type") if isinstance(scope, Mapping) else None
+        if scope_type != "websocket":
+            raise WebSocketRuntimeError(
+                f'WebSocket needs an ASGI scope of type "websocket", got {scope_type!r}; '
+                "use lilya.requests.Request for HTTP scopes."
+            )
+        super().__init__(scope)
+        self._receive = receive
+        self._send = send
+        self.client_state = _CONNECTING
+        self.application_state = _CONNECTING
+        self._disconnect_code = 1005
+        self._disconnect_reason = ""
+
+    # -- the raw messages, through the state table ---------------------------
+    async def receive(self) -> Message:
+        """Receive the next raw ASGI message from the server.
+
+        Returns:
+            The message, unchanged.
+
+        Raises:
+            WebSocketRuntimeError: a disconnect was already received (the server
+                may never answer again), or the server sent a message the
+                client's state does not allow.
+        """
+        state = self.client_state
+        if state is _DISCONNECTED:
+            raise WebSocketRuntimeError(
+                'Cannot call "receive" once a disconnect message has been received.',
+                state=state.name,
+            )
+        message = await self._receive()
+        message_type = message.get("type")
+        next_state = _RECEIVE_MOVES[state].get(message_type)
+        if next_state is None:
+            raise _refused("receive", state, message_type)
+        self.client_state = next_state
+        if next_state is _DISCONNECTED:
+            self._remember_disconnect(message)
+        return message
+
+    async def send(self, message: Message) -> None:
+        """Send a raw ASGI message to the server.
+
+        A ``websocket.send`` after the client has gone raises
+        :class:`WebSocketDisconnect` without calling the server; a
+        ``websocket.close`` then just marks this side closed.
+
+        Raises:
+            WebSocketRuntimeError: a close was already sent, or the message is
+                not allowed in this state (e.g. ``websocket.send`` before
+                ``accept``).
+            WebSocketDisconnect: the client is gone (now, or before this call).
+        """
+        state = self.application_state
+        message_type = message.get("type")
+        key = (
+            (message_type, bool(message.get("more_body", False)))
+            if message_type == _BODY
+            else message_type
+        )
+        next_state = _SEND_MOVES[state].get(key)
+        if next_state is None:
+            if state is _DISCONNECTED:
+                raise WebSocketRuntimeError(
+                    'Cannot call "send" once a close message has been sent.',
+                    state=state.name,
+                    message_type=message_type,
+                )
+            raise _refused("send", state, message_type)
+        if self.client_state is _DISCONNECTED:
+            # The client left; servers would raise, hang or drop it silently,
+            # so we never call them. A close just ends our side; anything else
+            # tells the app the client is gone (and leaves close() legal).
+            if message_type == "websocket.close":
+                self.application_state = _DISCONNECTED
+                return
+            raise WebSocketDisconnect(self._disconnect_code, self._disconnect_reason)
+        self.application_state = next_state
+        try:
+            await self._send(message)
+        except OSError:
+            # ASGI 2.4: a send on a closed connection raises an OSError subclass
+            # (uvicorn's ClientDisconnected). The peer went away mid-stream.
+            self.client_state = _DISCONNECTED
+            self._disconnect_code, self._disconnect_reason = 1006, ""
+            if message_type == "websocket.close":
+                return  # closing a connection that is already gone is done
+            # Our side stays open in the table (the message never left), so a
+            # following close() is the silent no-op it is after any disconnect.
+            self.application_state = state
+            raise WebSocketDisconnect(1006) from None
+
+    def _remember_disconnect(self, message: Message) -> None:
+        # asgi-servers.md: daphne may send ``code: None`` and several servers
+        # omit ``reason``; ASGI says both mean 1005 / "".
+        code = message.get("code")
+        self._disconnect_code = 1005 if code is None else int(code)
+        self._disconnect_reason = message.get("reason") or ""
+
+    # -- handshake and close -------------------------------------------------
+    async def accept(
+        self,
+        subprotocol: str | None = None,
+        headers: Iterable[tuple[bytes, bytes]]
+        | Iterable[tuple[str, str]]
+        | Mapping[str, str]
+        | None = None,
+    ) -> None:
+        """Accept the handshake, first waiting for the client's connect if needed.
+
+        Args:
+            subprotocol: the one of ``websocket["subprotocols"]`` you chose.
+            headers: extra response headers, as ``(bytes, bytes)`` or ``str``
+                pairs or a mapping (``str`` is encoded as latin-1). Granian and
+                daphne ignore them.
+
+        Raises:
+            WebSocketRuntimeError: the connection was already accepted or closed.
+
+        Moves ``application_state`` to CONNECTED.
+        """
+        if self.client_state is _CONNECTING:
+            await self.receive()
+        message: Message = {"type": "websocket.accept", "subprotocol": subprotocol}
+        if headers is not None:
+            message["headers"] = encode_headers(headers)
+        await self.send(message)
+
+    async def close(self, code: int = 1000, reason: str | None = None) -> None:
+        """Close the connection with *code* and *reason*.
+
+        Before ``accept`` the server answers the handshake with HTTP 403. After
+        the client has already left, nothing is sent (servers refuse it) and the
+        application side is just marked DISCONNECTED.
+
+        Raises:
+            WebSocketRuntimeError: you already closed it.
+        """
+        await self.send({"type": "websocket.close", "code": code, "reason": reason or ""})
+
+    async def send_denial_response(self, response: Any) -> None:
+        """Refuse the handshake with an HTTP *response* instead of a bare 403.
+
+        The response runs as an ASGI app through this WebSocket's ``send``, so
+        the state machine sees ``websocket.http.response.start`` and ``.body``.
+
+        Raises:
+            RuntimeError: the server does not advertise the Websocket Denial
+                Response extension (daphne, for one).
+            WebSocketRuntimeError: the connection was already accepted or closed.
+        """
+        if "websocket.http.response" not in (self.scope.get("extensions") or {}):
+            raise RuntimeError(
+                "The server doesn't support the Websocket Denial Response extension."
+            )
+        if self.application_state is not _CONNECTING:
+            raise WebSocketRuntimeError(
+                "A denial response can only be sent before the connection is accepted; "
+                f"the application side is {self.application_state.name}.",
+                state=self.application_state.name,
+            )
+        await response(self.scope, self.receive, self.send)
+
+    # -- typed receive -------------------------------------------------------
+    def _check_receivable(self) -> None:
+        state = self.application_state
+        if state is not _CONNECTED:
+            if state is _DISCONNECTED:
+                raise WebSocketRuntimeError(
+                    "Cannot receive once the application has closed the connection; "
+                    "the client's close is not delivered as data.",
+                    state=state.name,
+                )
+            raise WebSocketRuntimeError(_NOT_CONNECTED, state=state.name)
+
+    async def _receive_data(self) -> Message:
+        self._check_receivable()
+        message = await self.receive()
+        if message["type"] == "websocket.disconnect":
+            raise WebSocketDisconnect(self._disconnect_code, self._disconnect_reason)
+        return message
+
+    async def receive_text(self) -> str:
+        """Receive the next text frame.
+
+        Raises:
+            WebSocketDisconnect: the client left.
+            WebSocketFrameError: the client sent a binary frame.
+            WebSocketRuntimeError: not accepted yet, or already closed.
+        """
+        message = await self._receive_data()
+        text = message.get("text")
+        if text is None:
+            raise WebSocketFrameError("text", "bytes")
+        return text  # type: ignore[no-any-return]
+
+    async def receive_bytes(self) -> bytes:
+        """Receive the next binary frame.
+
+        Raises:
+            WebSocketDisconnect: the client left.
+            WebSocketFrameError: the client sent a text frame.
+            WebSocketRuntimeError: not accepted yet, or already closed.
+        """
+        message = await self._receive_data()
+        data = message.get("bytes")
+        if data is None:
+            raise WebSocketFrameError("bytes", "text")
+        return data  # type: ignore[no-any-return]
+
+    async def receive_json(self, mode: Literal["text", "binary"] = "text") -> Any:
+        """Receive the next frame and parse it as JSON.
+
+        Args:
+            mode: ``"text"`` for JSON in text frames (the default), ``"binary"``
+                for UTF-8 JSON in binary frames.
+
+        Raises:
+            WebSocketDisconnect: the client left.
+            WebSocketFrameError: the frame is of the other kind.
+            lilya.exceptions.InvalidJSONError: not JSON (a ``ValueError``).
+            WebSocketRuntimeError: bad *mode*, not accepted yet, or closed.
+        """
+        if mode == "text":
+            return _json.loads(await self.receive_text(), "text")
+        if mode == "binary":
+            return _json.loads(await self.receive_bytes(), "binary")
+        raise WebSocketRuntimeError(_MODE_ERROR)
+
+    async def iter_text(self) -> AsyncIterator[str]:
+        """Yield text frames until the client disconnects, then stop cleanly."""
+        try:
+            while True:
+                yield await self.receive_text()
+        except WebSocketDisconnect:
+            pass
+
+    async def iter_bytes(self) -> AsyncIterator[bytes]:
+        """Yield binary frames until the client disconnects, then stop cleanly."""
+        try:
+            while True:
+                yield await self.receive_bytes()
+        except WebSocketDisconnect:
+            pass
+
+    async def iter_json(self, mode: Literal["text", "binary"] = "text") -> AsyncIterator[Any]:
+        """Yield parsed JSON frames until the client disconnects, then stop cleanly.
+
+        Raises:
+            WebSocketRuntimeError: bad *mode* (on the first iteration).
+        """
+        if mode not in ("text", "binary"):
+            raise WebSocketRuntimeError(_MODE_ERROR)
+        try:
+            while True:
+                yield await self.receive_json(mode)
+        except WebSocketDisconnect:
+            pass
+
+    # -- typed send ----------------------------------------------------------
+    async def send_text(self, data: str) -> None:
+        """Send *data* in a text frame.
+
+        Raises:
+            WebSocketDisconnect: the client is gone.
+            WebSocketRuntimeError: not accepted yet, or already closed.
+        """
+        await self.send({"type": "websocket.send", "text": data})
+
+    async def send_bytes(self, data: bytes) -> None:
+        """Send *data* in a binary frame.
+
+        Raises:
+            WebSocketDisconnect: the client is gone.
+            WebSocketRuntimeError: not accepted yet, or already closed.
+        """
+        await self.send({"type": "websocket.send", "bytes": data})
+
+    async def send_json(self, data: Any, mode: Literal["text", "binary"] = "text") -> None:
+        """Send *data* as compact JSON, in a text frame or (``mode="binary"``) a binary one.
+
+        The output equals ``json.dumps(data, separators=(",", ":"),
+        ensure_ascii=False)``.
+
+        Raises:
+            TypeError: *data* is not JSON-serializable.
+            WebSocketRuntimeError: bad *mode*, not accepted yet, or closed.
+            WebSocketDisconnect: the client is gone.
+        """
+        if mode == "text":
+            await self.send({"type": "websocket.send", "text": _json.dumps_text(data)})
+        elif mode == "binary":
+            await self.send({"type": "websocket.send", "bytes": _json.dumps_bytes(data)})
+        else:
+            raise WebSocketRuntimeError(_MODE_ERROR)
+
+
+class WebSocketClose:
+    """An ASGI app that closes the WebSocket with *code* and *reason*, and nothing else.
+
+    Routing uses it to refuse a WebSocket no route matched (before accept, so the
+    client sees HTTP 403).
+    """
+
+    def __init__(self, code: int = 1000, reason: str | None = None) -> None:
+        self.code = code
+        self.reason = reason or ""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await send({"type": "websocket.close", "code": self.code, "reason": self.reason})
