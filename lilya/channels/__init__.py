@@ -13,6 +13,7 @@ from lilya.channels.exceptions import (
     SubscriberOverflowError,
 )
 from lilya.channels.subscription import Policy, Subscription
+from lilya.channels.websocket import default_encode, relay
 
 __all__ = [
     "BackendUnavailableError",
@@ -25,4 +26,6 @@ __all__ = [
     "Position",
     "SubscriberOverflowError",
     "Subscription",
+    "default_encode",
+    "relay",
 ]
