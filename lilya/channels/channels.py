@@ -130,6 +130,7 @@ class Channels:
             )
         self._locals: dict[str, _Local] = {}
         self._task_group: TaskGroup | None = None
+        self._heartbeat_scope = anyio.CancelScope()
 
     def __repr__(self) -> str:
         state = "connected" if self._task_group is not None else "disconnected"
@@ -163,6 +164,7 @@ class Channels:
             task_group.cancel_scope.cancel()
             await task_group.__aexit__(None, None, None)
             raise
+        self._heartbeat_scope = anyio.CancelScope()
         task_group.start_soon(self._heartbeat)
         self._task_group = task_group
 
@@ -451,16 +453,23 @@ class Channels:
             logger.warning("Channels cleanup step failed (it will time out instead): %s", exc)
 
     async def _heartbeat(self) -> None:
+        """Keep this process's members alive and expire dead processes' members.
+
+        Every ``presence_ttl / 3`` seconds, so a member survives two missed
+        beats, and a dead process's members go within ``presence_ttl`` plus
+        one beat of its last heartbeat.
+        """
         interval = self.presence_ttl / 3
-        while True:
-            await anyio.sleep(interval)
-            for local in list(self._locals.values()):
-                try:
-                    await self._backend.presence_refresh(
-                        local.name, dict(local.members), self.presence_ttl
-                    )
-                except BackendUnavailableError as exc:
-                    logger.warning("Presence heartbeat of %r failed: %s", local.name, exc)
+        with self._heartbeat_scope:
+            while True:
+                await anyio.sleep(interval)
+                for local in list(self._locals.values()):
+                    try:
+                        await self._backend.presence_refresh(
+                            local.name, dict(local.members), self.presence_ttl
+                        )
+                    except BackendUnavailableError as exc:
+                        logger.warning("Presence heartbeat of %r failed: %s", local.name, exc)
 
     def _require_connected(self) -> None:
         if self._task_group is None:
