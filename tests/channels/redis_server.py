@@ -42,27 +42,46 @@ class RedisProcess:
         persistent: keep data across a kill (append-only file, fsync always),
             so a restart comes back with history; otherwise a restart is empty.
         password: require this password.
+        tls: speak only TLS, with a self-signed certificate made for the test.
     """
 
-    def __init__(self, *, persistent: bool = False, password: str | None = None) -> None:
+    def __init__(
+        self, *, persistent: bool = False, password: str | None = None, tls: bool = False
+    ) -> None:
         if shutil.which("redis-server") is None:  # pragma: no cover - the machine has it
             raise RuntimeError("redis-server is not on PATH")
         self.port = free_port()
         self.dir = Path(tempfile.mkdtemp(prefix="lilya-redis-"))
         self.persistent = persistent
         self.password = password
+        self.tls = tls
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
         auth = f":{self.password}@" if self.password else ""
+        if self.tls:
+            return f"rediss://{auth}127.0.0.1:{self.port}/0?ssl_ca_certs={self.dir / 'cert.pem'}"
         return f"redis://{auth}127.0.0.1:{self.port}/0"
+
+    def _make_certificate(self) -> list[str]:
+        cert, key = self.dir / "cert.pem", self.dir / "key.pem"
+        if not cert.exists():
+            subprocess.run(
+                ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                 "-keyout", str(key), "-out", str(cert), "-subj", "/CN=127.0.0.1",
+                 "-addext", "subjectAltName=IP:127.0.0.1"],
+                check=True, capture_output=True, timeout=30,
+            )  # fmt: skip
+        return ["--port", "0", "--tls-port", str(self.port), "--tls-cert-file", str(cert),
+                "--tls-key-file", str(key), "--tls-ca-cert-file", str(cert),
+                "--tls-auth-clients", "no"]  # fmt: skip
 
     def start(self, timeout: float = 10.0) -> None:
         """Start (or restart) the server and wait until it accepts connections."""
         argv = [
             "redis-server",
-            "--port", str(self.port),
+            *(self._make_certificate() if self.tls else ["--port", str(self.port)]),
             "--bind", "127.0.0.1",
             "--dir", str(self.dir),
             "--save", "",
@@ -80,7 +99,10 @@ class RedisProcess:
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise RuntimeError(f"redis-server exited with {self.process.returncode}")
-            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", self.port), 0.2):
+            with (
+                contextlib.suppress(OSError),
+                socket.create_connection(("127.0.0.1", self.port), 0.2),
+            ):
                 if redis_available(self.url):
                     return
             time.sleep(0.02)
@@ -100,9 +122,11 @@ class RedisProcess:
 
 
 @contextlib.contextmanager
-def private_redis(*, persistent: bool = False, password: str | None = None) -> Iterator[RedisProcess]:
+def private_redis(
+    *, persistent: bool = False, password: str | None = None, tls: bool = False
+) -> Iterator[RedisProcess]:
     """Start a private Redis for the block, always stopping it afterwards."""
-    server = RedisProcess(persistent=persistent, password=password)
+    server = RedisProcess(persistent=persistent, password=password, tls=tls)
     try:
         server.start()
         yield server

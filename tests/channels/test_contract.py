@@ -46,9 +46,7 @@ def url(backend: tuple[str, str], request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture
-async def make(
-    url: str, prefix: str, channels_factory: Make
-) -> AsyncIterator[Make]:
+async def make(url: str, prefix: str, channels_factory: Make) -> AsyncIterator[Make]:
     async def make_channels(**options: Any) -> Channels:
         return await channels_factory(url, key_prefix=prefix, **options)
 
