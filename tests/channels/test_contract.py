@@ -12,7 +12,7 @@ import pytest
 
 from lilya.channels import Channels, Position, SubscriberOverflowError
 from tests.channels.conftest import delete_keys
-from tests.channels.helpers import nothing_more, offsets, take, take_messages, take_type
+from tests.channels.helpers import nothing_more, offsets, take, take_type
 
 pytestmark = pytest.mark.anyio
 
