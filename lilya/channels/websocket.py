@@ -109,7 +109,12 @@ async def relay(
     async with anyio.create_task_group() as group:
         group.start_soon(send_events, group.cancel_scope)
         group.start_soon(watch_overflow, group.cancel_scope)
-        await _receive_all(websocket, on_receive)
+        try:
+            await _receive_all(websocket, on_receive)
+        except Exception as exc:
+            # Kept and re-raised after the group, so that you catch your own
+            # exception rather than an ExceptionGroup wrapping it.
+            failure.append(exc)
         group.cancel_scope.cancel()
 
     if failure:
