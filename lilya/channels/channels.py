@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import anyio
-from anyio.abc import TaskGroup
+from anyio.abc import TaskGroup, TaskStatus
 
 from lilya.channels._base import Backend, HistoryPage
 from lilya.channels.events import Event, Position, encode
@@ -130,7 +130,9 @@ class Channels:
             )
         self._locals: dict[str, _Local] = {}
         self._task_group: TaskGroup | None = None
-        self._heartbeat_scope = anyio.CancelScope()
+        # Made at connect(): anyio objects need a running event loop, and you
+        # build Channels at import time.
+        self._heartbeat_scope: anyio.CancelScope | None = None
 
     def __repr__(self) -> str:
         state = "connected" if self._task_group is not None else "disconnected"
@@ -164,8 +166,7 @@ class Channels:
             task_group.cancel_scope.cancel()
             await task_group.__aexit__(None, None, None)
             raise
-        self._heartbeat_scope = anyio.CancelScope()
-        task_group.start_soon(self._heartbeat)
+        await task_group.start(self._heartbeat)
         self._task_group = task_group
 
     async def disconnect(self) -> None:
@@ -452,7 +453,9 @@ class Channels:
         except (BackendUnavailableError, TimeoutError) as exc:
             logger.warning("Channels cleanup step failed (it will time out instead): %s", exc)
 
-    async def _heartbeat(self) -> None:
+    async def _heartbeat(
+        self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED
+    ) -> None:
         """Keep this process's members alive and expire dead processes' members.
 
         Every ``presence_ttl / 3`` seconds, so a member survives two missed
@@ -460,7 +463,8 @@ class Channels:
         one beat of its last heartbeat.
         """
         interval = self.presence_ttl / 3
-        with self._heartbeat_scope:
+        with anyio.CancelScope() as self._heartbeat_scope:
+            task_status.started()
             while True:
                 await anyio.sleep(interval)
                 for local in list(self._locals.values()):

@@ -233,7 +233,7 @@ class RedisBackend(Backend):
         self._confirmed: set[str] = set()
         self._confirm_waiters: dict[str, anyio.Event] = {}
         self._reader: AbstractConnection | None = None
-        self._write_lock = anyio.Lock()
+        self._write_lock: anyio.Lock | None = None
         self._scripts: dict[str, AsyncScript] = {}
 
     # -- plumbing ------------------------------------------------------------
@@ -283,6 +283,7 @@ class RedisBackend(Backend):
         )
         self._client = Redis(connection_pool=self._pool)
         self._sink = sink
+        self._write_lock = anyio.Lock()
         try:
             await self._call("connect", self._client.ping())
             reader = await self._open_reader()
@@ -423,7 +424,7 @@ class RedisBackend(Backend):
         if reader is None:
             raise BackendUnavailableError(self.safe_url, "subscribe", None)
         waiter = self._confirm_waiters.setdefault(channel, anyio.Event())
-        async with self._write_lock:
+        async with self._lock():
             await self._call(
                 "subscribe", reader.send_command("SUBSCRIBE", self._live_name(channel))
             )
@@ -436,10 +437,15 @@ class RedisBackend(Backend):
         self._wanted.discard(channel)
         reader = self._reader
         if reader is not None:
-            async with self._write_lock:
+            async with self._lock():
                 await self._call(
                     "unsubscribe", reader.send_command("UNSUBSCRIBE", self._live_name(channel))
                 )
+
+    def _lock(self) -> anyio.Lock:
+        if self._write_lock is None:
+            raise RuntimeError("RedisBackend used before connect().")
+        return self._write_lock
 
     def _live_name(self, channel: str) -> str:
         return f"{self._prefix}:live:{channel}"

@@ -331,6 +331,7 @@ def crash(channels: Channels) -> None:
     Its heartbeat stops and it forgets its members, so nothing announces
     their leave; only the TTL can drop them.
     """
+    assert channels._heartbeat_scope is not None
     channels._heartbeat_scope.cancel()
     for local in channels._locals.values():
         local.members.clear()
