@@ -6,7 +6,7 @@ exactly this text, so the published matrix is the one the suite enforces.
 
 from __future__ import annotations
 
-from tests.interop.test_servers import EXPECTED, MiB, Expect
+from tests.interop.test_servers import EXPECTED, Expect, MiB
 from tests.support.servers import SERVERS
 
 #: What the values of each row are (the column the docs show first).

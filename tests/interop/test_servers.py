@@ -294,7 +294,7 @@ def server(request: pytest.FixtureRequest) -> Iterator[Server]:
 def matches(actual: Sequence[str], expected: Sequence[str]) -> bool:
     """Each exception line in *actual* starts with the one in *expected*, one for one."""
     return len(actual) == len(expected) and all(
-        line.startswith(prefix) for line, prefix in zip(actual, expected)
+        line.startswith(prefix) for line, prefix in zip(actual, expected, strict=True)
     )
 
 
