@@ -212,10 +212,7 @@ def _where(exc: BaseException) -> str:
 
 
 def _relative(filename: str) -> str:
-    try:
-        relative = os.path.relpath(filename)
-    except ValueError:  # another drive on Windows
-        return filename
+    relative = os.path.relpath(filename)
     return filename if relative.startswith(os.pardir) else relative
 
 
