@@ -275,3 +275,25 @@ def test_an_app_path_that_does_not_load_exits_1_with_one_paragraph(
     assert expected in done.stderr
     assert done.stderr.count("\n") == 1
     assert "Traceback" not in done.stderr
+
+
+def test_the_error_examples_in_docs_cli_md_are_what_lilya_prints(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    docs = (ROOT / "docs" / "cli.md").read_text(encoding="utf-8")
+    examples = re.findall(r"^\$ lilya run (\S+)\n(lilya: Cannot load .*)$", docs, re.MULTILINE)
+    assert len(examples) == 5
+    (tmp_path / "main.py").write_text(
+        "async def app(scope, receive, send):\n    pass\n\ndef create_app():\n    return app\n"
+    )
+    (tmp_path / "chat.py").write_text('"""Chat."""\n\nimport redis_extras\n')
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    try:
+        for path, printed in examples:
+            assert cli.main(["run", path]) == 1
+            expected = printed.replace("/home/me/project", str(tmp_path))
+            assert capsys.readouterr().err == expected + "\n"
+    finally:
+        sys.modules.pop("main", None)
+        sys.modules.pop("chat", None)

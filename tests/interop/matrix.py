@@ -57,7 +57,7 @@ def show(value: object) -> str:
             return f"{value // MiB} MiB"
         return "no close frame (1006)" if value == 1006 else str(value)
     if isinstance(value, bytes):
-        return f"`{value!r}`" if value else '`b""`'
+        return f"`{_cut(repr(value))}`" if value else '`b""`'
     if isinstance(value, str):
         if value.startswith("send raised WebSocketDisconnect("):
             return f"next send raises {value[-5:-1]}"
@@ -69,10 +69,14 @@ def show(value: object) -> str:
                 .replace(" reason=''", "")
                 .replace("reason=", "")
             )
-        return f"`{value!r}`" if value != "dropped" else "**dropped**"
+        return f"`{_cut(repr(value))}`" if value != "dropped" else "**dropped**"
     if isinstance(value, (tuple, list)):
         return " / ".join(show(item) for item in value)
     return str(value)
+
+
+def _cut(text: str, width: int = 24) -> str:
+    return text if len(text) <= width else text[: width - 2] + "…" + text[-1]
 
 
 def cell(expect: Expect, marks: dict[str, int]) -> str:
