@@ -1,0 +1,271 @@
+"""A chat room on lilya: ``lilya run examples.chat.app:app``, then open the printed URL.
+
+One page (``static/index.html``) and one WebSocket route, ``/ws/{room}?nick=ann``.
+Messages fan out through :mod:`lilya.channels`: ``memory://`` by default (one
+process), or the URL in ``LILYA_CHANNELS_URL`` (``redis://127.0.0.1:6379/0``)
+for several workers or hosts. See ``docs/chat.md``.
+
+What the server sends, one JSON text frame each:
+
+- ``welcome``: ``room``, ``nick``, ``member`` (your presence id), ``pid`` (the
+  worker process that serves you), ``resumed`` (your ``since=`` was honoured)
+  and ``online`` (``[{"member", "nick"}]``);
+- ``history``: ``messages`` (the last 50, oldest first) and ``reset`` (you asked
+  to resume but that history is gone: replace what you show). Sent on a fresh
+  join or when a resume is impossible; after a resume, the missed messages come
+  as ordinary ``message`` frames instead;
+- ``message``: ``epoch``, ``offset``, ``nick``, ``text``, ``ts``. Keep the last
+  ``epoch:offset`` and reconnect with ``?since=EPOCH:OFFSET`` to get exactly
+  what you missed;
+- ``join`` / ``leave``: ``member``, ``nick``;
+- ``reset``: the server lost your place (Redis restarted empty while you were
+  connected); reconnect without ``since``;
+- ``error``: ``reason``, for a message of yours that was refused.
+
+What the client sends: text frames, each one chat message.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import time
+from collections.abc import Sequence
+from pathlib import Path as FilePath
+from typing import Any
+from urllib.parse import urlsplit
+
+from lilya import status
+from lilya.apps import Lilya
+from lilya.channels import BackendUnavailableError, Channels, Event, Position, relay
+from lilya.exceptions import WebSocketException
+from lilya.middleware import DefineMiddleware
+from lilya.middleware.trusted_host import TrustedHostMiddleware
+from lilya.requests import Request
+from lilya.responses import HTMLResponse, PlainText
+from lilya.routing import Path, WebSocketPath
+from lilya.websockets import WebSocket
+
+__all__ = ["HISTORY", "MAX_MESSAGE", "MAX_NICK", "app", "create_app", "same_origin"]
+
+#: How many messages a newcomer (or a reloaded page) is shown.
+HISTORY = 50
+#: Longest nickname, in characters; longer (or empty) is refused with 400.
+MAX_NICK = 24
+#: Longest chat message, in characters; longer is refused with an ``error`` frame.
+MAX_MESSAGE = 1000
+
+ROOM = re.compile(r"[A-Za-z0-9_-]{1,40}")
+PAGE = (FilePath(__file__).parent / "static" / "index.html").read_text(encoding="utf-8")
+DEFAULT_PORTS = {"http": 80, "https": 443, "ws": 80, "wss": 443}
+
+
+def _host_port(scheme: str, netloc: str) -> tuple[str, int] | None:
+    """Split *netloc* into a lower-case host and a port (the scheme's default if absent)."""
+    try:
+        parts = urlsplit(f"//{netloc}")
+        port = parts.port
+    except ValueError:
+        return None
+    if not parts.hostname:
+        return None
+    return parts.hostname.lower(), port if port is not None else DEFAULT_PORTS.get(scheme, 0)
+
+
+def same_origin(origin: str | None, host: str | None, extra: Sequence[str] = ()) -> bool:
+    """Return whether a handshake's ``Origin`` may open a socket on ``Host``.
+
+    Browsers always send ``Origin`` on a WebSocket handshake and a page cannot
+    forge it, so a page of another site is told apart by it (a WebSocket is
+    not covered by the same-origin policy, so without this check any site a
+    user visits could chat in their name). No ``Origin`` at all is a
+    non-browser client (a script, a test), which no cookie or page controls:
+    it is let through. ``"null"`` (a sandboxed frame, a ``file:`` page) is foreign.
+
+    Args:
+        origin: the ``Origin`` header, or ``None`` when absent.
+        host: the ``Host`` header.
+        extra: further origins to allow, as ``"https://chat.example.com"``.
+    """
+    if origin is None:
+        return True
+    origin = origin.strip().lower()
+    if origin in (o.strip().lower().rstrip("/") for o in extra):
+        return True
+    parts = urlsplit(origin)
+    if parts.scheme not in ("http", "https") or host is None:
+        return False
+    seen = _host_port(parts.scheme, parts.netloc)
+    # The page was loaded over the same scheme as the handshake's Host names:
+    # an http page talks to ws://, an https page to wss://.
+    expected = _host_port(parts.scheme, host.strip())
+    return seen is not None and seen == expected
+
+
+def _parse_since(text: str | None) -> Position | None:
+    """``"EPOCH:OFFSET"`` to a position; ``ValueError`` if it is malformed."""
+    if text is None or text == "":
+        return None
+    epoch, _, offset = text.rpartition(":")
+    if not epoch or not offset.isdigit():
+        raise ValueError(text)
+    return Position(epoch, int(offset))
+
+
+def _message(event: Event) -> dict[str, Any]:
+    return {"type": "message", "epoch": event.epoch, "offset": event.offset, **event.data}
+
+
+async def _deny(websocket: WebSocket, status_code: int, reason: str) -> None:
+    """Refuse the handshake with an HTTP response, or close (the client sees 403).
+
+    The close is the fallback for servers without the WebSocket Denial
+    Response extension (daphne); the reason then travels in the close frame.
+    """
+    if "websocket.http.response" in (websocket.scope.get("extensions") or {}):
+        await websocket.send_denial_response(PlainText(reason, status_code=status_code))
+    else:
+        await websocket.close(status.WS_1008_POLICY_VIOLATION, reason[:120])
+
+
+def create_app(
+    channels_url: str | None = None,
+    *,
+    key_prefix: str | None = None,
+    allowed_origins: Sequence[str] | None = None,
+    allowed_hosts: Sequence[str] | None = None,
+) -> Lilya:
+    """Build the chat app. Each argument defaults to its environment variable.
+
+    Args:
+        channels_url: ``LILYA_CHANNELS_URL``, else ``memory://``.
+        key_prefix: ``LILYA_CHANNELS_PREFIX``, else ``lilya:chat`` (Redis key
+            and pub/sub prefix; apps sharing one Redis need different ones).
+        allowed_origins: ``LILYA_CHAT_ORIGINS`` (comma-separated): origins
+            allowed besides the page's own, e.g. when a proxy rewrites ``Host``.
+        allowed_hosts: ``LILYA_CHAT_HOSTS`` (comma-separated): when set, only
+            these ``Host`` names are served (``TrustedHostMiddleware``), which
+            defeats DNS rebinding.
+    """
+    env = os.environ
+    url = channels_url or env.get("LILYA_CHANNELS_URL") or "memory://"
+    prefix = key_prefix or env.get("LILYA_CHANNELS_PREFIX") or "lilya:chat"
+    if allowed_origins is None:
+        allowed_origins = [o for o in env.get("LILYA_CHAT_ORIGINS", "").split(",") if o.strip()]
+    if allowed_hosts is None:
+        allowed_hosts = [h.strip() for h in env.get("LILYA_CHAT_HOSTS", "").split(",") if h.strip()]
+    origins = tuple(allowed_origins)
+    # Twice what a newcomer sees, so a client that was away for a while can
+    # still resume from history instead of starting over.
+    channels = Channels(url, history_size=2 * HISTORY, key_prefix=prefix)
+
+    async def page(request: Request) -> HTMLResponse:
+        return HTMLResponse(PAGE, headers={"cache-control": "no-store"})
+
+    async def chat(websocket: WebSocket, room: str) -> None:
+        headers = websocket.headers
+        if not same_origin(headers.get("origin"), headers.get("host"), origins):
+            await _deny(websocket, 403, "Origin not allowed: open the chat from its own page.")
+            return
+        nick = (websocket.query_params.get("nick") or "").strip()
+        if not nick or len(nick) > MAX_NICK or not nick.isprintable():
+            await _deny(websocket, 400, f"Choose a nickname of 1 to {MAX_NICK} characters.")
+            return
+        if not ROOM.fullmatch(room):
+            await _deny(websocket, 400, "Room names are 1 to 40 letters, digits, - or _.")
+            return
+        try:
+            since = _parse_since(websocket.query_params.get("since"))
+        except ValueError:
+            await _deny(websocket, 400, "since must be EPOCH:OFFSET, from a message's fields.")
+            return
+        channel = f"room:{room}"
+
+        async def say(data: Any) -> None:
+            if not isinstance(data, str):
+                raise WebSocketException(status.WS_1003_UNSUPPORTED_DATA, "send text frames")
+            text = data.strip()
+            if not text:
+                return
+            if len(text) > MAX_MESSAGE:
+                await websocket.send_json({"type": "error", "reason": "message too long"})
+                return
+            try:
+                await channels.publish(channel, {"nick": nick, "text": text, "ts": time.time()})
+            except BackendUnavailableError:
+                await websocket.send_json({"type": "error", "reason": "not sent, try again"})
+
+        async with contextlib.AsyncExitStack() as stack:
+            try:
+                sub = await stack.enter_async_context(
+                    channels.subscribe(channel, since=since, presence={"nick": nick})
+                )
+                online = await channels.presence(channel)
+                # A fresh join, or a resume that history can no longer serve:
+                # send the recent history. The subscription already queues
+                # live events; those the history also holds are skipped below.
+                backlog = None
+                if since is None or not sub.recovered:
+                    backlog = await channels.history(channel, limit=HISTORY)
+            except BackendUnavailableError:
+                await _deny(websocket, 503, "The chat's message store is unavailable; retry.")
+                return
+            await websocket.accept()
+            await websocket.send_json(
+                {
+                    "type": "welcome",
+                    "room": room,
+                    "nick": nick,
+                    "member": sub.member,
+                    "pid": os.getpid(),
+                    "resumed": backlog is None,
+                    "online": [
+                        {"member": member, "nick": (info or {}).get("nick", "?")}
+                        for member, info in online.items()
+                    ],
+                }
+            )
+            floor: Position | None = None
+            if backlog is not None:
+                await websocket.send_json(
+                    {
+                        "type": "history",
+                        "reset": since is not None,
+                        "messages": [_message(event) for event in backlog],
+                    }
+                )
+                if backlog:
+                    floor = backlog[-1].position
+
+            def encode(event: Event) -> Any:
+                if event.type == "message":
+                    if floor and event.epoch == floor.epoch and event.offset <= floor.offset:
+                        return None  # already sent in the history
+                    return _message(event)
+                if event.type in ("join", "leave"):
+                    info = event.data.get("info") or {}
+                    return {
+                        "type": event.type,
+                        "member": event.data["member"],
+                        "nick": info.get("nick", "?"),
+                    }
+                return {"type": "reset"}
+
+            await relay(websocket, sub, on_receive=say, encode=encode)
+
+    middleware = []
+    if allowed_hosts:
+        middleware.append(
+            DefineMiddleware(TrustedHostMiddleware, allowed_hosts=list(allowed_hosts))
+        )
+    app = Lilya(
+        routes=[Path("/", page, name="page"), WebSocketPath("/ws/{room}", chat, name="chat")],
+        middleware=middleware,
+        lifespan=channels.lifespan,
+    )
+    app.state.channels = channels
+    return app
+
+
+app = create_app()
