@@ -1,0 +1,90 @@
+"""Two workers, one room: ``lilya run --workers 2`` with the channels in Redis.
+
+The workers share the listening socket, so which one serves a connection is
+up to the kernel: the test connects until it holds one client of each worker
+process (the welcome frame names the pid) and proves messages and presence
+cross between them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sys
+import time
+from typing import Any
+
+import pytest
+from websockets.sync.client import ClientConnection, connect
+
+from tests.support.servers import serve, tracebacks
+
+pytestmark = [pytest.mark.server, pytest.mark.redis, pytest.mark.slow]
+
+#: Seconds any one frame, connect or the whole pid hunt may take.
+FRAME_TIMEOUT = 10.0
+HUNT_TIMEOUT = 30.0
+HUNT_ATTEMPTS = 200
+
+
+def receive(client: ClientConnection) -> dict[str, Any]:
+    frame: dict[str, Any] = json.loads(client.recv(timeout=FRAME_TIMEOUT))
+    return frame
+
+
+def receive_until(client: ClientConnection, kind: str, **fields: Any) -> dict[str, Any]:
+    """Read frames until one of type *kind* with these *fields*; return it."""
+    while True:
+        frame = receive(client)
+        if frame["type"] == kind and all(frame.get(k) == v for k, v in fields.items()):
+            return frame
+
+
+def test_messages_and_presence_cross_between_two_workers(redis_url: str, prefix: str) -> None:
+    command = [sys.executable, "-m", "lilya", "run", "examples.chat.app:app"]
+    command += ["--port", "{port}", "--workers", "2"]
+    env = {"LILYA_CHANNELS_URL": redis_url, "LILYA_CHANNELS_PREFIX": prefix}
+    with serve("", "lilya-workers", command=command, env=env) as server:
+        by_pid: dict[int, ClientConnection] = {}
+        welcomes: dict[int, dict[str, Any]] = {}
+        with contextlib.ExitStack() as stack:
+            deadline = time.monotonic() + HUNT_TIMEOUT
+            for attempt in range(HUNT_ATTEMPTS):
+                if len(by_pid) == 2 or time.monotonic() > deadline:
+                    break
+                with contextlib.ExitStack() as this_one:
+                    url = f"{server.ws_url}/ws/lobby?nick=user{attempt}"
+                    client = this_one.enter_context(connect(url, open_timeout=FRAME_TIMEOUT))
+                    welcome = receive(client)
+                    if welcome["pid"] in by_pid:
+                        continue  # closed on leaving the block
+                    stack.enter_context(this_one.pop_all())  # kept open until the end
+                by_pid[welcome["pid"]] = client
+                welcomes[welcome["pid"]] = welcome
+            assert len(by_pid) == 2, f"one worker served every connection ({attempt + 1} tried)"
+            assert server.process.pid not in by_pid  # the workers, not the supervisor
+
+            (first_pid, first), (second_pid, second) = by_pid.items()
+            first_nick, second_nick = welcomes[first_pid]["nick"], welcomes[second_pid]["nick"]
+            # Presence crosses: the second client's welcome lists the first one.
+            assert first_nick in {m["nick"] for m in welcomes[second_pid]["online"]}
+            receive_until(first, "join", nick=second_nick)
+
+            first.send(f"hello from worker {first_pid}")
+            got = receive_until(second, "message", text=f"hello from worker {first_pid}")
+            assert got["nick"] == first_nick
+            second.send(f"hello from worker {second_pid}")
+            got = receive_until(first, "message", text=f"hello from worker {second_pid}")
+            assert got["nick"] == second_nick
+
+        # Whichever worker serves a newcomer, the history holds both messages.
+        with connect(f"{server.ws_url}/ws/lobby?nick=late", open_timeout=FRAME_TIMEOUT) as late:
+            assert receive(late)["type"] == "welcome"
+            history = receive(late)
+            assert [m["text"] for m in history["messages"]][-2:] == [
+                f"hello from worker {first_pid}",
+                f"hello from worker {second_pid}",
+            ]
+        log = server.log()
+    assert tracebacks(log) == [], log
+    assert "in 2 worker processes" in log
