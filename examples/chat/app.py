@@ -39,15 +39,23 @@ from urllib.parse import urlsplit
 from lilya import status
 from lilya.apps import Lilya
 from lilya.channels import BackendUnavailableError, Channels, Event, Position, relay
-from lilya.exceptions import WebSocketException
+from lilya.exceptions import HTTPException, WebSocketException
 from lilya.middleware import DefineMiddleware
 from lilya.middleware.trusted_host import TrustedHostMiddleware
 from lilya.requests import Request
-from lilya.responses import HTMLResponse, PlainText
+from lilya.responses import HTMLResponse
 from lilya.routing import Path, WebSocketPath
 from lilya.websockets import WebSocket
 
-__all__ = ["HISTORY", "MAX_MESSAGE", "MAX_NICK", "app", "create_app", "same_origin"]
+__all__ = [
+    "HISTORY",
+    "MAX_MESSAGE",
+    "MAX_NICK",
+    "app",
+    "create_app",
+    "read_handshake",
+    "same_origin",
+]
 
 #: How many messages a newcomer (or a reloaded page) is shown.
 HISTORY = 50
@@ -117,16 +125,31 @@ def _message(event: Event) -> dict[str, Any]:
     return {"type": "message", "epoch": event.epoch, "offset": event.offset, **event.data}
 
 
-async def _deny(websocket: WebSocket, status_code: int, reason: str) -> None:
-    """Refuse the handshake with an HTTP response, or close (the client sees 403).
+def read_handshake(
+    websocket: WebSocket, room: str, origins: Sequence[str]
+) -> tuple[str, Position | None]:
+    """Check a handshake; return the nickname and the position to resume from.
 
-    The close is the fallback for servers without the WebSocket Denial
-    Response extension (daphne); the reason then travels in the close frame.
+    Raises:
+        HTTPException: 403 for a foreign ``Origin``, 400 for a bad nickname,
+            room or ``since``. Before accept, lilya sends it as a denial
+            response (``PlainText`` with that status) where the server has the
+            Denial Response extension, and closes with 1008 otherwise (daphne),
+            which the client sees as 403.
     """
-    if "websocket.http.response" in (websocket.scope.get("extensions") or {}):
-        await websocket.send_denial_response(PlainText(reason, status_code=status_code))
-    else:
-        await websocket.close(status.WS_1008_POLICY_VIOLATION, reason[:120])
+    headers = websocket.headers
+    if not same_origin(headers.get("origin"), headers.get("host"), origins):
+        raise HTTPException(403, "Origin not allowed: open the chat from its own page.")
+    nick = (websocket.query_params.get("nick") or "").strip()
+    if not nick or len(nick) > MAX_NICK or not nick.isprintable():
+        raise HTTPException(400, f"Choose a nickname of 1 to {MAX_NICK} characters.")
+    if not ROOM.fullmatch(room):
+        raise HTTPException(400, "Room names are 1 to 40 letters, digits, - or _.")
+    try:
+        since = _parse_since(websocket.query_params.get("since"))
+    except ValueError:
+        raise HTTPException(400, "since must be EPOCH:OFFSET, from a message's fields.") from None
+    return nick, since
 
 
 def create_app(
@@ -164,22 +187,7 @@ def create_app(
         return HTMLResponse(PAGE, headers={"cache-control": "no-store"})
 
     async def chat(websocket: WebSocket, room: str) -> None:
-        headers = websocket.headers
-        if not same_origin(headers.get("origin"), headers.get("host"), origins):
-            await _deny(websocket, 403, "Origin not allowed: open the chat from its own page.")
-            return
-        nick = (websocket.query_params.get("nick") or "").strip()
-        if not nick or len(nick) > MAX_NICK or not nick.isprintable():
-            await _deny(websocket, 400, f"Choose a nickname of 1 to {MAX_NICK} characters.")
-            return
-        if not ROOM.fullmatch(room):
-            await _deny(websocket, 400, "Room names are 1 to 40 letters, digits, - or _.")
-            return
-        try:
-            since = _parse_since(websocket.query_params.get("since"))
-        except ValueError:
-            await _deny(websocket, 400, "since must be EPOCH:OFFSET, from a message's fields.")
-            return
+        nick, since = read_handshake(websocket, room, origins)
         channel = f"room:{room}"
 
         async def say(data: Any) -> None:
@@ -209,8 +217,7 @@ def create_app(
                 if since is None or not sub.recovered:
                     backlog = await channels.history(channel, limit=HISTORY)
             except BackendUnavailableError:
-                await _deny(websocket, 503, "The chat's message store is unavailable; retry.")
-                return
+                raise HTTPException(503, "The chat's message store is unavailable.") from None
             await websocket.accept()
             await websocket.send_json(
                 {

@@ -13,7 +13,7 @@ import pytest
 
 from examples.chat.app import HISTORY, MAX_MESSAGE, MAX_NICK, create_app, same_origin
 from lilya.apps import Lilya
-from lilya.channels import Channels
+from lilya.channels import BackendUnavailableError, Channels
 from lilya.testclient import TestClient
 from lilya.websockets import WebSocketDisconnect
 from tests.examples.chat_helpers import chat_path, denied, member, position
@@ -261,11 +261,12 @@ def test_hosts_can_be_restricted() -> None:
 
 @pytest.mark.anyio
 async def test_without_the_denial_extension_a_refusal_is_a_close(anyio_backend: str) -> None:
-    # daphne has no Denial Response extension: the client then sees a 403,
-    # and the reason travels in the close frame.
+    # daphne has no Denial Response extension: a close before accept, which
+    # the server answers with a bare 403 (a close reason could not reach the
+    # client before the handshake anyway).
     outcome = await call_websocket(create_app("memory://"), "/ws/lobby", extensions=False)
     assert outcome.error is None
-    assert outcome.close == (1008, f"Choose a nickname of 1 to {MAX_NICK} characters.")
+    assert outcome.close == (1008, "")
     assert outcome.status is None
 
 
@@ -309,3 +310,31 @@ def test_two_apps_on_one_redis_share_rooms_history_and_presence(
 def test_an_unknown_path_is_refused(client: TestClient) -> None:
     with pytest.raises(WebSocketDisconnect), client.websocket_connect("/ws/lobby/extra?nick=a"):
         pass
+
+
+def test_an_unreachable_store_denies_the_handshake_with_503(
+    app: Lilya, client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    channels: Channels = app.state.channels
+
+    async def down(channel: str) -> Any:
+        raise BackendUnavailableError("redis://127.0.0.1:6379/0", "presence")
+
+    monkeypatch.setattr(channels, "presence", down)
+    denial = denied(client, chat_path())
+    assert denial.status_code == 503
+    assert denial.text == "The chat's message store is unavailable."
+
+
+def test_a_message_the_store_refuses_is_reported_to_its_sender(
+    app: Lilya, client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    channels: Channels = app.state.channels
+
+    async def down(channel: str, data: Any) -> Any:
+        raise BackendUnavailableError("redis://127.0.0.1:6379/0", "publish")
+
+    with member(client) as ann:
+        monkeypatch.setattr(channels, "publish", down)
+        ann.say("lost?")
+        assert ann.until(lambda f: f["type"] == "error")[-1]["reason"] == "not sent, try again"
