@@ -7,6 +7,9 @@ pinned down without a network, frame by frame.
 
 from __future__ import annotations
 
+import inspect
+import re
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -338,3 +341,16 @@ def test_a_message_the_store_refuses_is_reported_to_its_sender(
         monkeypatch.setattr(channels, "publish", down)
         ann.say("lost?")
         assert ann.until(lambda f: f["type"] == "error")[-1]["reason"] == "not sent, try again"
+
+
+def test_the_docs_quote_the_refusals_and_settings_the_app_has() -> None:
+    page = (Path(__file__).resolve().parents[2] / "docs" / "chat.md").read_text()
+    for reason in (
+        "Origin not allowed: open the chat from its own page.",
+        f"Choose a nickname of 1 to {MAX_NICK} characters.",
+        "lilya run examples.chat.app:app",
+    ):
+        assert reason in page
+    source = inspect.getsource(create_app)
+    for variable in re.findall(r"`(LILYA_[A-Z_]+)`", page):
+        assert variable in source, variable
