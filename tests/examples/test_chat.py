@@ -12,15 +12,17 @@ import re
 from pathlib import Path
 from typing import Any
 
+import anyio
 import pytest
 
 from examples.chat.app import HISTORY, MAX_MESSAGE, MAX_NICK, create_app, same_origin
 from lilya.apps import Lilya
 from lilya.channels import BackendUnavailableError, Channels
 from lilya.testclient import TestClient
+from lilya.types import Message
 from lilya.websockets import WebSocketDisconnect
 from tests.examples.chat_helpers import chat_path, denied, member, position
-from tests.support.asgi import call_websocket
+from tests.support.asgi import call_websocket, websocket_scope
 
 
 def test_the_page_is_served_at_the_root(client: TestClient) -> None:
@@ -354,3 +356,36 @@ def test_the_docs_quote_the_refusals_and_settings_the_app_has() -> None:
     source = inspect.getsource(create_app)
     for variable in re.findall(r"`(LILYA_[A-Z_]+)`", page):
         assert variable in source, variable
+
+
+@pytest.mark.anyio
+async def test_a_client_lost_during_a_send_ends_the_handler_quietly(anyio_backend: str) -> None:
+    # The relay sends and receives at once. When a send finds the client gone
+    # (the server raises an OSError), the receive already waiting then gets
+    # the server's websocket.disconnect: the handler must end cleanly, not
+    # raise about a message in DISCONNECTED (as lilya.websockets does when
+    # that disconnect arrives after the failed send marked the socket closed).
+    app = create_app("memory://")
+    send_failed = anyio.Event()
+    frames = 0
+
+    async def receive() -> Message:
+        nonlocal frames
+        if frames == 0:
+            frames += 1
+            return {"type": "websocket.connect"}
+        if frames == 1:
+            frames += 1
+            return {"type": "websocket.receive", "text": "into the void"}
+        await send_failed.wait()
+        return {"type": "websocket.disconnect", "code": 1006}
+
+    async def send(message: Message) -> None:
+        if message["type"] == "websocket.send" and "into the void" in message.get("text", ""):
+            send_failed.set()
+            raise OSError("client gone")
+
+    scope = websocket_scope("/ws/lobby", query_string=b"nick=ann")
+    async with app.state.channels:
+        with anyio.fail_after(5):
+            await app(scope, receive, send)

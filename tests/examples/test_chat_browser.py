@@ -146,7 +146,10 @@ def test_two_pages_chat_reload_and_resume_across_a_server_restart(
             ann = browser.new_page(viewport=viewport)
             bob = browser.new_page(viewport=viewport)
             with serve("", "lilya-run", command=lilya_run(), env=env, port=port) as server:
-                ann.goto(f"{home}?room=lobby&nick=ann")
+                ann.goto(home)  # no nickname yet: the page asks for one
+                ann.fill("#nick", "ann")
+                ann.fill("#roomname", "lobby")
+                ann.click("#join button")
                 bob.goto(f"{home}?room=lobby&nick=bob")
                 for page in (ann, bob):
                     wait_state(page, "online")
