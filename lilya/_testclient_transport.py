@@ -190,7 +190,8 @@ class Lifespan:
             return
         if kind == f"lifespan.{phase}.failed":
             # Frameworks send "failed" and then re-raise: the error is the news.
-            await self._done.wait()
+            # An app that instead waits on gets cancelled, not waited on forever.
+            await settle(self._done, self._timeout)
             if self._error is not None:
                 raise self._error
             raise RuntimeError(
@@ -321,10 +322,10 @@ class HTTPExchange:
 
     async def close(self) -> None:
         """Let the app finish; cancel it if the test stopped reading before the end."""
-        self._body_rx.close()
         if not self._response_complete.is_set():
             self._cancel_scope.cancel()
         await self._done.wait()
+        self._body_rx.close()
 
     def response(self, request: httpx.Request, stream: Any, raise_errors: bool) -> httpx.Response:
         """Return the httpx response once the app has started one or returned.

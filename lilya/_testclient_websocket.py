@@ -14,11 +14,12 @@ import contextlib
 import enum
 import json
 import math
-from collections.abc import Sequence
-from typing import Any, Literal
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, Literal, TypeVar
 
 import anyio
 import anyio.abc
+import anyio.from_thread
 import httpx
 
 from lilya._testclient_transport import PortalFactory, settle
@@ -59,6 +60,9 @@ class WebSocketDenialResponse(  # type: ignore[misc]  # httpx.Response and Excep
 
     def __repr__(self) -> str:
         return f"<WebSocketDenialResponse [{self.status_code}]>"
+
+
+_T = TypeVar("_T")
 
 
 class _Timeout(enum.Enum):
@@ -208,7 +212,8 @@ class WebSocketChannel:
         if message_type == "websocket.accept":
             self._accepted = True
             self.accepted_subprotocol = message.get("subprotocol")
-            self.extra_headers = message.get("headers")
+            # ASGI: "headers" is optional and defaults to none; tests compare to [].
+            self.extra_headers = [(bytes(k), bytes(v)) for k, v in message.get("headers") or []]
             return
         if message_type == "websocket.close":
             raise WebSocketDisconnect(message.get("code", 1000), message.get("reason"))
@@ -354,12 +359,14 @@ class WebSocketTestSession:
         self.scope = channel.scope
         self.accepted_subprotocol: str | None = None
         self.extra_headers: list[tuple[bytes, bytes]] | None = None
+        self._portal: anyio.from_thread.BlockingPortal | None = None
 
     def __enter__(self) -> WebSocketTestSession:
         with contextlib.ExitStack() as stack:
-            self.portal = stack.enter_context(self._portal_factory())
-            self.portal.start_task(self._channel.run)
-            self.portal.call(self._channel.enter)
+            self.portal = portal = stack.enter_context(self._portal_factory())
+            portal.start_task(self._channel.run)
+            portal.call(self._channel.enter)
+            self._portal = portal
             self.accepted_subprotocol = self._channel.accepted_subprotocol
             self.extra_headers = self._channel.extra_headers
             self._exit_stack = stack.pop_all()
@@ -367,11 +374,20 @@ class WebSocketTestSession:
 
     def __exit__(self, *exc_info: object) -> None:
         with self._exit_stack:
+            self._portal = None
             self.portal.call(self._channel.finish)
+
+    def _call(self, func: Callable[..., Awaitable[_T]], *args: object) -> _T:
+        if self._portal is None:
+            raise WebSocketRuntimeError(
+                "This WebSocket session is not open; use it inside "
+                "`with client.websocket_connect(...) as session:`."
+            )
+        return self._portal.call(func, *args)
 
     def send(self, message: Message) -> None:
         """Send the raw ASGI *message* to the app's ``receive()``."""
-        self.portal.call(self._channel.send, message)
+        self._call(self._channel.send, message)
 
     def send_text(self, data: str) -> None:
         """Send *data* to the app in a text frame."""
@@ -387,7 +403,7 @@ class WebSocketTestSession:
 
     def close(self, code: int = 1000, reason: str | None = None) -> None:
         """Disconnect from the app: it receives ``websocket.disconnect`` with *code*."""
-        self.portal.call(self._channel.disconnect, code, reason)
+        self._call(self._channel.disconnect, code, reason)
 
     def receive(self, timeout: TimeoutArg = CLIENT_DEFAULT) -> Message:
         """Return the next raw ASGI message the app sent, waiting at most *timeout* s.
@@ -395,7 +411,7 @@ class WebSocketTestSession:
         Raises:
             TimeoutError: nothing came in time (``timeout=None`` waits forever).
         """
-        return self.portal.call(self._channel.receive, timeout)
+        return self._call(self._channel.receive, timeout)
 
     def receive_text(self, timeout: TimeoutArg = CLIENT_DEFAULT) -> str:
         """Return the next text frame.
@@ -405,11 +421,11 @@ class WebSocketTestSession:
             WebSocketRuntimeError: the app sent a bytes frame or another message.
             TimeoutError: nothing came within *timeout* seconds.
         """
-        return self.portal.call(self._channel.receive_text, timeout)
+        return self._call(self._channel.receive_text, timeout)
 
     def receive_bytes(self, timeout: TimeoutArg = CLIENT_DEFAULT) -> bytes:
         """Return the next binary frame (errors as for :meth:`receive_text`)."""
-        return self.portal.call(self._channel.receive_bytes, timeout)
+        return self._call(self._channel.receive_bytes, timeout)
 
     def receive_json(self, mode: Mode = "text", timeout: TimeoutArg = CLIENT_DEFAULT) -> Any:
         """Return the next frame decoded as JSON (a text frame, or binary with ``mode="binary"``).
@@ -417,7 +433,7 @@ class WebSocketTestSession:
         Raises:
             ValueError: the frame is not valid JSON.
         """
-        return self.portal.call(self._channel.receive_json, mode, timeout)
+        return self._call(self._channel.receive_json, mode, timeout)
 
 
 class AsyncWebSocketTestSession:
