@@ -451,18 +451,26 @@ class AsyncWebSocketTestSession:
         self.extra_headers: list[tuple[bytes, bytes]] | None = None
 
     async def __aenter__(self) -> AsyncWebSocketTestSession:
-        async with contextlib.AsyncExitStack() as stack:
-            group = await stack.enter_async_context(anyio.create_task_group())
-            await group.start(self._channel.run)
+        # Errors are raised only after the task group has exited cleanly (the
+        # channel has already ended the app), so they reach the test unwrapped
+        # rather than inside an ExceptionGroup.
+        self._exit_stack = contextlib.AsyncExitStack()
+        group = await self._exit_stack.enter_async_context(anyio.create_task_group())
+        await group.start(self._channel.run)
+        try:
             await self._channel.enter()
-            self.accepted_subprotocol = self._channel.accepted_subprotocol
-            self.extra_headers = self._channel.extra_headers
-            self._exit_stack = stack.pop_all()
+        except BaseException:
+            await self._exit_stack.aclose()
+            raise
+        self.accepted_subprotocol = self._channel.accepted_subprotocol
+        self.extra_headers = self._channel.extra_headers
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
-        async with self._exit_stack:
+        try:
             await self._channel.finish()
+        finally:
+            await self._exit_stack.aclose()
 
     async def send(self, message: Message) -> None:
         """Send the raw ASGI *message* to the app's ``receive()``."""

@@ -416,16 +416,20 @@ def test_a_failed_startup_raises_the_app_error(test_client_factory: ClientFactor
 
 def test_a_failed_startup_without_an_error_raises_its_message() -> None:
     events: list[str] = []
-    with pytest.raises(RuntimeError, match="startup failed: startup said no"):
-        with TestClient(lifespan_app(events, startup="failed")):
-            pass
+    with (
+        pytest.raises(RuntimeError, match="startup failed: startup said no"),
+        TestClient(lifespan_app(events, startup="failed")),
+    ):
+        pass
 
 
 def test_a_failed_shutdown_raises_its_message() -> None:
     events: list[str] = []
-    with pytest.raises(RuntimeError, match="shutdown failed: shutdown said no"):
-        with TestClient(lifespan_app(events, shutdown="failed")):
-            pass
+    with (
+        pytest.raises(RuntimeError, match="shutdown failed: shutdown said no"),
+        TestClient(lifespan_app(events, shutdown="failed")),
+    ):
+        pass
 
 
 def test_an_app_raising_on_the_lifespan_scope_raises_on_entering() -> None:
@@ -568,9 +572,11 @@ def test_a_close_before_accept_raises_websocket_disconnect_with_code_and_reason(
         websocket = WebSocket(scope, receive, send)
         await websocket.close(status.WS_1008_POLICY_VIOLATION, "no entry")
 
-    with pytest.raises(WebSocketDisconnect) as caught:
-        with test_client_factory(app).websocket_connect("/"):
-            pass  # pragma: no cover - never entered
+    with (
+        pytest.raises(WebSocketDisconnect) as caught,
+        test_client_factory(app).websocket_connect("/"),
+    ):
+        pass  # pragma: no cover - never entered
     assert (caught.value.code, caught.value.reason) == (1008, "no entry")
 
 
@@ -583,9 +589,11 @@ def test_a_denial_response_is_both_an_http_response_and_a_disconnect(
             PlainText("go away", status_code=403, headers={"x-why": "banned"})
         )
 
-    with pytest.raises(WebSocketDenialResponse) as caught:
-        with test_client_factory(app).websocket_connect("/"):
-            pass  # pragma: no cover - never entered
+    with (
+        pytest.raises(WebSocketDenialResponse) as caught,
+        test_client_factory(app).websocket_connect("/"),
+    ):
+        pass  # pragma: no cover - never entered
     denial = caught.value
     assert isinstance(denial, httpx.Response)
     assert isinstance(denial, WebSocketDisconnect)
@@ -604,9 +612,11 @@ def test_an_app_error_before_accept_is_raised_on_entering(
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
         raise ValueError("broken handshake")
 
-    with pytest.raises(ValueError, match="broken handshake"):
-        with test_client_factory(app).websocket_connect("/"):
-            pass  # pragma: no cover - never entered
+    with (
+        pytest.raises(ValueError, match="broken handshake"),
+        test_client_factory(app).websocket_connect("/"),
+    ):
+        pass  # pragma: no cover - never entered
 
 
 def test_an_app_error_before_accept_gives_a_500_denial_when_not_raising() -> None:
@@ -623,9 +633,8 @@ def test_an_app_returning_before_accept_gives_a_500_denial() -> None:
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
         await receive()
 
-    with pytest.raises(WebSocketDenialResponse) as caught:
-        with TestClient(app).websocket_connect("/"):
-            pass  # pragma: no cover - never entered
+    with pytest.raises(WebSocketDenialResponse) as caught, TestClient(app).websocket_connect("/"):
+        pass  # pragma: no cover - never entered
     assert caught.value.status_code == 500
 
 
@@ -650,9 +659,8 @@ def test_a_handshake_answer_out_of_protocol_is_a_clear_error(
         for message in messages:
             await send(message)
 
-    with pytest.raises(WebSocketRuntimeError, match=error):
-        with TestClient(app).websocket_connect("/"):
-            pass  # pragma: no cover - never entered
+    with pytest.raises(WebSocketRuntimeError, match=error), TestClient(app).websocket_connect("/"):
+        pass  # pragma: no cover - never entered
 
 
 def test_a_handshake_that_never_comes_times_out_with_the_state() -> None:
@@ -660,9 +668,11 @@ def test_a_handshake_that_never_comes_times_out_with_the_state() -> None:
         await anyio.sleep_forever()
 
     client = TestClient(app, websocket_timeout=0.05)
-    with pytest.raises(TimeoutError, match="handshake answer.*waiting for the handshake"):
-        with client.websocket_connect("/"):
-            pass  # pragma: no cover - never entered
+    with (
+        pytest.raises(TimeoutError, match=r"handshake answer.*waiting for the handshake"),
+        client.websocket_connect("/"),
+    ):
+        pass  # pragma: no cover - never entered
 
 
 # -- WebSocket: talking -----------------------------------------------------------
@@ -801,9 +811,11 @@ def test_an_app_error_after_accept_is_raised_on_leaving(
         await websocket.receive_text()
         raise ValueError("handler failed")
 
-    with pytest.raises(ValueError, match="handler failed"):  # noqa: PT012
-        with test_client_factory(app).websocket_connect("/") as session:
-            session.send_text("go")
+    with (
+        pytest.raises(ValueError, match="handler failed"),
+        test_client_factory(app).websocket_connect("/") as session,
+    ):
+        session.send_text("go")
 
 
 def test_an_app_error_is_raised_by_the_next_receive_and_only_once() -> None:
@@ -812,9 +824,11 @@ def test_an_app_error_is_raised_by_the_next_receive_and_only_once() -> None:
         await websocket.accept()
         raise ValueError("handler failed")
 
-    with TestClient(app).websocket_connect("/") as session:
-        with pytest.raises(ValueError, match="handler failed"):
-            session.receive_text()
+    with (
+        TestClient(app).websocket_connect("/") as session,
+        pytest.raises(ValueError, match="handler failed"),
+    ):
+        session.receive_text()
     # leaving did not raise it a second time
 
 
@@ -881,7 +895,7 @@ def test_receiving_a_frame_when_the_app_sent_another_message_is_a_clear_error() 
         await receive()
 
     with TestClient(app).websocket_connect("/") as session:
-        with pytest.raises(WebSocketRuntimeError, match="but got 'websocket.accept'") as caught:
+        with pytest.raises(WebSocketRuntimeError, match=r"but got 'websocket\.accept'") as caught:
             session.receive_text()
         assert caught.value.message_type == "websocket.accept"
 
@@ -911,7 +925,7 @@ def test_receive_times_out_with_what_it_waited_for_and_the_state(
             session.receive_text()
         assert "Waited 0.05 s for a text frame" in str(caught.value)
         assert "connection open; the application is still running" in str(caught.value)
-        with pytest.raises(TimeoutError, match="Waited 0.01 s for a bytes frame"):
+        with pytest.raises(TimeoutError, match=r"Waited 0\.01 s for a bytes frame"):
             session.receive_bytes(timeout=0.01)
         session.send_text("late")
         assert session.receive_text(timeout=None) == "late"
@@ -922,9 +936,8 @@ def test_the_default_websocket_timeout_is_30_seconds() -> None:
 
 
 def test_an_exception_in_the_test_body_propagates_and_stops_the_app() -> None:
-    with pytest.raises(KeyError, match="from the test"):  # noqa: PT012
-        with TestClient(echo).websocket_connect("/"):
-            raise KeyError("from the test")
+    with pytest.raises(KeyError, match="from the test"), TestClient(echo).websocket_connect("/"):
+        raise KeyError("from the test")
 
 
 def test_sessions_share_the_client_loop_inside_its_context() -> None:
@@ -937,11 +950,14 @@ def test_sessions_share_the_client_loop_inside_its_context() -> None:
         else:
             await lifespan(scope, receive, send)
 
-    with TestClient(app, backend="trio") as client:
-        with client.websocket_connect("/a") as first, client.websocket_connect("/b") as second:
-            first.send_text("1")
-            second.send_text("2")
-            assert (first.receive_text(), second.receive_text()) == ("1", "2")
+    with (
+        TestClient(app, backend="trio") as client,
+        client.websocket_connect("/a") as first,
+        client.websocket_connect("/b") as second,
+    ):
+        first.send_text("1")
+        second.send_text("2")
+        assert (first.receive_text(), second.receive_text()) == ("1", "2")
     assert events == ["startup", "shutdown"]
 
 
@@ -1132,9 +1148,8 @@ def test_rejected_connection(test_client_factory: ClientFactory) -> None:
         await websocket.close(status.WS_1001_GOING_AWAY)
 
     client = test_client_factory(app)
-    with pytest.raises(WebSocketDisconnect) as exc:
-        with client.websocket_connect("/"):
-            pass  # pragma: no cover
+    with pytest.raises(WebSocketDisconnect) as exc, client.websocket_connect("/"):
+        pass  # pragma: no cover
     assert exc.value.code == status.WS_1001_GOING_AWAY
 
 
@@ -1147,9 +1162,8 @@ def test_send_denial_response(test_client_factory: ClientFactory) -> None:
         await websocket.send_denial_response(response)
 
     client = test_client_factory(app)
-    with pytest.raises(WebSocketDenialResponse) as exc:
-        with client.websocket_connect("/"):
-            pass  # pragma: no cover
+    with pytest.raises(WebSocketDenialResponse) as exc, client.websocket_connect("/"):
+        pass  # pragma: no cover
     assert exc.value.status_code == 404
     assert exc.value.content == b"foo"
 
@@ -1172,9 +1186,8 @@ def test_send_response_multi(test_client_factory: ClientFactory) -> None:
         await websocket.send({"type": "websocket.http.response.body", "body": b"body"})
 
     client = test_client_factory(app)
-    with pytest.raises(WebSocketDenialResponse) as exc:
-        with client.websocket_connect("/"):
-            pass  # pragma: no cover
+    with pytest.raises(WebSocketDenialResponse) as exc, client.websocket_connect("/"):
+        pass  # pragma: no cover
     assert exc.value.status_code == 404
     assert exc.value.content == b"hardbody"
     assert exc.value.headers["foo"] == "bar"
@@ -1222,9 +1235,8 @@ def test_duplicate_close(test_client_factory: ClientFactory) -> None:
         await websocket.close()
 
     client = test_client_factory(app)
-    with pytest.raises(RuntimeError):
-        with client.websocket_connect("/"):
-            pass
+    with pytest.raises(RuntimeError), client.websocket_connect("/"):
+        pass
 
 
 def test_duplicate_disconnect(test_client_factory: ClientFactory) -> None:
@@ -1236,9 +1248,8 @@ def test_duplicate_disconnect(test_client_factory: ClientFactory) -> None:
         message = await websocket.receive()
 
     client = test_client_factory(app)
-    with pytest.raises(RuntimeError):  # noqa: PT012
-        with client.websocket_connect("/") as websocket:
-            websocket.close()
+    with pytest.raises(RuntimeError), client.websocket_connect("/") as websocket:
+        websocket.close()
 
 
 def test_websocket_not_block_on_close(test_client_factory: ClientFactory) -> None:
