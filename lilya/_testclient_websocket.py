@@ -174,20 +174,12 @@ class WebSocketChannel:
     def describe(self) -> str:
         """Say in words where the connection stands, for error messages."""
         if self._close is not None:
-            state = f"closed by the application with code {self._close[0]}"
-        elif self._disconnected:
-            state = "disconnected by the test"
-        elif self._accepted:
-            state = "open"
-        else:
-            state = "waiting for the handshake"
-        if not self._done.is_set():
-            app = "the application is still running"
-        elif self._error is not None:
-            app = f"the application raised {self._error!r}"
-        else:
-            app = "the application has returned"
-        return f"connection {state}; {app}"
+            return f"the application closed the connection with code {self._close[0]}"
+        if self._disconnected:
+            return "the test has disconnected"
+        if self._accepted:
+            return "the connection is open"
+        return "the handshake is pending"
 
     # -- handshake and teardown ----------------------------------------
 
@@ -303,13 +295,20 @@ class WebSocketChannel:
         """
         seconds = self.timeout if wait is CLIENT_DEFAULT else wait
         try:
-            with anyio.fail_after(seconds):
-                message = await self._from_app.receive()
-        except TimeoutError:
-            raise TimeoutError(
-                f"Waited {seconds} s for {waiting_for} from the application and got "
-                f"nothing ({self.describe()}). Pass timeout= to wait longer."
-            ) from None
+            # A message already queued is returned even with timeout=0.
+            message = self._from_app.receive_nowait()
+        except anyio.WouldBlock:
+            try:
+                with anyio.fail_after(seconds):
+                    message = await self._from_app.receive()
+            except TimeoutError:
+                raise TimeoutError(
+                    f"Waited {seconds} s for {waiting_for} from the application and got "
+                    f"nothing; {self.describe()} and the application is still running. "
+                    "Pass timeout= to wait longer."
+                ) from None
+            except anyio.EndOfStream:
+                self._raise_app_ended()
         except anyio.EndOfStream:
             self._raise_app_ended()
         if message.get("type") == "websocket.close":
@@ -320,6 +319,8 @@ class WebSocketChannel:
         if self._error is not None and self._raise:
             self._error_raised = True
             raise self._error
+        if self._close is not None:
+            raise WebSocketDisconnect(*self._close)  # the close already seen, again
         if not self._accepted:
             # What uvicorn does when an app ends before the handshake.
             raise WebSocketDenialResponse(

@@ -669,7 +669,7 @@ def test_a_handshake_that_never_comes_times_out_with_the_state() -> None:
 
     client = TestClient(app, websocket_timeout=0.05)
     with (
-        pytest.raises(TimeoutError, match=r"handshake answer.*waiting for the handshake"),
+        pytest.raises(TimeoutError, match=r"handshake answer.*the handshake is pending"),
         client.websocket_connect("/"),
     ):
         pass  # pragma: no cover - never entered
@@ -744,8 +744,9 @@ def test_a_close_from_the_app_raises_websocket_disconnect_on_receive(
                 receive()
             assert (caught.value.code, caught.value.reason) == (1001, "bye")
             break
-        with pytest.raises(TimeoutError, match="closed by the application with code 1001"):
-            session.receive(timeout=0)
+        with pytest.raises(WebSocketDisconnect) as again:
+            session.receive_text()
+        assert again.value.code == 1001  # the app has returned: its close, repeated
 
 
 def test_closing_the_session_tells_the_app_the_code_and_reason(
@@ -924,11 +925,46 @@ def test_receive_times_out_with_what_it_waited_for_and_the_state(
         with pytest.raises(TimeoutError) as caught:
             session.receive_text()
         assert "Waited 0.05 s for a text frame" in str(caught.value)
-        assert "connection open; the application is still running" in str(caught.value)
+        assert "the connection is open and the application is still running" in str(caught.value)
         with pytest.raises(TimeoutError, match=r"Waited 0\.01 s for a bytes frame"):
             session.receive_bytes(timeout=0.01)
         session.send_text("late")
         assert session.receive_text(timeout=None) == "late"
+
+
+def test_a_queued_message_is_returned_even_with_a_zero_timeout() -> None:
+    with TestClient(echo).websocket_connect("/") as session:
+        session.send_text("ready")
+        session.send_text("sync")  # a round trip guarantees the first echo is queued
+        assert session.receive_text() == "ready"
+        assert session.receive_text(timeout=0) == "sync"
+
+
+def test_a_timeout_after_the_test_disconnected_says_so() -> None:
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        websocket = WebSocket(scope, receive, send)
+        await websocket.accept()
+        with anyio.CancelScope(shield=True):
+            await anyio.sleep(0.2)  # busy: has not yet read the disconnect
+
+    with TestClient(app).websocket_connect("/") as session:
+        session.close()
+        with pytest.raises(TimeoutError, match="the test has disconnected"):
+            session.receive(timeout=0.01)
+
+
+def test_a_timeout_after_the_app_closed_but_kept_running_says_so() -> None:
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        websocket = WebSocket(scope, receive, send)
+        await websocket.accept()
+        await websocket.close(1000)
+        await anyio.sleep_forever()
+
+    with TestClient(app).websocket_connect("/") as session:
+        with pytest.raises(WebSocketDisconnect):
+            session.receive_text()
+        with pytest.raises(TimeoutError, match="closed the connection with code 1000"):
+            session.receive(timeout=0.01)
 
 
 def test_the_default_websocket_timeout_is_30_seconds() -> None:
