@@ -7,10 +7,12 @@ almost everything; where it may not, we fall back to the standard library:
 
 * floats: orjson writes ``1e16`` and ``0.00001`` where ``repr`` writes
   ``1e+16`` and ``1e-05``, and ``null`` for NaN/Infinity where the stdlib writes
-  ``NaN``. We scan orjson's output (in C, via ``re``) for an exponent, for
-  ``0.0000`` or for ``null`` and redo such payloads with the stdlib. A string
-  that merely contains those characters costs a second encode, never a wrong
-  result. (Checked against millions of random doubles in the tests.)
+  ``NaN``. We look in orjson's output for an exponent (``e`` then a digit or
+  ``-``), for ``0.0000`` and for ``null``, and redo such payloads with the
+  stdlib. A string that merely contains those characters costs a second encode,
+  never a wrong result. (Checked against random doubles in the tests.) The
+  three searches are literal-led, so they run at C speed: a general regex over
+  every byte cost more than the encoding itself.
 * integers beyond 64 bits, non-``str`` dict keys, subclasses of builtins and
   anything else orjson refuses: it raises, and we fall back.
 * ``uuid.UUID`` and ``enum.Enum``, which orjson serializes and the stdlib
@@ -37,7 +39,8 @@ _ORJSON_OPTIONS = (
     | orjson.OPT_PASSTHROUGH_DATETIME
     | orjson.OPT_PASSTHROUGH_DATACLASS
 )
-_MAY_DIFFER = re.compile(rb"\d[eE][-+]?\d|0\.0000|null")
+_exponent = re.compile(rb"e[-0-9]").search
+_find = bytes.find
 _orjson_dumps = orjson.dumps
 _orjson_loads = orjson.loads
 _ENCODE_ERRORS = (TypeError, orjson.JSONEncodeError)
@@ -51,8 +54,11 @@ def _like_orjson(value: Any) -> Any:
     raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
 
 
-def _stdlib_dumps(data: Any) -> str:
-    return json.dumps(data, separators=(",", ":"), ensure_ascii=False, default=_like_orjson)
+# ``json.dumps`` with non-default arguments builds a new JSONEncoder per call;
+# reusing one is what it does internally, minus a third of the cost.
+_stdlib_dumps = json.JSONEncoder(
+    separators=(",", ":"), ensure_ascii=False, default=_like_orjson
+).encode
 
 
 def dumps_bytes(data: Any) -> bytes:
@@ -66,7 +72,7 @@ def dumps_bytes(data: Any) -> bytes:
         out = _orjson_dumps(data, option=_ORJSON_OPTIONS)
     except _ENCODE_ERRORS:
         return _stdlib_dumps(data).encode("utf-8")
-    if _MAY_DIFFER.search(out) is None:
+    if _exponent(out) is None and _find(out, b"null") < 0 and _find(out, b"0.0000") < 0:
         return out
     return _stdlib_dumps(data).encode("utf-8")
 
@@ -82,7 +88,7 @@ def dumps_text(data: Any) -> str:
         out = _orjson_dumps(data, option=_ORJSON_OPTIONS)
     except _ENCODE_ERRORS:
         return _stdlib_dumps(data)
-    if _MAY_DIFFER.search(out) is None:
+    if _exponent(out) is None and _find(out, b"null") < 0 and _find(out, b"0.0000") < 0:
         return out.decode("utf-8")
     return _stdlib_dumps(data)
 

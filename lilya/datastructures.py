@@ -61,12 +61,11 @@ def encode_headers(headers: HeaderInput | None) -> list[tuple[bytes, bytes]]:
     items: Iterable[Any] = headers.items() if isinstance(headers, Mapping) else headers
     encoded = []
     for item in items:
-        try:
-            name, value = item
-        except (TypeError, ValueError):
+        if not isinstance(item, (tuple, list)) or len(item) != 2:
             raise TypeError(
                 f"Each header must be a (name, value) pair of str or bytes, got {item!r}."
-            ) from None
+            )
+        name, value = item
         if not isinstance(name, (str, bytes)) or not isinstance(value, (str, bytes)):
             raise TypeError(
                 f"Header names and values must be str or bytes, got {name!r}: {value!r}."

@@ -30,8 +30,10 @@ import enum
 from collections.abc import AsyncIterator, Iterable, Mapping
 from typing import Any, Final, Literal
 
-from lilya import _json
 from lilya._connection import Connection
+from lilya._json import dumps_bytes as _dumps_bytes
+from lilya._json import dumps_text as _dumps_text
+from lilya._json import loads as _loads
 from lilya.datastructures import encode_headers
 from lilya.exceptions import WebSocketFrameError, WebSocketRuntimeError
 from lilya.types import Message, Receive, Scope, Send
@@ -128,8 +130,9 @@ def _expected(moves: Mapping[Any, WebSocketState]) -> str:
 
 def _refused(side: str, state: WebSocketState, message_type: Any) -> WebSocketRuntimeError:
     moves = (_SEND_MOVES if side == "send" else _RECEIVE_MOVES)[state]
+    expected = f"ASGI message {_expected(moves)}" if moves else f"no ASGI message in {state.name}"
     return WebSocketRuntimeError(
-        f"Expected ASGI message {_expected(moves)}, but got {message_type!r}.",
+        f"Expected {expected}, but got {message_type!r}.",
         state=state.name,
         message_type=message_type if isinstance(message_type, str) else None,
     )
@@ -161,10 +164,33 @@ class WebSocket(Connection):
         super().__init__(scope)
         self._receive = receive
         self._send = send
-        self.client_state = _CONNECTING
-        self.application_state = _CONNECTING
+        self._client_state = _CONNECTING
+        self._application_state = _CONNECTING
+        # True exactly when both sides are CONNECTED: the one condition the
+        # data fast paths test, kept in step by the two setters below.
+        self._open = False
         self._disconnect_code = 1005
         self._disconnect_reason = ""
+
+    @property
+    def client_state(self) -> WebSocketState:
+        """The client's side, moved by what :meth:`receive` gets."""
+        return self._client_state
+
+    @client_state.setter
+    def client_state(self, state: WebSocketState) -> None:
+        self._client_state = state
+        self._open = state is _CONNECTED and self._application_state is _CONNECTED
+
+    @property
+    def application_state(self) -> WebSocketState:
+        """The application's side, moved by what :meth:`send` sends."""
+        return self._application_state
+
+    @application_state.setter
+    def application_state(self, state: WebSocketState) -> None:
+        self._application_state = state
+        self._open = state is _CONNECTED and self._client_state is _CONNECTED
 
     # -- the raw messages, through the state table ---------------------------
     async def receive(self) -> Message:
@@ -178,21 +204,29 @@ class WebSocket(Connection):
                 may never answer again), or the server sent a message the
                 client's state does not allow.
         """
-        state = self.client_state
-        if state is _DISCONNECTED:
+        if self.client_state is _DISCONNECTED:
             raise WebSocketRuntimeError(
                 'Cannot call "receive" once a disconnect message has been received.',
-                state=state.name,
+                state=_DISCONNECTED.name,
             )
         message = await self._receive()
+        self._client_move(message)
+        return message
+
+    def _client_move(self, message: Message) -> None:
+        # The receive side of the table: refuse, or move and remember a disconnect.
+        state = self.client_state
         message_type = message.get("type")
         next_state = _RECEIVE_MOVES[state].get(message_type)
         if next_state is None:
             raise _refused("receive", state, message_type)
         self.client_state = next_state
         if next_state is _DISCONNECTED:
-            self._remember_disconnect(message)
-        return message
+            # asgi-servers.md: daphne may send ``code: None`` and several
+            # servers omit ``reason``; ASGI says both mean 1005 / "".
+            code = message.get("code")
+            self._disconnect_code = 1005 if code is None else int(code)
+            self._disconnect_reason = message.get("reason") or ""
 
     async def send(self, message: Message) -> None:
         """Send a raw ASGI message to the server.
@@ -235,23 +269,21 @@ class WebSocket(Connection):
         try:
             await self._send(message)
         except OSError:
-            # ASGI 2.4: a send on a closed connection raises an OSError subclass
-            # (uvicorn's ClientDisconnected). The peer went away mid-stream.
-            self.client_state = _DISCONNECTED
-            self._disconnect_code, self._disconnect_reason = 1006, ""
+            lost = self._lost()
             if message_type == "websocket.close":
+                self.application_state = _DISCONNECTED
                 return  # closing a connection that is already gone is done
             # Our side stays open in the table (the message never left), so a
             # following close() is the silent no-op it is after any disconnect.
             self.application_state = state
-            raise WebSocketDisconnect(1006) from None
+            raise lost from None
 
-    def _remember_disconnect(self, message: Message) -> None:
-        # asgi-servers.md: daphne may send ``code: None`` and several servers
-        # omit ``reason``; ASGI says both mean 1005 / "".
-        code = message.get("code")
-        self._disconnect_code = 1005 if code is None else int(code)
-        self._disconnect_reason = message.get("reason") or ""
+    def _lost(self) -> WebSocketDisconnect:
+        # ASGI 2.4: a send on a closed connection raises an OSError subclass
+        # (uvicorn's ClientDisconnected): the peer vanished without a close frame.
+        self.client_state = _DISCONNECTED
+        self._disconnect_code, self._disconnect_reason = 1006, ""
+        return WebSocketDisconnect(1006)
 
     # -- handshake and close -------------------------------------------------
     async def accept(
@@ -318,7 +350,14 @@ class WebSocket(Connection):
         await response(self.scope, self.receive, self.send)
 
     # -- typed receive -------------------------------------------------------
-    def _check_receivable(self) -> None:
+    # The typed operations below take a fast path for data frames on an open
+    # connection: the table's only move there is (CONNECTED, "websocket.receive"
+    # or "websocket.send") -> CONNECTED, which changes no state, so we skip the
+    # lookup and the extra coroutine of receive()/send(). Every other message
+    # and state goes through receive()/send() and the table. This is what keeps
+    # a text echo close to a raw ASGI loop (benchmarks/inproc.py).
+
+    async def _receive_slow(self) -> Message:
         state = self.application_state
         if state is not _CONNECTED:
             if state is _DISCONNECTED:
@@ -328,13 +367,15 @@ class WebSocket(Connection):
                     state=state.name,
                 )
             raise WebSocketRuntimeError(_NOT_CONNECTED, state=state.name)
-
-    async def _receive_data(self) -> Message:
-        self._check_receivable()
-        message = await self.receive()
-        if message["type"] == "websocket.disconnect":
-            raise WebSocketDisconnect(self._disconnect_code, self._disconnect_reason)
-        return message
+        while True:
+            message = await self.receive()
+            message_type = message["type"]
+            if message_type == "websocket.receive":
+                return message
+            if message_type == "websocket.disconnect":
+                raise WebSocketDisconnect(self._disconnect_code, self._disconnect_reason)
+            # "websocket.connect": the app accepted through send() without
+            # reading it first; the data comes next.
 
     async def receive_text(self) -> str:
         """Receive the next text frame.
@@ -344,7 +385,13 @@ class WebSocket(Connection):
             WebSocketFrameError: the client sent a binary frame.
             WebSocketRuntimeError: not accepted yet, or already closed.
         """
-        message = await self._receive_data()
+        if self._open:
+            message = await self._receive()
+            if message.get("type") != "websocket.receive":
+                self._client_move(message)
+                raise WebSocketDisconnect(self._disconnect_code, self._disconnect_reason)
+        else:
+            message = await self._receive_slow()
         text = message.get("text")
         if text is None:
             raise WebSocketFrameError("text", "bytes")
@@ -358,7 +405,13 @@ class WebSocket(Connection):
             WebSocketFrameError: the client sent a text frame.
             WebSocketRuntimeError: not accepted yet, or already closed.
         """
-        message = await self._receive_data()
+        if self._open:
+            message = await self._receive()
+            if message.get("type") != "websocket.receive":
+                self._client_move(message)
+                raise WebSocketDisconnect(self._disconnect_code, self._disconnect_reason)
+        else:
+            message = await self._receive_slow()
         data = message.get("bytes")
         if data is None:
             raise WebSocketFrameError("bytes", "text")
@@ -378,40 +431,77 @@ class WebSocket(Connection):
             WebSocketRuntimeError: bad *mode*, not accepted yet, or closed.
         """
         if mode == "text":
-            return _json.loads(await self.receive_text(), "text")
-        if mode == "binary":
-            return _json.loads(await self.receive_bytes(), "binary")
-        raise WebSocketRuntimeError(_MODE_ERROR)
+            key, other = "text", "bytes"
+        elif mode == "binary":
+            key, other = "bytes", "text"
+        else:
+            raise WebSocketRuntimeError(_MODE_ERROR)
+        if self._open:
+            message = await self._receive()
+            if message.get("type") != "websocket.receive":
+                self._client_move(message)
+                raise WebSocketDisconnect(self._disconnect_code, self._disconnect_reason)
+        else:
+            message = await self._receive_slow()
+        data = message.get(key)
+        if data is None:
+            raise WebSocketFrameError(key, other)
+        return _loads(data, mode)
 
-    async def iter_text(self) -> AsyncIterator[str]:
-        """Yield text frames until the client disconnects, then stop cleanly."""
+    async def _iter_payloads(self, key: str, other: str) -> AsyncIterator[Any]:
+        # receive_text()/receive_bytes() inlined: resuming one generator is
+        # cheaper than a new coroutine per message, and iterating is the seed's
+        # idiom. Same fast path and fall-back as the receive_* methods.
         try:
             while True:
-                yield await self.receive_text()
+                if self._open:
+                    message = await self._receive()
+                    if message.get("type") != "websocket.receive":
+                        self._client_move(message)
+                        return
+                else:
+                    message = await self._receive_slow()
+                data = message.get(key)
+                if data is None:
+                    raise WebSocketFrameError(key, other)
+                yield data
         except WebSocketDisconnect:
-            pass
+            return
 
-    async def iter_bytes(self) -> AsyncIterator[bytes]:
-        """Yield binary frames until the client disconnects, then stop cleanly."""
-        try:
-            while True:
-                yield await self.receive_bytes()
-        except WebSocketDisconnect:
-            pass
+    def iter_text(self) -> AsyncIterator[str]:
+        """Yield text frames until the client disconnects, then stop cleanly.
+
+        Raises:
+            WebSocketFrameError: the client sent a binary frame.
+            WebSocketRuntimeError: not accepted yet, or already closed.
+        """
+        return self._iter_payloads("text", "bytes")
+
+    def iter_bytes(self) -> AsyncIterator[bytes]:
+        """Yield binary frames until the client disconnects, then stop cleanly.
+
+        Raises:
+            WebSocketFrameError: the client sent a text frame.
+            WebSocketRuntimeError: not accepted yet, or already closed.
+        """
+        return self._iter_payloads("bytes", "text")
 
     async def iter_json(self, mode: Literal["text", "binary"] = "text") -> AsyncIterator[Any]:
         """Yield parsed JSON frames until the client disconnects, then stop cleanly.
 
         Raises:
             WebSocketRuntimeError: bad *mode* (on the first iteration).
+            WebSocketFrameError, lilya.exceptions.InvalidJSONError: as
+                :meth:`receive_json`.
         """
-        if mode not in ("text", "binary"):
+        if mode == "text":
+            payloads = self._iter_payloads("text", "bytes")
+        elif mode == "binary":
+            payloads = self._iter_payloads("bytes", "text")
+        else:
             raise WebSocketRuntimeError(_MODE_ERROR)
-        try:
-            while True:
-                yield await self.receive_json(mode)
-        except WebSocketDisconnect:
-            pass
+        async for data in payloads:
+            yield _loads(data, mode)
 
     # -- typed send ----------------------------------------------------------
     async def send_text(self, data: str) -> None:
@@ -421,7 +511,14 @@ class WebSocket(Connection):
             WebSocketDisconnect: the client is gone.
             WebSocketRuntimeError: not accepted yet, or already closed.
         """
-        await self.send({"type": "websocket.send", "text": data})
+        message = {"type": "websocket.send", "text": data}
+        if self._open:
+            try:
+                await self._send(message)
+            except OSError:
+                raise self._lost() from None
+        else:
+            await self.send(message)
 
     async def send_bytes(self, data: bytes) -> None:
         """Send *data* in a binary frame.
@@ -430,7 +527,14 @@ class WebSocket(Connection):
             WebSocketDisconnect: the client is gone.
             WebSocketRuntimeError: not accepted yet, or already closed.
         """
-        await self.send({"type": "websocket.send", "bytes": data})
+        message = {"type": "websocket.send", "bytes": data}
+        if self._open:
+            try:
+                await self._send(message)
+            except OSError:
+                raise self._lost() from None
+        else:
+            await self.send(message)
 
     async def send_json(self, data: Any, mode: Literal["text", "binary"] = "text") -> None:
         """Send *data* as compact JSON, in a text frame or (``mode="binary"``) a binary one.
@@ -443,12 +547,20 @@ class WebSocket(Connection):
             WebSocketRuntimeError: bad *mode*, not accepted yet, or closed.
             WebSocketDisconnect: the client is gone.
         """
+        message: Message
         if mode == "text":
-            await self.send({"type": "websocket.send", "text": _json.dumps_text(data)})
+            message = {"type": "websocket.send", "text": _dumps_text(data)}
         elif mode == "binary":
-            await self.send({"type": "websocket.send", "bytes": _json.dumps_bytes(data)})
+            message = {"type": "websocket.send", "bytes": _dumps_bytes(data)}
         else:
             raise WebSocketRuntimeError(_MODE_ERROR)
+        if self._open:
+            try:
+                await self._send(message)
+            except OSError:
+                raise self._lost() from None
+        else:
+            await self.send(message)
 
 
 class WebSocketClose:
