@@ -179,10 +179,13 @@ class Lifespan:
         try:
             message = await self._from_app.receive()
         except anyio.EndOfStream:
-            if self._error is not None:
+            # Returning, or raising, before answering startup is how an app
+            # says it has no lifespan (ASGI lifespan spec): a bare WebSocket
+            # app refuses a "lifespan" scope. uvicorn's default "auto" mode
+            # goes on without lifespan then, and so do we. A framework's real
+            # startup failure answers "lifespan.startup.failed" first (below).
+            if self._error is not None and phase != "startup":
                 raise self._error from None
-            # Returning without answering is how an app says it has no
-            # lifespan (ASGI lifespan spec); uvicorn's "auto" mode goes on.
             self._answered = False
             return
         kind = message.get("type")
