@@ -142,3 +142,31 @@ class Connection(Mapping[str, Any]):
         return path_for(name, **path_params).make_absolute_url(  # type: ignore[no-any-return]
             base_url=self.base_url
         )
+
+    @property
+    def user(self) -> Any:
+        """The user the authentication middleware found (``AnonymousUser()`` if none).
+
+        Raises:
+            RuntimeError: no ``AuthenticationMiddleware`` ran for this connection.
+        """
+        if "user" not in self.scope:
+            raise RuntimeError(
+                "connection.user needs lilya.middleware.authentication.AuthenticationMiddleware;"
+                " add DefineMiddleware(AuthenticationMiddleware, backend=...) to the app."
+            )
+        return self.scope["user"]
+
+    @property
+    def auth(self) -> Any:
+        """What the authentication backend returned with the user (``None`` if anonymous).
+
+        Raises:
+            RuntimeError: no ``AuthenticationMiddleware`` ran for this connection.
+        """
+        if "auth" not in self.scope:
+            raise RuntimeError(
+                "connection.auth needs lilya.middleware.authentication.AuthenticationMiddleware;"
+                " add DefineMiddleware(AuthenticationMiddleware, backend=...) to the app."
+            )
+        return self.scope["auth"]

@@ -86,14 +86,21 @@ class InvalidJSONError(json.JSONDecodeError):
 class NoMatchFound(LookupError):
     """Reverse routing found no route with that name accepting those parameters."""
 
-    def __init__(self, name: str, path_params: Mapping[str, Any]) -> None:
+    def __init__(
+        self, name: str, path_params: Mapping[str, Any], *, hint: str | None = None
+    ) -> None:
         params = ", ".join(sorted(path_params))
-        super().__init__(
+        message = (
             f'No route found for name "{name}" and params "{params}"; check the route '
             'name ("include-name:route-name" inside an Include) and its path parameters.'
         )
+        if hint:
+            message += f" Closest: {hint}"
+        super().__init__(message)
         self.name = name
         self.path_params = dict(path_params)
+        #: What the closest route expects, when routing found one (or ``None``).
+        self.hint = hint
 
 
 class WebSocketException(Exception):

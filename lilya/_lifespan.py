@@ -1,0 +1,81 @@
+"""The ASGI lifespan protocol: startup and shutdown hooks, and the lifespan context.
+
+ASGI "Lifespan Protocol" (``specs/lifespan.rst``): the server sends
+``lifespan.startup``, we answer ``.complete`` or ``.failed`` with a message;
+then the same for ``lifespan.shutdown``. What the lifespan context yields goes
+into the lifespan ``state``, which servers copy into every connection's scope.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+import traceback
+from collections.abc import AsyncIterator, Callable, Sequence
+from typing import Any
+
+from lilya.types import Lifespan, Receive, Scope, Send
+
+__all__ = ["run_lifespan"]
+
+
+async def _run_hook(hook: Callable[[], Any]) -> None:
+    result = hook()
+    if inspect.isawaitable(result):
+        await result
+
+
+@contextlib.asynccontextmanager
+async def _combined(
+    app: Any,
+    on_startup: Sequence[Callable[[], Any]],
+    on_shutdown: Sequence[Callable[[], Any]],
+    context: Lifespan[Any] | None,
+) -> AsyncIterator[Any]:
+    for hook in on_startup:
+        await _run_hook(hook)
+    if context is None:
+        yield None
+    else:
+        async with context(app) as state:
+            yield state
+    for hook in on_shutdown:
+        await _run_hook(hook)
+
+
+async def run_lifespan(
+    scope: Scope,
+    receive: Receive,
+    send: Send,
+    *,
+    on_startup: Sequence[Callable[[], Any]],
+    on_shutdown: Sequence[Callable[[], Any]],
+    context: Lifespan[Any] | None,
+    app: Any,
+) -> None:
+    """Run startup hooks, enter *context*, wait for shutdown, exit it, run shutdown hooks.
+
+    Raises:
+        Exception: what a hook or the context raised, after telling the
+            server with ``lifespan.startup.failed`` / ``lifespan.shutdown.failed``
+            (the traceback as the message: uvicorn prints it).
+    """
+    started = False
+    await receive()  # lifespan.startup
+    try:
+        async with _combined(app, on_startup, on_shutdown, context) as state:
+            if state is not None:
+                if "state" not in scope:
+                    raise RuntimeError(
+                        "The lifespan yielded state, but the server does not support "
+                        'lifespan "state"; keep it on app.state instead.'
+                    )
+                scope["state"].update(state)
+            await send({"type": "lifespan.startup.complete"})
+            started = True
+            await receive()  # lifespan.shutdown
+    except Exception:
+        phase = "shutdown" if started else "startup"
+        await send({"type": f"lifespan.{phase}.failed", "message": traceback.format_exc()})
+        raise
+    await send({"type": "lifespan.shutdown.complete"})

@@ -1,0 +1,260 @@
+"""Path templates: ``"/rooms/{room}/{id:int}"`` compiled once into a regex and a formatter.
+
+Routing matches a request path against a compiled template and gets typed
+parameters back; reverse routing fills the same template from parameters. Both
+directions use one :class:`Converter` per parameter, so what ``path_for`` builds
+is exactly what matching accepts.
+
+Values arrive decoded: ASGI servers put the percent-decoded path in
+``scope["path"]``. Reverse routing therefore percent-encodes what it inserts
+(``"a b"`` becomes ``a%20b``), and the server decodes it back on the way in.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar
+from urllib.parse import quote
+
+from lilya.exceptions import ImproperlyConfigured
+
+__all__ = [
+    "CONVERTERS",
+    "CompiledPath",
+    "Converter",
+    "compile_path",
+    "register_converter",
+]
+
+
+class Converter:
+    """Turns one path segment into a typed value and back.
+
+    Subclass it and :func:`register_converter` an instance to add your own.
+
+    Attributes:
+        regex: what the parameter may look like in a path (no groups).
+    """
+
+    regex: ClassVar[str] = "[^/]+"
+
+    def convert(self, value: str) -> Any:
+        """Return the typed value of a segment the regex matched.
+
+        Raise :class:`ValueError` to refuse it: the route then does not match.
+        """
+        return value
+
+    def to_string(self, value: Any) -> str:
+        """Return *value* as it goes into a path, percent-encoded.
+
+        Raises:
+            ValueError: *value* could never be matched by this converter.
+        """
+        text = str(value)
+        if not text or "/" in text:
+            raise ValueError(f"must be a non-empty string without '/', got {value!r}")
+        return quote(text, safe="")
+
+
+class StringConverter(Converter):
+    """``{name}`` or ``{name:str}``: one non-empty segment, no ``/``."""
+
+
+class PathConverter(Converter):
+    """``{name:path}``: the rest of the path, ``/`` included (may be empty)."""
+
+    regex = ".*"
+
+    def to_string(self, value: Any) -> str:
+        return quote(str(value), safe="/")
+
+
+class IntegerConverter(Converter):
+    """``{name:int}``: decimal digits, converted to a non-negative ``int``."""
+
+    regex = "[0-9]+"
+
+    def convert(self, value: str) -> int:
+        return int(value)
+
+    def to_string(self, value: Any) -> str:
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            if isinstance(value, str) and value.isascii() and value.isdigit():
+                return value
+            raise ValueError(f"must be a non-negative int, got {value!r}")
+        return str(value)
+
+
+class FloatConverter(Converter):
+    """``{name:float}``: ``12`` or ``12.5``, converted to a non-negative ``float``."""
+
+    regex = r"[0-9]+(?:\.[0-9]+)?"
+
+    def convert(self, value: str) -> float:
+        return float(value)
+
+    def to_string(self, value: Any) -> str:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ValueError(f"must be a non-negative number, got {value!r}")
+        if value < 0 or not math.isfinite(value):
+            raise ValueError(f"must be a finite non-negative number, got {value!r}")
+        # Positional notation: "1e-07" would not match the regex.
+        return f"{value:.15f}".rstrip("0").rstrip(".")
+
+
+class UUIDConverter(Converter):
+    """``{name:uuid}``: a hyphenated UUID, converted to :class:`uuid.UUID`."""
+
+    regex = "[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
+
+    def convert(self, value: str) -> uuid.UUID:
+        return uuid.UUID(value)
+
+    def to_string(self, value: Any) -> str:
+        try:
+            return str(value if isinstance(value, uuid.UUID) else uuid.UUID(str(value)))
+        except ValueError:
+            raise ValueError(f"must be a UUID, got {value!r}") from None
+
+
+#: The converters a template may name, by name. Add yours with :func:`register_converter`.
+CONVERTERS: dict[str, Converter] = {
+    "str": StringConverter(),
+    "path": PathConverter(),
+    "int": IntegerConverter(),
+    "float": FloatConverter(),
+    "uuid": UUIDConverter(),
+}
+
+
+def register_converter(name: str, converter: Converter) -> None:
+    """Make ``{param:name}`` use *converter* in templates compiled from now on.
+
+    Raises:
+        ImproperlyConfigured: *name* is already taken.
+    """
+    if name in CONVERTERS:
+        raise ImproperlyConfigured(f"A path converter named {name!r} is already registered.")
+    CONVERTERS[name] = converter
+
+
+_PARAM = re.compile(r"{([^{}:]*)(?::([^{}]*))?}")
+
+
+@dataclass(frozen=True)
+class CompiledPath:
+    """A path template, compiled: match paths with it, or fill it from parameters.
+
+    Attributes:
+        template: the template as written (``"/items/{id:int}"``).
+        regex: the compiled pattern; anchored at both ends, or only at the start
+            (up to a ``/`` or the end) for an ``Include`` prefix.
+        converters: the converter of each parameter, in template order.
+    """
+
+    template: str
+    regex: re.Pattern[str]
+    converters: Mapping[str, Converter]
+    _format: str
+
+    @property
+    def param_names(self) -> frozenset[str]:
+        """The names of the template's parameters."""
+        return frozenset(self.converters)
+
+    def match(self, path: str) -> tuple[dict[str, Any], str] | None:
+        """Match *path*; return the typed parameters and the unmatched rest, or ``None``.
+
+        The rest is ``""`` for a whole-path template. A value its converter
+        refuses (``ValueError``) means no match, never an error.
+        """
+        found = self.regex.match(path)
+        if found is None:
+            return None
+        params: dict[str, Any] = {}
+        try:
+            for name, text in found.groupdict().items():
+                params[name] = self.converters[name].convert(text)
+        except ValueError:
+            return None
+        return params, path[found.end() :]
+
+    def format(self, params: Mapping[str, Any]) -> str:
+        """Fill the template with *params* (exactly its parameters).
+
+        Raises:
+            ValueError: a value its converter cannot write (e.g. ``-1`` for ``int``).
+        """
+        values = {}
+        for name, converter in self.converters.items():
+            try:
+                values[name] = converter.to_string(params[name])
+            except ValueError as exc:
+                raise ValueError(
+                    f"Path parameter {name!r} of {self.template!r} {exc}; "
+                    "pass a value the route could match."
+                ) from None
+        return self._format.format_map(values)
+
+
+def _check_literal(literal: str, template: str) -> None:
+    if "{" in literal or "}" in literal:
+        raise ImproperlyConfigured(
+            f"Unbalanced brace in route path {template!r}; parameters look like {{name}} "
+            "or {name:int}."
+        )
+
+
+def compile_path(template: str, *, prefix: bool = False) -> CompiledPath:
+    """Compile *template* once, for matching and for reverse routing.
+
+    Args:
+        template: ``""`` or a path starting with ``/``; parameters are
+            ``{name}`` or ``{name:converter}``.
+        prefix: compile an ``Include`` prefix, which matches the start of a
+            path up to a ``/`` or the end (``/api`` matches ``/api`` and
+            ``/api/x``, not ``/apix``).
+
+    Raises:
+        ImproperlyConfigured: the template does not start with ``/``, names an
+            unknown converter, repeats a parameter, or (for a prefix) uses
+            ``path``, which would swallow the routes below it.
+    """
+    if template and not template.startswith("/"):
+        raise ImproperlyConfigured(f"Route path {template!r} must start with '/'.")
+    pattern, fmt, converters, end = "^", "", {}, 0
+    for found in _PARAM.finditer(template):
+        name, kind = found.group(1), found.group(2) or "str"
+        if not name.isidentifier():
+            raise ImproperlyConfigured(
+                f"Parameter {found.group(0)!r} in {template!r} needs a name that is a Python "
+                "identifier, like {room} or {id:int}."
+            )
+        if name in converters:
+            raise ImproperlyConfigured(f"Parameter {name!r} appears twice in {template!r}.")
+        if kind not in CONVERTERS:
+            raise ImproperlyConfigured(
+                f"Unknown path converter {kind!r} in {template!r}; use one of "
+                f"{', '.join(sorted(CONVERTERS))} or register_converter() your own."
+            )
+        if prefix and kind == "path":
+            raise ImproperlyConfigured(
+                f"An Include prefix cannot use the 'path' converter ({template!r}): it would "
+                "swallow the paths of the routes below it."
+            )
+        literal = template[end : found.start()]
+        _check_literal(literal, template)
+        pattern += re.escape(literal) + f"(?P<{name}>{CONVERTERS[kind].regex})"
+        fmt += literal.replace("{", "{{").replace("}", "}}") + "{" + name + "}"
+        converters[name] = CONVERTERS[kind]
+        end = found.end()
+    tail = template[end:]
+    _check_literal(tail, template)
+    pattern += re.escape(tail) + ("(?=/|$)" if prefix else "$")
+    fmt += tail
+    return CompiledPath(template, re.compile(pattern), converters, fmt)

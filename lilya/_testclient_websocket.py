@@ -1,0 +1,523 @@
+"""The WebSocket side of the test client: one channel core, two thin sessions.
+
+Theory of operation: :class:`WebSocketChannel` holds everything about one
+connection between a test and an app: the app's task, the two message
+streams, the handshake, the state, and the decoding of what the app sends. Its
+methods are ``async`` and run in the app's event loop. The async session
+awaits them; the sync session calls them through the client's blocking
+portal. Neither session has logic of its own beyond that.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import enum
+import json
+import math
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, Literal, TypeVar
+
+import anyio
+import anyio.abc
+import anyio.from_thread
+import httpx
+
+from lilya._testclient_transport import PortalFactory, settle
+from lilya.exceptions import WebSocketRuntimeError
+from lilya.types import ASGIApp, Message, Scope
+from lilya.websockets import WebSocketDisconnect
+
+__all__ = ["WebSocketDenialResponse"]
+
+
+class WebSocketDenialResponse(  # type: ignore[misc]  # httpx.Response and Exception both define __init__/__repr__
+    httpx.Response, WebSocketDisconnect
+):
+    """The app refused the handshake with an HTTP response (``send_denial_response``).
+
+    It is both the ``httpx.Response`` the client received (``status_code``,
+    ``headers``, ``content``, ``text``, ``json()``) and a
+    :class:`~lilya.websockets.WebSocketDisconnect`, so tests that only expect a
+    refusal keep catching it. ``code`` is 1006: the connection ended without a
+    close frame.
+    """
+
+    def __init__(
+        self,
+        status_code: int,
+        *,
+        headers: Sequence[tuple[bytes, bytes]] = (),
+        content: bytes = b"",
+        request: httpx.Request | None = None,
+    ) -> None:
+        httpx.Response.__init__(
+            self, status_code, headers=list(headers), content=content, request=request
+        )
+        WebSocketDisconnect.__init__(self, 1006, f"HTTP {status_code}")
+
+    def __str__(self) -> str:
+        return f"The application denied the WebSocket handshake with HTTP {self.status_code}."
+
+    def __repr__(self) -> str:
+        return f"<WebSocketDenialResponse [{self.status_code}]>"
+
+
+_T = TypeVar("_T")
+
+
+class _Timeout(enum.Enum):
+    CLIENT_DEFAULT = "the client's websocket_timeout"
+
+
+#: Pass nothing for ``timeout=`` to use the client's ``websocket_timeout``.
+CLIENT_DEFAULT = _Timeout.CLIENT_DEFAULT
+TimeoutArg = float | None | _Timeout
+Mode = Literal["text", "binary"]
+
+
+def _check_mode(mode: str) -> None:
+    if mode not in ("text", "binary"):
+        raise WebSocketRuntimeError('The "mode" argument should be "text" or "binary".')
+
+
+def _dump_json(data: Any) -> str:
+    return json.dumps(data, separators=(",", ":"), ensure_ascii=False)
+
+
+def frame_message(data: str | bytes) -> Message:
+    """Return the ``websocket.receive`` message that carries *data* to the app."""
+    if isinstance(data, str):
+        return {"type": "websocket.receive", "text": data}
+    return {"type": "websocket.receive", "bytes": bytes(data)}
+
+
+def json_message(data: Any, mode: Mode) -> Message:
+    """Return the ``websocket.receive`` message carrying *data* as compact JSON."""
+    _check_mode(mode)
+    text = _dump_json(data)
+    return frame_message(text if mode == "text" else text.encode("utf-8"))
+
+
+def _payload(message: Message, kind: Literal["text", "bytes"]) -> Any:
+    """Return the *kind* payload of a ``websocket.send`` from the app.
+
+    Raises:
+        WebSocketDisconnect: the app closed the connection.
+        WebSocketRuntimeError: the app sent another message, or a frame of the
+            other kind.
+    """
+    message_type = message.get("type")
+    if message_type == "websocket.close":
+        raise WebSocketDisconnect(message.get("code", 1000), message.get("reason"))
+    if message_type != "websocket.send":
+        raise WebSocketRuntimeError(
+            'Expected ASGI message "websocket.send" or "websocket.close" '
+            f"from the application, but got {message_type!r}.",
+            message_type=message_type,
+        )
+    value = message.get(kind)
+    if value is None:  # "is None": servers like hypercorn send both keys, one None
+        other = "bytes" if kind == "text" else "text"
+        raise WebSocketRuntimeError(
+            f"Expected a {kind} frame from the application, but it sent a {other} frame "
+            f"({message.get(other)!r:.60}); call receive_{other}() to read it.",
+            message_type=message_type,
+        )
+    return value
+
+
+class WebSocketChannel:
+    """One test-to-app WebSocket connection: the app's task, its streams, its state."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        scope: Scope,
+        request: httpx.Request,
+        *,
+        raise_server_exceptions: bool,
+        timeout: float | None,
+    ) -> None:
+        self.app = app
+        self.scope = scope
+        self._request = request
+        self._raise = raise_server_exceptions
+        self.timeout = timeout
+        self.accepted_subprotocol: str | None = None
+        self.extra_headers: list[tuple[bytes, bytes]] | None = None
+        self._accepted = False
+        self._close: tuple[int, str] | None = None
+        self._disconnected = False
+        self._error: Exception | None = None
+        self._error_raised = False
+
+    # -- the app's task ------------------------------------------------
+
+    async def run(self, *, task_status: anyio.abc.TaskStatus[None]) -> None:
+        """Run the app on this connection until it returns (a task of its own)."""
+        # The test's ends of the two streams live until finish(); the app's ends
+        # close when it returns, so late sends from the test are dropped and
+        # the test's receive() sees the end once the queued messages are read.
+        self._to_app, to_app_rx = anyio.create_memory_object_stream[Message](math.inf)
+        from_app_tx, self._from_app = anyio.create_memory_object_stream[Message](math.inf)
+        self._done = anyio.Event()
+        with anyio.CancelScope() as self._cancel_scope, to_app_rx:
+            task_status.started()
+            try:
+                async with from_app_tx:
+                    await self.app(self.scope, to_app_rx.receive, from_app_tx.send)
+            except Exception as exc:
+                self._error = exc
+            finally:
+                self._done.set()
+
+    def describe(self) -> str:
+        """Say in words where the connection stands, for error messages."""
+        if self._close is not None:
+            return f"the application closed the connection with code {self._close[0]}"
+        if self._disconnected:
+            return "the test has disconnected"
+        if self._accepted:
+            return "the connection is open"
+        return "the handshake is pending"
+
+    # -- handshake and teardown ----------------------------------------
+
+    async def enter(self) -> None:
+        """Send ``websocket.connect`` and wait for the app to accept.
+
+        Raises:
+            WebSocketDisconnect: the app closed the connection instead.
+            WebSocketDenialResponse: the app answered with an HTTP response.
+            Exception: whatever the app raised before accepting.
+        """
+        try:
+            await self._handshake()
+        except BaseException:
+            await self.finish()
+            raise
+
+    async def _handshake(self) -> None:
+        await self.send({"type": "websocket.connect"})
+        message = await self.receive(CLIENT_DEFAULT, "the handshake answer")
+        message_type = message.get("type")
+        if message_type == "websocket.accept":
+            self._accepted = True
+            self.accepted_subprotocol = message.get("subprotocol")
+            # ASGI: "headers" is optional and defaults to none; tests compare to [].
+            self.extra_headers = [(bytes(k), bytes(v)) for k, v in message.get("headers") or []]
+            return
+        if message_type == "websocket.close":
+            raise WebSocketDisconnect(message.get("code", 1000), message.get("reason"))
+        if message_type == "websocket.http.response.start":
+            await self._raise_denial(message)
+        raise WebSocketRuntimeError(
+            'Expected ASGI message "websocket.accept", "websocket.close" or '
+            '"websocket.http.response.start" from the application, '
+            f"but got {message_type!r}.",
+            message_type=message_type,
+        )
+
+    async def _raise_denial(self, start: Message) -> None:
+        body: list[bytes] = []
+        more_body = True
+        while more_body:
+            message = await self.receive(CLIENT_DEFAULT, "the denial response body")
+            if message.get("type") != "websocket.http.response.body":
+                raise WebSocketRuntimeError(
+                    'Expected ASGI message "websocket.http.response.body" from the '
+                    f"application, but got {message.get('type')!r}.",
+                    message_type=message.get("type"),
+                )
+            body.append(bytes(message.get("body", b"")))
+            more_body = bool(message.get("more_body", False))
+        raise WebSocketDenialResponse(
+            int(start.get("status", 500)),
+            headers=[(bytes(k), bytes(v)) for k, v in start.get("headers", [])],
+            content=b"".join(body),
+            request=self._request,
+        )
+
+    async def finish(self) -> None:
+        """Disconnect (1000) if still connected, let the app end, re-raise its error.
+
+        Raises:
+            Exception: what the app raised, if it has not been raised in the
+                test yet and the client raises server exceptions.
+        """
+        if not self._done.is_set():
+            if not self._disconnected:
+                await self.disconnect(1000, None)
+            await settle(self._done, self.timeout)
+            self._cancel_scope.cancel()
+            await self._done.wait()
+        self._from_app.close()
+        self._to_app.close()
+        if self._error is not None and self._raise and not self._error_raised:
+            self._error_raised = True
+            raise self._error
+
+    # -- traffic -------------------------------------------------------
+
+    async def send(self, message: Message) -> None:
+        """Hand *message* to the app's ``receive()`` (never blocks).
+
+        Once the app has returned, messages are dropped, as Starlette's client
+        does: the test may well send before it learns the app has closed.
+
+        Raises:
+            WebSocketRuntimeError: the session has ended (its context was left).
+        """
+        if message.get("type") == "websocket.disconnect":
+            self._disconnected = True
+        try:
+            self._to_app.send_nowait(message)
+        except anyio.BrokenResourceError:
+            pass
+        except anyio.ClosedResourceError:
+            raise WebSocketRuntimeError(
+                "This WebSocket session has ended; open a new one with websocket_connect()."
+            ) from None
+
+    async def disconnect(self, code: int, reason: str | None) -> None:
+        """Tell the app the client has gone, with *code* and *reason*."""
+        await self.send({"type": "websocket.disconnect", "code": code, "reason": reason or ""})
+
+    async def receive(self, wait: TimeoutArg, waiting_for: str = "a message") -> Message:
+        """Return the app's next message, waiting at most *wait* seconds.
+
+        Raises:
+            TimeoutError: nothing came in time.
+            Exception: the app raised (and the client raises server exceptions).
+            WebSocketDisconnect: the app ended without a close message, 1011
+                when it raised, 1006 when it just returned.
+            WebSocketDenialResponse: the app ended before the handshake (500).
+        """
+        seconds = self.timeout if wait is CLIENT_DEFAULT else wait
+        try:
+            # A message already queued is returned even with timeout=0.
+            message = self._from_app.receive_nowait()
+        except anyio.WouldBlock:
+            try:
+                with anyio.fail_after(seconds):
+                    message = await self._from_app.receive()
+            except TimeoutError:
+                raise TimeoutError(
+                    f"Waited {seconds} s for {waiting_for} from the application and got "
+                    f"nothing; {self.describe()} and the application is still running. "
+                    "Pass timeout= to wait longer."
+                ) from None
+            except anyio.EndOfStream:
+                self._raise_app_ended()
+        except anyio.EndOfStream:
+            self._raise_app_ended()
+        if message.get("type") == "websocket.close":
+            self._close = (message.get("code", 1000), message.get("reason") or "")
+        return message
+
+    def _raise_app_ended(self) -> Any:
+        if self._error is not None and self._raise:
+            self._error_raised = True
+            raise self._error
+        if self._close is not None:
+            raise WebSocketDisconnect(*self._close)  # the close already seen, again
+        if not self._accepted:
+            # What uvicorn does when an app ends before the handshake.
+            raise WebSocketDenialResponse(
+                500, content=b"Internal Server Error", request=self._request
+            )
+        if self._error is not None:
+            raise WebSocketDisconnect(1011, "The application raised an exception.")
+        raise WebSocketDisconnect(1006, "The application returned without closing the WebSocket.")
+
+    async def receive_text(self, wait: TimeoutArg) -> str:
+        message = await self.receive(wait, "a text frame")
+        return str(_payload(message, "text"))
+
+    async def receive_bytes(self, wait: TimeoutArg) -> bytes:
+        message = await self.receive(wait, "a bytes frame")
+        return bytes(_payload(message, "bytes"))
+
+    async def receive_json(self, mode: Mode, wait: TimeoutArg) -> Any:
+        _check_mode(mode)
+        if mode == "text":
+            return json.loads(await self.receive_text(wait))
+        return json.loads((await self.receive_bytes(wait)).decode("utf-8"))
+
+
+class WebSocketTestSession:
+    """A WebSocket connection to the app, driven from a synchronous test.
+
+    You get one from ``TestClient.websocket_connect(...)`` and use it as a
+    context manager: entering it performs the handshake, leaving it
+    disconnects (code 1000) and waits for the app to end.
+    """
+
+    def __init__(self, channel: WebSocketChannel, portal_factory: PortalFactory) -> None:
+        self._channel = channel
+        self._portal_factory = portal_factory
+        self.app = channel.app
+        self.scope = channel.scope
+        self.accepted_subprotocol: str | None = None
+        self.extra_headers: list[tuple[bytes, bytes]] | None = None
+        self._portal: anyio.from_thread.BlockingPortal | None = None
+
+    def __enter__(self) -> WebSocketTestSession:
+        with contextlib.ExitStack() as stack:
+            self.portal = portal = stack.enter_context(self._portal_factory())
+            portal.start_task(self._channel.run)
+            portal.call(self._channel.enter)
+            self._portal = portal
+            self.accepted_subprotocol = self._channel.accepted_subprotocol
+            self.extra_headers = self._channel.extra_headers
+            self._exit_stack = stack.pop_all()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        with self._exit_stack:
+            self._portal = None
+            self.portal.call(self._channel.finish)
+
+    def _call(self, func: Callable[..., Awaitable[_T]], *args: object) -> _T:
+        if self._portal is None:
+            raise WebSocketRuntimeError(
+                "This WebSocket session is not open; use it inside "
+                "`with client.websocket_connect(...) as session:`."
+            )
+        return self._portal.call(func, *args)
+
+    def send(self, message: Message) -> None:
+        """Send the raw ASGI *message* to the app's ``receive()``."""
+        self._call(self._channel.send, message)
+
+    def send_text(self, data: str) -> None:
+        """Send *data* to the app in a text frame."""
+        self.send(frame_message(data))
+
+    def send_bytes(self, data: bytes) -> None:
+        """Send *data* to the app in a binary frame."""
+        self.send(frame_message(data))
+
+    def send_json(self, data: Any, mode: Mode = "text") -> None:
+        """Send *data* as compact JSON in a text (or, with ``mode="binary"``, binary) frame."""
+        self.send(json_message(data, mode))
+
+    def close(self, code: int = 1000, reason: str | None = None) -> None:
+        """Disconnect from the app: it receives ``websocket.disconnect`` with *code*."""
+        self._call(self._channel.disconnect, code, reason)
+
+    def receive(self, timeout: TimeoutArg = CLIENT_DEFAULT) -> Message:
+        """Return the next raw ASGI message the app sent, waiting at most *timeout* s.
+
+        Raises:
+            TimeoutError: nothing came in time (``timeout=None`` waits forever).
+        """
+        return self._call(self._channel.receive, timeout)
+
+    def receive_text(self, timeout: TimeoutArg = CLIENT_DEFAULT) -> str:
+        """Return the next text frame.
+
+        Raises:
+            WebSocketDisconnect: the app closed the connection (``code``, ``reason``).
+            WebSocketRuntimeError: the app sent a bytes frame or another message.
+            TimeoutError: nothing came within *timeout* seconds.
+        """
+        return self._call(self._channel.receive_text, timeout)
+
+    def receive_bytes(self, timeout: TimeoutArg = CLIENT_DEFAULT) -> bytes:
+        """Return the next binary frame (errors as for :meth:`receive_text`)."""
+        return self._call(self._channel.receive_bytes, timeout)
+
+    def receive_json(self, mode: Mode = "text", timeout: TimeoutArg = CLIENT_DEFAULT) -> Any:
+        """Return the next frame decoded as JSON (a text frame, or binary with ``mode="binary"``).
+
+        Raises:
+            ValueError: the frame is not valid JSON.
+        """
+        return self._call(self._channel.receive_json, mode, timeout)
+
+
+class AsyncWebSocketTestSession:
+    """A WebSocket connection to the app, driven from an async test.
+
+    You get one from ``AsyncTestClient.websocket_connect(...)`` and use it with
+    ``async with``; every method of :class:`WebSocketTestSession` is here, awaited.
+    """
+
+    def __init__(self, channel: WebSocketChannel) -> None:
+        self._channel = channel
+        self.app = channel.app
+        self.scope = channel.scope
+        self.accepted_subprotocol: str | None = None
+        self.extra_headers: list[tuple[bytes, bytes]] | None = None
+
+    async def __aenter__(self) -> AsyncWebSocketTestSession:
+        # Errors are raised only after the task group has exited cleanly (the
+        # channel has already ended the app), so they reach the test unwrapped
+        # rather than inside an ExceptionGroup.
+        self._exit_stack = contextlib.AsyncExitStack()
+        group = await self._exit_stack.enter_async_context(anyio.create_task_group())
+        await group.start(self._channel.run)
+        try:
+            await self._channel.enter()
+        except BaseException:
+            await self._exit_stack.aclose()
+            raise
+        self.accepted_subprotocol = self._channel.accepted_subprotocol
+        self.extra_headers = self._channel.extra_headers
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        try:
+            await self._channel.finish()
+        finally:
+            await self._exit_stack.aclose()
+
+    async def send(self, message: Message) -> None:
+        """Send the raw ASGI *message* to the app's ``receive()``."""
+        await self._channel.send(message)
+
+    async def send_text(self, data: str) -> None:
+        """Send *data* to the app in a text frame."""
+        await self._channel.send(frame_message(data))
+
+    async def send_bytes(self, data: bytes) -> None:
+        """Send *data* to the app in a binary frame."""
+        await self._channel.send(frame_message(data))
+
+    async def send_json(self, data: Any, mode: Mode = "text") -> None:
+        """Send *data* as compact JSON in a text (or binary) frame."""
+        await self._channel.send(json_message(data, mode))
+
+    async def close(self, code: int = 1000, reason: str | None = None) -> None:
+        """Disconnect from the app: it receives ``websocket.disconnect`` with *code*."""
+        await self._channel.disconnect(code, reason)
+
+    async def receive(
+        self,
+        timeout: TimeoutArg = CLIENT_DEFAULT,  # noqa: ASYNC109  # the Starlette-style API
+    ) -> Message:
+        """Return the next raw ASGI message the app sent (as ``WebSocketTestSession``)."""
+        return await self._channel.receive(timeout)
+
+    async def receive_text(
+        self,
+        timeout: TimeoutArg = CLIENT_DEFAULT,  # noqa: ASYNC109  # the Starlette-style API
+    ) -> str:
+        """Return the next text frame (see :meth:`WebSocketTestSession.receive_text`)."""
+        return await self._channel.receive_text(timeout)
+
+    async def receive_bytes(
+        self,
+        timeout: TimeoutArg = CLIENT_DEFAULT,  # noqa: ASYNC109  # the Starlette-style API
+    ) -> bytes:
+        """Return the next binary frame."""
+        return await self._channel.receive_bytes(timeout)
+
+    async def receive_json(
+        self,
+        mode: Mode = "text",
+        timeout: TimeoutArg = CLIENT_DEFAULT,  # noqa: ASYNC109  # the Starlette-style API
+    ) -> Any:
+        """Return the next frame decoded as JSON."""
+        return await self._channel.receive_json(mode, timeout)

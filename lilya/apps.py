@@ -1,0 +1,218 @@
+"""The application: a router, middleware, exception handlers and a lifespan, as one ASGI app.
+
+A connection goes through these layers, outermost first::
+
+    ServerErrorMiddleware      unhandled errors -> 500 / 1011, logged once, re-raised
+      your middleware          in the order you list it (the first is outermost)
+        exception handlers     HTTPException, WebSocketException, your handlers
+          Router               routes (each applies the handlers first, too)
+
+The stack is built on the first connection, so you can add routes,
+middleware and handlers until then.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, TypeVar
+
+from lilya._exception_handlers import (
+    ExceptionHandler,
+    ExceptionHandlerMiddleware,
+    HandlerKey,
+    split_handlers,
+)
+from lilya.datastructures import State, URLPath
+from lilya.middleware import DefineMiddleware, wrap_middleware
+from lilya.middleware.server_error import ServerErrorMiddleware
+from lilya.routing import BaseRoute, Router
+from lilya.types import ASGIApp, Lifespan, Receive, Scope, Send
+
+__all__ = ["Lilya"]
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+class Lilya:
+    """A lilya application.
+
+    Args:
+        routes: ``Path``, ``WebSocketPath`` and ``Include`` objects, tried in order.
+        middleware: ``DefineMiddleware`` entries; the first is the outermost.
+        exception_handlers: ``{ExceptionClass or status/close code: handler}``;
+            ``handler(request_or_websocket, exc)``, sync or async. A handler
+            for ``Exception`` or ``500`` customizes the answer to unhandled
+            errors (which are still logged and re-raised).
+        on_startup, on_shutdown: callables run once when the server starts
+            and stops (sync or async).
+        lifespan: ``lifespan(app)`` returning an async context manager, an
+            alternative (or complement) to the hooks; startup hooks run before
+            it is entered, shutdown hooks after it exits.
+        debug: put tracebacks in HTTP 500 bodies.
+        redirect_slashes: redirect HTTP requests that differ from a route only
+            by a trailing slash (307).
+
+    Attributes:
+        state: application-wide state (``app.state.db = ...``).
+        router: the :class:`~lilya.routing.Router` holding the routes.
+    """
+
+    def __init__(
+        self,
+        routes: Sequence[BaseRoute] | None = None,
+        middleware: Sequence[DefineMiddleware] | None = None,
+        exception_handlers: Mapping[HandlerKey, ExceptionHandler] | None = None,
+        on_startup: Sequence[Callable[[], Any]] | None = None,
+        on_shutdown: Sequence[Callable[[], Any]] | None = None,
+        lifespan: Lifespan[Lilya] | None = None,
+        debug: bool = False,
+        redirect_slashes: bool = True,
+    ) -> None:
+        self.debug = debug
+        self.state = State()
+        self.router = Router(
+            routes,
+            redirect_slashes=redirect_slashes,
+            on_startup=on_startup,
+            on_shutdown=on_shutdown,
+            lifespan=lifespan,
+        )
+        self.user_middleware: list[DefineMiddleware] = list(middleware or [])
+        self.exception_handlers: dict[HandlerKey, ExceptionHandler] = dict(exception_handlers or {})
+        split_handlers(self.exception_handlers)  # refuse bad keys now, not at first request
+        self._stack: ASGIApp | None = None
+
+    @property
+    def routes(self) -> list[BaseRoute]:
+        """The app's routes (the router's list: appending to it adds a route)."""
+        return self.router.routes
+
+    def build_middleware_stack(self) -> ASGIApp:
+        """Build the layers around the router (done once, on the first connection)."""
+        handlers, server_error = split_handlers(self.exception_handlers)
+        app: ASGIApp = ExceptionHandlerMiddleware(self.router, handlers)
+        app = wrap_middleware(app, self.user_middleware)
+        return ServerErrorMiddleware(app, handler=server_error, debug=self.debug)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        scope["app"] = self
+        if self._stack is None:
+            self._stack = self.build_middleware_stack()
+        await self._stack(scope, receive, send)
+
+    # -- configuration -------------------------------------------------------
+    def _check_not_started(self, what: str) -> None:
+        if self._stack is not None:
+            raise RuntimeError(
+                f"Cannot {what} after the application has started serving; do it before the "
+                "first connection (e.g. where you create the app)."
+            )
+
+    def add_middleware(self, cls: Any, /, *args: Any, **kwargs: Any) -> None:
+        """Add middleware as the new outermost of yours.
+
+        Raises:
+            RuntimeError: the app already serves connections.
+        """
+        self._check_not_started("add middleware")
+        self.user_middleware.insert(0, DefineMiddleware(cls, *args, **kwargs))
+
+    def add_exception_handler(self, key: HandlerKey, handler: ExceptionHandler) -> None:
+        """Register *handler* for an exception class or a status / close code.
+
+        Raises:
+            RuntimeError: the app already serves connections.
+        """
+        self._check_not_started("add an exception handler")
+        self.exception_handlers[key] = handler
+        split_handlers(self.exception_handlers)
+
+    def add_route(
+        self,
+        path: str,
+        handler: Any,
+        *,
+        methods: Sequence[str] | None = None,
+        name: str | None = None,
+        middleware: Sequence[DefineMiddleware] | None = None,
+    ) -> None:
+        """Add an HTTP route (see :class:`~lilya.routing.Path`)."""
+        self.router.add_route(path, handler, methods=methods, name=name, middleware=middleware)
+
+    def add_websocket_route(
+        self,
+        path: str,
+        handler: Any,
+        *,
+        name: str | None = None,
+        middleware: Sequence[DefineMiddleware] | None = None,
+    ) -> None:
+        """Add a WebSocket route (see :class:`~lilya.routing.WebSocketPath`)."""
+        self.router.add_websocket_route(path, handler, name=name, middleware=middleware)
+
+    def include(
+        self,
+        path: str,
+        app: ASGIApp | Sequence[BaseRoute],
+        *,
+        name: str | None = None,
+        middleware: Sequence[DefineMiddleware] | None = None,
+    ) -> None:
+        """Mount an ASGI app or a list of routes under *path* (see ``Include``)."""
+        self.router.include(path, app, name=name, middleware=middleware)
+
+    def path_for(self, name: str, /, **path_params: Any) -> URLPath:
+        """Return the path of the route called *name* (see :meth:`Router.path_for`)."""
+        return self.router.path_for(name, **path_params)
+
+    # -- decorators --------------------------------------------------------------
+    def route(
+        self,
+        path: str,
+        *,
+        methods: Sequence[str] | None = None,
+        name: str | None = None,
+        middleware: Sequence[DefineMiddleware] | None = None,
+    ) -> Callable[[_F], _F]:
+        """Decorate an HTTP handler for *path* and *methods* (default ``GET``)."""
+        return self.router.route(path, methods=methods, name=name, middleware=middleware)
+
+    def get(
+        self, path: str, *, name: str | None = None, middleware: Sequence[Any] | None = None
+    ) -> Callable[[_F], _F]:
+        """Decorate a handler for ``GET`` (and ``HEAD``) requests to *path*."""
+        return self.route(path, methods=["GET"], name=name, middleware=middleware)
+
+    def post(
+        self, path: str, *, name: str | None = None, middleware: Sequence[Any] | None = None
+    ) -> Callable[[_F], _F]:
+        """Decorate a handler for ``POST`` requests to *path*."""
+        return self.route(path, methods=["POST"], name=name, middleware=middleware)
+
+    def put(
+        self, path: str, *, name: str | None = None, middleware: Sequence[Any] | None = None
+    ) -> Callable[[_F], _F]:
+        """Decorate a handler for ``PUT`` requests to *path*."""
+        return self.route(path, methods=["PUT"], name=name, middleware=middleware)
+
+    def patch(
+        self, path: str, *, name: str | None = None, middleware: Sequence[Any] | None = None
+    ) -> Callable[[_F], _F]:
+        """Decorate a handler for ``PATCH`` requests to *path*."""
+        return self.route(path, methods=["PATCH"], name=name, middleware=middleware)
+
+    def delete(
+        self, path: str, *, name: str | None = None, middleware: Sequence[Any] | None = None
+    ) -> Callable[[_F], _F]:
+        """Decorate a handler for ``DELETE`` requests to *path*."""
+        return self.route(path, methods=["DELETE"], name=name, middleware=middleware)
+
+    def websocket(
+        self,
+        path: str,
+        *,
+        name: str | None = None,
+        middleware: Sequence[DefineMiddleware] | None = None,
+    ) -> Callable[[_F], _F]:
+        """Decorate a WebSocket handler for *path*."""
+        return self.router.websocket(path, name=name, middleware=middleware)

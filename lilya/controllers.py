@@ -1,0 +1,176 @@
+"""Class-based WebSocket handlers: override the events you care about.
+
+::
+
+    class Echo(WebSocketController):
+        encoding = "json"
+
+        async def on_receive(self, websocket: WebSocket, data: Any) -> None:
+            await websocket.send_json(data)
+
+A controller class is itself an ASGI app: ``WebSocketPath("/ws/{room}", Echo)``
+routes to it, and ``TestClient(Echo)`` or ``uvicorn module:Echo`` serve it
+alone. Each connection gets a new instance (``Echo(scope, receive, send)``,
+then awaited), so instance attributes are per-connection state.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Generator
+from typing import Any, ClassVar, Literal
+
+from lilya import _json
+from lilya._exception_handlers import guard_websocket
+from lilya.exceptions import ImproperlyConfigured, InvalidJSONError, WebSocketFrameError
+from lilya.responses import PlainText
+from lilya.status import (
+    WS_1000_NORMAL_CLOSURE,
+    WS_1003_UNSUPPORTED_DATA,
+    WS_1007_INVALID_FRAME_PAYLOAD_DATA,
+    WS_1011_INTERNAL_ERROR,
+)
+from lilya.types import Message, Receive, Scope, Send
+from lilya.websockets import WebSocket, WebSocketDisconnect, WebSocketState
+
+__all__ = ["WebSocketController"]
+
+logger = logging.getLogger("lilya")
+
+_ENCODINGS = ("text", "bytes", "json", None)
+
+
+class WebSocketController:
+    """A WebSocket handler as a class: ``on_connect``, ``on_receive``, ``on_disconnect``.
+
+    Attributes:
+        encoding: what ``on_receive`` gets: ``"text"`` (``str``; a binary frame
+            closes with 1003), ``"bytes"`` (``bytes``; a text frame closes with
+            1003), ``"json"`` (parsed from a text frame, or a UTF-8 binary one;
+            invalid JSON closes with 1007) or ``None`` (``str`` or ``bytes``, as
+            sent). A wrong frame or bad JSON is the client's fault: it is logged
+            as a warning on ``lilya``, never raised as a server error.
+        scope: the connection's ASGI scope (``path_params`` included).
+    """
+
+    encoding: ClassVar[Literal["text", "bytes", "json"] | None] = None
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if cls.encoding not in _ENCODINGS:
+            raise ImproperlyConfigured(
+                f'{cls.__name__}.encoding is {cls.encoding!r}; use "text", "bytes", "json" or None.'
+            )
+
+    def __init__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        self.scope = scope
+        self.receive = receive
+        self.send = send
+
+    def __await__(self) -> Generator[Any, None, None]:
+        return self._run().__await__()
+
+    async def _run(self) -> None:
+        scope_type = self.scope.get("type")
+        if scope_type == "lifespan":
+            await _lifespan(self.receive, self.send)
+            return
+        if scope_type != "websocket":
+            response = PlainText("This URL serves WebSockets only.", 426, {"upgrade": "websocket"})
+            await response(self.scope, self.receive, self.send)
+            return
+        if "router" in self.scope:
+            await self.dispatch()  # the routing layer guards the connection
+            return
+        # Served alone: give it the routing layer's promise ourselves.
+        await guard_websocket(self._guarded, self.scope, self.receive, self.send)
+
+    async def _guarded(self, scope: Scope, receive: Receive, send: Send) -> None:
+        self.receive, self.send = receive, send
+        await self.dispatch()
+
+    async def dispatch(self) -> None:
+        """Run the connection: ``on_connect``, ``on_receive`` per message, ``on_disconnect``.
+
+        ``on_disconnect`` runs once the connection was accepted and then ended,
+        whatever ended it, with the close code: the client's, 1003 / 1007 for
+        bad data, 1011 when a handler raised (the error is then re-raised).
+        """
+        websocket = WebSocket(self.scope, self.receive, self.send)
+        await self.on_connect(websocket)
+        if websocket.application_state is not WebSocketState.CONNECTED:
+            return  # refused (closed or denied) in on_connect
+        close_code = WS_1000_NORMAL_CLOSURE
+        try:
+            while True:
+                message = await websocket.receive()
+                if message["type"] == "websocket.disconnect":
+                    close_code = _disconnect_code(message)
+                    break
+                await self.on_receive(websocket, self._decode(message))
+        except (WebSocketFrameError, InvalidJSONError) as exc:
+            close_code = (
+                WS_1003_UNSUPPORTED_DATA
+                if isinstance(exc, WebSocketFrameError)
+                else WS_1007_INVALID_FRAME_PAYLOAD_DATA
+            )
+            logger.warning("Closing %s with %d: %s", self.scope.get("path", "?"), close_code, exc)
+            await websocket.close(close_code)
+        except WebSocketDisconnect as exc:
+            close_code = exc.code  # a send found the client gone
+        except Exception:
+            close_code = WS_1011_INTERNAL_ERROR
+            raise
+        finally:
+            await self.on_disconnect(websocket, close_code)
+
+    def _decode(self, message: Message) -> Any:
+        text, data = message.get("text"), message.get("bytes")
+        if self.encoding == "text":
+            if text is None:
+                raise WebSocketFrameError("text", "bytes")
+            return text
+        if self.encoding == "bytes":
+            if data is None:
+                raise WebSocketFrameError("bytes", "text")
+            return data
+        if self.encoding == "json":
+            if text is not None:
+                return _json.loads(text, "text")
+            return _json.loads(data or b"", "binary")
+        return text if text is not None else data
+
+    async def on_connect(self, websocket: WebSocket) -> None:
+        """Decide on the handshake: the default accepts.
+
+        Override it to pick a subprotocol from ``websocket["subprotocols"]``
+        (``await websocket.accept(subprotocol=...)``), to refuse with
+        ``await websocket.close()`` (the client sees 403) or
+        ``await websocket.send_denial_response(response)``, or to raise
+        :class:`~lilya.exceptions.WebSocketException`.
+        """
+        await websocket.accept()
+
+    async def on_receive(self, websocket: WebSocket, data: Any) -> None:
+        """Handle one message, decoded as ``encoding`` says. The default ignores it."""
+
+    async def on_disconnect(self, websocket: WebSocket, close_code: int) -> None:
+        """Clean up after the connection ended with *close_code*. The default does nothing."""
+
+
+async def _lifespan(receive: Receive, send: Send) -> None:
+    # Served alone, a controller has nothing to start, but servers and test
+    # clients still speak the lifespan protocol to it.
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+
+
+def _disconnect_code(message: Message) -> int:
+    # Daphne may send ``code: None``; ASGI says a missing code means 1005.
+    code = message.get("code")
+    return 1005 if code is None else int(code)

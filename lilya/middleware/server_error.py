@@ -1,0 +1,99 @@
+"""The outermost middleware: whatever nothing else handled gets an answer here.
+
+HTTP: a 500 response if none has started (the traceback in its body when
+``debug`` is on). WebSocket: a 500 denial response before accept (a close,
+seen as 403, where the server lacks the extension), close 1011 after. Either
+way the error is logged once on the ``lilya`` logger and **re-raised**: the
+server logs it as well (uvicorn: "Exception in ASGI application") and the test
+client raises it in your test. A client that disconnects is not an error: a
+``WebSocketDisconnect`` that reaches this layer is logged at DEBUG and ends the
+connection quietly.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+import logging
+import traceback
+from typing import Any
+
+from lilya._exception_handlers import (
+    SERVER_ERROR_HANDLER_KEY,
+    ConnectionTracker,
+    ExceptionHandler,
+    answer_websocket_error,
+    close_websocket,
+    log_error_once,
+)
+from lilya.requests import Request
+from lilya.responses import PlainText
+from lilya.types import ASGIApp, Receive, Scope, Send
+from lilya.websockets import WebSocketDisconnect
+
+__all__ = ["ServerErrorMiddleware"]
+
+logger = logging.getLogger("lilya")
+
+
+class ServerErrorMiddleware:
+    """Answer unhandled errors with 500 / 1011, log them once, re-raise them.
+
+    Args:
+        app: the app to guard.
+        handler: ``handler(connection, exc)`` to customize the answer (a
+            response for HTTP; for a WebSocket it may close it or return a
+            denial response). The error is still logged and re-raised.
+        debug: put the traceback in the HTTP 500 body. Never for WebSockets:
+            denial bodies are rarely shown, the log has it.
+    """
+
+    def __init__(
+        self, app: ASGIApp, handler: ExceptionHandler | None = None, debug: bool = False
+    ) -> None:
+        self.app = app
+        self.handler = handler
+        self.debug = debug
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        scope_type = scope["type"]
+        if scope_type not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+        if self.handler is not None:
+            scope[SERVER_ERROR_HANDLER_KEY] = self.handler
+        tracker = ConnectionTracker(receive, send)
+        try:
+            await self.app(scope, tracker.receive, tracker.send)
+        except Exception as exc:
+            if scope_type == "websocket" and isinstance(exc, WebSocketDisconnect):
+                logger.debug("Client left %s (%d).", scope.get("path"), exc.code)
+                return
+            if scope_type == "websocket":
+                await answer_websocket_error(scope, tracker, exc)
+            else:
+                await self._answer_http(scope, tracker, exc)
+            raise
+        if scope_type == "websocket":
+            # Whatever returned without closing (a middleware that did not call
+            # the app, say): close it, as the routing layer would.
+            await close_websocket(tracker, 1000)
+
+    async def _answer_http(self, scope: Scope, tracker: ConnectionTracker, exc: Exception) -> None:
+        if tracker.started:
+            log_error_once(exc, scope, "the response had already started")
+            return
+        request = Request(scope, tracker.receive, tracker.send)
+        response: Any = None
+        if self.handler is not None:
+            response = self.handler(request, exc)
+            if inspect.isawaitable(response):
+                response = await response
+        if response is None:
+            body = "Internal Server Error"
+            if self.debug:
+                body = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+            response = PlainText(body, 500)
+        with contextlib.suppress(OSError):  # the client left; the error is what matters
+            await response(scope, tracker.receive, tracker.send)
+        log_error_once(exc, scope, "answered 500")

@@ -1,0 +1,626 @@
+"""Routing: map a path (and a method) to a handler, and a route name back to a path.
+
+Theory of operation
+-------------------
+Every path template is compiled once, when you build the route
+(:mod:`lilya._matching`). For each connection the :class:`Router` tries its
+routes **in the order you declared them**:
+
+1. the first route that matches fully (path, scope type and, for HTTP,
+   method) wins;
+2. an ``Include`` with a list of routes matches only if one of *its* routes
+   matches, so a request the include cannot serve falls through to the routes
+   after it; an ``Include`` of an ASGI app matches on its prefix alone;
+3. if only the method differed somewhere, the first such route answers 405;
+4. otherwise: HTTP tries the path with its trailing slash toggled and
+   redirects (307) if that matches (``redirect_slashes``); a WebSocket is
+   closed before accept, which the server turns into HTTP 403.
+
+Matching is exact about trailing slashes: ``/items`` and ``/items/`` are
+different paths. Path parameters land typed in ``scope["path_params"]`` and,
+for function handlers, in keyword arguments of the same name.
+
+The routing layer owns the end of every WebSocket it dispatches: it sends
+``websocket.close`` before the handler's task ends, whatever the handler did
+(1000 after a normal return, 1011 after an unhandled error), because real
+servers disagree on what an app that just returns means
+(``shared/asgi-servers.md``, "What a framework must paper over" §8).
+"""
+
+from __future__ import annotations
+
+import difflib
+import enum
+import inspect
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any, TypeVar, cast
+
+import anyio.to_thread
+
+from lilya._exception_handlers import (
+    HANDLERS_KEY,
+    ConnectionTracker,
+    connection_token,
+    guard_websocket,
+    settle_http_error,
+    to_response,
+)
+from lilya._handlers import HandlerCall, is_function_handler, name_of
+from lilya._lifespan import run_lifespan
+from lilya._matching import CompiledPath, compile_path
+from lilya.datastructures import URL, URLPath
+from lilya.exceptions import HTTPException, ImproperlyConfigured, NoMatchFound
+from lilya.middleware import DefineMiddleware, wrap_middleware
+from lilya.requests import Request
+from lilya.responses import PlainText, RedirectResponse
+from lilya.types import ASGIApp, Lifespan, Receive, Scope, Send
+from lilya.websockets import WebSocket, WebSocketClose
+
+__all__ = [
+    "BaseRoute",
+    "Include",
+    "Match",
+    "Path",
+    "Router",
+    "WebSocketPath",
+    "get_route_path",
+]
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+class Match(enum.Enum):
+    """How well a route matches a connection."""
+
+    NONE = 0
+    PARTIAL = 1  # the path matched, the HTTP method did not
+    FULL = 2
+
+
+def get_route_path(scope: Scope) -> str:
+    """Return the part of ``scope["path"]`` below ``scope["root_path"]``.
+
+    ASGI says ``path`` includes ``root_path`` (uvicorn does so); some servers
+    and older apps leave it out, so a path that does not start with the root
+    path is taken as already relative.
+    """
+    path: str = scope["path"]
+    root_path: str = scope.get("root_path", "") or ""
+    if root_path and path.startswith(root_path):
+        rest = path[len(root_path) :]
+        if not rest or rest.startswith("/"):
+            return rest
+    return path
+
+
+# -- routes ------------------------------------------------------------------
+
+
+class BaseRoute:
+    """What the router asks of a route: does it match, handle it, and build its path."""
+
+    name: str | None = None
+
+    def matches(self, scope: Scope, route_path: str) -> tuple[Match, dict[str, Any]]:
+        """Return how well *scope* matches, and the scope keys to set when handling it."""
+        raise NotImplementedError  # pragma: no cover
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Serve a connection this route matched."""
+        raise NotImplementedError  # pragma: no cover
+
+    def path_for(self, name: str, /, **path_params: Any) -> URLPath:
+        """Return the path of route *name* filled with *path_params*.
+
+        Raises:
+            NoMatchFound: this route is not called *name* or takes other params.
+        """
+        raise NotImplementedError  # pragma: no cover
+
+
+def _own_path_for(
+    route: BaseRoute, compiled: CompiledPath, protocol: str, name: str, params: Mapping[str, Any]
+) -> URLPath:
+    if name != route.name:
+        raise NoMatchFound(name, params)
+    expected = compiled.param_names
+    if set(params) != expected:
+        wanted = ", ".join(sorted(expected)) or "none"
+        raise NoMatchFound(
+            name, params, hint=f"route {name!r} ({compiled.template!r}) takes params: {wanted}"
+        )
+    try:
+        return URLPath(compiled.format(params), protocol)
+    except ValueError as exc:
+        raise NoMatchFound(name, params, hint=str(exc)) from None
+
+
+def _matched_scope(scope: Scope, params: dict[str, Any]) -> dict[str, Any]:
+    if not params:
+        return {"path_params": dict(scope.get("path_params") or {})}
+    return {"path_params": {**(scope.get("path_params") or {}), **params}}
+
+
+class Path(BaseRoute):
+    """An HTTP route.
+
+    Args:
+        path: the path template, e.g. ``"/items/{id:int}"``.
+        handler: ``async def h(request, **params)`` (or a sync function, run in
+            a thread) returning a response, or any ASGI app.
+        methods: the methods allowed. Default: ``GET`` (and ``HEAD``) for a
+            function, every method for an ASGI app. ``GET`` implies ``HEAD``.
+        name: the name for reverse routing; default: the handler's name.
+        middleware: middleware around this route only.
+
+    Raises:
+        ImproperlyConfigured: a bad path template, or a function handler that
+            needs parameters the path does not define.
+    """
+
+    def __init__(
+        self,
+        path: str,
+        handler: Any,
+        *,
+        methods: Sequence[str] | None = None,
+        name: str | None = None,
+        middleware: Sequence[DefineMiddleware] | None = None,
+    ) -> None:
+        self.path = path
+        self.handler = handler
+        self.name = name if name is not None else name_of(handler)
+        self._compiled = compile_path(path)
+        self._call: HandlerCall | None = None
+        if is_function_handler(handler):
+            self._call = HandlerCall(handler, self._compiled.param_names)
+            self._is_async = inspect.iscoroutinefunction(handler)
+            if methods is None:
+                methods = ["GET"]
+        self.methods: frozenset[str] | None = None
+        if methods is not None:
+            upper = {method.upper() for method in methods}
+            if "GET" in upper:
+                upper.add("HEAD")
+            self.methods = frozenset(upper)
+        self.middleware = list(middleware or [])
+        self.app = wrap_middleware(self._serve, self.middleware)
+
+    def matches(self, scope: Scope, route_path: str) -> tuple[Match, dict[str, Any]]:
+        if scope["type"] != "http":
+            return Match.NONE, {}
+        found = self._compiled.match(route_path)
+        if found is None:
+            return Match.NONE, {}
+        child = _matched_scope(scope, found[0])
+        if self.methods is not None and scope["method"] not in self.methods:
+            return Match.PARTIAL, child
+        return Match.FULL, child
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.methods is not None and scope["method"] not in self.methods:
+            allow = ", ".join(sorted(self.methods))
+            if HANDLERS_KEY in scope:
+                raise HTTPException(405, headers={"allow": allow})
+            await PlainText("Method Not Allowed", 405, {"allow": allow})(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
+
+    async def _serve(self, scope: Scope, receive: Receive, send: Send) -> None:
+        tracker = ConnectionTracker(receive, send)
+        try:
+            if self._call is None:
+                await self.handler(scope, tracker.receive, tracker.send)
+                return
+            request = Request(scope, tracker.receive, tracker.send)
+            params = scope.get("path_params") or {}
+            if self._is_async:
+                result = await self._call(request, params)
+            else:
+                result = await anyio.to_thread.run_sync(self._call, request, params)
+            await to_response(result, self.handler)(scope, tracker.receive, tracker.send)
+        except Exception as exc:
+            await settle_http_error(scope, tracker, exc)
+
+    def path_for(self, name: str, /, **path_params: Any) -> URLPath:
+        return _own_path_for(self, self._compiled, "http", name, path_params)
+
+    def __repr__(self) -> str:
+        methods = sorted(self.methods) if self.methods is not None else "any"
+        return f"Path({self.path!r}, name={self.name!r}, methods={methods})"
+
+
+class WebSocketPath(BaseRoute):
+    """A WebSocket route.
+
+    Args:
+        path: the path template, e.g. ``"/ws/{room}"``.
+        handler: ``async def h(websocket, **params)``, a
+            :class:`~lilya.controllers.WebSocketController` subclass, or any
+            ASGI app.
+        name: the name for reverse routing; default: the handler's name.
+        middleware: middleware around this route only.
+
+    Whatever the handler does, the connection is closed when it ends: 1000
+    after a normal return (before accept: the client sees 403), 1011 after an
+    unhandled error once accepted (a 500 denial response before), nothing if
+    the client already left.
+
+    Raises:
+        ImproperlyConfigured: a bad path template, a plain (non-async)
+            function, or a function that needs parameters the path lacks.
+    """
+
+    def __init__(
+        self,
+        path: str,
+        handler: Any,
+        *,
+        name: str | None = None,
+        middleware: Sequence[DefineMiddleware] | None = None,
+    ) -> None:
+        self.path = path
+        self.handler = handler
+        self.name = name if name is not None else name_of(handler)
+        self._compiled = compile_path(path)
+        self._call: HandlerCall | None = None
+        if is_function_handler(handler):
+            if not inspect.iscoroutinefunction(handler):
+                raise ImproperlyConfigured(
+                    f"WebSocket handler {getattr(handler, '__qualname__', handler)!r} must be "
+                    "an async function (async def): it awaits the connection."
+                )
+            self._call = HandlerCall(handler, self._compiled.param_names)
+        self.middleware = list(middleware or [])
+        self.app = wrap_middleware(self._serve, self.middleware)
+
+    def matches(self, scope: Scope, route_path: str) -> tuple[Match, dict[str, Any]]:
+        if scope["type"] != "websocket":
+            return Match.NONE, {}
+        found = self._compiled.match(route_path)
+        if found is None:
+            return Match.NONE, {}
+        return Match.FULL, _matched_scope(scope, found[0])
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self.app(scope, receive, send)
+
+    async def _serve(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await guard_websocket(self._run, scope, receive, send)
+
+    async def _run(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self._call is None:
+            await self.handler(scope, receive, send)
+        else:
+            await self._call(WebSocket(scope, receive, send), scope.get("path_params") or {})
+
+    def path_for(self, name: str, /, **path_params: Any) -> URLPath:
+        return _own_path_for(self, self._compiled, "websocket", name, path_params)
+
+    def __repr__(self) -> str:
+        return f"WebSocketPath({self.path!r}, name={self.name!r})"
+
+
+class Include(BaseRoute):
+    """Mount a list of routes, or any ASGI app, under a path prefix.
+
+    Args:
+        path: the prefix, e.g. ``"/api"`` or ``"/orgs/{org}"`` (``""`` or
+            ``"/"`` for the root; a trailing ``/`` is dropped). It matches
+            ``/api`` and everything under ``/api/``, never ``/apix``.
+        routes: the routes below the prefix (nestable: an Include among them).
+        app: an ASGI app to mount instead; it sees the prefix added to
+            ``scope["root_path"]`` and the full ``scope["path"]``.
+        name: the namespace for reverse routing: ``"name:route-name"``.
+        middleware: middleware around everything below this prefix.
+
+    Raises:
+        ImproperlyConfigured: both or neither of *routes* and *app*, or a bad
+            prefix.
+    """
+
+    def __init__(
+        self,
+        path: str,
+        routes: Sequence[BaseRoute] | None = None,
+        app: ASGIApp | None = None,
+        *,
+        name: str | None = None,
+        middleware: Sequence[DefineMiddleware] | None = None,
+    ) -> None:
+        if (routes is None) == (app is None):
+            raise ImproperlyConfigured(
+                f"Include({path!r}) needs either routes=[...] or app=..., not both or neither."
+            )
+        self.path = path.rstrip("/")
+        self.name = name
+        self._compiled = compile_path(self.path, prefix=True)
+        self.router: Router | None = None
+        inner: ASGIApp
+        if routes is not None:
+            self.router = Router(routes)
+            inner = self.router
+        else:
+            inner = cast(ASGIApp, app)
+        self.mounted = inner
+        self.middleware = list(middleware or [])
+        self.app = wrap_middleware(inner, self.middleware)
+
+    @property
+    def routes(self) -> list[BaseRoute]:
+        """The routes below this prefix (those of a mounted app that has ``routes``)."""
+        if self.router is not None:
+            return self.router.routes
+        return list(getattr(self.mounted, "routes", []))
+
+    def matches(self, scope: Scope, route_path: str) -> tuple[Match, dict[str, Any]]:
+        if scope["type"] not in ("http", "websocket"):
+            return Match.NONE, {}
+        found = self._compiled.match(route_path)
+        if found is None:
+            return Match.NONE, {}
+        params, rest = found
+        child = _matched_scope(scope, params)
+        child["root_path"] = (scope.get("root_path", "") or "") + route_path[
+            : len(route_path) - len(rest)
+        ]
+        if self.router is None:
+            return Match.FULL, child
+        match, _, _ = self.router.resolve({**scope, **child}, rest)
+        return match, child
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.router is None and scope["type"] == "websocket":
+            # A mounted app gets the routing layer's promise too: it is closed
+            # when it ends (a no-op if it closed it itself).
+            await guard_websocket(self.app, scope, receive, send)
+        else:
+            await self.app(scope, receive, send)
+
+    def path_for(self, name: str, /, **path_params: Any) -> URLPath:
+        own = {key: value for key, value in path_params.items() if key in self._compiled.converters}
+        rest = {key: value for key, value in path_params.items() if key not in own}
+        if self.name is not None and name == self.name:
+            path = rest.pop("path", "/")
+            if rest or set(own) != self._compiled.param_names:
+                raise NoMatchFound(name, path_params)
+            return URLPath(self._prefix(name, own, path_params) + "/" + str(path).lstrip("/"))
+        if self.name is None:
+            remaining = name
+        elif name.startswith(self.name + ":"):
+            remaining = name[len(self.name) + 1 :]
+        else:
+            raise NoMatchFound(name, path_params)
+        hint = None
+        for route in self.routes:
+            try:
+                child = route.path_for(remaining, **rest)
+            except NoMatchFound as exc:
+                hint = hint or exc.hint
+                continue
+            if set(own) != self._compiled.param_names:
+                wanted = ", ".join(sorted(self._compiled.param_names))
+                raise NoMatchFound(
+                    name, path_params, hint=f"Include {self.path!r} needs params: {wanted}"
+                )
+            return URLPath(self._prefix(name, own, path_params) + child, child.protocol)
+        raise NoMatchFound(name, path_params, hint=hint)
+
+    def _prefix(self, name: str, own: Mapping[str, Any], params: Mapping[str, Any]) -> str:
+        try:
+            return self._compiled.format(own)
+        except ValueError as exc:
+            raise NoMatchFound(name, params, hint=str(exc)) from None
+
+    def __repr__(self) -> str:
+        return f"Include({self.path!r}, name={self.name!r})"
+
+
+# -- the router ---------------------------------------------------------------
+
+
+class Router:
+    """An ASGI app that dispatches to routes and runs the lifespan.
+
+    Args:
+        routes: the routes, tried in this order.
+        redirect_slashes: answer an HTTP request that matches nothing, but
+            would with its trailing slash added or removed, with a 307 to that
+            path. (WebSocket clients do not follow redirects: no match is 403.)
+        on_startup, on_shutdown: callables (sync or async) run once at startup
+            and shutdown, around *lifespan*.
+        lifespan: ``lifespan(app)`` returning an async context manager; what
+            it yields (a mapping) is added to the lifespan ``state``.
+    """
+
+    def __init__(
+        self,
+        routes: Sequence[BaseRoute] | None = None,
+        *,
+        redirect_slashes: bool = True,
+        on_startup: Sequence[Callable[[], Any]] | None = None,
+        on_shutdown: Sequence[Callable[[], Any]] | None = None,
+        lifespan: Lifespan[Any] | None = None,
+    ) -> None:
+        self.routes: list[BaseRoute] = list(routes or [])
+        for route in self.routes:
+            if not isinstance(route, BaseRoute):
+                raise ImproperlyConfigured(
+                    f"Routes must be Path, WebSocketPath or Include objects, got {route!r}."
+                )
+        self.redirect_slashes = redirect_slashes
+        self.on_startup = list(on_startup or [])
+        self.on_shutdown = list(on_shutdown or [])
+        self.lifespan_context = lifespan
+
+    # -- building ----------------------------------------------------------
+    def add_route(
+        self,
+        path: str,
+        handler: Any,
+        *,
+        methods: Sequence[str] | None = None,
+        name: str | None = None,
+        middleware: Sequence[DefineMiddleware] | None = None,
+    ) -> None:
+        """Append an HTTP :class:`Path`."""
+        self.routes.append(Path(path, handler, methods=methods, name=name, middleware=middleware))
+
+    def add_websocket_route(
+        self,
+        path: str,
+        handler: Any,
+        *,
+        name: str | None = None,
+        middleware: Sequence[DefineMiddleware] | None = None,
+    ) -> None:
+        """Append a :class:`WebSocketPath`."""
+        self.routes.append(WebSocketPath(path, handler, name=name, middleware=middleware))
+
+    def include(
+        self,
+        path: str,
+        app: ASGIApp | Sequence[BaseRoute],
+        *,
+        name: str | None = None,
+        middleware: Sequence[DefineMiddleware] | None = None,
+    ) -> None:
+        """Append an :class:`Include` of an ASGI app or of a list of routes."""
+        if isinstance(app, Sequence):
+            self.routes.append(Include(path, routes=app, name=name, middleware=middleware))
+        else:
+            self.routes.append(Include(path, app=app, name=name, middleware=middleware))
+
+    def route(
+        self,
+        path: str,
+        *,
+        methods: Sequence[str] | None = None,
+        name: str | None = None,
+        middleware: Sequence[DefineMiddleware] | None = None,
+    ) -> Callable[[_F], _F]:
+        """Decorate an HTTP handler to add it as a :class:`Path`."""
+
+        def decorate(handler: _F) -> _F:
+            self.add_route(path, handler, methods=methods, name=name, middleware=middleware)
+            return handler
+
+        return decorate
+
+    def websocket(
+        self,
+        path: str,
+        *,
+        name: str | None = None,
+        middleware: Sequence[DefineMiddleware] | None = None,
+    ) -> Callable[[_F], _F]:
+        """Decorate a WebSocket handler to add it as a :class:`WebSocketPath`."""
+
+        def decorate(handler: _F) -> _F:
+            self.add_websocket_route(path, handler, name=name, middleware=middleware)
+            return handler
+
+        return decorate
+
+    # -- reverse routing -----------------------------------------------------
+    def path_for(self, name: str, /, **path_params: Any) -> URLPath:
+        """Return the path of the route called *name*, filled with *path_params*.
+
+        Names inside an ``Include(name="api")`` are ``"api:route-name"``.
+
+        Raises:
+            NoMatchFound: no route has that name and exactly those parameters;
+                the message says what the closest route expects.
+        """
+        hint = None
+        for route in self.routes:
+            try:
+                return route.path_for(name, **path_params)
+            except NoMatchFound as exc:
+                hint = hint or exc.hint
+        if hint is None:
+            close = difflib.get_close_matches(name, list(self._names()), n=3)
+            if close:
+                hint = "did you mean " + " or ".join(repr(found) for found in close) + "?"
+        raise NoMatchFound(name, path_params, hint=hint)
+
+    def _names(self, prefix: str = "") -> Iterator[str]:
+        for route in self.routes:
+            if isinstance(route, Include):
+                inner = prefix + (route.name + ":" if route.name else "")
+                if route.name:
+                    yield prefix + route.name
+                if route.router is not None:
+                    yield from route.router._names(inner)
+            elif route.name:
+                yield prefix + route.name
+
+    # -- dispatch --------------------------------------------------------------
+    def resolve(
+        self, scope: Scope, route_path: str
+    ) -> tuple[Match, BaseRoute | None, dict[str, Any]]:
+        """Find the route for *scope*: the first full match, else the first partial."""
+        partial: tuple[BaseRoute, dict[str, Any]] | None = None
+        for route in self.routes:
+            match, child = route.matches(scope, route_path)
+            if match is Match.FULL:
+                return match, route, child
+            if match is Match.PARTIAL and partial is None:
+                partial = (route, child)
+        if partial is not None:
+            return Match.PARTIAL, partial[0], partial[1]
+        return Match.NONE, None, {}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        scope_type = scope["type"]
+        if scope_type == "lifespan":
+            await self.lifespan(scope, receive, send)
+            return
+        if scope_type not in ("http", "websocket"):
+            raise RuntimeError(
+                f"lilya serves 'http', 'websocket' and 'lifespan' scopes, got {scope_type!r}."
+            )
+        if "router" not in scope:
+            scope["router"] = self
+        connection_token(scope)
+        route_path = get_route_path(scope)
+        _, route, child = self.resolve(scope, route_path)
+        if route is not None:
+            scope.update(child)
+            await route.handle(scope, receive, send)
+            return
+        if scope_type == "http" and self.redirect_slashes and route_path not in ("", "/"):
+            other = route_path[:-1] if route_path.endswith("/") else route_path + "/"
+            if self.resolve(scope, other)[0] is not Match.NONE:
+                full = (scope.get("root_path", "") or "") + other
+                url = URL(scope=scope).replace(path=full)
+                await RedirectResponse(url)(scope, receive, send)
+                return
+        await self.not_found(scope, receive, send)
+
+    async def not_found(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Answer a connection no route matched: 404, or a WebSocket close (403)."""
+        if scope["type"] == "websocket":
+            await WebSocketClose()(scope, receive, send)
+        elif HANDLERS_KEY in scope:
+            raise HTTPException(404)
+        else:
+            await PlainText("Not Found", 404)(scope, receive, send)
+
+    # -- lifespan --------------------------------------------------------------
+    async def lifespan(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Run the ASGI lifespan protocol: startup hooks, then shutdown hooks.
+
+        A failure is reported to the server as ``lifespan.startup.failed`` (or
+        ``lifespan.shutdown.failed``) with the traceback as its message, then
+        re-raised.
+        """
+        await run_lifespan(
+            scope,
+            receive,
+            send,
+            on_startup=self.on_startup,
+            on_shutdown=self.on_shutdown,
+            context=self.lifespan_context,
+            app=scope.get("app", self),
+        )
