@@ -76,6 +76,9 @@ UVICORN = ("uvicorn-websockets", "uvicorn-websockets-sansio", "uvicorn-wsproto")
 HELLO = b'{"message":"Hello, world!"}'
 BOOM_AFTER = "RuntimeError: boom after accept"
 BOOM_BEFORE = "RuntimeError: boom before accept"
+INVALID_1008 = "Exception: invalid close code 1008"
+INVALID_1011 = "Exception: invalid close code 1011"
+RERAISED = "lilya logs the unhandled error and re-raises it to the server, which logs it too"
 RACE = (
     "the server rejects the message from its header and closes with 1009; the client "
     "reads that close frame only if it has finished writing, else it sees the connection "
@@ -123,9 +126,10 @@ EXPECTED: dict[str, dict[str, Expect]] = {
         Expect(client=(1008, "policy")),
         daphne=Expect(
             client=(1008, ""),
-            raised=("Exception: invalid close code 1008",),
+            raised=(INVALID_1008, INVALID_1008),
             note=DAPHNE_CODES,
-            bug="on daphne close(1008) raises a bare Exception and the socket is left open",
+            bug="on daphne close(1008) raises a bare Exception from the server; it escapes "
+            "the handler and daphne closes with 1011 instead",
         ),
     ),
     # client: HTTP status of the refused handshake
@@ -200,21 +204,21 @@ EXPECTED: dict[str, dict[str, Expect]] = {
     # client: (first frame, close code) — lilya closes for the handler
     "handler returns without closing": every(Expect(client=("hi", 1000))),
     "handler raises after accept": every(
-        Expect(client=("hi", 1011), raised=(BOOM_AFTER,)),
+        Expect(client=("hi", 1011), raised=(BOOM_AFTER, BOOM_AFTER), note=RERAISED),
         daphne=Expect(
             client=("hi", 1011),
-            raised=(BOOM_AFTER, BOOM_AFTER, "Exception: invalid close code 1011"),
-            note=DAPHNE_CODES + "; the error escapes the app and daphne closes with 1011 "
-            "itself, logging it as 'Exception inside application'",
+            raised=(BOOM_AFTER, INVALID_1011, BOOM_AFTER, INVALID_1011),
+            note=DAPHNE_CODES + "; routing's close(1011) fails that way, the error escapes "
+            "the app with the close error chained to it, and daphne closes with 1011 itself",
         ),
     ),
     # client: HTTP status
     "handler raises before accept": every(
-        Expect(client=500, raised=(BOOM_BEFORE,)),
+        Expect(client=500, raised=(BOOM_BEFORE, BOOM_BEFORE), note=RERAISED),
         daphne=Expect(
             client=403,
-            raised=(BOOM_BEFORE,),
-            note="no Denial Response extension: closed before accept, so 403",
+            raised=(BOOM_BEFORE, BOOM_BEFORE),
+            note="no Denial Response extension: closed before accept, so 403; " + RERAISED,
         ),
     ),
     # client: the reply to a message of exactly the limit
