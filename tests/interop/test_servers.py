@@ -134,6 +134,7 @@ EXPECTED: dict[str, dict[str, Expect]] = {
     ),
     # client: HTTP status of the refused handshake
     "close before accept": every(Expect(client=403)),
+    "no route matches": every(Expect(client=403)),
     # client: (status, x-why header, body)
     "denial response": every(
         Expect(client=(401, "token", b"no token")),
@@ -476,6 +477,12 @@ def test_close_before_accept_gives_http_403(scenario: Scenario) -> None:
     error = refused(scenario.server, scenario.path("/reject"))
     assert error.response.status_code == scenario.expect.client
     scenario.app_saw()
+
+
+@pytest.mark.scenario("no route matches")
+def test_a_path_no_route_matches_gives_http_403(scenario: Scenario) -> None:
+    error = refused(scenario.server, "/no-such-route")
+    assert error.response.status_code == scenario.expect.client
 
 
 @pytest.mark.scenario("denial response")
