@@ -160,7 +160,7 @@ def import_app(import_path: str, *, factory: bool = False) -> Callable[..., Any]
             f"{built} {what}, not an ASGI application (an async callable taking scope, "
             "receive and send)." + ("" if factory else " If it builds the app, pass --factory."),
         )
-    return app  # type: ignore[no-any-return]
+    return app  # type: ignore[no-any-return]  # getattr() chains give Any; checked callable above
 
 
 def _not_an_app(app: Any) -> str:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import contextlib
 import math
 from collections.abc import AsyncIterator, Callable, Iterator
-from typing import Any
+from typing import Any, cast
 
 import anyio
 import anyio.abc
@@ -179,10 +179,13 @@ class Lifespan:
         try:
             message = await self._from_app.receive()
         except anyio.EndOfStream:
-            if self._error is not None:
+            # Returning, or raising, before answering startup is how an app
+            # says it has no lifespan (ASGI lifespan spec): a bare WebSocket
+            # app refuses a "lifespan" scope. uvicorn's default "auto" mode
+            # goes on without lifespan then, and so do we. A framework's real
+            # startup failure answers "lifespan.startup.failed" first (below).
+            if self._error is not None and phase != "startup":
                 raise self._error from None
-            # Returning without answering is how an app says it has no
-            # lifespan (ASGI lifespan spec); uvicorn's "auto" mode goes on.
             self._answered = False
             return
         kind = message.get("type")
@@ -190,7 +193,8 @@ class Lifespan:
             return
         if kind == f"lifespan.{phase}.failed":
             # Frameworks send "failed" and then re-raise: the error is the news.
-            await self._done.wait()
+            # An app that instead waits on gets cancelled, not waited on forever.
+            await settle(self._done, self._timeout)
             if self._error is not None:
                 raise self._error
             raise RuntimeError(
@@ -321,10 +325,10 @@ class HTTPExchange:
 
     async def close(self) -> None:
         """Let the app finish; cancel it if the test stopped reading before the end."""
-        self._body_rx.close()
         if not self._response_complete.is_set():
             self._cancel_scope.cancel()
         await self._done.wait()
+        self._body_rx.close()
 
     def response(self, request: httpx.Request, stream: Any, raise_errors: bool) -> httpx.Response:
         """Return the httpx response once the app has started one or returned.
@@ -458,9 +462,9 @@ class AsyncTransport(httpx.AsyncBaseTransport):
         scope = build_http_scope(
             request, root_path=self._root_path, client=self._client, state=self._state
         )
-        if not isinstance(request.stream, httpx.AsyncByteStream):
-            raise TypeError("AsyncTestClient needs an async request body (an async iterable).")
-        exchange = HTTPExchange(self._app, scope, request.stream.__aiter__())
+        # httpx itself refuses sync bodies on an AsyncClient before we get here.
+        request_body = cast(httpx.AsyncByteStream, request.stream)
+        exchange = HTTPExchange(self._app, scope, request_body.__aiter__())
         chunks: list[bytes] = []
         async with anyio.create_task_group() as group:
             await group.start(exchange.run)

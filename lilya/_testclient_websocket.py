@@ -14,11 +14,12 @@ import contextlib
 import enum
 import json
 import math
-from collections.abc import Sequence
-from typing import Any, Literal
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, Literal, TypeVar
 
 import anyio
 import anyio.abc
+import anyio.from_thread
 import httpx
 
 from lilya._testclient_transport import PortalFactory, settle
@@ -59,6 +60,9 @@ class WebSocketDenialResponse(  # type: ignore[misc]  # httpx.Response and Excep
 
     def __repr__(self) -> str:
         return f"<WebSocketDenialResponse [{self.status_code}]>"
+
+
+_T = TypeVar("_T")
 
 
 class _Timeout(enum.Enum):
@@ -170,20 +174,12 @@ class WebSocketChannel:
     def describe(self) -> str:
         """Say in words where the connection stands, for error messages."""
         if self._close is not None:
-            state = f"closed by the application with code {self._close[0]}"
-        elif self._disconnected:
-            state = "disconnected by the test"
-        elif self._accepted:
-            state = "open"
-        else:
-            state = "waiting for the handshake"
-        if not self._done.is_set():
-            app = "the application is still running"
-        elif self._error is not None:
-            app = f"the application raised {self._error!r}"
-        else:
-            app = "the application has returned"
-        return f"connection {state}; {app}"
+            return f"the application closed the connection with code {self._close[0]}"
+        if self._disconnected:
+            return "the test has disconnected"
+        if self._accepted:
+            return "the connection is open"
+        return "the handshake is pending"
 
     # -- handshake and teardown ----------------------------------------
 
@@ -208,7 +204,8 @@ class WebSocketChannel:
         if message_type == "websocket.accept":
             self._accepted = True
             self.accepted_subprotocol = message.get("subprotocol")
-            self.extra_headers = message.get("headers")
+            # ASGI: "headers" is optional and defaults to none; tests compare to [].
+            self.extra_headers = [(bytes(k), bytes(v)) for k, v in message.get("headers") or []]
             return
         if message_type == "websocket.close":
             raise WebSocketDisconnect(message.get("code", 1000), message.get("reason"))
@@ -298,13 +295,20 @@ class WebSocketChannel:
         """
         seconds = self.timeout if wait is CLIENT_DEFAULT else wait
         try:
-            with anyio.fail_after(seconds):
-                message = await self._from_app.receive()
-        except TimeoutError:
-            raise TimeoutError(
-                f"Waited {seconds} s for {waiting_for} from the application and got "
-                f"nothing ({self.describe()}). Pass timeout= to wait longer."
-            ) from None
+            # A message already queued is returned even with timeout=0.
+            message = self._from_app.receive_nowait()
+        except anyio.WouldBlock:
+            try:
+                with anyio.fail_after(seconds):
+                    message = await self._from_app.receive()
+            except TimeoutError:
+                raise TimeoutError(
+                    f"Waited {seconds} s for {waiting_for} from the application and got "
+                    f"nothing; {self.describe()} and the application is still running. "
+                    "Pass timeout= to wait longer."
+                ) from None
+            except anyio.EndOfStream:
+                self._raise_app_ended()
         except anyio.EndOfStream:
             self._raise_app_ended()
         if message.get("type") == "websocket.close":
@@ -315,6 +319,8 @@ class WebSocketChannel:
         if self._error is not None and self._raise:
             self._error_raised = True
             raise self._error
+        if self._close is not None:
+            raise WebSocketDisconnect(*self._close)  # the close already seen, again
         if not self._accepted:
             # What uvicorn does when an app ends before the handshake.
             raise WebSocketDenialResponse(
@@ -354,12 +360,14 @@ class WebSocketTestSession:
         self.scope = channel.scope
         self.accepted_subprotocol: str | None = None
         self.extra_headers: list[tuple[bytes, bytes]] | None = None
+        self._portal: anyio.from_thread.BlockingPortal | None = None
 
     def __enter__(self) -> WebSocketTestSession:
         with contextlib.ExitStack() as stack:
-            self.portal = stack.enter_context(self._portal_factory())
-            self.portal.start_task(self._channel.run)
-            self.portal.call(self._channel.enter)
+            self.portal = portal = stack.enter_context(self._portal_factory())
+            portal.start_task(self._channel.run)
+            portal.call(self._channel.enter)
+            self._portal = portal
             self.accepted_subprotocol = self._channel.accepted_subprotocol
             self.extra_headers = self._channel.extra_headers
             self._exit_stack = stack.pop_all()
@@ -367,11 +375,20 @@ class WebSocketTestSession:
 
     def __exit__(self, *exc_info: object) -> None:
         with self._exit_stack:
+            self._portal = None
             self.portal.call(self._channel.finish)
+
+    def _call(self, func: Callable[..., Awaitable[_T]], *args: object) -> _T:
+        if self._portal is None:
+            raise WebSocketRuntimeError(
+                "This WebSocket session is not open; use it inside "
+                "`with client.websocket_connect(...) as session:`."
+            )
+        return self._portal.call(func, *args)
 
     def send(self, message: Message) -> None:
         """Send the raw ASGI *message* to the app's ``receive()``."""
-        self.portal.call(self._channel.send, message)
+        self._call(self._channel.send, message)
 
     def send_text(self, data: str) -> None:
         """Send *data* to the app in a text frame."""
@@ -387,7 +404,7 @@ class WebSocketTestSession:
 
     def close(self, code: int = 1000, reason: str | None = None) -> None:
         """Disconnect from the app: it receives ``websocket.disconnect`` with *code*."""
-        self.portal.call(self._channel.disconnect, code, reason)
+        self._call(self._channel.disconnect, code, reason)
 
     def receive(self, timeout: TimeoutArg = CLIENT_DEFAULT) -> Message:
         """Return the next raw ASGI message the app sent, waiting at most *timeout* s.
@@ -395,7 +412,7 @@ class WebSocketTestSession:
         Raises:
             TimeoutError: nothing came in time (``timeout=None`` waits forever).
         """
-        return self.portal.call(self._channel.receive, timeout)
+        return self._call(self._channel.receive, timeout)
 
     def receive_text(self, timeout: TimeoutArg = CLIENT_DEFAULT) -> str:
         """Return the next text frame.
@@ -405,11 +422,11 @@ class WebSocketTestSession:
             WebSocketRuntimeError: the app sent a bytes frame or another message.
             TimeoutError: nothing came within *timeout* seconds.
         """
-        return self.portal.call(self._channel.receive_text, timeout)
+        return self._call(self._channel.receive_text, timeout)
 
     def receive_bytes(self, timeout: TimeoutArg = CLIENT_DEFAULT) -> bytes:
         """Return the next binary frame (errors as for :meth:`receive_text`)."""
-        return self.portal.call(self._channel.receive_bytes, timeout)
+        return self._call(self._channel.receive_bytes, timeout)
 
     def receive_json(self, mode: Mode = "text", timeout: TimeoutArg = CLIENT_DEFAULT) -> Any:
         """Return the next frame decoded as JSON (a text frame, or binary with ``mode="binary"``).
@@ -417,7 +434,7 @@ class WebSocketTestSession:
         Raises:
             ValueError: the frame is not valid JSON.
         """
-        return self.portal.call(self._channel.receive_json, mode, timeout)
+        return self._call(self._channel.receive_json, mode, timeout)
 
 
 class AsyncWebSocketTestSession:
@@ -435,18 +452,26 @@ class AsyncWebSocketTestSession:
         self.extra_headers: list[tuple[bytes, bytes]] | None = None
 
     async def __aenter__(self) -> AsyncWebSocketTestSession:
-        async with contextlib.AsyncExitStack() as stack:
-            group = await stack.enter_async_context(anyio.create_task_group())
-            await group.start(self._channel.run)
+        # Errors are raised only after the task group has exited cleanly (the
+        # channel has already ended the app), so they reach the test unwrapped
+        # rather than inside an ExceptionGroup.
+        self._exit_stack = contextlib.AsyncExitStack()
+        group = await self._exit_stack.enter_async_context(anyio.create_task_group())
+        await group.start(self._channel.run)
+        try:
             await self._channel.enter()
-            self.accepted_subprotocol = self._channel.accepted_subprotocol
-            self.extra_headers = self._channel.extra_headers
-            self._exit_stack = stack.pop_all()
+        except BaseException:
+            await self._exit_stack.aclose()
+            raise
+        self.accepted_subprotocol = self._channel.accepted_subprotocol
+        self.extra_headers = self._channel.extra_headers
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
-        async with self._exit_stack:
+        try:
             await self._channel.finish()
+        finally:
+            await self._exit_stack.aclose()
 
     async def send(self, message: Message) -> None:
         """Send the raw ASGI *message* to the app's ``receive()``."""

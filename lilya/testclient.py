@@ -303,14 +303,21 @@ class AsyncTestClient(_ClientSetup, httpx.AsyncClient):
         return AsyncWebSocketTestSession(channel)
 
     async def __aenter__(self) -> AsyncTestClient:
-        async with contextlib.AsyncExitStack() as stack:
-            group = await stack.enter_async_context(anyio.create_task_group())
-            lifespan = Lifespan(self.app, self.app_state, self.websocket_timeout)
-            await group.start(lifespan.run)
-            await lifespan.startup()
-            stack.push_async_callback(lifespan.shutdown)
-            self._exit_stack = stack.pop_all()
+        # As in the sessions: raise only once the task group has exited, so the
+        # app's own error reaches the test, not an ExceptionGroup around it.
+        self._exit_stack = contextlib.AsyncExitStack()
+        group = await self._exit_stack.enter_async_context(anyio.create_task_group())
+        self._lifespan = Lifespan(self.app, self.app_state, self.websocket_timeout)
+        await group.start(self._lifespan.run)
+        try:
+            await self._lifespan.startup()
+        except BaseException:
+            await self._exit_stack.aclose()
+            raise
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
-        await self._exit_stack.aclose()
+        try:
+            await self._lifespan.shutdown()
+        finally:
+            await self._exit_stack.aclose()

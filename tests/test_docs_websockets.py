@@ -90,7 +90,6 @@ async def test_the_denial_example_denies_with_401_or_falls_back_to_403(
 
 
 def test_the_testing_example_passes_against_the_iteration_example() -> None:
-    pytest.importorskip("lilya.testclient")
     namespace = run_block(5, **run_block(0))
     run_block(7, **namespace)["test_echo"]()
 

@@ -12,16 +12,25 @@ from __future__ import annotations
 import logging
 import sys
 from collections.abc import Awaitable, Callable
+from typing import Literal
 
 import anyio
 
+from examples.seed import echo as seed_echo
+from examples.seed import hello as seed_hello
+from lilya.apps import Lilya
 from lilya.responses import PlainText
-from lilya.types import Receive, Scope, Send
-from lilya.websockets import WebSocket, WebSocketDisconnect, WebSocketState
-from tests.support.seed_apps import seed_echo, seed_hello
+from lilya.routing import WebSocketPath
+from lilya.websockets import WebSocket, WebSocketDisconnect
 
+# Our own logger only: the servers' and lilya's loggers keep the setup the
+# server gives them, so each error is printed as it would be in production.
 log = logging.getLogger("interop")
-logging.basicConfig(stream=sys.stdout, level=logging.INFO, format="APP %(message)s")
+log.setLevel(logging.INFO)
+log.propagate = False
+_handler = logging.StreamHandler(sys.stdout)
+_handler.setFormatter(logging.Formatter("APP %(message)s"))
+log.addHandler(_handler)
 
 Handler = Callable[[WebSocket], Awaitable[None]]
 
@@ -45,7 +54,7 @@ async def echo(websocket: WebSocket) -> None:
             elif kind == "bytes":
                 await websocket.send_bytes(await websocket.receive_bytes())
             elif kind in ("json-text", "json-binary"):
-                mode = "text" if kind == "json-text" else "binary"
+                mode: Literal["text", "binary"] = "text" if kind == "json-text" else "binary"
                 data = await websocket.receive_json(mode=mode)
                 await websocket.send_json({"got": data}, mode=mode)
             elif kind == "size":
@@ -144,45 +153,24 @@ ROUTES: dict[str, Handler] = {
 }
 
 
-async def run_handler(handler: Handler, websocket: WebSocket) -> None:
-    """What ``lilya.routing.WebSocketPath`` does around a handler (SPEC §4, §7)."""
-    try:
-        await handler(websocket)
-    except Exception:
-        log.exception("handler for %s raised", websocket["path"])
-        if websocket.application_state is WebSocketState.CONNECTING:
-            if "websocket.http.response" in (websocket.scope.get("extensions") or {}):
-                await websocket.send_denial_response(
-                    PlainText("Internal Server Error", status_code=500)
-                )
-            else:
-                await websocket.close(1011)
-        elif websocket.application_state is WebSocketState.CONNECTED:
-            await websocket.close(1011)
-    else:
-        if websocket.application_state is not WebSocketState.DISCONNECTED:
-            await websocket.close(1000)
-    finally:
-        event(websocket, "handler done")
+def logged(handler: Handler) -> Handler:
+    """Log when *handler* is over, however it ends, so a test knows when to look."""
+
+    async def run(websocket: WebSocket) -> None:
+        try:
+            await handler(websocket)
+        finally:
+            event(websocket, "handler done")
+
+    run.__name__ = handler.__name__
+    return run
 
 
-async def app(scope: Scope, receive: Receive, send: Send) -> None:
-    if scope["type"] == "lifespan":
-        while True:
-            message = await receive()
-            if message["type"] == "lifespan.startup":
-                await send({"type": "lifespan.startup.complete"})
-            elif message["type"] == "lifespan.shutdown":
-                await send({"type": "lifespan.shutdown.complete"})
-                return
-    if scope["type"] == "http":
-        await PlainText("interop app", status_code=404)(scope, receive, send)
-        return
-    if scope["path"] == "/seed/hello":
-        await seed_hello(scope, receive, send)
-        return
-    if scope["path"] == "/seed/echo":
-        await seed_echo(scope, receive, send)
-        return
-    websocket = WebSocket(scope, receive, send)
-    await run_handler(ROUTES.get(scope["path"], reject), websocket)
+app = Lilya(
+    routes=[
+        # The seed's examples are raw ASGI apps; routing serves them as they are.
+        WebSocketPath("/seed/hello", seed_hello),
+        WebSocketPath("/seed/echo", seed_echo),
+        *(WebSocketPath(path, logged(handler)) for path, handler in ROUTES.items()),
+    ]
+)

@@ -23,6 +23,7 @@ MEANING = {
     "close code and reason": "client gets (code, reason) of `close(4001, 'bye')`",
     "close with a standard code after accept": "client gets `close(1008, 'policy')`",
     "close before accept": "HTTP status the client gets",
+    "no route matches": "HTTP status the client gets",
     "denial response": "client gets (status, `x-why`, body) of a 401 `PlainText`",
     "client closes normally": "handler's `WebSocketDisconnect`",
     "client closes with code and reason": "handler's `WebSocketDisconnect` after "

@@ -1,0 +1,37 @@
+"""docs/testclient.md: every example runs, and its tests pass."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from tests.support.docs import python_blocks
+
+BLOCKS = python_blocks("testclient.md")
+
+
+def load(*indexes: int) -> dict[str, Any]:
+    namespace: dict[str, Any] = {}
+    for index in indexes:
+        exec(compile(BLOCKS[index], f"docs/testclient.md[{index}]", "exec"), namespace)
+    return namespace
+
+
+def test_the_page_has_three_examples() -> None:
+    assert len(BLOCKS) == 3
+
+
+def test_the_greeting_example_passes() -> None:
+    load(0)["test_greeting"]()
+
+
+def test_the_denial_examples_pass() -> None:
+    namespace = load(1)
+    namespace["test_denied_without_a_token"]()
+    namespace["test_welcome_then_close"]()
+
+
+@pytest.mark.anyio
+async def test_the_async_example_passes() -> None:
+    await load(0, 2)["test_greeting_async"]()
