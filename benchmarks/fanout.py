@@ -210,7 +210,7 @@ async def redis_latency(lib: str, url: str, seconds: float, rate: int) -> dict[s
 async def main(args: argparse.Namespace) -> None:
     print(f"fan-out in one process (asyncio, publisher yields every {BATCH} messages)")
     print(f"{'subscribers':>12} {'lilya/s':>14} {'broadcaster/s':>14} {'ratio':>7}")
-    for subscribers, messages in ((1_000, 1_000), (10_000, 200)):
+    for subscribers, messages in () if args.no_fanout else ((1_000, 1_000), (10_000, 200)):
         lilya_rates, broadcaster_rates = [], []
         for _ in range(args.repeat):
             lilya_rates.append(await fanout_lilya(subscribers, messages))
@@ -240,6 +240,7 @@ def parse() -> argparse.Namespace:
     parser.add_argument("--rate", type=int, default=1000)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--no-redis", action="store_true")
+    parser.add_argument("--no-fanout", action="store_true")
     parser.add_argument("--role", default="main", choices=["main", "sub"])
     parser.add_argument("--lib", default="lilya")
     parser.add_argument("--channel", default="bench")
