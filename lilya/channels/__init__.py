@@ -1,0 +1,31 @@
+"""Broadcast channels: publish/subscribe with history, recovery and presence.
+
+``Channels("memory://")`` works within one process; ``Channels("redis://…")``
+across processes and hosts, with the same behaviour. See ``docs/channels.md``.
+"""
+
+from lilya.channels.channels import Channels
+from lilya.channels.events import Event, EventType, Position
+from lilya.channels.exceptions import (
+    BackendUnavailableError,
+    ChannelsError,
+    NotConnectedError,
+    SubscriberOverflowError,
+)
+from lilya.channels.subscription import Policy, Subscription
+from lilya.channels.websocket import default_encode, relay
+
+__all__ = [
+    "BackendUnavailableError",
+    "Channels",
+    "ChannelsError",
+    "Event",
+    "EventType",
+    "NotConnectedError",
+    "Policy",
+    "Position",
+    "SubscriberOverflowError",
+    "Subscription",
+    "default_encode",
+    "relay",
+]

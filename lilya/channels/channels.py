@@ -1,0 +1,515 @@
+"""The :class:`Channels` front: one API over every backend.
+
+Everything a subscriber can observe is decided here, once: the seam between
+replayed history and live events, the recovery verdict, queue policies and
+presence heartbeats. Backends only store and carry events, so ``memory://`` and
+``redis://`` cannot disagree about behaviour.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+import anyio
+from anyio.abc import TaskGroup, TaskStatus
+
+from lilya.channels._base import Backend, HistoryPage
+from lilya.channels.events import Event, Position, encode
+from lilya.channels.exceptions import BackendUnavailableError, NotConnectedError
+from lilya.channels.subscription import Policy, Subscription
+from lilya.exceptions import ImproperlyConfigured
+
+if TYPE_CHECKING:
+    from types import TracebackType
+
+__all__ = ["Channels"]
+
+logger = logging.getLogger("lilya.channels")
+
+#: How long cleanup (unsubscribe, leave) may take when the backend is slow or
+#: down; after that the member simply times out like a dead process's would.
+_CLEANUP_TIMEOUT = 2.0
+
+
+class _Local:
+    """What this process knows about one channel it listens to."""
+
+    __slots__ = (
+        "_live",
+        "_snapshot",
+        "epoch",
+        "last",
+        "listening",
+        "lock",
+        "members",
+        "name",
+        "refs",
+        "syncing",
+    )
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        # Live subscribers in a dict (O(1) add and remove, even with 10,000 of
+        # them), iterated through a tuple snapshot rebuilt only after a change:
+        # deliver() may evict a subscriber (overflow) while it iterates.
+        self._live: dict[Subscription, None] = {}
+        self._snapshot: tuple[Subscription, ...] | None = ()
+        self.syncing: list[Subscription] = []
+        self.epoch: str | None = None
+        self.last = 0
+        self.refs = 0
+        self.listening = False
+        self.lock = anyio.Lock()
+        self.members: dict[str, Any] = {}
+
+    @property
+    def subs(self) -> tuple[Subscription, ...]:
+        snapshot = self._snapshot
+        if snapshot is None:
+            snapshot = self._snapshot = tuple(self._live)
+        return snapshot
+
+    def add(self, sub: Subscription) -> None:
+        self._live[sub] = None
+        self._snapshot = None
+
+    def remove(self, sub: Subscription) -> None:
+        if self._live.pop(sub, 0) is None:
+            self._snapshot = None
+
+
+class Channels:
+    """Publish/subscribe with history, recovery and presence, in one process or across many.
+
+    ``Channels("memory://")`` keeps everything in this process (give it a name,
+    ``memory://room-service``, to share one store between several
+    ``Channels`` objects of a process, as two app instances in a test would).
+    ``Channels("redis://host:6379/0")`` goes through Redis, so every process
+    and host using the same URL shares channels; ``rediss://`` uses TLS, and
+    the URL carries the password and database.
+
+    Args:
+        url: where channels live.
+        history_size: how many messages each channel retains for
+            ``history()`` and ``since=`` recovery (0 keeps none).
+        history_ttl: seconds after a channel's last publish at which its
+            history (and so its epoch) is forgotten; ``None`` keeps it.
+        max_queue: default bound of each subscriber's queue.
+        policy: default policy of a full queue (see :data:`Policy`).
+        presence_ttl: seconds after which a member whose process stopped
+            refreshing it (it died) is dropped and its leave announced.
+        key_prefix: prefix of every Redis key and pub/sub channel, so that
+            several apps can share one Redis database.
+        reconnect_delay: ``(first, max)`` seconds between Redis reconnect
+            attempts; the delay doubles up to ``max``.
+
+    Raises:
+        ImproperlyConfigured: the URL's scheme is not memory, redis or rediss,
+            or a setting is out of range.
+    """
+
+    def __init__(
+        self,
+        url: str = "memory://",
+        *,
+        history_size: int = 100,
+        history_ttl: float | None = None,
+        max_queue: int = 1000,
+        policy: Policy = "drop_oldest",
+        presence_ttl: float = 30.0,
+        key_prefix: str = "lilya:ch",
+        reconnect_delay: tuple[float, float] = (0.05, 2.0),
+    ) -> None:
+        if history_size < 0:
+            raise ImproperlyConfigured(f"history_size must be >= 0, got {history_size!r}.")
+        if history_ttl is not None and not history_ttl > 0:
+            raise ImproperlyConfigured(f"history_ttl must be > 0 or None, got {history_ttl!r}.")
+        if not presence_ttl > 0 or not math.isfinite(presence_ttl):
+            raise ImproperlyConfigured(f"presence_ttl must be > 0, got {presence_ttl!r}.")
+        self.url = url
+        self.max_queue = max_queue
+        self.policy: Policy = policy
+        self.presence_ttl = presence_ttl
+        scheme = urlsplit(url).scheme
+        self._backend: Backend
+        if scheme == "memory":
+            from lilya.channels.memory import MemoryBackend
+
+            self._backend = MemoryBackend(url, history_size=history_size, history_ttl=history_ttl)
+        elif scheme in ("redis", "rediss"):
+            from lilya.channels.redis import RedisBackend
+
+            self._backend = RedisBackend(
+                url,
+                history_size=history_size,
+                history_ttl=history_ttl,
+                key_prefix=key_prefix,
+                reconnect_delay=reconnect_delay,
+            )
+        else:
+            raise ImproperlyConfigured(
+                f"Unsupported channels URL scheme {scheme!r} in {url!r}; "
+                "use memory://, redis:// or rediss://."
+            )
+        self._locals: dict[str, _Local] = {}
+        self._task_group: TaskGroup | None = None
+        # Made at connect(): anyio objects need a running event loop, and you
+        # build Channels at import time.
+        self._heartbeat_scope: anyio.CancelScope | None = None
+
+    def __repr__(self) -> str:
+        state = "connected" if self._task_group is not None else "disconnected"
+        return f"<Channels {self._backend.safe_url} {state}>"
+
+    # -- lifecycle -----------------------------------------------------------
+
+    @property
+    def connected(self) -> bool:
+        """Whether :meth:`connect` has run and :meth:`disconnect` not yet."""
+        return self._task_group is not None
+
+    async def connect(self) -> None:
+        """Open the backend and start background work (Redis reader, presence heartbeat).
+
+        Call :meth:`disconnect` from the same task later (an app's lifespan
+        does both for you): the background tasks live in a task group that
+        this call opens and that one closes.
+
+        Raises:
+            BackendUnavailableError: Redis cannot be reached.
+            RuntimeError: already connected.
+        """
+        if self._task_group is not None:
+            raise RuntimeError(f"{self!r} is already connected.")
+        task_group = anyio.create_task_group()
+        await task_group.__aenter__()
+        try:
+            await self._backend.connect(self, task_group)
+        except BaseException:
+            task_group.cancel_scope.cancel()
+            await task_group.__aexit__(None, None, None)
+            raise
+        await task_group.start(self._heartbeat)
+        self._task_group = task_group
+
+    async def disconnect(self) -> None:
+        """Close every subscription (their iteration ends), announce leaves, close the backend.
+
+        Calling it when not connected does nothing.
+        """
+        task_group = self._task_group
+        if task_group is None:
+            return
+        self._task_group = None
+        with anyio.CancelScope(shield=True):
+            for local in list(self._locals.values()):
+                for member in list(local.members):
+                    await self._best_effort(self._backend.presence_leave(local.name, member))
+                local.members.clear()
+                for sub in (*local.subs, *local.syncing):
+                    sub._close()
+            self._locals.clear()
+        task_group.cancel_scope.cancel()
+        # Exited outside the shield: a task group's scope must be exited as
+        # the innermost scope of the task that entered it.
+        await task_group.__aexit__(None, None, None)
+        with anyio.CancelScope(shield=True):
+            await self._backend.disconnect()
+
+    async def __aenter__(self) -> Channels:
+        await self.connect()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.disconnect()
+
+    @asynccontextmanager
+    async def lifespan(self, app: Any) -> AsyncIterator[None]:
+        """Connect for the lifetime of *app*: ``Lilya(lifespan=channels.lifespan)``.
+
+        Args:
+            app: the application (unused; the lifespan protocol passes it).
+        """
+        await self.connect()
+        try:
+            yield
+        finally:
+            await self.disconnect()
+
+    # -- the API -------------------------------------------------------------
+
+    async def publish(self, channel: str, data: Any) -> Event:
+        """Send *data* to every subscriber of *channel* and append it to its history.
+
+        It does not wait for subscribers: each gets the event in its queue, in
+        publish order.
+
+        Args:
+            channel: the channel's name.
+            data: a ``str``, ``bytes`` or JSON-serialisable value.
+
+        Returns:
+            The published event, with its ``offset`` and ``epoch``.
+
+        Raises:
+            TypeError: *data* cannot be carried.
+            BackendUnavailableError: Redis is unreachable; the event was not published.
+            NotConnectedError: :meth:`connect` has not run.
+        """
+        self._require_connected()
+        _check_name(channel)
+        tag, payload = encode(data)
+        return await self._backend.publish(channel, tag, payload, data)
+
+    def subscribe(
+        self,
+        channel: str,
+        *,
+        since: Position | tuple[str, int] | None = None,
+        presence: Any = None,
+        max_queue: int | None = None,
+        policy: Policy | None = None,
+    ) -> Subscription:
+        """Make a subscription to *channel*; enter it with ``async with``.
+
+        Args:
+            channel: the channel's name.
+            since: a position ``(epoch, offset)`` you already have, typically
+                ``event.position`` of the last event you handled: every
+                retained event after it is replayed first, then live events
+                follow with no gap and no duplicate. When it cannot be served,
+                ``sub.recovered`` is ``False`` and delivery starts live.
+            presence: any JSON-able info (``{"user": "ann"}``): you appear in
+                :meth:`presence` with it, and join/leave events are published.
+            max_queue: this subscription's queue bound (default: the channels').
+            policy: this subscription's full-queue policy (default: the channels').
+
+        Raises:
+            ValueError: a bad channel name, ``max_queue`` or ``policy``.
+        """
+        return Subscription(
+            self,
+            channel,
+            since=since,
+            presence=presence,
+            max_queue=self.max_queue if max_queue is None else max_queue,
+            policy=self.policy if policy is None else policy,
+        )
+
+    async def history(self, channel: str, *, limit: int | None = None) -> list[Event]:
+        """Return *channel*'s retained messages, oldest first (the last *limit* if given).
+
+        Raises:
+            BackendUnavailableError: Redis is unreachable.
+        """
+        self._require_connected()
+        _check_name(channel)
+        if limit is not None and limit < 0:
+            raise ValueError(f"limit must be >= 0, got {limit!r}.")
+        page = await self._backend.history(channel, after=None, limit=limit)
+        return page.events
+
+    async def position(self, channel: str) -> Position:
+        """Return *channel*'s current position: its epoch and last message offset."""
+        self._require_connected()
+        _check_name(channel)
+        page = await self._backend.history(channel, after=None, limit=0)
+        return Position(page.epoch, page.top)
+
+    async def presence(self, channel: str) -> dict[str, Any]:
+        """Return who is subscribed to *channel* with presence: ``{member id: info}``.
+
+        Members of processes that died are dropped once ``presence_ttl`` has
+        passed since their last heartbeat.
+
+        Raises:
+            BackendUnavailableError: Redis is unreachable.
+        """
+        self._require_connected()
+        _check_name(channel)
+        return dict(await self._backend.presence(channel))
+
+    # -- Sink: what backends call ---------------------------------------------
+
+    def deliver(self, event: Event) -> None:
+        """Fan one live event out to this process's subscribers (called by backends)."""
+        local = self._locals.get(event.channel)
+        if local is None:
+            return
+        if event.type == "message":
+            if event.epoch == local.epoch and event.offset <= local.last:
+                return  # already delivered from history while resyncing
+            local.epoch = event.epoch
+            local.last = event.offset
+        for sub in local.subs:
+            sub._push(event)
+        for sub in local.syncing:
+            sub._pending.append(event)
+
+    async def resync(self) -> None:
+        """Catch every channel up from history after the backend reconnected.
+
+        Where history still covers the outage, the missed messages are
+        delivered in order (and the live ones that follow are deduplicated by
+        offset). Where it does not, each subscriber gets a ``reset`` event and
+        ``recovered`` turns ``False``, so the app knows to reload.
+        """
+        for local in list(self._locals.values()):
+            if local.epoch is None:
+                continue
+            page = await self._backend.history(local.name, after=local.last, limit=None)
+            if page.epoch == local.epoch and page.first <= local.last + 1 <= page.top + 1:
+                for event in page.events:
+                    self.deliver(event)
+                continue
+            logger.warning(
+                "Channel %r could not be recovered after reconnecting (epoch %s -> %s, "
+                "last %d, retained from %d): subscribers get a reset event.",
+                local.name,
+                local.epoch,
+                page.epoch,
+                local.last,
+                page.first,
+            )
+            local.epoch, local.last = page.epoch, page.top
+            reset = Event(local.name, page.top, page.epoch, None, "reset")
+            for sub in local.subs:
+                sub.recovered = False
+            self.deliver(reset)
+
+    # -- Subscription internals ------------------------------------------------
+
+    async def _attach(self, sub: Subscription) -> None:
+        self._require_connected()
+        name = sub.channel
+        local = self._locals.get(name)
+        if local is None:
+            local = self._locals[name] = _Local(name)
+        local.refs += 1
+        try:
+            async with local.lock:
+                if not local.listening:
+                    await self._backend.listen(name)
+                    local.listening = True
+            local.syncing.append(sub)
+            try:
+                since = sub.since
+                page = await self._backend.history(
+                    name, after=since.offset if since else None, limit=None if since else 0
+                )
+            finally:
+                local.syncing.remove(sub)
+        except BaseException:
+            await self._release(local)
+            raise
+        # From here to the end nothing awaits, so no live event can slip
+        # between the replay and the switch to live delivery.
+        self._catch_up(local, sub, page)
+        sub._attached = True
+        if sub.member is not None:
+            try:
+                await self._backend.presence_join(name, sub.member, sub.info, self.presence_ttl)
+            except BaseException:
+                await self._detach(sub)
+                raise
+            local.members[sub.member] = sub.info
+
+    def _catch_up(self, local: _Local, sub: Subscription, page: HistoryPage) -> None:
+        if local.epoch is None:
+            local.epoch, local.last = page.epoch, page.top
+        since = sub.since
+        if since is not None:
+            if since.epoch == page.epoch and page.first <= since.offset + 1 <= page.top + 1:
+                for event in page.events:
+                    sub._push(event)
+            else:
+                sub.recovered = False
+        for event in sub._pending:
+            if event.type == "message" and event.epoch == page.epoch and event.offset <= page.top:
+                continue  # in the replay, or published before this subscription started
+            sub._push(event)
+        sub._pending.clear()
+        if not sub.closed:
+            local.add(sub)
+
+    async def _detach(self, sub: Subscription) -> None:
+        sub._close()
+        local = self._locals.get(sub.channel)
+        if local is None or not sub._attached:
+            return
+        sub._attached = False
+        with anyio.CancelScope(shield=True):
+            local.remove(sub)
+            if sub.member is not None and local.members.pop(sub.member, None) is not None:
+                await self._best_effort(self._backend.presence_leave(local.name, sub.member))
+            await self._release(local)
+
+    def _evict(self, sub: Subscription) -> None:
+        local = self._locals.get(sub.channel)
+        if local is not None:
+            local.remove(sub)
+
+    async def _release(self, local: _Local) -> None:
+        local.refs -= 1
+        if local.refs > 0:
+            return
+        with anyio.CancelScope(shield=True):
+            async with local.lock:
+                if local.refs > 0 or self._locals.get(local.name) is not local:
+                    return
+                del self._locals[local.name]
+                if local.listening:
+                    local.listening = False
+                    await self._best_effort(self._backend.unlisten(local.name))
+
+    async def _best_effort(self, operation: Any) -> None:
+        """Await a cleanup step, bounded in time, logging instead of raising."""
+        try:
+            with anyio.fail_after(_CLEANUP_TIMEOUT):
+                await operation
+        except (BackendUnavailableError, TimeoutError) as exc:
+            logger.warning("Channels cleanup step failed (it will time out instead): %s", exc)
+
+    async def _heartbeat(
+        self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Keep this process's members alive and expire dead processes' members.
+
+        Every ``presence_ttl / 3`` seconds, so a member survives two missed
+        beats, and a dead process's members go within ``presence_ttl`` plus
+        one beat of its last heartbeat.
+        """
+        interval = self.presence_ttl / 3
+        with anyio.CancelScope() as self._heartbeat_scope:
+            task_status.started()
+            while True:
+                await anyio.sleep(interval)
+                for local in list(self._locals.values()):
+                    try:
+                        await self._backend.presence_refresh(
+                            local.name, dict(local.members), self.presence_ttl
+                        )
+                    except BackendUnavailableError as exc:
+                        logger.warning("Presence heartbeat of %r failed: %s", local.name, exc)
+
+    def _require_connected(self) -> None:
+        if self._task_group is None:
+            raise NotConnectedError(
+                f"{self!r} is not connected: pass lifespan=channels.lifespan to your app "
+                "or await channels.connect() first."
+            )
+
+
+def _check_name(channel: str) -> None:
+    if not isinstance(channel, str) or not channel:
+        raise ValueError(f"A channel name is a non-empty str, got {channel!r}.")

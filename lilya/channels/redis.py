@@ -1,0 +1,499 @@
+"""The Redis backend: ``redis://`` and ``rediss://``.
+
+Design (the long form is in ``docs/channels.md``): each channel has a small
+hash (epoch and last offset) and a stream holding its retained history. One
+Lua script bumps the offset, appends to the stream and ``PUBLISH``es the event,
+atomically, so the live order is the offset order. Live delivery rides on
+pub/sub (one connection per process, one ``SUBSCRIBE`` per channel however
+many local subscribers), because it costs one round trip and no polling;
+pub/sub forgets what it sends while a connection is down, so after every
+reconnect the owning :class:`~lilya.channels.Channels` catches up from the
+stream by offset. Presence is a sorted set of members scored by expiry time
+(Redis' own clock, so hosts need not agree on time) plus a hash of their info.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import secrets
+from collections.abc import Awaitable, Mapping
+from typing import Any, TypeVar
+from urllib.parse import urlsplit, urlunsplit
+
+import anyio
+import orjson
+from anyio.abc import TaskGroup
+from redis import exceptions as redis_errors
+from redis.asyncio import Redis
+from redis.asyncio.connection import AbstractConnection, ConnectionPool
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.commands.core import AsyncScript
+
+from lilya.channels._base import Backend, HistoryPage, Sink
+from lilya.channels.events import TAG_JSON, Event, EventType, decode, encode_json
+from lilya.channels.exceptions import BackendUnavailableError
+
+__all__ = ["RedisBackend"]
+
+logger = logging.getLogger("lilya.channels.redis")
+
+_T = TypeVar("_T")
+
+# Every script takes KEYS = meta hash, history stream, presence zset, info hash
+# and ARGV[1] = a fresh epoch (used only if the channel has none, i.e. its
+# history was lost), ARGV[2] = history TTL in ms (0: none), ARGV[3] = the
+# pub/sub channel. A live message is "epoch\noffset\n" + kind + tag + payload.
+_PRELUDE = """
+local function epoch()
+  local e = redis.call('HGET', KEYS[1], 'e')
+  if not e then
+    e = ARGV[1]
+    redis.call('HSET', KEYS[1], 'e', e)
+    redis.call('DEL', KEYS[2])
+    local ttl = tonumber(ARGV[2])
+    if ttl > 0 then redis.call('PEXPIRE', KEYS[1], ttl) end
+  end
+  return e
+end
+local function top()
+  return tonumber(redis.call('HGET', KEYS[1], 'o') or '0')
+end
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+local function announce(kind, member, info)
+  local data = '{"member":"' .. member .. '","info":' .. (info or 'null') .. '}'
+  redis.call('PUBLISH', ARGV[3], epoch() .. '\\n' .. top() .. '\\n' .. kind .. 'j' .. data)
+end
+local function sweep()
+  local dead = redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', now_ms())
+  for _, member in ipairs(dead) do
+    local info = redis.call('HGET', KEYS[4], member)
+    redis.call('ZREM', KEYS[3], member)
+    redis.call('HDEL', KEYS[4], member)
+    announce('l', member, info)
+  end
+  return #dead
+end
+"""
+
+# ARGV[4] tag, ARGV[5] payload, ARGV[6] history size.
+_PUBLISH = (
+    _PRELUDE
+    + """
+local e = epoch()
+local offset = redis.call('HINCRBY', KEYS[1], 'o', 1)
+local size = tonumber(ARGV[6])
+if size > 0 then
+  redis.call('XADD', KEYS[2], 'MAXLEN', size, offset .. '-0', 't', ARGV[4], 'd', ARGV[5])
+end
+local ttl = tonumber(ARGV[2])
+if ttl > 0 then
+  redis.call('PEXPIRE', KEYS[1], ttl)
+  if size > 0 then redis.call('PEXPIRE', KEYS[2], ttl) end
+end
+redis.call('PUBLISH', ARGV[3], e .. '\\n' .. offset .. '\\nm' .. ARGV[4] .. ARGV[5])
+return {e, offset}
+"""
+)
+
+# ARGV[4] after (-1: none), ARGV[5] limit (-1: all). Returns epoch, top,
+# first retained offset, entries, and whether entries are newest first.
+_HISTORY = (
+    _PRELUDE
+    + """
+local e = epoch()
+local t = top()
+local oldest = redis.call('XRANGE', KEYS[2], '-', '+', 'COUNT', 1)
+local first = t + 1
+if #oldest > 0 then first = tonumber(string.match(oldest[1][1], '^(%d+)')) end
+local after = tonumber(ARGV[4])
+local limit = tonumber(ARGV[5])
+local entries = {}
+local reversed = 0
+if limit == 0 then
+  entries = {}
+elseif after >= 0 then
+  if limit > 0 then
+    entries = redis.call('XRANGE', KEYS[2], (after + 1) .. '-0', '+', 'COUNT', limit)
+  else
+    entries = redis.call('XRANGE', KEYS[2], (after + 1) .. '-0', '+')
+  end
+elseif limit > 0 then
+  entries = redis.call('XREVRANGE', KEYS[2], '+', '-', 'COUNT', limit)
+  reversed = 1
+else
+  entries = redis.call('XRANGE', KEYS[2], '-', '+')
+end
+return {e, t, first, entries, reversed}
+"""
+)
+
+# ARGV[4] member, ARGV[5] info JSON, ARGV[6] presence TTL in ms.
+_JOIN = (
+    _PRELUDE
+    + """
+local ttl = tonumber(ARGV[6])
+redis.call('ZADD', KEYS[3], now_ms() + ttl, ARGV[4])
+redis.call('HSET', KEYS[4], ARGV[4], ARGV[5])
+redis.call('PEXPIRE', KEYS[3], ttl * 2)
+redis.call('PEXPIRE', KEYS[4], ttl * 2)
+announce('j', ARGV[4], ARGV[5])
+return 1
+"""
+)
+
+# ARGV[4] member.
+_LEAVE = (
+    _PRELUDE
+    + """
+local info = redis.call('HGET', KEYS[4], ARGV[4])
+local removed = redis.call('ZREM', KEYS[3], ARGV[4])
+redis.call('HDEL', KEYS[4], ARGV[4])
+if removed == 1 then announce('l', ARGV[4], info) end
+return removed
+"""
+)
+
+# ARGV[4] presence TTL in ms, then member, info JSON pairs. Re-adding (not
+# only extending) members restores them after Redis restarted empty.
+_REFRESH = (
+    _PRELUDE
+    + """
+local ttl = tonumber(ARGV[4])
+local deadline = now_ms() + ttl
+for i = 5, #ARGV, 2 do
+  redis.call('ZADD', KEYS[3], deadline, ARGV[i])
+  redis.call('HSET', KEYS[4], ARGV[i], ARGV[i + 1])
+end
+if #ARGV >= 5 then
+  redis.call('PEXPIRE', KEYS[3], ttl * 2)
+  redis.call('PEXPIRE', KEYS[4], ttl * 2)
+end
+return sweep()
+"""
+)
+
+_PRESENCE = (
+    _PRELUDE
+    + """
+sweep()
+return redis.call('HGETALL', KEYS[4])
+"""
+)
+
+_KINDS: dict[bytes, EventType] = {b"m": "message", b"j": "join", b"l": "leave"}
+
+#: Errors that mean "Redis is not reachable right now" rather than a bug.
+_UNAVAILABLE = (
+    redis_errors.ConnectionError,
+    redis_errors.TimeoutError,
+    OSError,
+    TimeoutError,
+)
+
+
+def mask_password(url: str) -> str:
+    """Return *url* with its password replaced by ``***``, fit for logs."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.rsplit("@", 1)[1]
+    user = parts.username or ""
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc}"))
+
+
+class RedisBackend(Backend):
+    """Channels shared through Redis by every process that uses the same URL and prefix."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        history_size: int,
+        history_ttl: float | None,
+        key_prefix: str,
+        reconnect_delay: tuple[float, float],
+    ) -> None:
+        self._url = url
+        self.safe_url = mask_password(url)
+        self._size = history_size
+        self._ttl_ms = 0 if history_ttl is None else max(1, round(history_ttl * 1000))
+        self._prefix = key_prefix
+        self._live_prefix = f"{key_prefix}:live:".encode()
+        self._first_delay, self._max_delay = reconnect_delay
+        self._client: Redis | None = None
+        self._pool: ConnectionPool | None = None
+        self._sink: Sink | None = None
+        # The pub/sub side: which channels we want, which Redis confirmed.
+        self._wanted: set[str] = set()
+        self._confirmed: set[str] = set()
+        self._confirm_waiters: dict[str, anyio.Event] = {}
+        self._reader: AbstractConnection | None = None
+        self._write_lock: anyio.Lock | None = None
+        self._scripts: dict[str, AsyncScript] = {}
+
+    # -- plumbing ------------------------------------------------------------
+
+    def _keys(self, channel: str) -> list[str]:
+        p = self._prefix
+        return [
+            f"{p}:meta:{channel}",
+            f"{p}:hist:{channel}",
+            f"{p}:pres:{channel}",
+            f"{p}:info:{channel}",
+        ]
+
+    def _args(self, channel: str, *extra: Any) -> list[Any]:
+        return [secrets.token_hex(8), self._ttl_ms, f"{self._prefix}:live:{channel}", *extra]
+
+    async def _call(self, operation: str, awaitable: Awaitable[_T]) -> _T:
+        try:
+            return await awaitable
+        except _UNAVAILABLE as exc:
+            raise BackendUnavailableError(self.safe_url, operation, exc) from exc
+
+    async def _script(self, operation: str, source: str, channel: str, *extra: Any) -> Any:
+        script = self._scripts.get(source)
+        if script is None:
+            script = self._scripts[source] = self._require_client().register_script(source)
+        return await self._call(
+            operation, script(keys=self._keys(channel), args=self._args(channel, *extra))
+        )
+
+    def _require_client(self) -> Redis:
+        if self._client is None:
+            raise RuntimeError("RedisBackend used before connect().")
+        return self._client
+
+    # -- lifecycle -------------------------------------------------------------
+
+    async def connect(self, sink: Sink, task_group: TaskGroup) -> None:
+        # No automatic retries: a retried publish script could run twice and
+        # publish twice. Failures surface as BackendUnavailableError instead.
+        # Settings given in the URL (socket_timeout=…) win over these.
+        self._pool = ConnectionPool.from_url(
+            self._url,
+            socket_connect_timeout=2.0,
+            socket_timeout=5.0,
+            retry=Retry(NoBackoff(), 0),
+        )
+        self._client = Redis(connection_pool=self._pool)
+        self._sink = sink
+        self._write_lock = anyio.Lock()
+        try:
+            await self._call("connect", self._client.ping())
+            reader = await self._open_reader()
+        except BaseException:
+            await self._close_client()
+            raise
+        task_group.start_soon(self._read_forever, reader)
+
+    async def disconnect(self) -> None:
+        await self._drop_reader()
+        await self._close_client()
+        self._sink = None
+        self._wanted.clear()
+
+    async def _close_client(self) -> None:
+        client, pool = self._client, self._pool
+        self._client = self._pool = None
+        self._scripts.clear()
+        if client is not None:
+            await client.aclose()
+        if pool is not None:
+            await pool.disconnect()
+
+    # -- the pub/sub reader ------------------------------------------------------
+
+    async def _open_reader(self) -> AbstractConnection:
+        if self._pool is None:
+            raise RuntimeError("RedisBackend used before connect().")
+        pool = self._pool
+        # RESP2 on purpose: there pub/sub messages are plain replies that
+        # read_response() returns in order; RESP3 routes them to push handlers.
+        kwargs = {**pool.connection_kwargs, "protocol": 2}
+        if "maint_notifications_config" in kwargs:  # redis-py >= 7: a RESP3-only feature
+            from redis.maint_notifications import MaintNotificationsConfig
+
+            kwargs["maint_notifications_config"] = MaintNotificationsConfig(enabled=False)
+            kwargs.pop("maint_notifications_pool_handler", None)
+        connection = pool.connection_class(**kwargs)
+        try:
+            # redis-py leaves Connection.connect unannotated.
+            await self._call("subscribe", connection.connect())  # type: ignore[no-untyped-call]
+            wanted = sorted(self._wanted)
+            if wanted:
+                await self._call(
+                    "subscribe", connection.send_command("SUBSCRIBE", *map(self._live_name, wanted))
+                )
+        except BaseException:
+            await connection.disconnect()
+            raise
+        self._reader = connection
+        return connection
+
+    async def _drop_reader(self) -> None:
+        reader, self._reader = self._reader, None
+        self._confirmed.clear()
+        for waiter in self._confirm_waiters.values():
+            waiter.set()
+        self._confirm_waiters.clear()
+        if reader is not None:
+            with anyio.CancelScope(shield=True):
+                await reader.disconnect()
+
+    async def _read_forever(self, reader: AbstractConnection | None) -> None:
+        """Read pub/sub messages until cancelled, reconnecting with backoff.
+
+        It never raises: an exception here would cancel the app's lifespan
+        task through the task group, so every failure becomes a reconnect.
+        """
+        delay = self._first_delay
+        reconnected = False
+        while True:
+            try:
+                if reader is None:
+                    reader = await self._open_reader()
+                    delay = self._first_delay
+                await self._pump(reader, resync=reconnected)
+            except (BackendUnavailableError, *_UNAVAILABLE) as exc:
+                logger.warning("Redis pub/sub lost (%s); reconnecting in %.2fs", exc, delay)
+            except Exception:
+                logger.exception("Redis pub/sub reader failed; reconnecting in %.2fs", delay)
+            else:  # pragma: no cover - _pump only returns by raising
+                pass
+            await self._drop_reader()
+            reader = None
+            reconnected = True
+            await anyio.sleep(delay)
+            delay = min(delay * 2, self._max_delay)
+
+    async def _pump(self, reader: AbstractConnection, *, resync: bool) -> None:
+        held: list[Any] = []
+        if resync:
+            # Hold live messages until every channel has caught up from
+            # history; delivering one first would move the channel's
+            # position past events we have not fetched yet.
+            while not self._wanted <= self._confirmed:
+                self._handle(await reader.read_response(timeout=math.inf), held)
+            if self._sink is not None:
+                await self._sink.resync()
+            for response in held:
+                self._handle(response, None)
+        while True:
+            self._handle(await reader.read_response(timeout=math.inf), None)
+
+    def _handle(self, response: Any, held: list[Any] | None) -> None:
+        kind = response[0]
+        if kind == b"message":
+            if held is not None:
+                held.append(response)
+            else:
+                self._on_message(response[1], response[2])
+        elif kind == b"subscribe":
+            name = response[1][len(self._live_prefix) :].decode()
+            self._confirmed.add(name)
+            waiter = self._confirm_waiters.pop(name, None)
+            if waiter is not None:
+                waiter.set()
+        elif kind == b"unsubscribe":
+            name = response[1][len(self._live_prefix) :].decode()
+            self._confirmed.discard(name)
+
+    def _on_message(self, name: bytes, message: bytes) -> None:
+        if self._sink is None:
+            return
+        epoch, offset, rest = message.split(b"\n", 2)
+        event_type = _KINDS[rest[:1]]
+        event = Event(
+            name[len(self._live_prefix) :].decode(),
+            int(offset),
+            epoch.decode(),
+            decode(rest[1:2].decode(), rest[2:]),
+            event_type,
+        )
+        self._sink.deliver(event)
+
+    async def listen(self, channel: str) -> None:
+        self._wanted.add(channel)
+        reader = self._reader
+        if reader is None:
+            raise BackendUnavailableError(self.safe_url, "subscribe", None)
+        waiter = self._confirm_waiters.setdefault(channel, anyio.Event())
+        async with self._lock():
+            await self._call(
+                "subscribe", reader.send_command("SUBSCRIBE", self._live_name(channel))
+            )
+        with anyio.move_on_after(5.0):
+            await waiter.wait()
+        if channel not in self._confirmed:
+            raise BackendUnavailableError(self.safe_url, "subscribe", None)
+
+    async def unlisten(self, channel: str) -> None:
+        self._wanted.discard(channel)
+        reader = self._reader
+        if reader is not None:
+            async with self._lock():
+                await self._call(
+                    "unsubscribe", reader.send_command("UNSUBSCRIBE", self._live_name(channel))
+                )
+
+    def _lock(self) -> anyio.Lock:
+        if self._write_lock is None:
+            raise RuntimeError("RedisBackend used before connect().")
+        return self._write_lock
+
+    def _live_name(self, channel: str) -> str:
+        return f"{self._prefix}:live:{channel}"
+
+    # -- storage -------------------------------------------------------------------
+
+    async def publish(self, channel: str, tag: str, payload: bytes, data: Any) -> Event:
+        epoch, offset = await self._script("publish", _PUBLISH, channel, tag, payload, self._size)
+        return Event(
+            channel, int(offset), epoch.decode(), data if tag != TAG_JSON else decode(tag, payload)
+        )
+
+    async def history(self, channel: str, *, after: int | None, limit: int | None) -> HistoryPage:
+        epoch, top, first, entries, reversed_ = await self._script(
+            "read history",
+            _HISTORY,
+            channel,
+            -1 if after is None else after,
+            -1 if limit is None else limit,
+        )
+        epoch = epoch.decode()
+        events = []
+        for entry_id, fields in entries:
+            values = dict(zip(fields[::2], fields[1::2], strict=True))
+            offset = int(entry_id.split(b"-", 1)[0])
+            events.append(
+                Event(channel, offset, epoch, decode(values[b"t"].decode(), values[b"d"]))
+            )
+        if reversed_:
+            events.reverse()
+        return HistoryPage(epoch, int(top), int(first), events)
+
+    async def presence_join(self, channel: str, member: str, info: Any, ttl: float) -> None:
+        await self._script("join", _JOIN, channel, member, encode_json(info), _ms(ttl))
+
+    async def presence_leave(self, channel: str, member: str) -> None:
+        await self._script("leave", _LEAVE, channel, member)
+
+    async def presence_refresh(self, channel: str, members: Mapping[str, Any], ttl: float) -> None:
+        pairs: list[Any] = []
+        for member, info in members.items():
+            pairs += [member, encode_json(info)]
+        await self._script("refresh presence", _REFRESH, channel, _ms(ttl), *pairs)
+
+    async def presence(self, channel: str) -> Mapping[str, Any]:
+        flat = await self._script("read presence", _PRESENCE, channel)
+        return {flat[i].decode(): orjson.loads(flat[i + 1]) for i in range(0, len(flat), 2)}
+
+
+def _ms(seconds: float) -> int:
+    return max(1, round(seconds * 1000))

@@ -1,0 +1,219 @@
+"""One subscriber's bounded queue and what happens when it is full.
+
+A publisher never waits for a subscriber: it appends to each subscriber's
+queue without blocking, and a full queue applies the subscriber's policy. That
+is what keeps one stalled client from delaying the publisher and everyone else.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import TYPE_CHECKING, Any, Literal
+from uuid import uuid4
+
+import anyio
+
+from lilya.channels.events import Event, Position
+from lilya.channels.exceptions import SubscriberOverflowError
+
+if TYPE_CHECKING:
+    from types import TracebackType
+
+    from lilya.channels.channels import Channels
+
+__all__ = ["Policy", "Subscription"]
+
+#: What a full queue does with one more event: discard the oldest queued event,
+#: discard the new one, or close the subscription (it raises
+#: :class:`SubscriberOverflowError` at its next read).
+Policy = Literal["drop_oldest", "drop_newest", "close"]
+
+_POLICIES = ("drop_oldest", "drop_newest", "close")
+
+
+class Subscription:
+    """A live feed of one channel: use it with ``async with`` and ``async for``.
+
+    You get one from :meth:`Channels.subscribe`. Entering it replays what you
+    asked for with ``since=`` and starts live delivery; leaving it stops
+    delivery and, if you joined with ``presence=``, announces your leave.
+
+    Attributes:
+        channel: the channel's name.
+        recovered: ``False`` when ``since=`` could not be honoured (the position
+            is older than the retained history or from another epoch), or when
+            a reconnect to Redis could not be bridged from history: reload your
+            state. ``True`` otherwise, including when you gave no ``since``.
+        dropped: how many events the queue policy discarded.
+        member: your presence id when you joined with ``presence=``, else ``None``.
+        max_queue: the queue bound.
+        policy: the queue policy.
+    """
+
+    __slots__ = (
+        "_attached",
+        "_closed",
+        "_closed_event",
+        "_error",
+        "_owner",
+        "_pending",
+        "_queue",
+        "_waiter",
+        "channel",
+        "dropped",
+        "info",
+        "max_queue",
+        "member",
+        "policy",
+        "recovered",
+        "since",
+    )
+
+    def __init__(
+        self,
+        owner: Channels,
+        channel: str,
+        *,
+        since: Position | tuple[str, int] | None,
+        presence: Any,
+        max_queue: int,
+        policy: Policy,
+    ) -> None:
+        if not isinstance(channel, str) or not channel:
+            raise ValueError(f"A channel name is a non-empty str, got {channel!r}.")
+        if policy not in _POLICIES:
+            raise ValueError(f"policy must be one of {', '.join(_POLICIES)}; got {policy!r}.")
+        if max_queue < 1:
+            raise ValueError(f"max_queue must be at least 1, got {max_queue!r}.")
+        if since is not None:
+            since = Position(str(since[0]), int(since[1]))
+        self._owner = owner
+        self.channel = channel
+        self.since: Position | None = since
+        self.info = presence
+        self.member = uuid4().hex if presence is not None else None
+        self.max_queue = max_queue
+        self.policy = policy
+        self.recovered = True
+        self.dropped = 0
+        self._queue: deque[Event] = deque()
+        self._waiter: anyio.Event | None = None
+        self._closed_event: anyio.Event | None = None
+        self._error: SubscriberOverflowError | None = None
+        self._closed = False
+        self._attached = False
+        # While the subscription is catching up from history, live events wait here.
+        self._pending: list[Event] = []
+
+    def __repr__(self) -> str:
+        return (
+            f"<Subscription {self.channel!r} queued={len(self._queue)} dropped={self.dropped}"
+            f"{' closed' if self._closed else ''}>"
+        )
+
+    async def __aenter__(self) -> Subscription:
+        await self._owner._attach(self)
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self._owner._detach(self)
+
+    def __aiter__(self) -> Subscription:
+        return self
+
+    async def __anext__(self) -> Event:
+        # The fast path takes no lock and makes no checkpoint: a queue that has
+        # events is drained in one go, and since the queue is bounded the loop
+        # reaches the slow path (and yields) within max_queue events.
+        queue = self._queue
+        if queue:
+            return queue.popleft()
+        return await self._next_slow()
+
+    async def _next_slow(self) -> Event:
+        while True:
+            if self._error is not None:
+                raise self._error
+            if self._queue:
+                return self._queue.popleft()
+            if self._closed:
+                raise StopAsyncIteration
+            waiter = self._waiter = anyio.Event()
+            await waiter.wait()
+
+    async def receive(self) -> Event:
+        """Wait for the next event and return it.
+
+        Raises:
+            SubscriberOverflowError: policy ``"close"`` closed this subscription.
+            StopAsyncIteration: the subscription was closed (you left it, or
+                the channels disconnected).
+        """
+        return await self.__anext__()
+
+    @property
+    def closed(self) -> bool:
+        """Whether this subscription receives no more events."""
+        return self._closed
+
+    @property
+    def queued(self) -> int:
+        """How many events wait in the queue."""
+        return len(self._queue)
+
+    async def wait_closed(self) -> None:
+        """Return once this subscription is closed (by overflow, leaving, or disconnect).
+
+        The WebSocket relay uses it to notice an overflow while it is blocked
+        sending to a slow client.
+        """
+        if self._closed:
+            return
+        if self._closed_event is None:
+            self._closed_event = anyio.Event()
+        await self._closed_event.wait()
+
+    # -- called by Channels ------------------------------------------------
+
+    def _push(self, event: Event) -> None:
+        queue = self._queue
+        if len(queue) >= self.max_queue:
+            policy = self.policy
+            if policy == "drop_oldest":
+                queue.popleft()
+                self.dropped += 1
+            elif policy == "drop_newest":
+                self.dropped += 1
+                return
+            else:
+                self._overflow()
+                return
+        queue.append(event)
+        waiter = self._waiter
+        if waiter is not None:
+            self._waiter = None
+            waiter.set()
+
+    def _overflow(self) -> None:
+        discarded = len(self._queue) + 1
+        self._queue.clear()
+        self.dropped += discarded
+        self._error = SubscriberOverflowError(self.channel, self.max_queue, discarded)
+        self._owner._evict(self)
+        self._close()
+
+    def _close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        waiter = self._waiter
+        if waiter is not None:
+            self._waiter = None
+            waiter.set()
+        if self._closed_event is not None:
+            self._closed_event.set()

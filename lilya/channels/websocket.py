@@ -1,0 +1,144 @@
+"""Glue between a subscription and a :class:`~lilya.websockets.WebSocket`.
+
+:func:`relay` is the loop every fan-out handler would otherwise write by hand,
+with the parts that are easy to get wrong done once: it reads the client
+while it writes to it (or a disconnect goes unnoticed until the next event),
+ends both directions when either ends, and closes a socket that cannot keep up
+with 1013 instead of letting it stall or grow a queue without bound.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import anyio
+
+from lilya import status
+from lilya.channels.events import Event
+from lilya.channels.exceptions import SubscriberOverflowError
+from lilya.channels.subscription import Subscription
+from lilya.websockets import WebSocket, WebSocketDisconnect, WebSocketState
+
+__all__ = ["default_encode", "relay"]
+
+#: Turns an event into what is sent: ``str`` (text frame), ``bytes`` (binary
+#: frame), another value (JSON text frame), or ``None`` to send nothing.
+Encoder = Callable[[Event], Any]
+Receiver = Callable[[Any], Awaitable[None]]
+
+
+def default_encode(event: Event) -> Any:
+    """Send a message's data as it was published; skip join, leave and reset events.
+
+    Pass your own ``encode`` to :func:`relay` to forward those too, or to wrap
+    data with its position (``{"offset": event.offset, "epoch": event.epoch,
+    ...}``) so that a reconnecting client can ask for ``since=``.
+    """
+    return event.data if event.type == "message" else None
+
+
+async def _send(websocket: WebSocket, payload: Any) -> None:
+    if isinstance(payload, str):
+        await websocket.send_text(payload)
+    elif isinstance(payload, bytes):
+        await websocket.send_bytes(payload)
+    else:
+        await websocket.send_json(payload)
+
+
+async def relay(
+    websocket: WebSocket,
+    subscription: Subscription,
+    *,
+    on_receive: Receiver | None = None,
+    encode: Encoder = default_encode,
+    close_timeout: float = 1.0,
+) -> None:
+    """Relay *subscription* into *websocket*, handing what the client sends to *on_receive*.
+
+    It returns when either side ends:
+
+    - the client disconnects: sending stops (nothing to close);
+    - the subscription overflows (policy ``"close"``): the socket is closed
+      with 1013 (try again later), even if a send to the slow client is
+      stuck; the client should reconnect with ``since=`` its last position;
+    - the subscription is closed (the channels disconnected at shutdown):
+      the socket is closed with 1001 (going away).
+
+    The socket is accepted first if you have not accepted it yet.
+
+    Args:
+        websocket: the connection.
+        subscription: an entered subscription (``async with channels.subscribe(...)``).
+        on_receive: awaited with each client message (``str`` for a text frame,
+            ``bytes`` for a binary one), one at a time, in order. Without it,
+            client messages are read and discarded, so a disconnect is noticed.
+        encode: what to send for an event (see :data:`Encoder`).
+        close_timeout: how long a closing handshake may take with a client that
+            stopped reading, before giving up on it.
+
+    Raises:
+        Exception: whatever *on_receive* or *encode* raised (sending stops first).
+    """
+    if websocket.application_state is WebSocketState.CONNECTING:
+        await websocket.accept()
+    failure: list[BaseException] = []
+    ended = anyio.Event()
+
+    async def send_events(cancel: anyio.CancelScope) -> None:
+        try:
+            async for event in subscription:
+                payload = encode(event)
+                if payload is not None:
+                    await _send(websocket, payload)
+            ended.set()
+        except (SubscriberOverflowError, WebSocketDisconnect):
+            pass
+        except Exception as exc:
+            failure.append(exc)
+        cancel.cancel()
+
+    async def watch_overflow(cancel: anyio.CancelScope) -> None:
+        # A send to a client that stopped reading can block indefinitely; the
+        # overflow must still close the socket, so it is watched on its own.
+        await subscription.wait_closed()
+        if subscription._error is not None:
+            cancel.cancel()
+
+    async with anyio.create_task_group() as group:
+        group.start_soon(send_events, group.cancel_scope)
+        group.start_soon(watch_overflow, group.cancel_scope)
+        try:
+            await _receive_all(websocket, on_receive)
+        except Exception as exc:
+            # Kept and re-raised after the group, so that you catch your own
+            # exception rather than an ExceptionGroup wrapping it.
+            failure.append(exc)
+        group.cancel_scope.cancel()
+
+    if failure:
+        raise failure[0]
+    if subscription._error is not None:
+        await _close(
+            websocket, status.WS_1013_TRY_AGAIN_LATER, "subscriber too slow", close_timeout
+        )
+    elif ended.is_set():
+        await _close(websocket, status.WS_1001_GOING_AWAY, "channel closed", close_timeout)
+
+
+async def _receive_all(websocket: WebSocket, on_receive: Receiver | None) -> None:
+    while True:
+        message = await websocket.receive()
+        if message["type"] == "websocket.disconnect":
+            return
+        if on_receive is not None:
+            text = message.get("text")
+            await on_receive(text if text is not None else message.get("bytes"))
+
+
+async def _close(websocket: WebSocket, code: int, reason: str, within: float) -> None:
+    if websocket.application_state is not WebSocketState.CONNECTED:
+        return
+    with anyio.move_on_after(within):
+        await websocket.close(code, reason)

@@ -1,0 +1,337 @@
+"""The behaviour every backend shares, written once, run on memory:// and redis://."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import anyio
+import pytest
+
+from lilya.channels import Channels, Position, SubscriberOverflowError
+from tests.channels.conftest import delete_keys
+from tests.channels.helpers import nothing_more, offsets, take, take_type
+
+pytestmark = pytest.mark.anyio
+
+Make = Callable[..., Awaitable[Channels]]
+
+
+@pytest.fixture(
+    params=[
+        pytest.param(("memory", "asyncio"), id="memory-asyncio"),
+        pytest.param(("memory", "trio"), id="memory-trio"),
+        # redis-py's async client only runs on asyncio.
+        pytest.param(("redis", "asyncio"), id="redis", marks=pytest.mark.redis),
+    ]
+)
+def backend(request: pytest.FixtureRequest) -> tuple[str, str]:
+    return request.param  # type: ignore[no-any-return]
+
+
+@pytest.fixture
+def anyio_backend(backend: tuple[str, str]) -> str:
+    return backend[1]
+
+
+@pytest.fixture
+def url(backend: tuple[str, str], request: pytest.FixtureRequest) -> str:
+    if backend[0] == "memory":
+        # A named store, so that several Channels of one test share it like
+        # several processes share a Redis.
+        return f"memory://contract-{uuid.uuid4().hex}"
+    return str(request.getfixturevalue("redis_url"))
+
+
+@pytest.fixture
+async def make(url: str, prefix: str, channels_factory: Make) -> AsyncIterator[Make]:
+    async def make_channels(**options: Any) -> Channels:
+        return await channels_factory(url, key_prefix=prefix, **options)
+
+    yield make_channels
+    if url.startswith("redis"):
+        delete_keys(url, prefix)
+
+
+async def test_each_subscriber_gets_a_channels_events_in_publish_order(make: Make) -> None:
+    publisher, reader = await make(), await make()
+    async with reader.subscribe("c") as first, reader.subscribe("c") as second:
+        for i in range(200):
+            await publisher.publish("c", {"i": i})
+        for sub in (first, second):
+            events = await take(sub, 200)
+            assert [event.data["i"] for event in events] == list(range(200))
+            assert offsets(events) == list(range(1, 201))
+            assert len({event.epoch for event in events}) == 1
+
+
+async def test_offsets_count_per_channel(make: Make) -> None:
+    channels = await make()
+    a1 = await channels.publish("a", "x")
+    b1 = await channels.publish("b", "x")
+    a2 = await channels.publish("a", "y")
+    assert (a1.offset, b1.offset, a2.offset) == (1, 1, 2)
+    assert a1.epoch == a2.epoch
+    assert await channels.position("a") == Position(a1.epoch, 2)
+
+
+async def test_str_bytes_and_json_come_back_as_published(make: Make) -> None:
+    channels = await make()
+    async with channels.subscribe("c") as sub:
+        await channels.publish("c", "text ✓")
+        await channels.publish("c", b"\x00\xff")
+        await channels.publish("c", {"list": (1, 2), "nested": {"ok": True}, "n": None})
+        await channels.publish("c", {1: "int keys", "big": 2**70})
+        events = await take(sub, 4)
+    assert [event.data for event in events] == [
+        "text ✓",
+        b"\x00\xff",
+        {"list": [1, 2], "nested": {"ok": True}, "n": None},
+        {"1": "int keys", "big": 2**70},
+    ]
+
+
+async def test_publishing_what_json_cannot_carry_is_refused(make: Make) -> None:
+    channels = await make()
+    with pytest.raises(TypeError, match="JSON-serialisable"):
+        await channels.publish("c", {"when": object()})
+    assert (await channels.position("c")).offset == 0
+
+
+async def test_history_keeps_the_last_history_size_messages(make: Make) -> None:
+    channels = await make(history_size=5)
+    for i in range(8):
+        await channels.publish("c", i)
+    assert [event.data for event in await channels.history("c")] == [3, 4, 5, 6, 7]
+    assert offsets(await channels.history("c")) == [4, 5, 6, 7, 8]
+    assert [event.data for event in await channels.history("c", limit=2)] == [6, 7]
+    assert await channels.history("c", limit=0) == []
+    assert await channels.history("never-used") == []
+
+
+async def test_history_size_zero_keeps_nothing_but_counts(make: Make) -> None:
+    channels = await make(history_size=0)
+    await channels.publish("c", 1)
+    event = await channels.publish("c", 2)
+    assert event.offset == 2
+    assert await channels.history("c") == []
+
+
+async def test_history_ttl_forgets_history_and_starts_a_new_epoch(make: Make) -> None:
+    channels = await make(history_ttl=0.2)
+    first = await channels.publish("c", "old")
+    await anyio.sleep(0.35)
+    assert await channels.history("c") == []
+    second = await channels.publish("c", "new")
+    assert second.epoch != first.epoch
+    assert second.offset == 1
+
+
+async def test_recovery_replays_after_since_then_goes_live_without_gap_or_duplicate(
+    make: Make,
+) -> None:
+    publisher, reader = await make(history_size=1000), await make(history_size=1000)
+    for i in range(1, 11):
+        last = await publisher.publish("c", i)
+    since = Position(last.epoch, 4)
+    done = anyio.Event()
+
+    async def keep_publishing() -> None:
+        # Publishes race with the subscribe, so some events are both in the
+        # replay and live: the seam must show each exactly once.
+        for i in range(11, 211):
+            await publisher.publish("c", i)
+            if i % 10 == 0:
+                await anyio.sleep(0)
+        done.set()
+
+    async with anyio.create_task_group() as group:
+        group.start_soon(keep_publishing)
+        async with reader.subscribe("c", since=since) as sub:
+            assert sub.recovered is True
+            events = await take(sub, 206)
+    assert [event.data for event in events] == list(range(5, 211))
+    assert offsets(events) == list(range(5, 211))
+    assert done.is_set()
+
+
+async def test_since_at_the_newest_offset_recovers_with_nothing_to_replay(make: Make) -> None:
+    channels = await make()
+    last = await channels.publish("c", "a")
+    async with channels.subscribe("c", since=last.position) as sub:
+        assert sub.recovered is True
+        await nothing_more(sub, within=0.1)
+        await channels.publish("c", "b")
+        assert [event.data for event in await take(sub, 1)] == ["b"]
+
+
+async def test_recovery_is_refused_when_the_position_is_older_than_history(make: Make) -> None:
+    channels = await make(history_size=3)
+    for i in range(1, 11):
+        last = await channels.publish("c", i)
+    async with channels.subscribe("c", since=(last.epoch, 2)) as sub:
+        assert sub.recovered is False
+        await nothing_more(sub, within=0.1)
+        await channels.publish("c", 11)
+        assert [event.data for event in await take(sub, 1)] == [11]
+
+
+async def test_recovery_is_refused_after_an_epoch_change(make: Make) -> None:
+    channels = await make(history_ttl=0.2)
+    old = await channels.publish("c", "before the loss")
+    await anyio.sleep(0.35)
+    await channels.publish("c", "after the loss")
+    async with channels.subscribe("c", since=old.position) as sub:
+        assert sub.recovered is False
+    async with channels.subscribe("c", since=("not-an-epoch", 0)) as sub:
+        assert sub.recovered is False
+
+
+async def test_a_position_beyond_the_newest_offset_is_refused(make: Make) -> None:
+    channels = await make()
+    last = await channels.publish("c", "a")
+    async with channels.subscribe("c", since=(last.epoch, 99)) as sub:
+        assert sub.recovered is False
+
+
+async def test_without_since_a_subscription_is_live_only(make: Make) -> None:
+    channels = await make()
+    await channels.publish("c", "before")
+    async with channels.subscribe("c") as sub:
+        assert sub.recovered is True
+        await channels.publish("c", "after")
+        assert [event.data for event in await take(sub, 1)] == ["after"]
+
+
+async def test_presence_lists_members_and_publishes_join_and_leave(make: Make) -> None:
+    observer_side, member_side = await make(), await make()
+    async with observer_side.subscribe("room") as observer:
+        async with member_side.subscribe("room", presence={"user": "ann"}) as ann:
+            joined = await take_type(observer, "join")
+            assert joined.data == {"member": ann.member, "info": {"user": "ann"}}
+            assert await observer_side.presence("room") == {ann.member: {"user": "ann"}}
+        left = await take_type(observer, "leave")
+        assert left.data == {"member": ann.member, "info": {"user": "ann"}}
+        assert await observer_side.presence("room") == {}
+
+
+async def test_join_and_leave_do_not_enter_history(make: Make) -> None:
+    channels = await make()
+    async with channels.subscribe("room", presence={"user": "bob"}):
+        pass
+    assert await channels.history("room") == []
+    assert (await channels.position("room")).offset == 0
+
+
+async def test_a_dead_process_drops_out_of_presence_within_the_ttl(make: Make) -> None:
+    ttl = 0.6
+    observer_side, doomed = await make(presence_ttl=ttl), await make(presence_ttl=ttl)
+    async with observer_side.subscribe("room") as observer:
+        sub = doomed.subscribe("room", presence={"user": "zed"})
+        await sub.__aenter__()
+        await take_type(observer, "join")
+        assert sub.member in await observer_side.presence("room")
+        crash(doomed)
+        started = time.monotonic()
+        left = await take_type(observer, "leave", within=ttl * 4)
+        elapsed = time.monotonic() - started
+        assert left.data["member"] == sub.member
+        assert elapsed <= ttl + ttl / 3 + 0.5
+        assert await observer_side.presence("room") == {}
+
+
+async def test_presence_of_a_dead_process_expires_even_with_nobody_listening(make: Make) -> None:
+    ttl = 0.3
+    reader, doomed = await make(presence_ttl=ttl), await make(presence_ttl=ttl)
+    sub = doomed.subscribe("room", presence={"user": "zed"})
+    await sub.__aenter__()
+    assert len(await reader.presence("room")) == 1
+    crash(doomed)
+    await anyio.sleep(ttl + 0.2)
+    assert await reader.presence("room") == {}
+
+
+async def test_live_members_stay_present_past_the_ttl(make: Make) -> None:
+    channels = await make(presence_ttl=0.3)
+    async with channels.subscribe("room", presence={"user": "amy"}) as sub:
+        await anyio.sleep(0.8)
+        assert await channels.presence("room") == {sub.member: {"user": "amy"}}
+
+
+async def test_drop_oldest_keeps_the_newest_and_counts_the_rest(make: Make) -> None:
+    channels = await make()
+    async with (
+        channels.subscribe("c", max_queue=3, policy="drop_oldest") as slow,
+        channels.subscribe("c") as fast,
+    ):
+        for i in range(10):
+            await channels.publish("c", i)
+        await take(fast, 10)
+        assert slow.dropped == 7
+        assert [event.data for event in await take(slow, 3)] == [7, 8, 9]
+
+
+async def test_drop_newest_keeps_the_oldest_and_counts_the_rest(make: Make) -> None:
+    channels = await make()
+    async with (
+        channels.subscribe("c", max_queue=3, policy="drop_newest") as slow,
+        channels.subscribe("c") as fast,
+    ):
+        for i in range(10):
+            await channels.publish("c", i)
+        await take(fast, 10)
+        assert slow.dropped == 7
+        assert [event.data for event in await take(slow, 3)] == [0, 1, 2]
+
+
+async def test_close_policy_ends_the_slow_subscription_only(make: Make) -> None:
+    channels = await make()
+    async with (
+        channels.subscribe("c", max_queue=3, policy="close") as slow,
+        channels.subscribe("c") as fast,
+    ):
+        for i in range(10):
+            await channels.publish("c", i)
+        assert [event.data for event in await take(fast, 10)] == list(range(10))
+        assert slow.closed
+        assert slow.dropped == 4  # three queued and the one that did not fit
+        with pytest.raises(SubscriberOverflowError) as caught:
+            await slow.receive()
+        assert (caught.value.channel, caught.value.max_queue) == ("c", 3)
+        await channels.publish("c", "later")
+        assert [event.data for event in await take(fast, 1)] == ["later"]
+
+
+async def test_a_stalled_subscriber_does_not_delay_the_publisher_or_others(make: Make) -> None:
+    channels = await make()
+    count = 300
+    async with (
+        channels.subscribe("c", max_queue=10) as _stalled,
+        channels.subscribe("c") as reader,
+    ):
+        started = time.monotonic()
+        for i in range(count):
+            await channels.publish("c", i)
+        publish_time = time.monotonic() - started
+        events = await take(reader, count)
+        delivery_time = time.monotonic() - started
+    assert [event.data for event in events] == list(range(count))
+    assert _stalled.dropped == count - 10
+    # Generous bounds for a 2-core CI box; a publisher that waited for the
+    # stalled reader would never finish at all.
+    assert publish_time < 3.0
+    assert delivery_time < 5.0
+
+
+def crash(channels: Channels) -> None:
+    """Make *channels* behave like a process that died: no heartbeat, no cleanup.
+
+    Its heartbeat stops and it forgets its members, so nothing announces
+    their leave; only the TTL can drop them.
+    """
+    assert channels._heartbeat_scope is not None
+    channels._heartbeat_scope.cancel()
+    for local in channels._locals.values():
+        local.members.clear()

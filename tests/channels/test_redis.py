@@ -1,0 +1,256 @@
+"""Redis specifics: faults (Redis killed and restarted), URL configuration, dead processes.
+
+These run on asyncio only: redis-py's async client is built on asyncio.
+Tests that kill Redis start their own ``redis-server`` on a free port.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import anyio
+import pytest
+import redis
+
+from lilya.channels import BackendUnavailableError, Channels, Event
+from lilya.channels.redis import mask_password
+from tests.channels.conftest import MakeChannels
+from tests.channels.helpers import take, take_type
+from tests.channels.redis_server import private_redis
+
+pytestmark = [pytest.mark.anyio, pytest.mark.redis]
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"  # redis-py's async client only runs on asyncio
+
+
+async def publish_through_outage(
+    publisher: Channels, server: object, *, before: int, during: float, after: int
+) -> tuple[list[int], int]:
+    """Publish numbered events, kill Redis, keep trying, restart it, publish more.
+
+    Returns the numbers whose publish succeeded, and how many publishes raised
+    BackendUnavailableError.
+    """
+    published: list[int] = []
+    refused = 0
+    number = 0
+
+    async def attempt() -> None:
+        nonlocal number, refused
+        number += 1
+        try:
+            await publisher.publish("c", number)
+        except BackendUnavailableError:
+            refused += 1
+        else:
+            published.append(number)
+
+    for _ in range(before):
+        await attempt()
+        await anyio.sleep(0.002)
+    server.kill()  # type: ignore[attr-defined]
+    deadline = time.monotonic() + during
+    while time.monotonic() < deadline:
+        await attempt()
+        await anyio.sleep(0.02)
+    await anyio.to_thread.run_sync(server.start)  # type: ignore[attr-defined]
+    for _ in range(after):
+        await attempt()
+        await anyio.sleep(0.002)
+    return published, refused
+
+
+async def test_subscribers_recover_everything_history_covered_after_redis_restarts(
+    channels_factory: MakeChannels,
+) -> None:
+    with private_redis(persistent=True) as server:
+        options = {"history_size": 10_000, "reconnect_delay": (0.05, 0.2)}
+        publisher = await channels_factory(server.url, **options)
+        readers = [await channels_factory(server.url, **options) for _ in range(2)]
+        async with readers[0].subscribe("c") as first, readers[1].subscribe("c") as second:
+            published, refused = await publish_through_outage(
+                publisher, server, before=100, during=0.5, after=100
+            )
+            assert refused > 0, "publishing while Redis is down must raise"
+            assert len(published) == 200
+            for sub in (first, second):
+                events = await take(sub, len(published), within=10)
+                assert [event.data for event in events] == published
+                assert sub.recovered is True
+                await assert_quiet(sub)
+
+
+async def test_subscribers_get_a_reset_when_redis_restarts_empty(
+    channels_factory: MakeChannels,
+) -> None:
+    with private_redis(persistent=False) as server:
+        options = {"reconnect_delay": (0.05, 0.2)}
+        publisher = await channels_factory(server.url, **options)
+        reader = await channels_factory(server.url, **options)
+        async with reader.subscribe("c") as sub:
+            before = await publisher.publish("c", "before")
+            assert (await take(sub, 1))[0].data == "before"
+            server.kill()
+            with pytest.raises(BackendUnavailableError) as caught:
+                await publisher.publish("c", "lost")
+            assert caught.value.operation == "publish"
+            await anyio.to_thread.run_sync(server.start)
+            reset = await take_type(sub, "reset", within=10)
+            assert sub.recovered is False
+            assert reset.epoch != before.epoch
+            after = await publisher.publish("c", "after")
+            assert after.epoch == reset.epoch
+            assert [event.data for event in await take(sub, 1)] == ["after"]
+
+
+async def test_publish_while_redis_is_down_raises_and_connect_refuses(
+    channels_factory: MakeChannels,
+) -> None:
+    with private_redis() as server:
+        channels = await channels_factory(server.url)
+        server.kill()
+        with pytest.raises(BackendUnavailableError):
+            await channels.publish("c", "x")
+        with pytest.raises(BackendUnavailableError):
+            await channels.history("c")
+        with pytest.raises(BackendUnavailableError):
+            await channels.presence("c")
+        with pytest.raises(BackendUnavailableError):
+            await channels_factory(server.url)
+
+
+async def test_leaving_while_redis_is_down_is_left_to_the_presence_ttl(
+    channels_factory: MakeChannels, caplog: pytest.LogCaptureFixture
+) -> None:
+    with private_redis() as server:
+        channels = await channels_factory(server.url, presence_ttl=0.15)
+        async with channels.subscribe("room", presence={"user": "ann"}):
+            server.kill()
+            await anyio.sleep(0.2)  # a heartbeat fails and is logged, not raised
+        assert "Presence heartbeat" in caplog.text
+        assert "cleanup step failed" in caplog.text
+
+
+async def test_subscribing_while_redis_is_down_raises(channels_factory: MakeChannels) -> None:
+    with private_redis() as server:
+        channels = await channels_factory(server.url, reconnect_delay=(1.0, 1.0))
+        server.kill()
+        await anyio.sleep(0.1)
+        with pytest.raises(BackendUnavailableError):
+            async with channels.subscribe("c"):
+                pass  # pragma: no cover
+
+
+async def test_password_and_database_come_from_the_url(channels_factory: MakeChannels) -> None:
+    with private_redis(password="s3cret") as server:
+        url = f"redis://:s3cret@127.0.0.1:{server.port}/4"
+        channels = await channels_factory(url, key_prefix="app")
+        await channels.publish("c", "x")
+        client = redis.Redis(host="127.0.0.1", port=server.port, password="s3cret", db=4)
+        try:
+            assert client.exists("app:meta:c", "app:hist:c") == 2
+        finally:
+            client.close()
+        assert "s3cret" not in repr(channels)
+        with pytest.raises(BackendUnavailableError) as caught:
+            await channels_factory(f"redis://:wrong@127.0.0.1:{server.port}/4")
+        assert "wrong" not in str(caught.value)
+
+
+async def test_rediss_urls_speak_tls(channels_factory: MakeChannels) -> None:
+    with private_redis(tls=True) as server:
+        channels = await channels_factory(server.url)
+        async with channels.subscribe("c") as sub:
+            await channels.publish("c", "over tls")
+            assert [event.data for event in await take(sub, 1)] == ["over tls"]
+        plain = server.url.replace("rediss://", "redis://").split("?")[0]
+        with pytest.raises(BackendUnavailableError):
+            await channels_factory(plain)
+
+
+def test_passwords_are_masked_in_urls() -> None:
+    assert mask_password("redis://:pw@h:1/0") == "redis://:***@h:1/0"
+    assert mask_password("rediss://user:pw@h/0") == "rediss://user:***@h/0"
+    assert mask_password("redis://h:1/0") == "redis://h:1/0"
+
+
+async def test_a_killed_process_drops_out_of_presence_within_the_ttl(
+    channels_factory: MakeChannels, redis_url: str, prefix: str
+) -> None:
+    ttl = 1.0
+    observer = await channels_factory(redis_url, key_prefix=prefix, presence_ttl=ttl)
+    script = textwrap.dedent(
+        f"""
+        import anyio
+        from lilya.channels import Channels
+
+        async def main():
+            async with Channels({redis_url!r}, key_prefix={prefix!r}, presence_ttl={ttl}) as ch:
+                async with ch.subscribe("room", presence={{"pid": "child"}}):
+                    print("joined", flush=True)
+                    await anyio.sleep(60)
+
+        anyio.run(main)
+        """
+    )
+    async with observer.subscribe("room") as sub:
+        env = {**os.environ, "PYTHONPATH": str(ROOT)}
+        child = subprocess.Popen(
+            [sys.executable, "-c", script], stdout=subprocess.PIPE, env=env, cwd=ROOT
+        )
+        try:
+            joined = await take_type(sub, "join", within=15)
+            assert joined.data["info"] == {"pid": "child"}
+            child.send_signal(signal.SIGKILL)
+            killed_at = time.monotonic()
+            left = await take_type(sub, "leave", within=ttl * 4)
+            assert left.data["member"] == joined.data["member"]
+            assert time.monotonic() - killed_at <= ttl + ttl / 3 + 0.5
+            assert await observer.presence("room") == {}
+        finally:
+            child.kill()
+            child.wait(10)
+            assert child.stdout is not None
+            child.stdout.close()
+
+
+async def test_many_channels_share_one_pubsub_connection(
+    channels_factory: MakeChannels, redis_url: str, prefix: str
+) -> None:
+    channels = await channels_factory(redis_url, key_prefix=prefix)
+    names = [f"c{i}" for i in range(20)]
+    async with anyio.create_task_group() as group:
+        subs = []
+        for name in names:
+            sub = channels.subscribe(name)
+            await sub.__aenter__()
+            subs.append(sub)
+        for name in names:
+            group.start_soon(channels.publish, name, name)
+    for sub, name in zip(subs, names, strict=True):
+        assert [event.data for event in await take(sub, 1)] == [name]
+        await sub.__aexit__(None, None, None)
+    client = redis.Redis.from_url(redis_url)
+    try:
+        live = client.pubsub_channels(f"{prefix}:live:*")
+    finally:
+        client.close()
+    assert live == []
+
+
+async def assert_quiet(sub: object) -> None:
+    """No duplicate arrives after the expected events."""
+    with anyio.move_on_after(0.2):
+        event: Event = await sub.receive()  # type: ignore[attr-defined]
+        raise AssertionError(f"unexpected extra event {event!r}")

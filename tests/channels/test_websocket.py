@@ -1,0 +1,224 @@
+"""relay(): a subscription into a WebSocket, reading the client at the same time."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import anyio
+import pytest
+
+from lilya.channels import Channels, Event, relay
+from lilya.websockets import WebSocketState
+from tests.channels.fake_client import FakeClient
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+async def channels() -> AsyncIterator[Channels]:
+    async with Channels("memory://") as channels:
+        yield channels
+
+
+@pytest.fixture
+def client() -> Any:
+    client = FakeClient()
+    yield client
+    client.close_streams()
+
+
+async def test_relay_accepts_and_sends_each_kind_of_data(
+    channels: Channels, client: FakeClient
+) -> None:
+    async with anyio.create_task_group() as group, channels.subscribe("c") as sub:
+        group.start_soon(relay, client.websocket, sub)
+        assert (await client.next_message())["type"] == "websocket.accept"
+        await channels.publish("c", "text")
+        await channels.publish("c", b"bytes")
+        await channels.publish("c", {"json": [1, 2]})
+        assert await client.next_data() == "text"
+        assert await client.next_data() == b"bytes"
+        assert await client.next_data() == '{"json":[1,2]}'
+        client.disconnect()
+    assert client.websocket.client_state is WebSocketState.DISCONNECTED
+
+
+async def test_relay_skips_presence_events_unless_encode_says_otherwise(
+    channels: Channels, client: FakeClient
+) -> None:
+    await client.websocket.accept()
+    await client.next_message()
+
+    def encode(event: Event) -> Any:
+        return {"type": event.type, "offset": event.offset, "data": event.data}
+
+    async with anyio.create_task_group() as group, channels.subscribe("c") as sub:
+        group.start_soon(lambda: relay(client.websocket, sub, encode=encode))
+        async with channels.subscribe("c", presence={"user": "ann"}) as ann:
+            pass
+        await channels.publish("c", "hi")
+        assert await client.next_data() == (
+            f'{{"type":"join","offset":0,"data":{{"member":"{ann.member}","info":{{"user":"ann"}}}}}}'
+        )
+        assert '"type":"leave"' in await client.next_data()
+        assert await client.next_data() == '{"type":"message","offset":1,"data":"hi"}'
+        client.disconnect()
+
+
+async def test_relay_hands_client_messages_to_on_receive_in_order(
+    channels: Channels, client: FakeClient
+) -> None:
+    received: list[Any] = []
+
+    async def on_receive(data: Any) -> None:
+        received.append(data)
+        await channels.publish("c", data)
+
+    async with channels.subscribe("c") as sub:
+        client.send_text("one")
+        client.send_bytes(b"two")
+        client.send_text("three")
+        async with anyio.create_task_group() as group:
+            group.start_soon(lambda: relay(client.websocket, sub, on_receive=on_receive))
+            await client.next_message()  # accept
+            assert [await client.next_data() for _ in range(3)] == ["one", b"two", "three"]
+            client.disconnect()
+    assert received == ["one", b"two", "three"]
+
+
+async def test_relay_returns_when_the_client_leaves_even_with_no_events(
+    channels: Channels, client: FakeClient
+) -> None:
+    async with channels.subscribe("c") as sub:
+        client.disconnect()
+        with anyio.fail_after(2):
+            await relay(client.websocket, sub)
+    assert client.websocket.client_state is WebSocketState.DISCONNECTED
+
+
+async def test_relay_closes_a_socket_that_cannot_keep_up_with_1013(
+    channels: Channels, client: FakeClient
+) -> None:
+    async with channels.subscribe("c", max_queue=5, policy="close") as sub:
+        async with anyio.create_task_group() as group:
+            group.start_soon(relay, client.websocket, sub)
+            await client.next_message()  # accept
+            client.stall()
+            with anyio.fail_after(3):
+                for i in range(20):
+                    await channels.publish("c", i)
+                    await anyio.sleep(0)
+        messages = [await client.next_message() for _ in range(1)]
+    assert messages[-1] == {
+        "type": "websocket.close",
+        "code": 1013,
+        "reason": "subscriber too slow",
+    }
+    assert sub.dropped > 0
+
+
+async def test_relay_gives_up_on_a_close_the_client_never_takes(
+    channels: Channels, client: FakeClient
+) -> None:
+    async with channels.subscribe("c", max_queue=2, policy="close") as sub:
+        await client.websocket.accept()
+        client.stall(close_too=True)
+        started = time.monotonic()
+        async with anyio.create_task_group() as group:
+            group.start_soon(lambda: relay(client.websocket, sub, close_timeout=0.2))
+            for i in range(5):
+                await channels.publish("c", i)
+                await anyio.sleep(0)
+        assert time.monotonic() - started < 2
+
+
+async def test_relay_closes_with_1001_when_the_channels_shut_down(client: FakeClient) -> None:
+    async with anyio.create_task_group() as group:
+        # connect() and disconnect() nest inside the group's scope, as they
+        # must: Channels holds a task group open between the two.
+        channels = Channels("memory://")
+        await channels.connect()
+        sub = channels.subscribe("c")
+        await sub.__aenter__()
+        group.start_soon(relay, client.websocket, sub)
+        await client.next_message()  # accept
+        await channels.disconnect()
+    await sub.__aexit__(None, None, None)
+    assert await client.next_message() == {
+        "type": "websocket.close",
+        "code": 1001,
+        "reason": "channel closed",
+    }
+
+
+async def test_an_error_in_on_receive_stops_the_relay_and_propagates(
+    channels: Channels, client: FakeClient
+) -> None:
+    async def on_receive(data: Any) -> None:
+        raise ValueError(f"bad message {data!r}")
+
+    async with channels.subscribe("c") as sub:
+        client.send_text("boom")
+        with pytest.raises(ValueError, match="bad message 'boom'"):
+            await relay(client.websocket, sub, on_receive=on_receive)
+
+
+async def test_an_error_in_encode_stops_the_relay_and_propagates(
+    channels: Channels, client: FakeClient
+) -> None:
+    def encode(event: Event) -> Any:
+        raise KeyError("no encoder")
+
+    async with channels.subscribe("c") as sub:
+        await channels.publish("c", "x")
+        with pytest.raises(KeyError, match="no encoder"):
+            await relay(client.websocket, sub, encode=encode)
+
+
+async def test_a_stalled_client_does_not_slow_the_other_clients(channels: Channels) -> None:
+    """The slow-reader test: measure everyone else's delivery while one client is stalled."""
+    clients = [FakeClient() for _ in range(6)]
+    stalled, others = clients[0], clients[1:]
+    count = 500
+    latencies: list[float] = []
+    try:
+        async with anyio.create_task_group() as group:
+            subs = []
+            for c in clients:
+                sub = channels.subscribe("c", max_queue=50, policy="close")
+                await sub.__aenter__()
+                subs.append(sub)
+                group.start_soon(relay, c.websocket, sub)
+                await c.next_message()  # accept
+            stalled.stall()
+
+            async def read_all(c: FakeClient) -> None:
+                for i in range(count):
+                    data = await c.next_data()
+                    sent = float(data.split(":")[1])
+                    latencies.append(time.perf_counter() - sent)
+                    assert data.startswith(f"{i}:")
+                c.disconnect()
+
+            async with anyio.create_task_group() as readers:
+                for c in others:
+                    readers.start_soon(read_all, c)
+                for i in range(count):
+                    await channels.publish("c", f"{i}:{time.perf_counter()}")
+                    await anyio.sleep(0)  # a publisher paced by its own loop, not by readers
+            assert await stalled.next_message() == {
+                "type": "websocket.close",
+                "code": 1013,
+                "reason": "subscriber too slow",
+            }
+            for sub in subs:
+                await sub.__aexit__(None, None, None)
+    finally:
+        for c in clients:
+            c.close_streams()
+    latencies.sort()
+    assert len(latencies) == count * len(others)
+    p99 = latencies[int(len(latencies) * 0.99)]
+    assert p99 < 0.1, f"others' p99 delivery latency {p99 * 1000:.1f} ms with a stalled client"
