@@ -182,3 +182,17 @@ def serve(
 def tracebacks(log: str) -> list[str]:
     """Return the tracebacks printed in a server *log* (empty when there are none)."""
     return log.split("Traceback (most recent call last)")[1:]
+
+
+def raised(log: str) -> list[str]:
+    """Return the exception line (``"RuntimeError: boom"``) of each traceback in *log*.
+
+    A chained traceback ("During handling of the above exception…") counts as
+    one per ``Traceback`` header, as Python prints it.
+    """
+    lines: list[str] = []
+    for chunk in tracebacks(log):
+        # Frames are indented; the first unindented line after them is the exception.
+        body = chunk.splitlines()[1:]
+        lines.append(next((line for line in body if line and not line[0].isspace()), ""))
+    return lines

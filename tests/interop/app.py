@@ -1,0 +1,176 @@
+"""The app every server runs in the interop suite: one route per scenario.
+
+Handlers log what *they* observed (``EVENT <id> ...``, with the id the client
+put in the query string) so a test can check the app's side of a connection,
+not only what the client saw. The routing layer's promise (SPEC §4 and §7) is
+what makes the servers agree: whatever a handler does, a ``websocket.close``
+(or a denial) is sent before its task ends.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Awaitable, Callable
+from typing import Literal
+
+import anyio
+
+from examples.seed import echo as seed_echo
+from examples.seed import hello as seed_hello
+from lilya.apps import Lilya
+from lilya.responses import PlainText
+from lilya.routing import WebSocketPath
+from lilya.websockets import WebSocket, WebSocketDisconnect
+
+# Our own logger only: the servers' and lilya's loggers keep the setup the
+# server gives them, so each error is printed as it would be in production.
+log = logging.getLogger("interop")
+log.setLevel(logging.INFO)
+log.propagate = False
+_handler = logging.StreamHandler(sys.stdout)
+_handler.setFormatter(logging.Formatter("APP %(message)s"))
+log.addHandler(_handler)
+
+Handler = Callable[[WebSocket], Awaitable[None]]
+
+
+def event(websocket: WebSocket, text: str) -> None:
+    """Log what the app saw, tagged with the client's ``?id=``."""
+    log.info("EVENT %s %s", websocket.query_params.get("id", "-"), text)
+
+
+async def echo(websocket: WebSocket) -> None:
+    offered = websocket["subprotocols"]
+    await websocket.accept(
+        subprotocol=offered[0] if offered else None, headers={"x-lilya": "accepted"}
+    )
+    try:
+        # The client says which receive_* to use, then sends the frame.
+        while True:
+            kind = await websocket.receive_text()
+            if kind == "text":
+                await websocket.send_text(await websocket.receive_text())
+            elif kind == "bytes":
+                await websocket.send_bytes(await websocket.receive_bytes())
+            elif kind in ("json-text", "json-binary"):
+                mode: Literal["text", "binary"] = "text" if kind == "json-text" else "binary"
+                data = await websocket.receive_json(mode=mode)
+                await websocket.send_json({"got": data}, mode=mode)
+            elif kind == "size":
+                await websocket.send_text(f"len={len(await websocket.receive_bytes())}")
+            elif kind == "close":
+                await websocket.close(4001, "bye")
+                return
+    except WebSocketDisconnect as exc:
+        event(websocket, f"disconnect code={exc.code} reason={exc.reason!r}")
+
+
+async def reject(websocket: WebSocket) -> None:
+    await websocket.close(1008, "not you")
+
+
+async def deny(websocket: WebSocket) -> None:
+    try:
+        await websocket.send_denial_response(
+            PlainText("no token", status_code=401, headers={"x-why": "token"})
+        )
+    except RuntimeError as exc:
+        # daphne has no Denial Response extension: fall back to a 403.
+        event(websocket, f"no denial extension: {exc}")
+        await websocket.close()
+
+
+async def vanish_send(websocket: WebSocket) -> None:
+    """Only send, never receive: learns of a vanished client only if a send fails."""
+    await websocket.accept()
+    await websocket.send_text("ready")
+    with anyio.move_on_after(3):
+        try:
+            while True:
+                await websocket.send_text("tick")
+                await anyio.sleep(0.01)
+        except WebSocketDisconnect as exc:
+            event(websocket, f"send raised WebSocketDisconnect({exc.code})")
+            return
+    event(websocket, "sends still succeed after 3 s")
+
+
+async def vanish_read(websocket: WebSocket) -> None:
+    """Send while a reader task waits: the reader learns of the disconnect."""
+    await websocket.accept()
+    await websocket.send_text("ready")
+
+    async def read() -> None:
+        async for _ in websocket.iter_text():
+            pass
+
+    with anyio.move_on_after(5):
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(read)
+            try:
+                while True:
+                    await websocket.send_text("tick")
+                    await anyio.sleep(0.01)
+            except WebSocketDisconnect as exc:
+                event(websocket, f"send raised WebSocketDisconnect({exc.code})")
+            tasks.cancel_scope.cancel()
+            return
+    event(websocket, "sends still succeed after 5 s")
+
+
+async def close_1008(websocket: WebSocket) -> None:
+    await websocket.accept()
+    await websocket.send_text("hi")
+    await websocket.close(1008, "policy")
+
+
+async def returns(websocket: WebSocket) -> None:
+    await websocket.accept()
+    await websocket.send_text("hi")
+
+
+async def raises_after_accept(websocket: WebSocket) -> None:
+    await websocket.accept()
+    await websocket.send_text("hi")
+    raise RuntimeError("boom after accept")
+
+
+async def raises_before_accept(websocket: WebSocket) -> None:
+    raise RuntimeError("boom before accept")
+
+
+ROUTES: dict[str, Handler] = {
+    "/echo": echo,
+    "/reject": reject,
+    "/deny": deny,
+    "/vanish-send": vanish_send,
+    "/vanish-read": vanish_read,
+    "/close-1008": close_1008,
+    "/return": returns,
+    "/raise-after": raises_after_accept,
+    "/raise-before": raises_before_accept,
+}
+
+
+def logged(handler: Handler) -> Handler:
+    """Log when *handler* is over, however it ends, so a test knows when to look."""
+
+    async def run(websocket: WebSocket) -> None:
+        try:
+            await handler(websocket)
+        finally:
+            event(websocket, "handler done")
+
+    run.__name__ = handler.__name__
+    return run
+
+
+app = Lilya(
+    routes=[
+        # The seed's examples are raw ASGI apps; routing serves them as they are.
+        WebSocketPath("/seed/hello", seed_hello),
+        WebSocketPath("/seed/echo", seed_echo),
+        *(WebSocketPath(path, logged(handler)) for path, handler in ROUTES.items()),
+    ]
+)
