@@ -11,9 +11,13 @@ other load) in nanoseconds per message, then ratios:
 
 * against the raw-ASGI loop (the floor: no framework at all);
 * against Starlette's ``WebSocket`` running the identical loop;
-* for JSON, also against raw loops using the stdlib ``json`` and ``orjson``.
+* for JSON, also against raw loops using the stdlib ``json`` and ``orjson``;
+* "routed": the text echo as a function handler behind a ``Lilya`` app (one
+  ``WebSocketPath``, the default middleware stack), against raw and against the
+  bare ``WebSocket`` loop: what the application layer adds per message.
 
 Targets (issue 2): text echo <= 1.6x raw; JSON echo <= 0.25x Starlette.
+Routed text echo <= bare + 0.15x raw.
 """
 
 from __future__ import annotations
@@ -28,6 +32,8 @@ from typing import Any
 
 import orjson
 
+from lilya.apps import Lilya
+from lilya.routing import WebSocketPath
 from lilya.websockets import WebSocket as LilyaWebSocket
 from lilya.websockets import WebSocketDisconnect as LilyaDisconnect
 
@@ -198,6 +204,27 @@ class TwoFrameFloor:
         await self._send({"type": "websocket.send", "text": data})
 
 
+def routed(loop: str) -> App:
+    """The text echo as a function handler behind a whole app: server-error layer,
+    exception-handler layer, router and route guard (``SCOPE["path"]`` is ``/ws``)."""
+
+    async def recv(websocket: LilyaWebSocket) -> None:
+        await websocket.accept()
+        while True:
+            try:
+                data = await websocket.receive_text()
+            except LilyaDisconnect:
+                break
+            await websocket.send_text(data)
+
+    async def iterate(websocket: LilyaWebSocket) -> None:
+        await websocket.accept()
+        async for data in websocket.iter_text():
+            await websocket.send_text(data)
+
+    return Lilya(routes=[WebSocketPath("/ws", recv if loop == "recv" else iterate)])
+
+
 def frames(kind: str, count: int) -> list[dict[str, Any]]:
     if kind in ("text", "json-text"):
         return [{"type": "websocket.receive", "text": TEXT}] * count
@@ -280,6 +307,24 @@ def main() -> None:
             f"lilya recv = {row['lilya'] / row['raw-orjson']:.2f}x raw-orjson"
         )
     print()
+    # Measured again side by side, so the three figures share the same load.
+    routed_ratios: dict[str, tuple[float, float]] = {}
+    print("routed: Lilya(routes=[WebSocketPath('/ws', echo)]), default middleware, text echo")
+    print(f"{'loop':<5} {'raw':>7} {'bare':>7} {'routed':>7} {'bare/raw':>9} {'routed/raw':>10}")
+    for loop in ("recv", "iter"):
+        if loop == "recv":
+            bare_app = framework(LilyaWebSocket, LilyaDisconnect, "text")
+        else:
+            bare_app = framework_iter(LilyaWebSocket, "text")
+        raw_ns = measure(raw_text, "text", n, r)
+        bare_ns = measure(bare_app, "text", n, r)
+        routed_ns = measure(routed(loop), "text", n, r)
+        routed_ratios[loop] = (bare_ns / raw_ns, routed_ns / raw_ns)
+        print(
+            f"{loop:<5} {raw_ns:>7.0f} {bare_ns:>7.0f} {routed_ns:>7.0f} "
+            f"{bare_ns / raw_ns:>9.2f} {routed_ns / raw_ns:>10.2f}"
+        )
+    print()
     for loop in ("recv", "iter"):
         ratio = results["text", loop]["lilya"] / results["text", loop]["raw"]
         verdict = "MET" if ratio <= 1.6 else "MISSED"
@@ -292,6 +337,12 @@ def main() -> None:
                 ratio = results[kind, loop]["lilya"] / results[kind, loop]["starlette"]
                 verdict = "MET" if ratio <= 0.25 else "MISSED"
                 print(f"target {kind} echo ({loop}) <= 0.25x starlette: {ratio:.2f}x -> {verdict}")
+    for loop, (bare, routed_ratio) in routed_ratios.items():
+        verdict = "MET" if routed_ratio <= bare + 0.15 else "MISSED"
+        print(
+            f"target routed text echo ({loop}) <= bare + 0.15x raw: {routed_ratio:.2f}x vs "
+            f"bare {bare:.2f}x -> {verdict}"
+        )
 
 
 if __name__ == "__main__":

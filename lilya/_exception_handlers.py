@@ -3,10 +3,11 @@
 Theory of operation
 -------------------
 Every layer that may have to answer for an exception (a route, the app's
-exception-handler layer, the server-error middleware) wraps ``send`` and
-``receive`` in a :class:`ConnectionTracker`, so it knows what has already gone
-out: nothing yet, an accepted WebSocket, a started response, a close. That is
-what decides the answer:
+exception-handler layer, the server-error middleware) reads the connection's
+:class:`~lilya._tracker.ConnectionTracker` (one per connection, shared by the
+layers: :mod:`lilya._tracker`), so it knows what has already gone out: nothing
+yet, an accepted WebSocket, a started response, a close. That is what decides
+the answer:
 
 * A *handled* exception (a handler is registered for its class or its status /
   close code) is given to the handler. Nothing is logged; the exception stops.
@@ -32,6 +33,7 @@ import logging
 from collections.abc import Callable, Mapping
 from typing import Any, Final
 
+from lilya._tracker import ConnectionTracker, track
 from lilya.exceptions import (
     HTTPException,
     ImproperlyConfigured,
@@ -48,7 +50,7 @@ from lilya.status import (
     WS_1011_INTERNAL_ERROR,
 )
 from lilya.types import ASGIApp, Message, Receive, Scope, Send
-from lilya.websockets import WebSocket, WebSocketDisconnect, WebSocketState
+from lilya.websockets import WebSocketDisconnect, WebSocketState
 
 __all__ = [
     "HANDLERS_KEY",
@@ -108,85 +110,6 @@ def _mark(exc: BaseException, marker: str, scope: Scope) -> None:
         setattr(exc, marker, connection_token(scope))
 
 
-class ConnectionTracker:
-    """Wraps ``receive``/``send`` to remember what this connection has seen and sent.
-
-    Attributes:
-        connected: ``websocket.connect`` was received.
-        client_gone: the client disconnected, or the server failed a send
-            with ``OSError`` (ASGI 2.4's "connection closed").
-        accepted: ``websocket.accept`` was sent.
-        started: anything that answers the handshake or request was sent.
-        finished: the answer is complete (a close, or a last body message).
-    """
-
-    __slots__ = (
-        "_receive",
-        "_send",
-        "accepted",
-        "client_gone",
-        "connected",
-        "finished",
-        "started",
-    )
-
-    def __init__(self, receive: Receive, send: Send) -> None:
-        self._receive = receive
-        self._send = send
-        self.connected = self.client_gone = False
-        self.accepted = self.started = self.finished = False
-
-    async def receive(self) -> Message:
-        """Receive from the server, noting connects and disconnects."""
-        message = await self._receive()
-        message_type = message.get("type")
-        if message_type == "websocket.connect":
-            self.connected = True
-        elif message_type in ("websocket.disconnect", "http.disconnect"):
-            self.client_gone = True
-        return message
-
-    async def send(self, message: Message) -> None:
-        """Send to the server, noting what the message answers."""
-        message_type = message.get("type")
-        if message_type == "websocket.accept":
-            self.accepted = self.started = True
-        elif message_type == "websocket.close":
-            self.started = self.finished = True
-        elif message_type in ("http.response.start", "websocket.http.response.start"):
-            self.started = True
-        elif message_type in (
-            "http.response.body",
-            "websocket.http.response.body",
-        ) and not message.get("more_body", False):
-            self.finished = True
-        try:
-            await self._send(message)
-        except OSError:
-            self.client_gone = True
-            raise
-
-    @property
-    def open(self) -> bool:
-        """Whether a message can still reach the client."""
-        return not (self.finished or self.client_gone)
-
-    def websocket(self, scope: Scope) -> WebSocket:
-        """Return a :class:`WebSocket` over this tracker, in the state it has reached."""
-        websocket = WebSocket(scope, self.receive, self.send)
-        if self.client_gone:
-            websocket.client_state = WebSocketState.DISCONNECTED
-        elif self.connected:
-            websocket.client_state = WebSocketState.CONNECTED
-        if self.finished:
-            websocket.application_state = WebSocketState.DISCONNECTED
-        elif self.accepted:
-            websocket.application_state = WebSocketState.CONNECTED
-        elif self.started:
-            websocket.application_state = WebSocketState.RESPONSE
-        return websocket
-
-
 def supports_denial(scope: Scope) -> bool:
     """Whether the server offers the Websocket Denial Response extension."""
     return "websocket.http.response" in (scope.get("extensions") or {})
@@ -204,7 +127,8 @@ async def close_websocket(tracker: ConnectionTracker, code: int = 1000, reason: 
     """Close the WebSocket unless it is already over; a gone client is not an error.
 
     A denial response left half-sent is finished instead (a close is not
-    allowed once a response has started).
+    allowed once a response has started). With a WebSocket attached to the
+    tracker the message goes through it, so its states stay true.
     """
     if not tracker.open:
         return
@@ -213,7 +137,9 @@ async def close_websocket(tracker: ConnectionTracker, code: int = 1000, reason: 
         message: Message = {"type": "websocket.http.response.body", "body": b""}
     else:
         message = {"type": "websocket.close", "code": code, "reason": reason}
-    with contextlib.suppress(OSError):
+    # OSError from the server, or WebSocketDisconnect from an attached
+    # WebSocket that saw it: the client is gone, which ends the answer too.
+    with contextlib.suppress(OSError, WebSocketDisconnect):
         await tracker.send(message)
 
 
@@ -223,10 +149,11 @@ async def deny_websocket(
     """Refuse the handshake with *response*, or close with *fallback_code* (403 to the client).
 
     The close is the fallback where the server lacks the Denial Response
-    extension (daphne) or the handshake was already answered.
+    extension (daphne) or the handshake was already answered. A client that
+    already left gets nothing: the server is not called once it is over.
     """
-    if not tracker.started and supports_denial(scope):
-        with contextlib.suppress(OSError):
+    if not tracker.started and not tracker.client_gone and supports_denial(scope):
+        with contextlib.suppress(OSError, WebSocketDisconnect):
             await response(scope, tracker.receive, tracker.send)
     await close_websocket(tracker, fallback_code)
 
@@ -469,7 +396,7 @@ async def guard_websocket(app: ASGIApp, scope: Scope, receive: Receive, send: Se
     handler or the unhandled-error answer (500 denial / 1011), then re-raise; a
     client that left (``WebSocketDisconnect``) is not an error.
     """
-    tracker = ConnectionTracker(receive, send)
+    tracker = track(scope, receive, send)
     try:
         await app(scope, tracker.receive, tracker.send)
     except WebSocketDisconnect:
@@ -497,7 +424,7 @@ class ExceptionHandlerMiddleware:
             await self.app(scope, receive, send)
             return
         scope[HANDLERS_KEY] = self.handlers
-        tracker = ConnectionTracker(receive, send)
+        tracker = track(scope, receive, send)
         try:
             await self.app(scope, tracker.receive, tracker.send)
         except WebSocketDisconnect:

@@ -22,6 +22,7 @@ from typing import Any, ClassVar, Literal
 
 from lilya import _json
 from lilya._exception_handlers import guard_websocket
+from lilya._tracker import websocket_for
 from lilya.exceptions import ImproperlyConfigured, InvalidJSONError, WebSocketFrameError
 from lilya.responses import PlainText
 from lilya.status import (
@@ -96,7 +97,7 @@ class WebSocketController:
         whatever ended it, with the close code: the client's, 1003 / 1007 for
         bad data, 1011 when a handler raised (the error is then re-raised).
         """
-        websocket = WebSocket(self.scope, self.receive, self.send)
+        websocket = websocket_for(self.scope, self.receive, self.send)
         await self.on_connect(websocket)
         if websocket.application_state is not WebSocketState.CONNECTED:
             return  # refused (closed or denied) in on_connect

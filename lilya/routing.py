@@ -39,7 +39,6 @@ import anyio.to_thread
 
 from lilya._exception_handlers import (
     HANDLERS_KEY,
-    ConnectionTracker,
     connection_token,
     guard_websocket,
     settle_http_error,
@@ -48,13 +47,14 @@ from lilya._exception_handlers import (
 from lilya._handlers import HandlerCall, is_function_handler, name_of
 from lilya._lifespan import run_lifespan
 from lilya._matching import CompiledPath, compile_path
+from lilya._tracker import track, websocket_for
 from lilya.datastructures import URL, URLPath
 from lilya.exceptions import HTTPException, ImproperlyConfigured, NoMatchFound
 from lilya.middleware import DefineMiddleware, wrap_middleware
 from lilya.requests import Request
 from lilya.responses import PlainText, RedirectResponse
 from lilya.types import ASGIApp, Lifespan, Receive, Scope, Send
-from lilya.websockets import WebSocket, WebSocketClose
+from lilya.websockets import WebSocketClose
 
 __all__ = [
     "BaseRoute",
@@ -207,7 +207,7 @@ class Path(BaseRoute):
         await self.app(scope, receive, send)
 
     async def _serve(self, scope: Scope, receive: Receive, send: Send) -> None:
-        tracker = ConnectionTracker(receive, send)
+        tracker = track(scope, receive, send)
         try:
             if self._call is None:
                 await self.handler(scope, tracker.receive, tracker.send)
@@ -292,7 +292,10 @@ class WebSocketPath(BaseRoute):
         if self._call is None:
             await self.handler(scope, receive, send)
         else:
-            await self._call(WebSocket(scope, receive, send), scope.get("path_params") or {})
+            # Over the server's own callables when the guard's tracker is
+            # ours: no frame between the handler and the server.
+            websocket = websocket_for(scope, receive, send)
+            await self._call(websocket, scope.get("path_params") or {})
 
     def path_for(self, name: str, /, **path_params: Any) -> URLPath:
         return _own_path_for(self, self._compiled, "websocket", name, path_params)

@@ -138,6 +138,21 @@ def _refused(side: str, state: WebSocketState, message_type: Any) -> WebSocketRu
     )
 
 
+def _private_close(message: Message) -> Message | None:
+    # autobahn, under daphne, lets a server send only 1000 and 3000-4999 (its
+    # sendClose() contract, stricter than RFC 6455 §7.4.1) and its ASGI send
+    # raises a bare Exception for 1008, 1011 & co. Retry once with the same
+    # code moved into the private range (1008 -> 4008), so the client still
+    # learns why, and nothing escapes into the server's log. Any other failure
+    # is re-raised as it is.
+    if message.get("type") != "websocket.close":
+        return None
+    code = message.get("code", 1000)
+    if code == 1000 or 3000 <= code <= 4999:
+        return None
+    return {**message, "code": 4000 + code % 1000}
+
+
 _MODE_ERROR: Final = 'The "mode" argument should be "text" or "binary".'
 _NOT_CONNECTED: Final = 'WebSocket is not connected. Need to call "accept" first.'
 
@@ -267,7 +282,15 @@ class WebSocket(Connection):
             raise WebSocketDisconnect(self._disconnect_code, self._disconnect_reason)
         self.application_state = next_state
         try:
-            await self._send(message)
+            try:
+                await self._send(message)
+            except OSError:
+                raise
+            except Exception:
+                retry = _private_close(message)
+                if retry is None:
+                    raise
+                await self._send(retry)
         except OSError:
             lost = self._lost()
             if message_type == "websocket.close":

@@ -808,3 +808,36 @@ async def test_send_json_after_the_client_left_raises_disconnect_without_sending
             await operation
         assert info.value.code == 1001
     assert wire.sent_types == ["websocket.accept"]
+
+
+class RefusesStandardCodes(Wire):
+    """A server like daphne, whose autobahn refuses close codes but 1000 and 3000-4999."""
+
+    async def send(self, message: Message) -> None:
+        code = message.get("code", 1000)
+        if message["type"] == "websocket.close" and code != 1000 and not 3000 <= code <= 4999:
+            raise Exception(f"invalid close code {code}")  # what autobahn raises
+        await super().send(message)
+
+
+@pytest.mark.parametrize(("code", "sent"), [(1008, 4008), (1011, 4011), (1000, 1000), (4001, 4001)])
+async def test_a_close_code_the_server_refuses_is_retried_in_the_private_range(
+    code: int, sent: int
+) -> None:
+    wire = RefusesStandardCodes(CONNECT)
+    ws = WebSocket(ws_scope(), wire.receive, wire.send)
+    await ws.accept()
+    await ws.close(code, "why")
+    assert wire.sent[-1] == {"type": "websocket.close", "code": sent, "reason": "why"}
+    assert ws.application_state is WebSocketState.DISCONNECTED
+
+
+async def test_other_server_errors_on_send_are_not_swallowed() -> None:
+    wire = Wire(CONNECT)
+    ws = WebSocket(ws_scope(), wire.receive, wire.send)
+    await ws.accept()
+    wire.send_error = ValueError("server bug")
+    with pytest.raises(ValueError, match="server bug"):
+        await ws.send_text("x")
+    with pytest.raises(ValueError, match="server bug"):
+        await ws.close(1000)

@@ -39,13 +39,26 @@ _CLEANUP_TIMEOUT = 2.0
 class _Local:
     """What this process knows about one channel it listens to."""
 
-    __slots__ = ("epoch", "last", "listening", "lock", "members", "name", "refs", "subs", "syncing")
+    __slots__ = (
+        "_live",
+        "_snapshot",
+        "epoch",
+        "last",
+        "listening",
+        "lock",
+        "members",
+        "name",
+        "refs",
+        "syncing",
+    )
 
     def __init__(self, name: str) -> None:
         self.name = name
-        # Copy-on-write: deliver() iterates this tuple while a subscriber may
-        # be evicted by its own overflow, which replaces it.
-        self.subs: tuple[Subscription, ...] = ()
+        # Live subscribers in a dict (O(1) add and remove, even with 10,000 of
+        # them), iterated through a tuple snapshot rebuilt only after a change:
+        # deliver() may evict a subscriber (overflow) while it iterates.
+        self._live: dict[Subscription, None] = {}
+        self._snapshot: tuple[Subscription, ...] | None = ()
         self.syncing: list[Subscription] = []
         self.epoch: str | None = None
         self.last = 0
@@ -53,6 +66,21 @@ class _Local:
         self.listening = False
         self.lock = anyio.Lock()
         self.members: dict[str, Any] = {}
+
+    @property
+    def subs(self) -> tuple[Subscription, ...]:
+        snapshot = self._snapshot
+        if snapshot is None:
+            snapshot = self._snapshot = tuple(self._live)
+        return snapshot
+
+    def add(self, sub: Subscription) -> None:
+        self._live[sub] = None
+        self._snapshot = None
+
+    def remove(self, sub: Subscription) -> None:
+        if self._live.pop(sub, 0) is None:
+            self._snapshot = None
 
 
 class Channels:
@@ -412,7 +440,7 @@ class Channels:
             sub._push(event)
         sub._pending.clear()
         if not sub.closed:
-            local.subs = (*local.subs, sub)
+            local.add(sub)
 
     async def _detach(self, sub: Subscription) -> None:
         sub._close()
@@ -421,16 +449,15 @@ class Channels:
             return
         sub._attached = False
         with anyio.CancelScope(shield=True):
-            if sub in local.subs:
-                local.subs = tuple(s for s in local.subs if s is not sub)
+            local.remove(sub)
             if sub.member is not None and local.members.pop(sub.member, None) is not None:
                 await self._best_effort(self._backend.presence_leave(local.name, sub.member))
             await self._release(local)
 
     def _evict(self, sub: Subscription) -> None:
         local = self._locals.get(sub.channel)
-        if local is not None and sub in local.subs:
-            local.subs = tuple(s for s in local.subs if s is not sub)
+        if local is not None:
+            local.remove(sub)
 
     async def _release(self, local: _Local) -> None:
         local.refs -= 1

@@ -19,7 +19,8 @@ import inspect
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Protocol
 
-from lilya._exception_handlers import ConnectionTracker, deny_websocket
+from lilya._exception_handlers import deny_websocket
+from lilya._tracker import track
 from lilya.requests import Request
 from lilya.responses import PlainText
 from lilya.status import WS_1008_POLICY_VIOLATION
@@ -132,5 +133,5 @@ class AuthenticationMiddleware:
         if scope["type"] == "http":
             await response(scope, receive, send)
         else:
-            tracker = ConnectionTracker(receive, send)
+            tracker = track(scope, receive, send)
             await deny_websocket(scope, tracker, response, WS_1008_POLICY_VIOLATION)

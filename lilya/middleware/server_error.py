@@ -26,6 +26,7 @@ from lilya._exception_handlers import (
     close_websocket,
     log_error_once,
 )
+from lilya._tracker import track
 from lilya.requests import Request
 from lilya.responses import PlainText
 from lilya.types import ASGIApp, Receive, Scope, Send
@@ -62,7 +63,7 @@ class ServerErrorMiddleware:
             return
         if self.handler is not None:
             scope[SERVER_ERROR_HANDLER_KEY] = self.handler
-        tracker = ConnectionTracker(receive, send)
+        tracker = track(scope, receive, send)
         try:
             await self.app(scope, tracker.receive, tracker.send)
         except Exception as exc:

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from lilya._exception_handlers import ConnectionTracker, deny_websocket
+from lilya._exception_handlers import deny_websocket
+from lilya._tracker import track
 from lilya.datastructures import URL, Header
 from lilya.exceptions import ImproperlyConfigured
 from lilya.responses import PlainText, RedirectResponse
@@ -71,7 +72,7 @@ class TrustedHostMiddleware:
             await self.app(scope, receive, send)
             return
         if scope_type == "websocket":
-            tracker = ConnectionTracker(receive, send)
+            tracker = track(scope, receive, send)
             response = PlainText("Invalid host header", 403)
             await deny_websocket(scope, tracker, response, WS_1008_POLICY_VIOLATION)
             return

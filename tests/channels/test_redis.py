@@ -130,6 +130,18 @@ async def test_publish_while_redis_is_down_raises_and_connect_refuses(
             await channels_factory(server.url)
 
 
+async def test_leaving_while_redis_is_down_is_left_to_the_presence_ttl(
+    channels_factory: MakeChannels, caplog: pytest.LogCaptureFixture
+) -> None:
+    with private_redis() as server:
+        channels = await channels_factory(server.url, presence_ttl=0.15)
+        async with channels.subscribe("room", presence={"user": "ann"}):
+            server.kill()
+            await anyio.sleep(0.2)  # a heartbeat fails and is logged, not raised
+        assert "Presence heartbeat" in caplog.text
+        assert "cleanup step failed" in caplog.text
+
+
 async def test_subscribing_while_redis_is_down_raises(channels_factory: MakeChannels) -> None:
     with private_redis() as server:
         channels = await channels_factory(server.url, reconnect_delay=(1.0, 1.0))

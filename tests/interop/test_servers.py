@@ -76,8 +76,6 @@ UVICORN = ("uvicorn-websockets", "uvicorn-websockets-sansio", "uvicorn-wsproto")
 HELLO = b'{"message":"Hello, world!"}'
 BOOM_AFTER = "RuntimeError: boom after accept"
 BOOM_BEFORE = "RuntimeError: boom before accept"
-INVALID_1008 = "Exception: invalid close code 1008"
-INVALID_1011 = "Exception: invalid close code 1011"
 RERAISED = "lilya logs the unhandled error and re-raises it to the server, which logs it too"
 RACE = (
     "the server rejects the message from its header and closes with 1009; the client "
@@ -125,11 +123,9 @@ EXPECTED: dict[str, dict[str, Expect]] = {
     "close with a standard code after accept": every(
         Expect(client=(1008, "policy")),
         daphne=Expect(
-            client=(1008, ""),
-            raised=(INVALID_1008, INVALID_1008),
-            note=DAPHNE_CODES,
-            bug="on daphne close(1008) raises a bare Exception from the server; it escapes "
-            "the handler and daphne closes with 1011 instead",
+            client=(4008, ""),
+            note=DAPHNE_CODES + "; lilya retries the close as 4000 + code % 1000 (1008 -> "
+            "4008) and daphne drops the reason",
         ),
     ),
     # client: HTTP status of the refused handshake
@@ -207,10 +203,9 @@ EXPECTED: dict[str, dict[str, Expect]] = {
     "handler raises after accept": every(
         Expect(client=("hi", 1011), raised=(BOOM_AFTER, BOOM_AFTER), note=RERAISED),
         daphne=Expect(
-            client=("hi", 1011),
-            raised=(BOOM_AFTER, INVALID_1011, BOOM_AFTER, INVALID_1011),
-            note=DAPHNE_CODES + "; routing's close(1011) fails that way, the error escapes "
-            "the app with the close error chained to it, and daphne closes with 1011 itself",
+            client=("hi", 4011),
+            raised=(BOOM_AFTER, BOOM_AFTER),
+            note=DAPHNE_CODES + "; lilya retries routing's close(1011) as 4011; " + RERAISED,
         ),
     ),
     # client: HTTP status

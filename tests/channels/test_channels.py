@@ -1,0 +1,198 @@
+"""The Channels front on memory://: configuration, lifecycle and misuse."""
+
+from __future__ import annotations
+
+import anyio
+import pytest
+
+from lilya.channels import Channels, NotConnectedError, Position, SubscriberOverflowError
+from lilya.channels.events import decode, encode, encode_json
+from lilya.exceptions import ImproperlyConfigured
+from tests.channels.helpers import take
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"history_size": -1}, "history_size"),
+        ({"history_ttl": 0}, "history_ttl"),
+        ({"presence_ttl": 0}, "presence_ttl"),
+        ({"presence_ttl": float("inf")}, "presence_ttl"),
+    ],
+)
+def test_settings_out_of_range_are_refused(options: dict[str, float], message: str) -> None:
+    with pytest.raises(ImproperlyConfigured, match=message):
+        Channels("memory://", **options)  # type: ignore[arg-type]
+
+
+def test_an_unknown_url_scheme_is_refused() -> None:
+    with pytest.raises(ImproperlyConfigured, match="memory://, redis:// or rediss://"):
+        Channels("kafka://localhost")
+
+
+def test_channels_can_be_built_outside_an_event_loop() -> None:
+    # Apps build Channels at import time, before any loop runs.
+    assert not Channels("memory://").connected
+    assert not Channels("redis://127.0.0.1:6379/0").connected
+    assert repr(Channels("redis://:pw@127.0.0.1/0")) == (
+        "<Channels redis://:***@127.0.0.1/0 disconnected>"
+    )
+
+
+async def test_using_channels_before_connect_says_how_to_fix_it() -> None:
+    channels = Channels("memory://")
+    with pytest.raises(NotConnectedError, match=r"lifespan=channels\.lifespan"):
+        await channels.publish("c", "x")
+    with pytest.raises(NotConnectedError):
+        await channels.history("c")
+    with pytest.raises(NotConnectedError):
+        await channels.presence("c")
+    with pytest.raises(NotConnectedError):
+        await channels.position("c")
+    with pytest.raises(NotConnectedError):
+        async with channels.subscribe("c"):
+            pass  # pragma: no cover
+    await channels.disconnect()  # harmless when not connected
+
+
+async def test_connecting_twice_is_an_error() -> None:
+    async with Channels("memory://") as channels:
+        assert channels.connected
+        assert "connected" in repr(channels)
+        with pytest.raises(RuntimeError, match="already connected"):
+            await channels.connect()
+
+
+async def test_lifespan_connects_for_the_lifetime_of_the_app() -> None:
+    channels = Channels("memory://")
+    async with channels.lifespan(object()):
+        assert channels.connected
+        await channels.publish("c", "x")
+    assert not channels.connected
+
+
+async def test_disconnect_ends_iteration_of_every_subscription() -> None:
+    seen: list[str] = []
+    async with anyio.create_task_group() as group:
+        channels = Channels("memory://")
+        await channels.connect()
+        sub = channels.subscribe("c")
+        await sub.__aenter__()
+
+        async def read() -> None:
+            async for event in sub:
+                seen.append(event.data)
+
+        group.start_soon(read)
+        await channels.publish("c", "last")
+        await anyio.sleep(0.01)
+        await channels.disconnect()
+    assert seen == ["last"]
+    assert sub.closed
+    await sub.wait_closed()
+    await sub.__aexit__(None, None, None)
+
+
+@pytest.mark.parametrize(
+    ("name", "options", "message"),
+    [
+        ("", {}, "non-empty str"),
+        ("c", {"policy": "drop_everything"}, "policy must be one of"),
+        ("c", {"max_queue": 0}, "max_queue must be at least 1"),
+    ],
+)
+async def test_bad_subscribe_arguments_are_refused(
+    name: str, options: dict[str, object], message: str
+) -> None:
+    async with Channels("memory://") as channels:
+        with pytest.raises(ValueError, match=message):
+            channels.subscribe(name, **options)  # type: ignore[arg-type]
+
+
+async def test_bad_channel_names_and_limits_are_refused() -> None:
+    async with Channels("memory://") as channels:
+        with pytest.raises(ValueError, match="non-empty str"):
+            await channels.publish("", "x")
+        with pytest.raises(ValueError, match="limit must be >= 0"):
+            await channels.history("c", limit=-1)
+
+
+async def test_a_subscription_reports_its_queue() -> None:
+    channels = Channels("memory://", max_queue=2, policy="close")
+    async with channels, channels.subscribe("c") as sub:
+        assert "queued=0" in repr(sub)
+        await channels.publish("c", 1)
+        assert sub.queued == 1
+        await channels.publish("c", 2)
+        await channels.publish("c", 3)
+        assert "closed" in repr(sub)
+        await sub.wait_closed()
+        with pytest.raises(SubscriberOverflowError, match="resubscribe with since="):
+            async for _ in sub:
+                pass  # pragma: no cover
+
+
+async def test_a_replay_larger_than_the_queue_applies_the_policy() -> None:
+    async with Channels("memory://") as channels:
+        for i in range(10):
+            last = await channels.publish("c", i)
+        async with channels.subscribe("c", since=(last.epoch, 0), max_queue=4) as sub:
+            assert sub.dropped == 6
+            assert [event.data for event in await take(sub, 4)] == [6, 7, 8, 9]
+        async with channels.subscribe(
+            "c", since=(last.epoch, 0), max_queue=4, policy="close"
+        ) as sub:
+            assert sub.closed
+            with pytest.raises(SubscriberOverflowError):
+                await sub.receive()
+
+
+async def test_a_position_is_a_plain_pair() -> None:
+    async with Channels("memory://") as channels:
+        event = await channels.publish("c", "x")
+        assert event.position == Position(event.epoch, 1) == (event.epoch, 1)
+
+
+async def test_memory_stores_are_shared_by_name_and_forgotten_with_their_last_user() -> None:
+    async with (
+        Channels("memory://shared-test") as first,
+        Channels("memory://shared-test") as second,
+    ):
+        event = await first.publish("c", "x")
+        assert (await second.position("c")) == event.position
+    async with Channels("memory://shared-test") as again:
+        assert (await again.position("c")).epoch != event.epoch
+
+
+async def test_two_private_memory_stores_never_meet() -> None:
+    async with Channels() as first, Channels() as second:
+        await first.publish("c", "x")
+        assert (await second.position("c")).offset == 0
+
+
+def test_encode_falls_back_and_explains_refusals() -> None:
+    assert encode(bytearray(b"ab")) == ("b", b"ab")
+    assert encode({1: 2}) == ("j", b'{"1":2}')
+    with pytest.raises(TypeError, match="Convert it"):
+        encode({"x": float("nan"), "y": object()})
+    with pytest.raises(TypeError, match="bytes are not"):
+        encode_json(b"raw")
+    assert encode_json("text") == b'"text"'
+    with pytest.raises(ValueError, match="Unknown channel payload tag"):
+        decode("z", b"")
+
+
+async def test_disconnect_announces_the_leave_of_its_members() -> None:
+    async with Channels("memory://leave-test") as observer_side:
+        member_side = Channels("memory://leave-test")
+        await member_side.connect()
+        async with observer_side.subscribe("room") as observer:
+            sub = member_side.subscribe("room", presence={"user": "ann"})
+            await sub.__aenter__()
+            await member_side.disconnect()
+            kinds = [event.type for event in await take(observer, 2)]
+            assert kinds == ["join", "leave"]
+            assert await observer_side.presence("room") == {}
+            await sub.__aexit__(None, None, None)

@@ -1,0 +1,432 @@
+"""The connection tracker: one per connection, and handlers' WebSockets on the server's callables.
+
+The error answers themselves (500 denial, 1011, nothing after the client left)
+are checked row by row in ``test_errors.py``, which now runs through the
+attached path; here: who talks to whom, and how the tracker reads the state.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, ClassVar
+
+import pytest
+
+from lilya._tracker import ConnectionTracker, track, websocket_for
+from lilya.apps import Lilya
+from lilya.controllers import WebSocketController
+from lilya.middleware import DefineMiddleware
+from lilya.middleware.authentication import AuthenticationMiddleware
+from lilya.middleware.trusted_host import TrustedHostMiddleware
+from lilya.responses import PlainText
+from lilya.routing import Include, Router, WebSocketPath
+from lilya.types import ASGIApp, Message, Receive, Scope, Send
+from lilya.websockets import WebSocket, WebSocketDisconnect, WebSocketState
+from tests.support.asgi import CONNECT, disconnect, text, websocket_scope
+
+pytestmark = pytest.mark.anyio
+
+
+class Boom(Exception):
+    """The error the handlers below raise."""
+
+
+class Server:
+    """Plays the server with plain functions (not bound methods), so identity can be checked.
+
+    After the scripted messages the client leaves (1006).
+    """
+
+    def __init__(self, *incoming: Message, fail_on: str | None = None) -> None:
+        self.incoming = list(incoming)
+        self.sent: list[Message] = []
+
+        async def receive() -> Message:
+            if self.incoming:
+                return self.incoming.pop(0)
+            return disconnect(1006)
+
+        async def send(message: Message) -> None:
+            if message["type"] == fail_on:
+                raise OSError("the client vanished")
+            self.sent.append(message)
+
+        self.receive: Receive = receive
+        self.send: Send = send
+
+    @property
+    def types(self) -> list[str]:
+        return [message["type"] for message in self.sent]
+
+    async def run(self, app: ASGIApp, path: str = "/ws") -> BaseException | None:
+        try:
+            await app(websocket_scope(path), self.receive, self.send)
+        except Exception as exc:
+            return exc
+        return None
+
+
+class PassThrough:
+    """User middleware that hands ``receive``/``send`` on untouched."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self.app(scope, receive, send)
+
+
+class CountingSend:
+    """User middleware that wraps ``send`` itself (as a compression middleware would)."""
+
+    seen: ClassVar[list[str]] = []
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        async def counting(message: Message) -> None:
+            CountingSend.seen.append(message["type"])
+            await send(message)
+
+        await self.app(scope, receive, counting)
+
+
+async def anyone(connection: Any) -> tuple[str, str]:
+    return "token", "user"
+
+
+def echo_recording(into: list[WebSocket]) -> Any:
+    """A handler that echoes one message and returns, leaving the close to the route."""
+
+    async def echo(websocket: WebSocket) -> None:
+        into.append(websocket)
+        await websocket.accept()
+        await websocket.send_text(await websocket.receive_text())
+
+    return echo
+
+
+class RecordingController(WebSocketController):
+    seen: ClassVar[list[WebSocket]] = []
+
+    async def on_connect(self, websocket: WebSocket) -> None:
+        RecordingController.seen.append(websocket)
+        await websocket.accept()
+
+    async def on_receive(self, websocket: WebSocket, data: Any) -> None:
+        await websocket.send_text(data)
+
+
+def _lilya(handler: Any) -> ASGIApp:
+    return Lilya(routes=[WebSocketPath("/ws", handler)])
+
+
+def _included(handler: Any) -> ASGIApp:
+    return Lilya(routes=[Include("/api", routes=[WebSocketPath("/ws", handler)])])
+
+
+def _with_middleware(handler: Any) -> ASGIApp:
+    middleware = [
+        DefineMiddleware(TrustedHostMiddleware, allowed_hosts=["testserver"]),
+        DefineMiddleware(AuthenticationMiddleware, backend=anyone),
+        DefineMiddleware(PassThrough),
+    ]
+    route = WebSocketPath("/ws", handler, middleware=[DefineMiddleware(PassThrough)])
+    return Lilya(routes=[route], middleware=middleware)
+
+
+def _router(handler: Any) -> ASGIApp:
+    return Router([WebSocketPath("/ws", handler)])
+
+
+APPS = [_lilya, _included, _with_middleware, _router]
+
+
+# -- no frame between the handler and the server ---------------------------------------
+
+
+@pytest.mark.parametrize("make_app", APPS)
+async def test_a_routed_function_handler_talks_to_the_server_callables(make_app: Any) -> None:
+    seen: ClassVar[list[WebSocket]] = []
+    server = Server(CONNECT, text("a"))
+    path = "/api/ws" if make_app is _included else "/ws"
+    assert await server.run(make_app(echo_recording(seen)), path) is None
+    [websocket] = seen
+    assert websocket._send is server.send
+    assert websocket._receive is server.receive
+    assert server.types == ["websocket.accept", "websocket.send", "websocket.close"]
+    assert websocket.application_state is WebSocketState.DISCONNECTED  # the route closed it
+
+
+@pytest.mark.parametrize("make_app", APPS)
+async def test_a_routed_controller_talks_to_the_server_callables(make_app: Any) -> None:
+    RecordingController.seen.clear()
+    server = Server(CONNECT, text("a"))
+    path = "/api/ws" if make_app is _included else "/ws"
+    assert await server.run(make_app(RecordingController), path) is None
+    [websocket] = RecordingController.seen
+    assert websocket._send is server.send
+    assert websocket._receive is server.receive
+    assert server.types == ["websocket.accept", "websocket.send"]  # then the client left
+
+
+async def test_a_controller_served_alone_talks_to_the_server_callables() -> None:
+    RecordingController.seen.clear()
+    server = Server(CONNECT, text("a"))
+    assert await server.run(RecordingController) is None
+    [websocket] = RecordingController.seen
+    assert websocket._send is server.send
+    assert websocket._receive is server.receive
+
+
+async def test_a_middleware_that_wraps_send_makes_the_route_wrap_again(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    seen: ClassVar[list[WebSocket]] = []
+
+    async def echo_then_fail(websocket: WebSocket) -> None:
+        await echo_recording(seen)(websocket)
+        raise Boom("after the echo")
+
+    CountingSend.seen = []
+    app = Lilya(
+        routes=[WebSocketPath("/ws", echo_recording(seen)), WebSocketPath("/fail", echo_then_fail)],
+        middleware=[DefineMiddleware(CountingSend)],
+    )
+    server = Server(CONNECT, text("a"))
+    assert await server.run(app) is None
+    assert seen[0]._send is not server.send  # the route's tracker, over the middleware's send
+    assert server.types == ["websocket.accept", "websocket.send", "websocket.close"]
+    assert CountingSend.seen == server.types
+
+    CountingSend.seen = []
+    server = Server(CONNECT, text("a"))
+    assert isinstance(await server.run(app, "/fail"), Boom)
+    assert server.sent[-1] == {"type": "websocket.close", "code": 1011, "reason": ""}
+    assert CountingSend.seen == server.types
+    assert len([r for r in caplog.records if r.levelno >= logging.ERROR]) == 1
+
+
+# -- errors answered through the handler's own WebSocket -------------------------------
+
+
+async def test_exception_handlers_get_the_handlers_own_websocket() -> None:
+    seen: ClassVar[list[WebSocket]] = []
+    given: list[WebSocket] = []
+
+    async def fails(websocket: WebSocket) -> None:
+        seen.append(websocket)
+        await websocket.accept()
+        raise Boom("after accept")
+
+    async def on_boom(websocket: WebSocket, exc: Boom) -> None:
+        given.append(websocket)
+        await websocket.close(4000)
+
+    async def on_error(websocket: WebSocket, exc: Exception) -> None:
+        given.append(websocket)
+
+    for handlers in ({Boom: on_boom}, {Exception: on_error}):
+        seen.clear()
+        given.clear()
+        app = Lilya(routes=[WebSocketPath("/ws", fails)], exception_handlers=handlers)
+        server = Server(CONNECT)
+        await server.run(app)
+        assert given == seen
+        assert given[0] is seen[0]
+        assert server.types == ["websocket.accept", "websocket.close"]
+    assert server.sent[-1]["code"] == 1011
+
+
+async def test_the_error_close_moves_the_handlers_websocket_to_disconnected() -> None:
+    seen: ClassVar[list[WebSocket]] = []
+
+    async def fails(websocket: WebSocket) -> None:
+        seen.append(websocket)
+        await websocket.accept()
+        raise Boom("after accept")
+
+    server = Server(CONNECT)
+    assert isinstance(await server.run(_lilya(fails)), Boom)
+    assert server.sent[-1] == {"type": "websocket.close", "code": 1011, "reason": ""}
+    assert seen[0].application_state is WebSocketState.DISCONNECTED
+
+
+async def test_the_error_denial_moves_the_handlers_websocket_to_disconnected() -> None:
+    seen: ClassVar[list[WebSocket]] = []
+
+    async def fails(websocket: WebSocket) -> None:
+        seen.append(websocket)
+        raise Boom("before accept")
+
+    server = Server(CONNECT)
+    assert isinstance(await server.run(_lilya(fails)), Boom)
+    assert server.types == ["websocket.http.response.start", "websocket.http.response.body"]
+    assert server.sent[0]["status"] == 500
+    assert seen[0].application_state is WebSocketState.DISCONNECTED
+
+
+async def test_a_denial_for_a_client_that_left_before_accept_is_not_sent() -> None:
+    async def waits(websocket: WebSocket) -> None:
+        await websocket.receive()  # connect
+        await websocket.receive()  # the client leaves before we accept
+        raise Boom("too late")
+
+    def deny(websocket: WebSocket, exc: Boom) -> PlainText:
+        return PlainText("no", 400)
+
+    app = Lilya(routes=[WebSocketPath("/ws", waits)], exception_handlers={Boom: deny})
+    server = Server(CONNECT)
+    assert await server.run(app) is None
+    assert server.sent == []
+
+
+async def test_a_server_that_fails_a_send_means_the_client_is_gone() -> None:
+    async def talks(websocket: WebSocket) -> None:
+        await websocket.accept()
+        await websocket.send_text("hello")
+
+    server = Server(CONNECT, fail_on="websocket.send")
+    assert await server.run(_lilya(talks)) is None
+    assert server.types == ["websocket.accept"]
+
+
+async def test_a_server_that_fails_the_error_close_is_not_an_error_twice() -> None:
+    async def fails(websocket: WebSocket) -> None:
+        await websocket.accept()
+        raise Boom("after accept")
+
+    server = Server(CONNECT, fail_on="websocket.close")
+    assert isinstance(await server.run(_lilya(fails)), Boom)
+    assert server.types == ["websocket.accept"]
+
+
+async def test_a_server_that_fails_midway_through_a_denial_ends_it_quietly() -> None:
+    async def half(websocket: WebSocket) -> None:
+        await websocket.send({"type": "websocket.http.response.start", "status": 400})
+        raise Boom("midway")
+
+    server = Server(CONNECT, fail_on="websocket.http.response.body")
+    assert isinstance(await server.run(_lilya(half)), Boom)
+    assert server.types == ["websocket.http.response.start"]
+
+
+# -- the tracker on its own -------------------------------------------------------------
+
+
+async def test_track_reuses_the_tracker_whose_methods_it_is_given() -> None:
+    server = Server()
+    scope = websocket_scope()
+    outer = track(scope, server.receive, server.send)
+    assert track(scope, outer.receive, outer.send) is outer
+    shallow_copy = dict(scope)
+    assert track(shallow_copy, outer.receive, outer.send) is outer
+
+
+async def test_track_wraps_again_what_it_does_not_own_and_shares_the_new_tracker() -> None:
+    server = Server()
+    scope = websocket_scope()
+    outer = track(scope, server.receive, server.send)
+
+    async def other_send(message: Message) -> None:
+        await outer.send(message)
+
+    inner = track(scope, outer.receive, other_send)
+    assert inner is not outer
+    assert track(scope, inner.receive, inner.send) is inner
+
+
+async def test_websocket_for_wraps_nothing_it_does_not_own() -> None:
+    server = Server()
+    scope = websocket_scope()
+    plain = websocket_for(scope, server.receive, server.send)  # no tracker in the scope
+    assert plain._send is server.send
+    tracker = track(scope, server.receive, server.send)
+    attached = websocket_for(scope, tracker.receive, tracker.send)
+    assert attached._send is server.send
+    assert tracker.websocket(scope) is attached
+    # A second one (a raw handler building two) stays on the tracker's methods.
+    second = websocket_for(scope, tracker.receive, tracker.send)
+    assert second is not attached
+    assert second._send == tracker.send
+
+
+async def test_attach_refuses_a_websocket_over_other_callables_or_a_second_one() -> None:
+    server = Server()
+    scope = websocket_scope()
+    tracker = ConnectionTracker(server.receive, server.send)
+    with pytest.raises(ValueError, match="websocket_for"):
+        tracker.attach(WebSocket(scope, tracker.receive, tracker.send))
+    tracker.attach(WebSocket(scope, server.receive, server.send))
+    with pytest.raises(RuntimeError, match="already"):
+        tracker.attach(WebSocket(scope, server.receive, server.send))
+
+
+async def test_attach_hands_what_was_recorded_to_the_websocket() -> None:
+    server = Server(CONNECT)
+    scope = websocket_scope()
+    tracker = ConnectionTracker(server.receive, server.send)
+    await tracker.receive()
+    await tracker.send({"type": "websocket.accept"})
+    websocket = WebSocket(scope, server.receive, server.send)
+    tracker.attach(websocket)
+    assert websocket.client_state is WebSocketState.CONNECTED
+    assert websocket.application_state is WebSocketState.CONNECTED
+    assert (tracker.connected, tracker.accepted, tracker.started) == (True, True, True)
+    assert tracker.open
+
+
+async def test_an_attached_tracker_reads_and_moves_the_websockets_states() -> None:
+    server = Server(CONNECT, disconnect(1001))
+    scope = websocket_scope()
+    tracker = ConnectionTracker(server.receive, server.send)
+    websocket = WebSocket(scope, server.receive, server.send)
+    tracker.attach(websocket)
+    assert (tracker.connected, tracker.started, tracker.open) == (False, False, True)
+
+    await tracker.receive()  # through the WebSocket: connect
+    assert websocket.client_state is WebSocketState.CONNECTED
+    assert tracker.connected
+    await tracker.send({"type": "websocket.accept"})
+    assert websocket.application_state is WebSocketState.CONNECTED
+    assert (tracker.accepted, tracker.started, tracker.finished) == (True, True, False)
+
+    await tracker.receive()  # the client leaves
+    assert tracker.client_gone
+    assert not tracker.open
+    with pytest.raises(WebSocketDisconnect):
+        await tracker.send({"type": "websocket.send", "text": "late"})
+    await tracker.send({"type": "websocket.close", "code": 1000})  # a no-op: the client left
+    assert tracker.finished
+    assert not tracker.accepted  # DISCONNECTED says nothing about accept: read it while open
+    assert server.types == ["websocket.accept"]
+
+
+async def test_a_denial_recorded_before_attach_finishes_the_websocket() -> None:
+    server = Server(CONNECT)
+    scope = websocket_scope()
+    tracker = ConnectionTracker(server.receive, server.send)
+    await tracker.send({"type": "websocket.http.response.start", "status": 403, "headers": []})
+    websocket = WebSocket(scope, server.receive, server.send)
+    tracker.attach(websocket)
+    assert websocket.application_state is WebSocketState.RESPONSE
+    assert (tracker.started, tracker.accepted) == (True, False)
+    await tracker.send({"type": "websocket.http.response.body", "body": b""})
+    assert websocket.application_state is WebSocketState.DISCONNECTED
+    assert not tracker.open
+
+
+async def test_an_unattached_tracker_records_what_passes_and_shows_it_in_a_websocket() -> None:
+    server = Server(CONNECT, disconnect(1001))
+    scope = websocket_scope()
+    tracker = ConnectionTracker(server.receive, server.send)
+    await tracker.receive()
+    assert (tracker.connected, tracker.client_gone) == (True, False)
+    await tracker.send({"type": "websocket.close", "code": 1000})
+    await tracker.receive()
+    assert (tracker.finished, tracker.client_gone, tracker.open) == (True, True, False)
+    websocket = tracker.websocket(scope)
+    assert websocket.client_state is WebSocketState.DISCONNECTED
+    assert websocket.application_state is WebSocketState.DISCONNECTED
+    assert tracker.websocket(scope) is not websocket  # nothing is attached
