@@ -186,6 +186,7 @@ class WebSocket(Connection):
         self._open = False
         self._disconnect_code = 1005
         self._disconnect_reason = ""
+        self._lost_on_send = False
 
     @property
     def client_state(self) -> WebSocketState:
@@ -234,7 +235,13 @@ class WebSocket(Connection):
         message_type = message.get("type")
         next_state = _RECEIVE_MOVES[state].get(message_type)
         if next_state is None:
-            raise _refused("receive", state, message_type)
+            if not (self._lost_on_send and message_type == "websocket.disconnect"):
+                raise _refused("receive", state, message_type)
+            # A receive was already waiting when a send found the client gone
+            # (relay() and every reader/writer pair do this): the server's
+            # disconnect confirms what we inferred, and knows the real code.
+            self._lost_on_send = False
+            next_state = _DISCONNECTED
         self.client_state = next_state
         if next_state is _DISCONNECTED:
             # asgi-servers.md: daphne may send ``code: None`` and several
@@ -305,6 +312,7 @@ class WebSocket(Connection):
         # ASGI 2.4: a send on a closed connection raises an OSError subclass
         # (uvicorn's ClientDisconnected): the peer vanished without a close frame.
         self.client_state = _DISCONNECTED
+        self._lost_on_send = True
         self._disconnect_code, self._disconnect_reason = 1006, ""
         return WebSocketDisconnect(1006)
 
@@ -390,6 +398,10 @@ class WebSocket(Connection):
                     state=state.name,
                 )
             raise WebSocketRuntimeError(_NOT_CONNECTED, state=state.name)
+        if self._lost_on_send:
+            # A send found the client gone before the app ever read a
+            # disconnect: that is the peer's doing, so tell it as one.
+            raise WebSocketDisconnect(self._disconnect_code, self._disconnect_reason)
         while True:
             message = await self.receive()
             message_type = message["type"]

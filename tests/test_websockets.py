@@ -841,3 +841,65 @@ async def test_other_server_errors_on_send_are_not_swallowed() -> None:
         await ws.send_text("x")
     with pytest.raises(ValueError, match="server bug"):
         await ws.close(1000)
+
+
+async def test_a_receive_waiting_when_a_send_finds_the_client_gone_gets_its_disconnect() -> None:
+    # A reader and a writer at once (relay() does this): the writer's send fails
+    # with OSError while the reader waits; then the server delivers the disconnect.
+    import anyio
+
+    send_failed, reader_waiting = anyio.Event(), anyio.Event()
+    incoming = [CONNECT]
+
+    async def receive() -> Message:
+        if incoming:
+            return incoming.pop()
+        reader_waiting.set()
+        await send_failed.wait()
+        return disconnect(1001, "tab closed")
+
+    async def send(message: Message) -> None:
+        if message["type"] == "websocket.send":
+            send_failed.set()
+            raise Gone()
+
+    ws = WebSocket(ws_scope(), receive, send)
+    await ws.accept()
+    seen: list[WebSocketDisconnect] = []
+
+    async def reader() -> None:
+        try:
+            await ws.receive_text()
+        except WebSocketDisconnect as exc:
+            seen.append(exc)
+
+    with anyio.fail_after(5):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(reader)
+            await reader_waiting.wait()
+            with pytest.raises(WebSocketDisconnect) as info:
+                await ws.send_text("into the void")
+            assert info.value.code == 1006
+    assert [(e.code, e.reason) for e in seen] == [(1001, "tab closed")]
+    assert ws.client_state is WebSocketState.DISCONNECTED
+    await ws.close()  # silent: the client is gone
+    with pytest.raises(WebSocketRuntimeError, match="no ASGI message in DISCONNECTED"):
+        ws._client_move(disconnect())  # a second disconnect is the server misbehaving
+
+
+@pytest.mark.parametrize("operation", ["receive_text", "receive_bytes", "receive_json", "iter"])
+async def test_a_typed_receive_after_a_send_found_the_client_gone_is_a_disconnect(
+    operation: str,
+) -> None:
+    ws, wire = websocket(CONNECT)
+    await ws.accept()
+    wire.send_error = Gone()
+    with pytest.raises(WebSocketDisconnect):
+        await ws.send_bytes(b"x")
+    if operation == "iter":
+        assert [m async for m in ws.iter_text()] == []
+    else:
+        with pytest.raises(WebSocketDisconnect) as info:
+            await getattr(ws, operation)()
+        assert info.value.code == 1006
+    assert wire.receive_calls == 1  # only the connect: the server is not asked again

@@ -39,7 +39,7 @@ from urllib.parse import urlsplit
 from lilya import status
 from lilya.apps import Lilya
 from lilya.channels import BackendUnavailableError, Channels, Event, Position, relay
-from lilya.exceptions import HTTPException, WebSocketException, WebSocketRuntimeError
+from lilya.exceptions import HTTPException, WebSocketException
 from lilya.middleware import DefineMiddleware
 from lilya.middleware.trusted_host import TrustedHostMiddleware
 from lilya.requests import Request
@@ -259,15 +259,7 @@ def create_app(
                     }
                 return {"type": "reset"}
 
-            try:
-                await relay(websocket, sub, on_receive=say, encode=encode)
-            except WebSocketRuntimeError as exc:
-                # Works around lilya.websockets: when a send finds the client
-                # gone, the socket is marked disconnected, and the server's
-                # websocket.disconnect then reaching relay's pending receive
-                # is refused. The client is gone either way: nothing to do.
-                if (exc.state, exc.message_type) != ("DISCONNECTED", "websocket.disconnect"):
-                    raise
+            await relay(websocket, sub, on_receive=say, encode=encode)
 
     middleware = []
     if allowed_hosts:
