@@ -8,6 +8,7 @@ it. Nothing listens beyond 127.0.0.1.
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
 import signal
 import socket
@@ -21,7 +22,7 @@ import redis
 
 from tests.support.servers import free_port
 
-__all__ = ["RedisProcess", "private_redis", "redis_available"]
+__all__ = ["RedisProcess", "delete_keys", "private_redis", "redis_available", "redis_url_for_tests"]
 
 
 def redis_available(url: str) -> bool:
@@ -132,3 +133,29 @@ def private_redis(
         yield server
     finally:
         server.close()
+
+
+@contextlib.contextmanager
+def redis_url_for_tests(default_db: int) -> Iterator[str]:
+    """Yield a Redis URL for tests: the machine's (``.ci/run`` starts it), else a private one.
+
+    ``LILYA_TEST_REDIS_URL`` points the tests elsewhere; each test suite takes
+    its own database number so their keys never meet.
+    """
+    url = os.environ.get("LILYA_TEST_REDIS_URL", f"redis://127.0.0.1:6379/{default_db}")
+    if redis_available(url):
+        yield url
+        return
+    with private_redis() as server:  # pragma: no cover - only where no Redis runs
+        yield server.url
+
+
+def delete_keys(url: str, prefix: str) -> None:
+    """Delete every key under *prefix*: tests leave Redis as they found it."""
+    client = redis.Redis.from_url(url)
+    try:
+        keys = list(client.scan_iter(match=f"{prefix}:*", count=1000))
+        if keys:
+            client.delete(*keys)
+    finally:
+        client.close()

@@ -11,8 +11,8 @@ import anyio
 import pytest
 
 from lilya.channels import Channels, Position, SubscriberOverflowError
-from tests.channels.conftest import delete_keys
 from tests.channels.helpers import nothing_more, offsets, take, take_type
+from tests.channels.redis_server import delete_keys
 
 pytestmark = pytest.mark.anyio
 

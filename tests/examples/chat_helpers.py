@@ -8,8 +8,6 @@ from contextlib import contextmanager
 from typing import Any
 from urllib.parse import urlencode
 
-import redis
-
 from lilya.testclient import TestClient
 from lilya.websockets import WebSocketDisconnect
 
@@ -97,14 +95,3 @@ def denied(client: TestClient, path: str, headers: dict[str, str] | None = None)
 
 def redis_prefix() -> str:
     return f"lilya-test-chat:{uuid.uuid4().hex}"
-
-
-def delete_keys(url: str, prefix: str) -> None:
-    """Delete every Redis key under *prefix*: tests leave Redis as they found it."""
-    client = redis.Redis.from_url(url)
-    try:
-        keys = list(client.scan_iter(match=f"{prefix}:*", count=1000))
-        if keys:
-            client.delete(*keys)
-    finally:
-        client.close()

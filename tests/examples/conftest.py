@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 
 import pytest
@@ -10,11 +9,8 @@ import pytest
 from examples.chat.app import create_app
 from lilya.apps import Lilya
 from lilya.testclient import TestClient
-from tests.channels.redis_server import private_redis, redis_available
-from tests.examples.chat_helpers import delete_keys, redis_prefix
-
-#: The machine's Redis (as ``.ci/run`` starts it); a private one is started if it is absent.
-SHARED_REDIS = os.environ.get("LILYA_TEST_REDIS_URL", "redis://127.0.0.1:6379/4")
+from tests.channels.redis_server import delete_keys, redis_url_for_tests
+from tests.examples.chat_helpers import redis_prefix
 
 
 @pytest.fixture
@@ -32,11 +28,9 @@ def client(app: Lilya, request: pytest.FixtureRequest) -> Iterator[TestClient]:
 
 @pytest.fixture(scope="session")
 def redis_url() -> Iterator[str]:
-    if redis_available(SHARED_REDIS):
-        yield SHARED_REDIS
-        return
-    with private_redis() as server:  # pragma: no cover - only where no Redis runs
-        yield server.url
+    """The machine's Redis (as ``.ci/run`` starts it), else a private one."""
+    with redis_url_for_tests(4) as url:
+        yield url
 
 
 @pytest.fixture
