@@ -31,7 +31,7 @@ def uvicorn() -> Iterator[RunningServer]:
 
 
 def _connect(server: RunningServer, path: str, **kwargs: object) -> ClientConnection:
-    return connect(server.ws_url + path, open_timeout=10, close_timeout=5, **kwargs)  # type: ignore[arg-type]
+    return server.connect(path, **kwargs)
 
 
 def _handshake_status(server: RunningServer, path: str, **kwargs: object) -> tuple[int, bytes]:

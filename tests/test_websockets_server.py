@@ -14,7 +14,7 @@ from collections.abc import Iterator
 
 import pytest
 from websockets.exceptions import ConnectionClosed, InvalidStatus
-from websockets.sync.client import ClientConnection, connect
+from websockets.sync.client import ClientConnection
 
 from tests.support.servers import RunningServer, serve, tracebacks
 
@@ -30,7 +30,7 @@ def uvicorn() -> Iterator[RunningServer]:
 
 
 def _connect(server: RunningServer, path: str, **kwargs: object) -> ClientConnection:
-    return connect(server.ws_url + path, open_timeout=10, close_timeout=5, **kwargs)  # type: ignore[arg-type]
+    return server.connect(path, **kwargs)
 
 
 def test_seed_hello_example_sends_binary_json_then_closes(uvicorn: RunningServer) -> None:

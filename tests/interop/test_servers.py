@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 
 import pytest
 from websockets.exceptions import ConnectionClosed, InvalidStatus
-from websockets.sync.client import ClientConnection, connect
+from websockets.sync.client import ClientConnection
 
 from tests.support.servers import ROOT, SERVERS, RunningServer, raised, serve
 
@@ -277,10 +277,7 @@ class Server:
         return self.running.name
 
     def connect(self, path: str, **kwargs: object) -> ClientConnection:
-        # **kwargs are connect()'s keyword options, which mypy cannot match to `object`.
-        return connect(  # type: ignore[call-overload, no-any-return]
-            self.running.ws_url + path, open_timeout=10, close_timeout=5, **kwargs
-        )
+        return self.running.connect(path, **kwargs)
 
     def events(self, event_id: str, timeout: float = 10.0) -> list[str]:
         """Wait for the handler of *event_id* to finish; return what it logged."""

@@ -19,6 +19,8 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from websockets.sync.client import ClientConnection, connect
+
 ROOT = Path(__file__).resolve().parents[2]
 
 #: Server setups by name: uvicorn with each WebSocket implementation, then the others.
@@ -98,6 +100,13 @@ class RunningServer:
     @property
     def http_url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
+
+    def connect(self, path: str, **kwargs: object) -> ClientConnection:
+        """Open a real WebSocket client (``websockets``, sync) to *path*, bounded in time."""
+        # **kwargs are connect()'s keyword options, which mypy cannot match to `object`.
+        return connect(  # type: ignore[call-overload, no-any-return]
+            self.ws_url + path, open_timeout=10, close_timeout=5, **kwargs
+        )
 
     def log(self) -> str:
         """Everything the server printed so far."""
