@@ -87,7 +87,8 @@ class Connection(Mapping[str, Any]):
     @property
     def path_params(self) -> dict[str, Any]:
         """The parameters routing matched in the path (``{}`` outside routing)."""
-        return self.scope.get("path_params", {})  # type: ignore[no-any-return]
+        path_params: dict[str, Any] = self.scope.get("path_params", {})
+        return path_params
 
     @cached_property
     def cookies(self) -> dict[str, str]:
@@ -139,9 +140,8 @@ class Connection(Mapping[str, Any]):
                 "has no 'router' or 'app' with a path_for() method; serve the handler "
                 "through a lilya app or Router."
             )
-        return path_for(name, **path_params).make_absolute_url(  # type: ignore[no-any-return]
-            base_url=self.base_url
-        )
+        url: URL = path_for(name, **path_params).make_absolute_url(base_url=self.base_url)
+        return url
 
     @property
     def user(self) -> Any:

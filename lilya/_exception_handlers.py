@@ -205,7 +205,8 @@ def to_response(result: Any, handler: Any) -> ASGIApp:
     if isinstance(result, (dict, list)):
         return JSONResponse(result)
     if callable(result):
-        return result  # type: ignore[no-any-return]
+        app: ASGIApp = result  # any ASGI app (a Response is one)
+        return app
     raise TypeError(
         f"Handler {getattr(handler, '__qualname__', handler)!r} returned {result!r}; return a "
         "Response, or a str, bytes, dict or list for lilya to wrap in one."

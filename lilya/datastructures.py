@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any, NamedTuple
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import SplitResult, parse_qsl, urlencode, urlsplit, urlunsplit
 
 from multidict import CIMultiDict, CIMultiDictProxy, MultiDict, MultiDictProxy
 
@@ -257,7 +257,7 @@ class URL(str):
 
     __slots__ = ("_parts",)
 
-    _parts: Any
+    _parts: SplitResult | None
 
     def __new__(cls, url: str = "", *, scope: Scope | None = None) -> URL:
         if scope is not None:
@@ -276,7 +276,7 @@ class URL(str):
         return cls(scope=scope)
 
     @property
-    def components(self) -> Any:
+    def components(self) -> SplitResult:
         """The :func:`urllib.parse.urlsplit` result, computed once."""
         if self._parts is None:
             self._parts = urlsplit(str(self))
@@ -284,35 +284,35 @@ class URL(str):
 
     @property
     def scheme(self) -> str:
-        return str(self.components.scheme)
+        return self.components.scheme
 
     @property
     def netloc(self) -> str:
-        return str(self.components.netloc)
+        return self.components.netloc
 
     @property
     def path(self) -> str:
-        return str(self.components.path)
+        return self.components.path
 
     @property
     def query(self) -> str:
-        return str(self.components.query)
+        return self.components.query
 
     @property
     def fragment(self) -> str:
-        return str(self.components.fragment)
+        return self.components.fragment
 
     @property
     def username(self) -> str | None:
-        return self.components.username  # type: ignore[no-any-return]
+        return self.components.username
 
     @property
     def password(self) -> str | None:
-        return self.components.password  # type: ignore[no-any-return]
+        return self.components.password
 
     @property
     def hostname(self) -> str | None:
-        return self.components.hostname  # type: ignore[no-any-return]
+        return self.components.hostname
 
     @property
     def port(self) -> int | None:
@@ -321,7 +321,7 @@ class URL(str):
         Raises:
             ValueError: the port is not a number in 0–65535.
         """
-        return self.components.port  # type: ignore[no-any-return]
+        return self.components.port
 
     @property
     def is_secure(self) -> bool:

@@ -427,10 +427,10 @@ class WebSocket(Connection):
                 raise WebSocketDisconnect(self._disconnect_code, self._disconnect_reason)
         else:
             message = await self._receive_slow()
-        text = message.get("text")
+        text: str | None = message.get("text")
         if text is None:
             raise WebSocketFrameError("text", "bytes")
-        return text  # type: ignore[no-any-return]
+        return text
 
     async def receive_bytes(self) -> bytes:
         """Receive the next binary frame.
@@ -447,10 +447,10 @@ class WebSocket(Connection):
                 raise WebSocketDisconnect(self._disconnect_code, self._disconnect_reason)
         else:
             message = await self._receive_slow()
-        data = message.get("bytes")
+        data: bytes | None = message.get("bytes")
         if data is None:
             raise WebSocketFrameError("bytes", "text")
-        return data  # type: ignore[no-any-return]
+        return data
 
     async def receive_json(self, mode: Literal["text", "binary"] = "text") -> Any:
         """Receive the next frame and parse it as JSON.

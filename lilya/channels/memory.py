@@ -139,6 +139,7 @@ class MemoryBackend(Backend):
     def _member_event(self, channel: str, kind: str, member: str, info: Any) -> Event:
         history = self._history(channel)
         data = {"member": member, "info": info}
+        # ``kind`` is "join" or "leave" here; Event.type is a Literal of all kinds.
         return Event(channel, history.top, history.epoch, data, kind)  # type: ignore[arg-type]
 
     async def presence_join(self, channel: str, member: str, info: Any, ttl: float) -> None:

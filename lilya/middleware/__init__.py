@@ -42,7 +42,8 @@ class DefineMiddleware:
 
     def __call__(self, app: ASGIApp) -> ASGIApp:
         """Build the middleware around *app*."""
-        return self.cls(app, *self.args, **self.kwargs)  # type: ignore[no-any-return]
+        middleware: ASGIApp = self.cls(app, *self.args, **self.kwargs)
+        return middleware
 
     def __iter__(self) -> Iterator[Any]:
         # Unpacks as (cls, args, kwargs), like Starlette's Middleware.
