@@ -10,13 +10,11 @@ An ASGI WebSocket has two sides, and we track each with its own state:
   (``websocket.accept``, ``websocket.send``, ``websocket.close`` and the
   Denial Response extension's ``websocket.http.response.*``).
 
-Every legal move is one row of :data:`TRANSITIONS` (the ASGI spec, "WebSocket"
-in ``specs/www.rst`` and "Websocket Denial Response" in ``docs/extensions.rst``).
-``send()`` and ``receive()`` look the message up in the table for the side's
-current state *before* any I/O; a message with no row is the application's
-mistake and raises :class:`~lilya.exceptions.WebSocketRuntimeError` naming what
-was expected. The table printed in ``docs/websockets.md`` is checked against
-this one by a test.
+Every legal move is one row of :data:`TRANSITIONS` (in ``lilya/_transitions.py``,
+with how it is indexed). ``send()`` and ``receive()`` look the message up in the
+table for the side's current state *before* any I/O; a message with no row is
+the application's mistake and raises
+:class:`~lilya.exceptions.WebSocketRuntimeError` naming what was expected.
 
 Servers differ (``shared/asgi-servers.md``): some hang if ``receive`` is called
 after a disconnect, some raise, some ignore a send to a gone client. We never
@@ -26,7 +24,6 @@ the same from here.
 
 from __future__ import annotations
 
-import enum
 from collections.abc import AsyncIterator, Iterable, Mapping
 from typing import Any, Final, Literal
 
@@ -34,6 +31,14 @@ from lilya._connection import Connection
 from lilya._json import dumps_bytes as _dumps_bytes
 from lilya._json import dumps_text as _dumps_text
 from lilya._json import loads as _loads
+from lilya._transitions import BODY as _BODY
+from lilya._transitions import CONNECTED as _CONNECTED
+from lilya._transitions import CONNECTING as _CONNECTING
+from lilya._transitions import DISCONNECTED as _DISCONNECTED
+from lilya._transitions import RECEIVE_MOVES as _RECEIVE_MOVES
+from lilya._transitions import SEND_MOVES as _SEND_MOVES
+from lilya._transitions import TRANSITIONS, WebSocketState
+from lilya._transitions import refused as _refused
 from lilya.datastructures import encode_headers
 from lilya.exceptions import WebSocketFrameError, WebSocketRuntimeError
 from lilya.types import Message, Receive, Scope, Send
@@ -45,15 +50,6 @@ __all__ = [
     "WebSocketDisconnect",
     "WebSocketState",
 ]
-
-
-class WebSocketState(enum.Enum):
-    """Where one side of a WebSocket is in its life."""
-
-    CONNECTING = 0
-    CONNECTED = 1
-    DISCONNECTED = 2
-    RESPONSE = 3
 
 
 class WebSocketDisconnect(Exception):
@@ -77,65 +73,6 @@ class WebSocketDisconnect(Exception):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(code={self.code!r}, reason={self.reason!r})"
-
-
-_CONNECTING: Final = WebSocketState.CONNECTING
-_CONNECTED: Final = WebSocketState.CONNECTED
-_DISCONNECTED: Final = WebSocketState.DISCONNECTED
-_RESPONSE: Final = WebSocketState.RESPONSE
-
-# (side, state, message type, more_body, next state). ``more_body`` matters only
-# for the denial response body (``None`` elsewhere): a body with more to come
-# keeps the RESPONSE state, the last one ends the connection.
-TRANSITIONS: Final[tuple[tuple[str, WebSocketState, str, bool | None, WebSocketState], ...]] = (
-    ("receive", _CONNECTING, "websocket.connect", None, _CONNECTED),
-    ("receive", _CONNECTED, "websocket.receive", None, _CONNECTED),
-    ("receive", _CONNECTED, "websocket.disconnect", None, _DISCONNECTED),
-    ("send", _CONNECTING, "websocket.accept", None, _CONNECTED),
-    ("send", _CONNECTING, "websocket.close", None, _DISCONNECTED),
-    ("send", _CONNECTING, "websocket.http.response.start", None, _RESPONSE),
-    ("send", _RESPONSE, "websocket.http.response.body", True, _RESPONSE),
-    ("send", _RESPONSE, "websocket.http.response.body", False, _DISCONNECTED),
-    ("send", _CONNECTED, "websocket.send", None, _CONNECTED),
-    ("send", _CONNECTED, "websocket.close", None, _DISCONNECTED),
-)
-
-_BODY: Final = "websocket.http.response.body"
-
-# The table, indexed for the hot path: side -> state -> type -> next state. The
-# body row is keyed by (type, more_body) since its next state depends on both.
-_Moves = dict[WebSocketState, dict[Any, WebSocketState]]
-
-
-def _index(side: str) -> _Moves:
-    moves: _Moves = {state: {} for state in WebSocketState}
-    for row_side, state, message_type, more_body, next_state in TRANSITIONS:
-        if row_side == side:
-            key = message_type if more_body is None else (message_type, more_body)
-            moves[state][key] = next_state
-    return moves
-
-
-_RECEIVE_MOVES: Final = _index("receive")
-_SEND_MOVES: Final = _index("send")
-
-
-def _expected(moves: Mapping[Any, WebSocketState]) -> str:
-    names = list(dict.fromkeys(k if isinstance(k, str) else k[0] for k in moves))
-    quoted = [f'"{name}"' for name in names]
-    if len(quoted) <= 1:
-        return "".join(quoted)
-    return ", ".join(quoted[:-1]) + " or " + quoted[-1]
-
-
-def _refused(side: str, state: WebSocketState, message_type: Any) -> WebSocketRuntimeError:
-    moves = (_SEND_MOVES if side == "send" else _RECEIVE_MOVES)[state]
-    expected = f"ASGI message {_expected(moves)}" if moves else f"no ASGI message in {state.name}"
-    return WebSocketRuntimeError(
-        f"Expected {expected}, but got {message_type!r}.",
-        state=state.name,
-        message_type=message_type if isinstance(message_type, str) else None,
-    )
 
 
 def _private_close(message: Message) -> Message | None:
