@@ -67,6 +67,7 @@ def dumps_bytes(data: Any) -> bytes:
     Raises:
         TypeError: *data* holds a value JSON cannot represent.
         ValueError: *data* is circular.
+        UnicodeEncodeError: a string holds a lone surrogate, which is not UTF-8.
     """
     try:
         out = _orjson_dumps(data, option=_ORJSON_OPTIONS)
@@ -83,11 +84,16 @@ def dumps_text(data: Any) -> str:
     Raises:
         TypeError: *data* holds a value JSON cannot represent.
         ValueError: *data* is circular.
+        UnicodeEncodeError: a string holds a lone surrogate, which is not UTF-8.
     """
     try:
         out = _orjson_dumps(data, option=_ORJSON_OPTIONS)
     except _ENCODE_ERRORS:
-        return _stdlib_dumps(data)
+        text = _stdlib_dumps(data)
+        # orjson also refuses lone surrogates, which no frame can carry: fail
+        # here rather than in the server (only this path can see them).
+        text.encode("utf-8")
+        return text
     if _exponent(out) is None and _find(out, b"null") < 0 and _find(out, b"0.0000") < 0:
         return out.decode("utf-8")
     return _stdlib_dumps(data)

@@ -8,6 +8,7 @@ users know (``getlist``, ``multi_items``) and the ASGI encodings (``raw``).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any, NamedTuple
 from urllib.parse import SplitResult, parse_qsl, urlencode, urlsplit, urlunsplit
@@ -46,20 +47,11 @@ def _latin1(value: str | bytes) -> bytes:
     return value if isinstance(value, bytes) else value.encode("latin-1")
 
 
-def encode_headers(headers: HeaderInput | None) -> list[tuple[bytes, bytes]]:
-    """Return *headers* as the ``[(bytes, bytes)]`` list ASGI messages carry.
-
-    You may pass a mapping or an iterable of pairs, of ``str`` (encoded as
-    latin-1) or ``bytes``. Names are lower-cased, as HTTP/2 and ASGI expect.
-
-    Raises:
-        TypeError: an item is not a pair of ``str``/``bytes``.
-        UnicodeEncodeError: a ``str`` has a character outside latin-1.
-    """
+def _pairs(headers: HeaderInput | None) -> Iterator[tuple[str | bytes, str | bytes]]:
+    """Yield the (name, value) pairs of *headers*, refusing anything else clearly."""
     if headers is None:
-        return []
+        return
     items: Iterable[Any] = headers.items() if isinstance(headers, Mapping) else headers
-    encoded = []
     for item in items:
         if not isinstance(item, (tuple, list)) or len(item) != 2:
             raise TypeError(
@@ -70,8 +62,20 @@ def encode_headers(headers: HeaderInput | None) -> list[tuple[bytes, bytes]]:
             raise TypeError(
                 f"Header names and values must be str or bytes, got {name!r}: {value!r}."
             )
-        encoded.append((_latin1(name).lower(), _latin1(value)))
-    return encoded
+        yield name, value
+
+
+def encode_headers(headers: HeaderInput | None) -> list[tuple[bytes, bytes]]:
+    """Return *headers* as the ``[(bytes, bytes)]`` list ASGI messages carry.
+
+    You may pass a mapping or an iterable of pairs, of ``str`` (encoded as
+    latin-1) or ``bytes``. Names are lower-cased, as HTTP/2 and ASGI expect.
+
+    Raises:
+        TypeError: an item is not a pair of ``str``/``bytes``.
+        UnicodeEncodeError: a ``str`` has a character outside latin-1.
+    """
+    return [(_latin1(name).lower(), _latin1(value)) for name, value in _pairs(headers)]
 
 
 class _HeaderMixin:
@@ -97,16 +101,15 @@ class _HeaderMixin:
 
 
 def _to_cimultidict(headers: HeaderInput | None) -> CIMultiDict[str]:
-    md: CIMultiDict[str] = CIMultiDict()
-    if headers is None:
-        return md
-    items: Iterable[Any] = headers.items() if isinstance(headers, Mapping) else headers
-    for name, value in items:
-        md.add(
-            name.decode("latin-1") if isinstance(name, bytes) else name,
+    # Names lower-cased, as HTTP/2 and ASGI scopes have them, so that iteration
+    # and dict() read the same whatever case the caller used.
+    return CIMultiDict(
+        (
+            (name.decode("latin-1") if isinstance(name, bytes) else name).lower(),
             value.decode("latin-1") if isinstance(value, bytes) else value,
         )
-    return md
+        for name, value in _pairs(headers)
+    )
 
 
 class Header(_HeaderMixin, CIMultiDictProxy[str]):
@@ -381,6 +384,15 @@ class URL(str):
         return f"URL({shown!r})"
 
 
+# RFC 3986 §3.2.2-3: reg-name or IP literal, then an optional port.
+_HOST = re.compile(r"(?:[A-Za-z0-9\-._~!$&'()*+,;=%]*|\[[0-9A-Fa-f:.]+\])(?::([0-9]{1,5}))?")
+
+
+def _valid_host(host: str) -> bool:
+    match = _HOST.fullmatch(host)
+    return match is not None and (match.group(1) is None or int(match.group(1)) <= 65535)
+
+
 def _url_from_scope(scope: Scope) -> str:
     default_scheme = "ws" if scope.get("type") == "websocket" else "http"
     scheme = scope.get("scheme") or default_scheme
@@ -396,6 +408,10 @@ def _url_from_scope(scope: Scope) -> str:
     for name, value in scope.get("headers") or ():
         if name == b"host":
             host = value.decode("latin-1")
+            if not _valid_host(host):
+                # Client input that would make every part of the URL raise
+                # (``Host: [::1``): trust the server's address instead.
+                host = None
             break
     server = Address.from_scope(scope.get("server"))
     if host is None and server is not None:

@@ -12,6 +12,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
+from lilya._close import check_close
 from lilya.status import reason_phrase
 
 __all__ = [
@@ -55,8 +56,15 @@ class WebSocketFrameError(WebSocketRuntimeError):
         received: ``"text"`` or ``"bytes"``, what arrived.
     """
 
-    def __init__(self, expected: str, received: str) -> None:
-        other = "receive_text()" if received == "text" else "receive_bytes()"
+    def __init__(self, expected: str, received: str, *, json: bool = False) -> None:
+        if json:
+            other = (
+                'receive_json(mode="text")'
+                if received == "text"
+                else ('receive_json(mode="binary")')
+            )
+        else:
+            other = "receive_text()" if received == "text" else "receive_bytes()"
         super().__init__(
             f"Expected a {expected} frame but the client sent a {received} frame; "
             f"use {other} or receive() to accept {received} frames.",
@@ -108,12 +116,17 @@ class WebSocketException(Exception):
 
     The routing layer catches it and sends ``websocket.close`` with these values,
     before or after the handshake (before it, servers answer HTTP 403).
+
+    Raises:
+        ValueError: *code* is not one an endpoint may send (1000-1003,
+            1007-1014, 3000-4999), or *reason* is over 123 bytes of UTF-8.
     """
 
     def __init__(self, code: int, reason: str | None = None) -> None:
+        checked = check_close(code, reason)  # a bad code fails here, where it was made
         super().__init__(code, reason)
         self.code = code
-        self.reason = reason or ""
+        self.reason = checked
 
     def __str__(self) -> str:
         return f"{self.code}: {self.reason}"

@@ -27,6 +27,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Iterable, Mapping
 from typing import Any, Final, Literal
 
+from lilya._close import check_close, sendable_code
 from lilya._connection import Connection
 from lilya._json import dumps_bytes as _dumps_bytes
 from lilya._json import dumps_text as _dumps_text
@@ -85,9 +86,26 @@ def _private_close(message: Message) -> Message | None:
     if message.get("type") != "websocket.close":
         return None
     code = message.get("code", 1000)
-    if code == 1000 or 3000 <= code <= 4999:
-        return None
+    if not sendable_code(code) or code == 1000 or code >= 3000:
+        return None  # an invalid code, or one autobahn takes: not its refusal
     return {**message, "code": 4000 + code % 1000}
+
+
+def _payload_error(message: Message) -> TypeError | None:
+    # Servers fail deep inside on a payload of the wrong type (uvicorn: an
+    # AttributeError about .encode, or a TypeError about bytes-like objects).
+    # Say instead what the application did and which method it wanted.
+    text, data = message.get("text"), message.get("bytes")
+    if text is not None and not isinstance(text, str):
+        return TypeError(
+            f"A text frame needs a str, got {type(text).__name__}; "
+            "use send_bytes() for binary data."
+        )
+    if data is not None and not isinstance(data, (bytes, bytearray, memoryview)):
+        return TypeError(
+            f"A binary frame needs bytes, got {type(data).__name__}; use send_text() for text."
+        )
+    return None
 
 
 _MODE_ERROR: Final = 'The "mode" argument should be "text" or "binary".'
@@ -200,6 +218,11 @@ class WebSocket(Connection):
                 ``accept``).
             WebSocketDisconnect: the client is gone (now, or before this call).
         """
+        if not isinstance(message, Mapping):
+            raise TypeError(
+                f"send() takes an ASGI message (a dict with a 'type'), got "
+                f"{type(message).__name__}; use send_text() or send_bytes() for data."
+            )
         state = self.application_state
         message_type = message.get("type")
         key = (
@@ -224,15 +247,22 @@ class WebSocket(Connection):
                 self.application_state = _DISCONNECTED
                 return
             raise WebSocketDisconnect(self._disconnect_code, self._disconnect_reason)
+        # The state moves before the await, so a second task sending at the
+        # same time already sees it (no frame after our close); it moves back
+        # if the server refuses the message.
         self.application_state = next_state
         try:
             try:
                 await self._send(message)
             except OSError:
                 raise
-            except Exception:
+            except Exception as exc:
                 retry = _private_close(message)
                 if retry is None:
+                    self.application_state = state
+                    mistake = _payload_error(message) if message_type == "websocket.send" else None
+                    if mistake is not None:
+                        raise mistake from exc
                     raise
                 await self._send(retry)
         except OSError:
@@ -289,10 +319,16 @@ class WebSocket(Connection):
         the client has already left, nothing is sent (servers refuse it) and the
         application side is just marked DISCONNECTED.
 
+        Args:
+            code: 1000-1003, 1007-1014 or 3000-4999 (RFC 6455 §7.4.1).
+            reason: at most 123 bytes of UTF-8.
+
         Raises:
             WebSocketRuntimeError: you already closed it.
+            ValueError: a code no endpoint may send, or a reason too long.
         """
-        await self.send({"type": "websocket.close", "code": code, "reason": reason or ""})
+        reason = check_close(code, reason)
+        await self.send({"type": "websocket.close", "code": code, "reason": reason})
 
     async def send_denial_response(self, response: Any) -> None:
         """Refuse the handshake with an HTTP *response* instead of a bare 403.
@@ -417,7 +453,7 @@ class WebSocket(Connection):
             message = await self._receive_slow()
         data = message.get(key)
         if data is None:
-            raise WebSocketFrameError(key, other)
+            raise WebSocketFrameError(key, other, json=True)
         return _loads(data, mode)
 
     async def _iter_payloads(self, key: str, other: str) -> AsyncIterator[Any]:
@@ -431,6 +467,8 @@ class WebSocket(Connection):
                     if message.get("type") != "websocket.receive":
                         self._client_move(message)
                         return
+                elif self.application_state is _DISCONNECTED:
+                    return  # the app closed it (say, on a "quit" message): done
                 else:
                     message = await self._receive_slow()
                 data = message.get(key)
@@ -489,6 +527,11 @@ class WebSocket(Connection):
                 await self._send(message)
             except OSError:
                 raise self._lost() from None
+            except (TypeError, AttributeError) as exc:
+                mistake = _payload_error(message)
+                if mistake is None:
+                    raise
+                raise mistake from exc
         else:
             await self.send(message)
 
@@ -505,6 +548,11 @@ class WebSocket(Connection):
                 await self._send(message)
             except OSError:
                 raise self._lost() from None
+            except (TypeError, AttributeError) as exc:
+                mistake = _payload_error(message)
+                if mistake is None:
+                    raise
+                raise mistake from exc
         else:
             await self.send(message)
 
@@ -543,8 +591,8 @@ class WebSocketClose:
     """
 
     def __init__(self, code: int = 1000, reason: str | None = None) -> None:
+        self.reason = check_close(code, reason)
         self.code = code
-        self.reason = reason or ""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         await send({"type": "websocket.close", "code": self.code, "reason": self.reason})

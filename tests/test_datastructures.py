@@ -274,3 +274,22 @@ def test_cookie_parsing_is_lenient_like_browsers() -> None:
         "c": "x=y",
     }
     assert parse_cookie("") == {}
+
+
+@pytest.mark.parametrize("host", [b"[::1", b"h:abc", b"h:99999", b"ex ample", b"a/b"])
+def test_a_malformed_host_header_falls_back_to_the_server_address(host: bytes) -> None:
+    scope = {"type": "websocket", "scheme": "ws", "server": ("srv", 8000), "path": "/p"}
+    url = URL(scope={**scope, "headers": [(b"host", host)]})
+    assert url == "ws://srv:8000/p"
+    assert (url.hostname, url.port, url.path) == ("srv", 8000, "/p")
+
+
+def test_header_names_are_lower_cased_whatever_the_caller_wrote() -> None:
+    assert dict(Header([(b"Host", b"a"), ("X-Custom", "b")])) == {"host": "a", "x-custom": "b"}
+    assert MutableHeader({"Content-Type": "x"}).multi_items() == [("content-type", "x")]
+
+
+@pytest.mark.parametrize("bad", [[(b"a",)], [b"ab"], [(1, b"x")]])
+def test_header_built_from_malformed_items_says_what_is_wrong(bad: Any) -> None:
+    with pytest.raises(TypeError, match=r"(?i)header"):
+        Header(bad)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import pytest
@@ -903,3 +904,144 @@ async def test_a_typed_receive_after_a_send_found_the_client_gone_is_a_disconnec
             await getattr(ws, operation)()
         assert info.value.code == 1006
     assert wire.receive_calls == 1  # only the connect: the server is not asked again
+
+
+# -- what a close frame may carry, and payload types ------------------------------------
+
+
+@pytest.mark.parametrize(
+    "code", [999, 1004, 1005, 1006, 1015, 2000, 2999, 5000, 99999, True, 1000.0]
+)
+async def test_close_refuses_codes_no_endpoint_may_send(code: Any) -> None:
+    ws, wire = websocket(CONNECT)
+    await ws.accept()
+    with pytest.raises(ValueError, match="cannot be sent"):
+        await ws.close(code)
+    assert wire.sent_types == ["websocket.accept"]
+    assert ws.application_state is WebSocketState.CONNECTED  # still open: close properly
+
+
+@pytest.mark.parametrize("code", [1000, 1001, 1003, 1007, 1008, 1011, 1014, 3000, 4999])
+async def test_close_sends_every_code_an_endpoint_may_send(code: int) -> None:
+    ws, wire = websocket(CONNECT)
+    await ws.accept()
+    await ws.close(code)
+    assert wire.sent[-1]["code"] == code
+
+
+async def test_close_refuses_a_reason_over_123_bytes_of_utf8() -> None:
+    ws, wire = websocket(CONNECT)
+    await ws.accept()
+    with pytest.raises(ValueError, match="at most 123 bytes"):
+        await ws.close(1000, "é" * 62)  # 124 bytes
+    with pytest.raises(TypeError, match="reason must be a str"):
+        await ws.close(1000, b"bytes")  # type: ignore[arg-type]
+    await ws.close(1000, "é" * 61 + "x")  # 123 bytes: fine
+    assert wire.sent[-1]["reason"] == "é" * 61 + "x"
+
+
+def test_websocket_exception_and_websocket_close_check_their_code_and_reason() -> None:
+    from lilya.exceptions import WebSocketException
+
+    with pytest.raises(ValueError, match="cannot be sent"):
+        WebSocketException(1006)
+    with pytest.raises(ValueError, match="at most 123 bytes"):
+        WebSocketException(4000, "x" * 124)
+    with pytest.raises(ValueError, match="cannot be sent"):
+        WebSocketClose(1005)
+    assert WebSocketException(4000, None).reason == ""
+
+
+async def test_a_server_refusal_that_is_not_daphnes_is_not_retried_and_the_state_stays() -> None:
+    class RefusesEverything(Wire):
+        async def send(self, message: Message) -> None:
+            if message["type"] == "websocket.close":
+                raise RuntimeError("server says no")
+            await super().send(message)
+
+    wire = RefusesEverything(CONNECT)
+    ws = WebSocket(ws_scope(), wire.receive, wire.send)
+    await ws.accept()
+    with pytest.raises(RuntimeError, match="server says no"):
+        await ws.send({"type": "websocket.close", "code": 1005})  # raw: not checked, not retried
+    assert ws.application_state is WebSocketState.CONNECTED  # the close never went out
+
+
+@pytest.mark.parametrize(
+    ("operation", "payload", "message"),
+    [
+        ("send_text", b"bytes", "text frame needs a str, got bytes; use send_bytes()"),
+        ("send_bytes", "text", "binary frame needs bytes, got str; use send_text()"),
+    ],
+)
+async def test_a_payload_of_the_wrong_type_gets_a_clear_error_where_the_server_fails(
+    operation: str, payload: Any, message: str
+) -> None:
+    class StrictServer(Wire):
+        """Fails as uvicorn does on a payload of the wrong type."""
+
+        async def send(self, message: Message) -> None:
+            if message["type"] == "websocket.send":
+                if "text" in message:
+                    message["text"].encode()
+                else:
+                    memoryview(message["bytes"])
+            await super().send(message)
+
+    wire = StrictServer(CONNECT)
+    ws = WebSocket(ws_scope(), wire.receive, wire.send)
+    await ws.accept()
+    with pytest.raises(TypeError, match=re.escape(message)):
+        await getattr(ws, operation)(payload)
+    with pytest.raises(TypeError, match=r"got bytes|got str"):
+        await ws.send(
+            {"type": "websocket.send", "text": b"raw"}
+            if operation == "send_text"
+            else {"type": "websocket.send", "bytes": "raw"}
+        )
+    await ws.send_text("still open")  # the refused frame left the state as it was
+    assert wire.sent[-1] == {"type": "websocket.send", "text": "still open"}
+
+
+async def test_other_server_type_errors_pass_through_unchanged() -> None:
+    ws, wire = websocket(CONNECT)
+    await ws.accept()
+    wire.send_error = TypeError("the server's own bug")
+    with pytest.raises(TypeError, match="the server's own bug"):
+        await ws.send_text("fine")
+
+
+async def test_send_refuses_something_that_is_not_a_message() -> None:
+    ws, wire = websocket(CONNECT)
+    with pytest.raises(TypeError, match="takes an ASGI message"):
+        await ws.send("hello")  # type: ignore[arg-type]
+    assert wire.sent == []
+
+
+async def test_iterators_end_when_the_app_itself_closed_inside_the_loop() -> None:
+    ws, wire = websocket(CONNECT, text("hi"), text("quit"), text("never read"))
+    await ws.accept()
+    seen = []
+    async for message in ws.iter_text():
+        seen.append(message)
+        if message == "quit":
+            await ws.close()
+    assert seen == ["hi", "quit"]
+    assert wire.sent_types[-1] == "websocket.close"
+
+
+async def test_a_json_frame_of_the_other_kind_points_at_the_right_mode() -> None:
+    ws, _ = websocket(CONNECT, text("{}"))
+    await ws.accept()
+    with pytest.raises(WebSocketFrameError, match=r'use receive_json\(mode="text"\)'):
+        await ws.receive_json(mode="binary")
+
+
+async def test_send_json_refuses_lone_surrogates_in_both_modes() -> None:
+    ws, wire = websocket(CONNECT)
+    await ws.accept()
+    with pytest.raises(UnicodeEncodeError):
+        await ws.send_json({"bad": "\ud800"})
+    with pytest.raises(UnicodeEncodeError):
+        await ws.send_json({"bad": "\ud800"}, mode="binary")
+    assert wire.sent_types == ["websocket.accept"]

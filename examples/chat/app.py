@@ -101,7 +101,10 @@ def same_origin(origin: str | None, host: str | None, extra: Sequence[str] = ())
     origin = origin.strip().lower()
     if origin in (o.strip().lower().rstrip("/") for o in extra):
         return True
-    parts = urlsplit(origin)
+    try:
+        parts = urlsplit(origin)
+    except ValueError:  # "http://[::1": not an origin any browser sends
+        return False
     if parts.scheme not in ("http", "https") or host is None:
         return False
     seen = _host_port(parts.scheme, parts.netloc)

@@ -208,7 +208,14 @@ def test_a_malformed_since_is_denied_with_400(client: TestClient, since: str) ->
 
 
 @pytest.mark.parametrize(
-    "origin", ["http://evil.example", "http://testserver.evil.example", "null", "ws://testserver"]
+    "origin",
+    [
+        "http://evil.example",
+        "http://testserver.evil.example",
+        "null",
+        "ws://testserver",
+        "http://[::1",
+    ],
 )
 def test_a_foreign_origin_is_denied_with_403(client: TestClient, origin: str) -> None:
     denial = denied(client, chat_path(), headers={"origin": origin})
