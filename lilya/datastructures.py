@@ -287,34 +287,42 @@ class URL(str):
 
     @property
     def scheme(self) -> str:
+        """The scheme: ``ws``, ``wss``, ``http`` or ``https`` (``""`` for a bare path)."""
         return self.components.scheme
 
     @property
     def netloc(self) -> str:
+        """Everything between ``//`` and the path: user info, host and port."""
         return self.components.netloc
 
     @property
     def path(self) -> str:
+        """The path, as the client asked for it."""
         return self.components.path
 
     @property
     def query(self) -> str:
+        """The query string, without the ``?``."""
         return self.components.query
 
     @property
     def fragment(self) -> str:
+        """The fragment, without the ``#`` (browsers never send one)."""
         return self.components.fragment
 
     @property
     def username(self) -> str | None:
+        """The user name of the URL's user info, or ``None``."""
         return self.components.username
 
     @property
     def password(self) -> str | None:
+        """The password of the URL's user info, or ``None`` (``repr`` hides it)."""
         return self.components.password
 
     @property
     def hostname(self) -> str | None:
+        """The host, lower-cased, without brackets for IPv6, or ``None``."""
         return self.components.hostname
 
     @property

@@ -155,6 +155,7 @@ class JSONResponse(Response):
     media_type = "application/json"
 
     def render(self, content: Any) -> bytes:
+        """Encode *content* as ``send_json`` does (``TypeError`` if JSON cannot carry it)."""
         return _json.dumps_bytes(content)
 
 
