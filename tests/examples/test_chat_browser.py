@@ -210,3 +210,55 @@ def test_two_pages_chat_reload_and_resume_across_a_server_restart(
             browser.close()
     for log in logs:
         assert tracebacks(log) == [], log
+
+
+def test_on_memory_a_restart_loses_history_and_the_pages_start_over_cleanly(
+    tmp_path: Path,
+) -> None:
+    """The README's default (``memory://``): a restart forgets the room.
+
+    The pages must notice it (the server's history has a new epoch, so their
+    position cannot be served), say so, drop the old log, and chat on, with the
+    new epoch's offsets counting from 1 and nothing shown twice.
+    """
+    from playwright.sync_api import sync_playwright
+
+    port = free_port()
+    home = f"http://127.0.0.1:{port}/?room=lobby"
+    logs: list[str] = []
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_FLAGS)
+        try:
+            ann = browser.new_page()
+            bob = browser.new_page()
+            with serve("", "lilya-run", command=lilya_run(), port=port) as server:
+                ann.goto(home + "&nick=ann")
+                bob.goto(home + "&nick=bob")
+                for page in (ann, bob):
+                    wait_state(page, "online")
+                say(ann, "Before the restart.")
+                wait_text(bob, "Before the restart.")
+                server.process.kill()
+                server.process.wait(10)
+                logs.append(server.log())
+                for page in (ann, bob):
+                    wait_state(page, "reconnecting")
+
+            with serve("", "lilya-run", command=lilya_run(), port=port) as server:
+                for page in (ann, bob):
+                    wait_state(page, "online")
+                    page.wait_for_function(
+                        "() => [...document.querySelectorAll('#log li.notice')]"
+                        ".some(n => n.textContent.includes('history restarted'))",
+                        timeout=WAIT_MS,
+                    )
+                    assert messages(page) == []  # the old epoch's log is gone
+                say(bob, "After the restart.")
+                for page in (ann, bob):
+                    wait_text(page, "After the restart.")
+                    assert messages(page) == [(1, "bob", "After the restart.")]
+                logs.append(server.log())
+        finally:
+            browser.close()
+    for log in logs:
+        assert tracebacks(log) == [], log
