@@ -2,7 +2,8 @@
 
 Theory of operation: :class:`WebSocketChannel` holds everything about one
 connection between a test and an app: the app's task, the two message
-streams, the handshake, the state, and the decoding of what the app sends. Its
+streams, the handshake and the state. The messages themselves (building the
+test's, checking and decoding the app's) are in ``_testclient_messages``. Its
 methods are ``async`` and run in the app's event loop. The async session
 awaits them; the sync session calls them through the client's blocking
 portal. Neither session has logic of its own beyond that.
@@ -15,13 +16,23 @@ import enum
 import json
 import math
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, Literal, TypeVar
+from typing import Any, TypeVar
 
 import anyio
 import anyio.abc
 import anyio.from_thread
 import httpx
 
+from lilya._testclient_messages import (
+    BytesLike,
+    Mode,
+    bytes_message,
+    check_app_message,
+    check_mode,
+    json_message,
+    payload,
+    text_message,
+)
 from lilya._testclient_transport import PortalFactory, settle
 from lilya.exceptions import WebSocketRuntimeError
 from lilya.types import ASGIApp, Message, Scope
@@ -72,58 +83,8 @@ class _Timeout(enum.Enum):
 #: Pass nothing for ``timeout=`` to use the client's ``websocket_timeout``.
 CLIENT_DEFAULT = _Timeout.CLIENT_DEFAULT
 TimeoutArg = float | None | _Timeout
-Mode = Literal["text", "binary"]
-
-
-def _check_mode(mode: str) -> None:
-    if mode not in ("text", "binary"):
-        raise WebSocketRuntimeError('The "mode" argument should be "text" or "binary".')
-
-
-def _dump_json(data: Any) -> str:
-    return json.dumps(data, separators=(",", ":"), ensure_ascii=False)
-
-
-def frame_message(data: str | bytes) -> Message:
-    """Return the ``websocket.receive`` message that carries *data* to the app."""
-    if isinstance(data, str):
-        return {"type": "websocket.receive", "text": data}
-    return {"type": "websocket.receive", "bytes": bytes(data)}
-
-
-def json_message(data: Any, mode: Mode) -> Message:
-    """Return the ``websocket.receive`` message carrying *data* as compact JSON."""
-    _check_mode(mode)
-    text = _dump_json(data)
-    return frame_message(text if mode == "text" else text.encode("utf-8"))
-
-
-def _payload(message: Message, kind: Literal["text", "bytes"]) -> Any:
-    """Return the *kind* payload of a ``websocket.send`` from the app.
-
-    Raises:
-        WebSocketDisconnect: the app closed the connection.
-        WebSocketRuntimeError: the app sent another message, or a frame of the
-            other kind.
-    """
-    message_type = message.get("type")
-    if message_type == "websocket.close":
-        raise WebSocketDisconnect(message.get("code", 1000), message.get("reason"))
-    if message_type != "websocket.send":
-        raise WebSocketRuntimeError(
-            'Expected ASGI message "websocket.send" or "websocket.close" '
-            f"from the application, but got {message_type!r}.",
-            message_type=message_type,
-        )
-    value = message.get(kind)
-    if value is None:  # "is None": servers like hypercorn send both keys, one None
-        other = "bytes" if kind == "text" else "text"
-        raise WebSocketRuntimeError(
-            f"Expected a {kind} frame from the application, but it sent a {other} frame "
-            f"({message.get(other)!r:.60}); call receive_{other}() to read it.",
-            message_type=message_type,
-        )
-    return value
+#: The one knob for the handshake: ``websocket_connect()`` takes no timeout.
+_HANDSHAKE_HOW = "pass websocket_timeout= to the test client (TestClient or AsyncTestClient)"
 
 
 class WebSocketChannel:
@@ -146,8 +107,10 @@ class WebSocketChannel:
         self.accepted_subprotocol: str | None = None
         self.extra_headers: list[tuple[bytes, bytes]] | None = None
         self._accepted = False
+        #: The close the app sent, once the test has read it.
         self._close: tuple[int, str] | None = None
-        self._disconnected = False
+        #: The close the test sent (``close()``, or leaving the session).
+        self._client_close: tuple[int, str] | None = None
         self._error: Exception | None = None
         self._error_raised = False
 
@@ -165,7 +128,11 @@ class WebSocketChannel:
             task_status.started()
             try:
                 async with from_app_tx:
-                    await self.app(self.scope, to_app_rx.receive, from_app_tx.send)
+
+                    async def send(message: Message) -> None:
+                        await from_app_tx.send(check_app_message(message))
+
+                    await self.app(self.scope, to_app_rx.receive, send)
             except Exception as exc:
                 self._error = exc
             finally:
@@ -175,8 +142,8 @@ class WebSocketChannel:
         """Say in words where the connection stands, for error messages."""
         if self._close is not None:
             return f"the application closed the connection with code {self._close[0]}"
-        if self._disconnected:
-            return "the test has disconnected"
+        if self._client_close is not None:
+            return f"the test has disconnected with code {self._client_close[0]}"
         if self._accepted:
             return "the connection is open"
         return "the handshake is pending"
@@ -199,7 +166,7 @@ class WebSocketChannel:
 
     async def _handshake(self) -> None:
         await self.send({"type": "websocket.connect"})
-        message = await self.receive(CLIENT_DEFAULT, "the handshake answer")
+        message = await self._next(self.timeout, "the handshake answer", _HANDSHAKE_HOW)
         message_type = message.get("type")
         if message_type == "websocket.accept":
             self._accepted = True
@@ -222,7 +189,7 @@ class WebSocketChannel:
         body: list[bytes] = []
         more_body = True
         while more_body:
-            message = await self.receive(CLIENT_DEFAULT, "the denial response body")
+            message = await self._next(self.timeout, "the denial response body", _HANDSHAKE_HOW)
             if message.get("type") != "websocket.http.response.body":
                 raise WebSocketRuntimeError(
                     'Expected ASGI message "websocket.http.response.body" from the '
@@ -246,7 +213,7 @@ class WebSocketChannel:
                 test yet and the client raises server exceptions.
         """
         if not self._done.is_set():
-            if not self._disconnected:
+            if self._client_close is None:
                 await self.disconnect(1000, None)
             await settle(self._done, self.timeout)
             self._cancel_scope.cancel()
@@ -268,8 +235,9 @@ class WebSocketChannel:
         Raises:
             WebSocketRuntimeError: the session has ended (its context was left).
         """
-        if message.get("type") == "websocket.disconnect":
-            self._disconnected = True
+        if message.get("type") == "websocket.disconnect" and self._client_close is None:
+            # ASGI: a disconnect without a code means 1005, "no status received".
+            self._client_close = (message.get("code", 1005), message.get("reason") or "")
         try:
             self._to_app.send_nowait(message)
         except anyio.BrokenResourceError:
@@ -289,11 +257,18 @@ class WebSocketChannel:
         Raises:
             TimeoutError: nothing came in time.
             Exception: the app raised (and the client raises server exceptions).
-            WebSocketDisconnect: the app ended without a close message, 1011
-                when it raised, 1006 when it just returned.
+            WebSocketDisconnect: the app ended without a close message: with
+                the test's own code if the test had closed, else 1011 when the
+                app raised and 1006 when it just returned.
             WebSocketDenialResponse: the app ended before the handshake (500).
         """
-        seconds = self.timeout if wait is CLIENT_DEFAULT else wait
+        if wait is CLIENT_DEFAULT:
+            how = "pass timeout= to this call, or websocket_timeout= to the client"
+            return await self._next(self.timeout, waiting_for, how)
+        return await self._next(wait, waiting_for, "pass a larger timeout= (None waits forever)")
+
+    async def _next(self, seconds: float | None, waiting_for: str, how: str) -> Message:
+        """Return the app's next message; on expiry, the error says *how* to wait longer."""
         try:
             # A message already queued is returned even with timeout=0.
             message = self._from_app.receive_nowait()
@@ -305,7 +280,7 @@ class WebSocketChannel:
                 raise TimeoutError(
                     f"Waited {seconds} s for {waiting_for} from the application and got "
                     f"nothing; {self.describe()} and the application is still running. "
-                    "Pass timeout= to wait longer."
+                    f"To wait longer, {how}."
                 ) from None
             except anyio.EndOfStream:
                 self._raise_app_ended()
@@ -326,20 +301,25 @@ class WebSocketChannel:
             raise WebSocketDenialResponse(
                 500, content=b"Internal Server Error", request=self._request
             )
+        if self._client_close is not None:
+            # The test closed first. A server's WebSocket layer answers a
+            # client's close frame by echoing it (RFC 6455, 5.5.1) whatever the
+            # app does next, so a real client reports its own code and reason.
+            raise WebSocketDisconnect(*self._client_close)
         if self._error is not None:
             raise WebSocketDisconnect(1011, "The application raised an exception.")
         raise WebSocketDisconnect(1006, "The application returned without closing the WebSocket.")
 
     async def receive_text(self, wait: TimeoutArg) -> str:
         message = await self.receive(wait, "a text frame")
-        return str(_payload(message, "text"))
+        return str(payload(message, "text"))
 
     async def receive_bytes(self, wait: TimeoutArg) -> bytes:
         message = await self.receive(wait, "a bytes frame")
-        return bytes(_payload(message, "bytes"))
+        return bytes(payload(message, "bytes"))
 
     async def receive_json(self, mode: Mode, wait: TimeoutArg) -> Any:
-        _check_mode(mode)
+        check_mode(mode)
         if mode == "text":
             return json.loads(await self.receive_text(wait))
         return json.loads((await self.receive_bytes(wait)).decode("utf-8"))
@@ -391,12 +371,20 @@ class WebSocketTestSession:
         self._call(self._channel.send, message)
 
     def send_text(self, data: str) -> None:
-        """Send *data* to the app in a text frame."""
-        self.send(frame_message(data))
+        """Send *data* to the app in a text frame.
 
-    def send_bytes(self, data: bytes) -> None:
-        """Send *data* to the app in a binary frame."""
-        self.send(frame_message(data))
+        Raises:
+            TypeError: *data* is not a ``str`` (use :meth:`send_bytes` for bytes).
+        """
+        self.send(text_message(data))
+
+    def send_bytes(self, data: BytesLike) -> None:
+        """Send *data* to the app in a binary frame.
+
+        Raises:
+            TypeError: *data* is not bytes-like (use :meth:`send_text` for a ``str``).
+        """
+        self.send(bytes_message(data))
 
     def send_json(self, data: Any, mode: Mode = "text") -> None:
         """Send *data* as compact JSON in a text (or, with ``mode="binary"``, binary) frame."""
@@ -478,12 +466,12 @@ class AsyncWebSocketTestSession:
         await self._channel.send(message)
 
     async def send_text(self, data: str) -> None:
-        """Send *data* to the app in a text frame."""
-        await self._channel.send(frame_message(data))
+        """Send *data* to the app in a text frame (``TypeError`` unless a ``str``)."""
+        await self._channel.send(text_message(data))
 
-    async def send_bytes(self, data: bytes) -> None:
-        """Send *data* to the app in a binary frame."""
-        await self._channel.send(frame_message(data))
+    async def send_bytes(self, data: BytesLike) -> None:
+        """Send *data* to the app in a binary frame (``TypeError`` unless bytes-like)."""
+        await self._channel.send(bytes_message(data))
 
     async def send_json(self, data: Any, mode: Mode = "text") -> None:
         """Send *data* as compact JSON in a text (or binary) frame."""

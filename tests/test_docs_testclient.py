@@ -18,8 +18,8 @@ def load(*indexes: int) -> dict[str, Any]:
     return namespace
 
 
-def test_the_page_has_three_examples() -> None:
-    assert len(BLOCKS) == 3
+def test_the_page_has_four_examples() -> None:
+    assert len(BLOCKS) == 4
 
 
 def test_the_greeting_example_passes() -> None:
@@ -32,6 +32,10 @@ def test_the_denial_examples_pass() -> None:
     namespace["test_welcome_then_close"]()
 
 
+def test_the_receive_after_close_example_passes() -> None:
+    load(2)["test_receive_after_close_reports_my_close"]()
+
+
 @pytest.mark.anyio
 async def test_the_async_example_passes() -> None:
-    await load(0, 2)["test_greeting_async"]()
+    await load(0, 3)["test_greeting_async"]()

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
+import re
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -645,6 +647,7 @@ def test_an_app_returning_before_accept_gives_a_500_denial() -> None:
     ("messages", "error"),
     [
         ([{"type": "websocket.send", "text": "hi"}], r"\"websocket.accept\".*'websocket.send'"),
+        ([{"type": "websocket.receive"}], r"\"websocket.accept\".*'websocket.receive'"),
         (
             [
                 {"type": "websocket.http.response.start", "status": 403, "headers": []},
@@ -672,7 +675,25 @@ def test_a_handshake_that_never_comes_times_out_with_the_state() -> None:
 
     client = TestClient(app, websocket_timeout=0.05)
     with (
-        pytest.raises(TimeoutError, match=r"handshake answer.*the handshake is pending"),
+        pytest.raises(TimeoutError, match=r"handshake answer.*the handshake is pending") as caught,
+        client.websocket_connect("/"),
+    ):
+        pass  # pragma: no cover - never entered
+    assert str(caught.value).endswith(
+        "To wait longer, pass websocket_timeout= to the test client "
+        "(TestClient or AsyncTestClient)."
+    )
+
+
+def test_a_denial_body_that_never_comes_times_out_naming_websocket_timeout() -> None:
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        await receive()
+        await send({"type": "websocket.http.response.start", "status": 403, "headers": []})
+        await anyio.sleep_forever()
+
+    client = TestClient(app, websocket_timeout=0.05)
+    with (
+        pytest.raises(TimeoutError, match=r"denial response body.*websocket_timeout= to the test"),
         client.websocket_connect("/"),
     ):
         pass  # pragma: no cover - never entered
@@ -929,8 +950,14 @@ def test_receive_times_out_with_what_it_waited_for_and_the_state(
             session.receive_text()
         assert "Waited 0.05 s for a text frame" in str(caught.value)
         assert "the connection is open and the application is still running" in str(caught.value)
-        with pytest.raises(TimeoutError, match=r"Waited 0\.01 s for a bytes frame"):
+        assert str(caught.value).endswith(
+            "To wait longer, pass timeout= to this call, or websocket_timeout= to the client."
+        )
+        with pytest.raises(TimeoutError, match=r"Waited 0\.01 s for a bytes frame") as explicit:
             session.receive_bytes(timeout=0.01)
+        assert str(explicit.value).endswith(
+            "To wait longer, pass a larger timeout= (None waits forever)."
+        )
         session.send_text("late")
         assert session.receive_text(timeout=None) == "late"
 
@@ -952,7 +979,7 @@ def test_a_timeout_after_the_test_disconnected_says_so() -> None:
 
     with TestClient(app).websocket_connect("/") as session:
         session.close()
-        with pytest.raises(TimeoutError, match="the test has disconnected"):
+        with pytest.raises(TimeoutError, match="the test has disconnected with code 1000"):
             session.receive(timeout=0.01)
 
 
@@ -968,6 +995,251 @@ def test_a_timeout_after_the_app_closed_but_kept_running_says_so() -> None:
             session.receive_text()
         with pytest.raises(TimeoutError, match="closed the connection with code 1000"):
             session.receive(timeout=0.01)
+
+
+# -- WebSocket: after the test closed ------------------------------------------------
+
+
+def test_a_receive_after_the_test_closed_raises_the_tests_own_close_code_and_reason(
+    test_client_factory: ClientFactory,
+) -> None:
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        websocket = WebSocket(scope, receive, send)
+        await websocket.accept()
+        await websocket.send_text("sent before the close arrived")
+        with contextlib.suppress(WebSocketDisconnect):
+            await websocket.receive_text()
+        await websocket.close()  # a no-op: the client has already gone
+
+    with test_client_factory(app).websocket_connect("/") as session:
+        session.close(status.WS_1001_GOING_AWAY, "Going Away")
+        assert session.receive_text() == "sent before the close arrived"
+        for _ in range(2):
+            with pytest.raises(WebSocketDisconnect) as caught:
+                session.receive_text()
+            assert (caught.value.code, caught.value.reason) == (1001, "Going Away")
+            assert "without closing" not in str(caught.value)
+
+
+def test_a_receive_after_a_plain_close_raises_1000() -> None:
+    with TestClient(echo).websocket_connect("/") as session:
+        session.close()
+        with pytest.raises(WebSocketDisconnect) as caught:
+            session.receive_bytes()
+        assert (caught.value.code, caught.value.reason) == (1000, "")
+
+
+def test_a_raw_disconnect_without_a_code_is_reported_as_1005() -> None:
+    with TestClient(echo).websocket_connect("/") as session:
+        session.send({"type": "websocket.disconnect"})
+        with pytest.raises(WebSocketDisconnect) as caught:
+            session.receive()
+        assert caught.value.code == 1005
+
+
+def test_an_app_error_after_the_test_closed_still_reports_the_tests_close_when_not_raising() -> (
+    None
+):
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        websocket = WebSocket(scope, receive, send)
+        await websocket.accept()
+        await receive()
+        raise ValueError("clean-up failed")
+
+    client = TestClient(app, raise_server_exceptions=False)
+    with client.websocket_connect("/") as session:
+        session.close(4000, "done")
+        with pytest.raises(WebSocketDisconnect) as caught:
+            session.receive_text()
+        assert (caught.value.code, caught.value.reason) == (4000, "done")
+
+
+def test_an_app_error_after_the_test_closed_is_still_raised_when_raising() -> None:
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        websocket = WebSocket(scope, receive, send)
+        await websocket.accept()
+        await receive()
+        raise ValueError("clean-up failed")
+
+    with TestClient(app).websocket_connect("/") as session:
+        session.close()
+        with pytest.raises(ValueError, match="clean-up failed"):
+            session.receive_text()
+
+
+def test_an_app_close_after_the_test_closed_is_what_the_test_reads() -> None:
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        await receive()
+        await send({"type": "websocket.accept"})
+        await receive()
+        await send({"type": "websocket.close", "code": 1001, "reason": "echo"})
+
+    with TestClient(app).websocket_connect("/") as session:
+        session.close()
+        with pytest.raises(WebSocketDisconnect) as caught:
+            session.receive_text()
+        assert (caught.value.code, caught.value.reason) == (1001, "echo")
+
+
+# -- WebSocket: payload types ---------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("method", "data", "error"),
+    [
+        ("send_text", b"raw", r"send_text\(\) takes a str, but got bytes; call send_bytes\(\)"),
+        ("send_text", 5, r"send_text\(\) takes a str, but got int; convert it .*send_json"),
+        ("send_bytes", "text", r"send_bytes\(\) takes bytes.* got str; call send_text\(\)"),
+        ("send_bytes", [1], r"send_bytes\(\) takes bytes.* got list; encode it to bytes"),
+    ],
+)
+def test_sending_the_wrong_payload_type_is_a_type_error_naming_the_right_method(
+    method: str, data: Any, error: str
+) -> None:
+    with TestClient(echo).websocket_connect("/") as session:
+        with pytest.raises(TypeError, match=error):
+            getattr(session, method)(data)
+        session.send_text("still open")
+        assert session.receive_text() == "still open"
+
+
+def test_send_bytes_takes_any_bytes_like_value() -> None:
+    with TestClient(echo).websocket_connect("/") as session:
+        session.send_bytes(bytearray(b"ab"))
+        session.send_bytes(memoryview(b"cd"))
+        assert (session.receive_bytes(), session.receive_bytes()) == (b"ab", b"cd")
+
+
+# -- WebSocket: what the app sends is checked as a server would ------------------------
+
+
+@pytest.mark.parametrize(
+    ("message", "error"),
+    [
+        (
+            {"type": "websocket.send", "text": b"hi"},
+            r'"websocket\.send" needs "text" to be a str, but the application sent a bytes '
+            r"\(b'hi'\); send bytes under the \"bytes\" key\.",
+        ),
+        (
+            {"type": "websocket.send", "bytes": "hi"},
+            r'"bytes" to be bytes, but the application sent a str .*under the "text" key',
+        ),
+        ({"type": "websocket.send", "text": 5}, r'"text" to be a str, but .* int \(5\)\.$'),
+        ({"type": "websocket.send", "bytes": 5}, r'"bytes" to be bytes, but .* int \(5\)\.$'),
+        ({"type": "websocket.send"}, r'exactly one of "text" and "bytes".*set neither'),
+        (
+            {"type": "websocket.send", "text": "a", "bytes": b"b"},
+            r'exactly one of "text" and "bytes".*set both',
+        ),
+        ("websocket.send", r"send\(\) with a str; an ASGI message is a dict"),
+        ({"type": "websocket.close", "code": "1000"}, r'"code" to be an int.*str'),
+        ({"type": "websocket.close", "reason": b"bye"}, r'"reason" to be a str or None.*bytes'),
+    ],
+)
+def test_a_malformed_send_from_the_app_raises_type_error_at_its_send(
+    message: Any, error: str
+) -> None:
+    errors: list[TypeError] = []
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        await receive()
+        await send({"type": "websocket.accept"})
+        try:
+            await send(message)
+        except TypeError as exc:
+            errors.append(exc)
+        await send({"type": "websocket.send", "text": "after"})
+
+    with TestClient(app).websocket_connect("/") as session:
+        assert session.receive_text() == "after"  # the bad message never reached the test
+    assert len(errors) == 1
+    assert re.search(error, str(errors[0]))
+
+
+def test_a_malformed_send_from_the_app_is_raised_in_the_test() -> None:
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        await receive()
+        await send({"type": "websocket.accept"})
+        await send({"type": "websocket.send", "bytes": "oops"})
+
+    with (
+        TestClient(app).websocket_connect("/") as session,
+        pytest.raises(TypeError, match='"bytes" to be bytes'),
+    ):
+        session.receive_bytes()
+
+
+def test_a_send_with_one_payload_and_the_other_key_none_is_accepted() -> None:
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        await receive()
+        await send({"type": "websocket.accept"})
+        await send({"type": "websocket.send", "text": None, "bytes": bytearray(b"x")})
+        await send({"type": "websocket.send", "text": "y", "bytes": None})
+        await send({"type": "websocket.close", "code": 1000, "reason": None})
+
+    with TestClient(app).websocket_connect("/") as session:
+        assert session.receive_bytes() == b"x"
+        assert session.receive_text() == "y"
+
+
+@pytest.mark.parametrize(
+    ("accept", "error"),
+    [
+        ({"subprotocol": b"chat"}, r'"subprotocol" to be a str or None.*bytes'),
+        ({"headers": [("x-a", "1")]}, r"one of them is \('x-a', '1'\); encode names"),
+        ({"headers": [(b"x-a",)]}, r"one of them is \(b'x-a',\)"),
+        ({"headers": [b"x-a: 1"]}, r"one of them is b'x-a: 1'"),
+        ({"headers": b"x-a: 1"}, r'"headers" to be an iterable of \(name, value\) pairs.*bytes'),
+        ({"headers": {b"x-a": b"1"}}, r'"headers" to be an iterable.*dict'),
+        ({"headers": 5}, r'"headers" to be an iterable.*int \(5\)'),
+    ],
+)
+def test_a_malformed_accept_raises_type_error_on_entering(
+    accept: dict[str, Any], error: str
+) -> None:
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        await receive()
+        await send({"type": "websocket.accept", **accept})
+
+    with pytest.raises(TypeError, match=error), TestClient(app).websocket_connect("/"):
+        pass  # pragma: no cover - never entered
+
+
+def test_accept_headers_may_be_any_iterable_of_byte_pairs() -> None:
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        await receive()
+        pairs = ((b"x-" + name, value) for name, value in [(b"a", b"1")])
+        await send({"type": "websocket.accept", "headers": pairs})
+        await receive()
+
+    with TestClient(app).websocket_connect("/") as session:
+        assert session.extra_headers == [(b"x-a", b"1")]
+
+
+@pytest.mark.parametrize(
+    ("messages", "error"),
+    [
+        ([{"type": "websocket.http.response.start", "status": "403"}], r'"status" to be an int'),
+        (
+            [
+                {"type": "websocket.http.response.start", "status": 403},
+                {"type": "websocket.http.response.body", "body": "no"},
+            ],
+            r'"body" to be bytes, but the application sent a str',
+        ),
+    ],
+)
+def test_a_malformed_denial_response_raises_type_error_on_entering(
+    messages: list[Message], error: str
+) -> None:
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        await receive()
+        for message in messages:
+            await send(message)
+
+    with pytest.raises(TypeError, match=error), TestClient(app).websocket_connect("/"):
+        pass  # pragma: no cover - never entered
 
 
 def test_the_default_websocket_timeout_is_30_seconds() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -153,6 +154,62 @@ async def test_closing_the_session_and_the_app_closing_are_both_seen() -> None:
         assert (caught.value.code, caught.value.reason) == (4001, "bye")
     with pytest.raises(WebSocketRuntimeError, match="session has ended"):
         await session.send_text("too late")
+
+
+async def test_a_receive_after_the_test_closed_raises_the_tests_own_close_code_and_reason() -> None:
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        websocket = WebSocket(scope, receive, send)
+        await websocket.accept()
+        with contextlib.suppress(WebSocketDisconnect):
+            await websocket.receive_text()
+        await websocket.close()  # a no-op: the client has already gone
+
+    async with AsyncTestClient(app).websocket_connect("/") as session:
+        await session.close(4000, "done")
+        with pytest.raises(WebSocketDisconnect) as caught:
+            await session.receive_json()
+        assert (caught.value.code, caught.value.reason) == (4000, "done")
+
+
+async def test_sending_the_wrong_payload_type_is_a_type_error_naming_the_right_method() -> None:
+    async with AsyncTestClient(app).websocket_connect("/") as session:
+        with pytest.raises(TypeError, match=r"got bytes; call send_bytes\(\)"):
+            await session.send_text(b"raw")  # type: ignore[arg-type]  # the misuse under test
+        with pytest.raises(TypeError, match=r"got str; call send_text\(\)"):
+            await session.send_bytes("text")  # type: ignore[arg-type]  # the misuse under test
+        await session.send_text("still open")
+        assert await session.receive_text() == "still open"
+
+
+async def test_a_malformed_send_from_the_app_raises_type_error_at_its_send() -> None:
+    errors: list[TypeError] = []
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        websocket = WebSocket(scope, receive, send)
+        await websocket.accept()
+        try:
+            await send({"type": "websocket.send", "text": b"hi"})
+        except TypeError as exc:
+            errors.append(exc)
+        await websocket.close()
+
+    async with AsyncTestClient(app).websocket_connect("/") as session:
+        with pytest.raises(WebSocketDisconnect):
+            await session.receive_text()
+    assert [str(error) for error in errors] == [
+        'ASGI message "websocket.send" needs "text" to be a str, but the application '
+        "sent a bytes (b'hi'); send bytes under the \"bytes\" key."
+    ]
+
+
+async def test_a_handshake_timeout_names_the_clients_websocket_timeout() -> None:
+    async def silent(scope: Scope, receive: Receive, send: Send) -> None:
+        await anyio.sleep_forever()
+
+    client = AsyncTestClient(silent, websocket_timeout=0.01)
+    with pytest.raises(TimeoutError, match="pass websocket_timeout= to the test client"):
+        async with client.websocket_connect("/"):
+            pass  # pragma: no cover - never entered
 
 
 async def test_a_denial_response_is_raised_on_entering() -> None:
