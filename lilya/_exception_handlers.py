@@ -13,16 +13,19 @@ the answer:
   close code) is given to the handler. Nothing is logged; the exception stops.
 * An *unhandled* exception on a WebSocket is answered where it is first seen:
   before accept with a 500 denial response (a close, hence 403, where the server
-  lacks the Denial Response extension), after accept with close 1011. It is
-  logged once on the ``lilya`` logger and **re-raised**, so the server and the
-  test client see it (``raise_server_exceptions=True`` surfaces it in tests).
+  lacks the Denial Response extension), after accept with close 1011. Then it
+  is **re-raised**, and the server logs its traceback, once (uvicorn:
+  "Exception in ASGI application"); the test client raises it in the test when
+  ``raise_server_exceptions`` is true. lilya does not log the traceback itself:
+  that would print it twice on every server. It notes on the ``lilya`` logger,
+  at INFO and without the traceback, what the client was told.
 * An unhandled HTTP exception is answered by the server-error middleware with a
-  500 response (if none has started), logged once, and re-raised.
+  500 response (if none has started), noted the same way, and re-raised.
 
 An exception crosses several layers on its way out; two markers on it, tied to
-the connection by a token in the scope, keep the layers from answering,
-consulting handlers or logging twice. (The token, not a bare flag, because an
-exception instance may be raised again by a later request.)
+the connection by a token in the scope, keep the layers from answering or
+consulting handlers twice. (The token, not a bare flag, because an exception
+instance may be raised again by a later request.)
 """
 
 from __future__ import annotations
@@ -66,7 +69,7 @@ __all__ = [
     "fit_reason",
     "guard_websocket",
     "handle_exception",
-    "log_error_once",
+    "note_answered",
     "settle_http_error",
     "settle_websocket_error",
     "split_handlers",
@@ -104,8 +107,9 @@ def _marked(exc: BaseException, marker: str, scope: Scope) -> bool:
 
 
 def _mark(exc: BaseException, marker: str, scope: Scope) -> None:
-    # Some exception types refuse new attributes (__slots__); they may then be
-    # logged twice, which beats failing while reporting an error.
+    # Some exception types refuse new attributes (__slots__); a second layer may
+    # then answer again (a no-op on a finished connection) and note it twice,
+    # which beats failing while reporting an error.
     with contextlib.suppress(AttributeError, TypeError):
         setattr(exc, marker, connection_token(scope))
 
@@ -171,21 +175,24 @@ def _describe(scope: Scope) -> str:
     )
 
 
-def log_error_once(exc: BaseException, scope: Scope, answer: str) -> None:
-    """Log *exc* with its traceback on ``lilya`` at ERROR, once per connection.
+def note_answered(exc: BaseException, scope: Scope, answer: str) -> None:
+    """Record, once per connection, that lilya answered the unhandled *exc*.
+
+    The record is one line on the ``lilya`` logger at INFO, with no traceback:
+    the exception is re-raised to the server, and the server logs the
+    traceback. Logging it here too would print every traceback twice.
 
     Args:
-        answer: what the client was told (``"closed with 1011"``), for the log.
+        answer: what the client was told (``"with close 1011"``).
     """
     if _marked(exc, _ANSWERED, scope):
         return
     _mark(exc, _ANSWERED, scope)
-    logger.error(
-        "Unhandled %s in %s; %s. The exception is re-raised to the server.",
+    logger.info(
+        "Answered the unhandled %s in %s %s; re-raised it to the server.",
         type(exc).__name__,
         _describe(scope),
         answer,
-        exc_info=exc,
     )
 
 
@@ -268,7 +275,7 @@ def split_handlers(
 
     A handler for ``Exception`` or ``500`` answers unhandled errors (in the
     server-error middleware, like Starlette); it customizes the answer, the
-    error is still logged and re-raised.
+    error is still re-raised (and logged by the server).
 
     Raises:
         ImproperlyConfigured: a key is neither an exception class nor an int.
@@ -339,7 +346,7 @@ async def handle_exception(scope: Scope, tracker: ConnectionTracker, exc: Except
 
 
 async def answer_websocket_error(scope: Scope, tracker: ConnectionTracker, exc: Exception) -> None:
-    """Answer an unhandled exception on a WebSocket, and log it (once).
+    """Answer an unhandled exception on a WebSocket, and note the answer (once).
 
     Before accept: a 500 denial response, or a close (403) without the
     extension. After accept: close 1011. The caller re-raises *exc*.
@@ -347,25 +354,27 @@ async def answer_websocket_error(scope: Scope, tracker: ConnectionTracker, exc: 
     if _marked(exc, _ANSWERED, scope):
         return
     handler = scope.get(SERVER_ERROR_HANDLER_KEY)
+    answered_by = ""
     if handler is not None and tracker.open:
+        answered_by = "through the server-error handler"
         result = await _call(handler, tracker.websocket(scope), exc)
         if result is not None:
             await deny_websocket(scope, tracker, result, WS_1011_INTERNAL_ERROR)
     if not tracker.open:
-        answer = "the connection was already closed"
+        answer = answered_by or "with nothing: the connection was already over"
     elif not tracker.started:
-        answer = "denied the handshake with 500" if supports_denial(scope) else "closed (403)"
+        answer = "with a 500 denial" if supports_denial(scope) else "with a close (403)"
         await deny_websocket(
             scope, tracker, PlainText("Internal Server Error", 500), WS_1011_INTERNAL_ERROR
         )
     else:
-        answer = "closed with 1011"
+        answer = "with close 1011"
         await close_websocket(tracker, WS_1011_INTERNAL_ERROR)
-    log_error_once(exc, scope, answer)
+    note_answered(exc, scope, answer)
 
 
 async def settle_websocket_error(scope: Scope, tracker: ConnectionTracker, exc: Exception) -> None:
-    """Handle *exc* if a handler wants it; else answer it, log it and re-raise it.
+    """Handle *exc* if a handler wants it; else answer it and re-raise it.
 
     Raises:
         Exception: *exc* (or what its handler raised), when not handled.

@@ -2,7 +2,7 @@
 
 A connection goes through these layers, outermost first::
 
-    ServerErrorMiddleware      unhandled errors -> 500 / 1011, logged once, re-raised
+    ServerErrorMiddleware      unhandled errors -> 500 / 1011, re-raised (the server logs them)
       your middleware          in the order you list it (the first is outermost)
         exception handlers     HTTPException, WebSocketException, your handlers
           Router               routes (each applies the handlers first, too)
@@ -42,7 +42,7 @@ class Lilya:
         exception_handlers: ``{ExceptionClass or status/close code: handler}``;
             ``handler(request_or_websocket, exc)``, sync or async. A handler
             for ``Exception`` or ``500`` customizes the answer to unhandled
-            errors (which are still logged and re-raised).
+            errors (which are still re-raised).
         on_startup, on_shutdown: callables run once when the server starts
             and stops (sync or async).
         lifespan: ``lifespan(app)`` returning an async context manager, an

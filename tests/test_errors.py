@@ -105,8 +105,33 @@ def make_app(**kwargs: Any) -> Lilya:
     return Lilya(routes=ROUTES, **kwargs)
 
 
+@pytest.fixture(autouse=True)
+def _lilya_logs_at_info(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="lilya")
+
+
 def lilya_errors(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
-    return [r for r in caplog.records if r.name == "lilya" and r.levelno >= logging.ERROR]
+    """lilya's records at ERROR or with a traceback: the server logs those, never lilya."""
+    return [
+        r
+        for r in caplog.records
+        if r.name == "lilya" and (r.levelno >= logging.ERROR or r.exc_info is not None)
+    ]
+
+
+def lilya_notes(caplog: pytest.LogCaptureFixture) -> list[str]:
+    """What lilya noted it answered for an unhandled error (INFO, one line, no traceback)."""
+    return [
+        r.getMessage() for r in caplog.records if r.name == "lilya" and r.levelno == logging.INFO
+    ]
+
+
+def answered_once(caplog: pytest.LogCaptureFixture) -> str:
+    """Assert lilya noted one answer and logged no traceback; return the note."""
+    assert lilya_errors(caplog) == [], "lilya logged a traceback; the server logs it"
+    notes = lilya_notes(caplog)
+    assert len(notes) == 1, notes
+    return notes[0]
 
 
 # -- no route ------------------------------------------------------------------------
@@ -126,18 +151,17 @@ def test_no_route_through_the_test_client_is_a_close_at_connect() -> None:
 # -- unhandled exceptions ------------------------------------------------------------------
 
 
-async def test_an_error_before_accept_is_a_500_denial_logged_once_and_reraised(
+async def test_an_error_before_accept_is_a_500_denial_reraised_for_the_server_to_log(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     outcome = await call_websocket(make_app(), "/before")
     assert outcome.status == 500
     assert outcome.body == b"Internal Server Error"
     assert isinstance(outcome.error, Boom)
-    errors = lilya_errors(caplog)
-    assert len(errors) == 1
-    assert errors[0].exc_info is not None
-    assert errors[0].exc_info[1] is outcome.error
-    assert "denied the handshake with 500" in errors[0].getMessage()
+    assert answered_once(caplog) == (
+        "Answered the unhandled Boom in websocket /before with a 500 denial; "
+        "re-raised it to the server."
+    )
 
 
 async def test_an_error_before_accept_without_the_extension_closes(
@@ -146,22 +170,20 @@ async def test_an_error_before_accept_without_the_extension_closes(
     outcome = await call_websocket(make_app(), "/before", extensions=False)
     assert outcome.types == ["websocket.close"]
     assert isinstance(outcome.error, Boom)
-    assert len(lilya_errors(caplog)) == 1
+    assert "with a close (403)" in answered_once(caplog)
 
 
-async def test_an_error_after_accept_closes_1011_logged_once_and_reraised(
+async def test_an_error_after_accept_closes_1011_and_is_reraised_for_the_server_to_log(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     outcome = await call_websocket(make_app(), "/after")
     assert outcome.types == ["websocket.accept", "websocket.send", "websocket.close"]
     assert outcome.close == (1011, "")
     assert isinstance(outcome.error, Boom)
-    errors = lilya_errors(caplog)
-    assert len(errors) == 1
-    assert "closed with 1011" in errors[0].getMessage()
+    assert "Boom in websocket /after with close 1011" in answered_once(caplog)
 
 
-def test_the_test_client_reraises_server_errors() -> None:
+def test_the_test_client_reraises_server_errors(caplog: pytest.LogCaptureFixture) -> None:
     client = TestClient(make_app())
     with pytest.raises(Boom, match="before accept"), client.websocket_connect("/before"):
         pass
@@ -175,6 +197,8 @@ def test_the_test_client_reraises_server_errors() -> None:
 
     with pytest.raises(Boom, match="after accept"):
         talk()
+    assert lilya_errors(caplog) == []  # the test, like a server, gets the traceback
+    assert len(lilya_notes(caplog)) == 2
 
 
 def test_without_raising_the_test_client_sees_the_500_and_the_1011() -> None:
@@ -187,12 +211,15 @@ def test_without_raising_the_test_client_sees_the_500_and_the_1011() -> None:
         assert ws.receive() == {"type": "websocket.close", "code": 1011, "reason": ""}
 
 
-async def test_nested_apps_answer_and_log_an_error_once(caplog: pytest.LogCaptureFixture) -> None:
+async def test_nested_apps_answer_an_error_once_and_reraise_it(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     outer = Lilya(routes=[Include("/inner", app=make_app())])
     outcome = await call_websocket(outer, "/inner/after")
     assert outcome.close == (1011, "")
     assert outcome.types.count("websocket.close") == 1
-    assert len(lilya_errors(caplog)) == 1
+    assert isinstance(outcome.error, Boom)
+    answered_once(caplog)
 
 
 async def test_an_error_in_middleware_before_the_route_is_answered_too(
@@ -211,7 +238,7 @@ async def test_an_error_in_middleware_before_the_route_is_answered_too(
     outcome = await call_websocket(app, "/after")
     assert outcome.status == 500
     assert isinstance(outcome.error, Boom)
-    assert len(lilya_errors(caplog)) == 1
+    answered_once(caplog)
 
 
 async def test_a_client_that_leaves_is_not_an_error(caplog: pytest.LogCaptureFixture) -> None:
@@ -220,6 +247,7 @@ async def test_a_client_that_leaves_is_not_an_error(caplog: pytest.LogCaptureFix
     assert outcome.error is None
     assert outcome.types == ["websocket.accept"]  # no 1011, and no close after the client left
     assert lilya_errors(caplog) == []
+    assert lilya_notes(caplog) == []
 
 
 async def test_a_disconnect_raised_by_middleware_is_not_an_error(
@@ -247,6 +275,7 @@ async def test_websocket_exception_closes_with_its_code_and_reason(
     assert outcome.close == expected
     assert outcome.error is None
     assert lilya_errors(caplog) == []
+    assert lilya_notes(caplog) == []
 
 
 def test_websocket_exception_through_the_test_client() -> None:
@@ -368,7 +397,7 @@ async def test_a_handler_that_reraises_declines_and_the_error_is_answered(
     assert outcome.close == (1011, "")
     assert isinstance(outcome.error, Boom)
     assert calls == ["declined"]  # not consulted again by the app-level layer
-    assert len(lilya_errors(caplog)) == 1
+    answered_once(caplog)
 
 
 async def test_the_server_error_handler_customizes_but_still_reraises(
@@ -387,7 +416,13 @@ async def test_the_server_error_handler_customizes_but_still_reraises(
     outcome = await call_http(app, "/boom")
     assert (outcome.status, outcome.body) == (500, b"custom http")
     assert isinstance(outcome.error, Boom)
-    assert len(lilya_errors(caplog)) == 2
+    assert lilya_errors(caplog) == []
+    assert lilya_notes(caplog) == [
+        "Answered the unhandled Boom in websocket /after through the server-error handler; "
+        "re-raised it to the server.",
+        "Answered the unhandled Boom in http GET /boom with the handler's response; "
+        "re-raised it to the server.",
+    ]
 
 
 async def test_a_500_handler_may_deny_a_websocket_with_its_own_response() -> None:
@@ -430,15 +465,13 @@ async def test_404_and_405_go_through_status_handlers() -> None:
     assert outcome.headers["allow"] == "GET, HEAD"
 
 
-async def test_an_unhandled_http_error_is_500_logged_once_and_reraised(
+async def test_an_unhandled_http_error_is_500_and_reraised_for_the_server_to_log(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     outcome = await call_http(make_app(), "/boom")
     assert (outcome.status, outcome.body) == (500, b"Internal Server Error")
     assert isinstance(outcome.error, Boom)
-    errors = lilya_errors(caplog)
-    assert len(errors) == 1
-    assert "answered 500" in errors[0].getMessage()
+    assert "Boom in http GET /boom with 500" in answered_once(caplog)
 
 
 async def test_debug_puts_the_traceback_in_the_500_body() -> None:
@@ -448,7 +481,7 @@ async def test_debug_puts_the_traceback_in_the_500_body() -> None:
     assert b"Boom: http" in outcome.body
 
 
-async def test_an_error_after_the_response_started_is_only_logged(
+async def test_an_error_after_the_response_started_is_only_reraised(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     async def half(scope: Scope, receive: Receive, send: Send) -> None:
@@ -458,7 +491,7 @@ async def test_an_error_after_the_response_started_is_only_logged(
     outcome = await call_http(Lilya(routes=[Path("/", half)]), "/")
     assert outcome.types == ["http.response.start"]
     assert isinstance(outcome.error, Boom)
-    assert "already started" in lilya_errors(caplog)[0].getMessage()
+    assert "the response had already started" in answered_once(caplog)
 
 
 async def test_a_handled_exception_after_the_response_started_is_a_clear_error() -> None:
@@ -542,7 +575,7 @@ async def test_an_error_midway_through_a_denial_finishes_the_body(
     assert outcome.types[-1] == "websocket.http.response.body"
     assert outcome.sent[-1].get("more_body", False) is False
     assert isinstance(outcome.error, Boom)
-    assert len(lilya_errors(caplog)) == 1
+    answered_once(caplog)
 
 
 async def test_a_handler_state_in_the_middle_of_a_denial_is_response() -> None:

@@ -1,7 +1,8 @@
 """The application layer's error rows over a real uvicorn server and a real client.
 
 What the ``websockets`` client sees is what a browser would: the handshake
-status, or the close code and reason.
+status, or the close code and reason. The server's log shows what was logged:
+an unhandled error's traceback exactly once (uvicorn's; lilya logs none).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import pytest
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import ClientConnection, connect
 
-from tests.support.servers import ROOT, RunningServer, free_port, serve, tracebacks
+from tests.support.servers import ROOT, RunningServer, free_port, raised, serve, tracebacks
 
 pytestmark = pytest.mark.server
 
@@ -37,7 +38,7 @@ def _connect(server: RunningServer, path: str, **kwargs: object) -> ClientConnec
 def _handshake_status(server: RunningServer, path: str, **kwargs: object) -> tuple[int, bytes]:
     with pytest.raises(InvalidStatus) as info, _connect(server, path, **kwargs):
         pass
-    return info.value.response.status_code, info.value.response.body or b""
+    return info.value.response.status_code, bytes(info.value.response.body or b"")
 
 
 def _close_of(ws: ClientConnection) -> tuple[int, str]:
@@ -51,6 +52,17 @@ def _close_of(ws: ClientConnection) -> tuple[int, str]:
     return info.value.rcvd.code, info.value.rcvd.reason
 
 
+def _traceback_logged_once(server: RunningServer, exception_line: str) -> None:
+    """Wait for the traceback ending in *exception_line*; then assert the log has it once."""
+    server.wait_for_log(exception_line)
+    time.sleep(0.3)
+    log = server.log()
+    assert [line for line in raised(log) if line.endswith(exception_line)] == [
+        f"tests.support.app_layer_app.{exception_line}"
+    ], log
+    assert "Exception in ASGI application" in log  # uvicorn's copy is the one
+
+
 def test_a_routed_handler_gets_its_path_params(uvicorn: RunningServer) -> None:
     with _connect(uvicorn, "/echo/lobby") as ws:
         ws.send("hi")
@@ -61,18 +73,21 @@ def test_no_route_is_a_403(uvicorn: RunningServer) -> None:
     assert _handshake_status(uvicorn, "/nowhere")[0] == 403
 
 
-def test_an_error_before_accept_is_a_500_and_logged(uvicorn: RunningServer) -> None:
+def test_an_error_before_accept_is_a_500_and_its_traceback_logged_once(
+    uvicorn: RunningServer,
+) -> None:
     status, body = _handshake_status(uvicorn, "/raise-before")
     assert (status, body) == (500, b"Internal Server Error")
-    log = uvicorn.wait_for_log("Unhandled Boom in websocket /raise-before")
-    assert "Boom: before accept" in log
+    _traceback_logged_once(uvicorn, "Boom: before accept")
 
 
-def test_an_error_after_accept_is_close_1011(uvicorn: RunningServer) -> None:
+def test_an_error_after_accept_is_close_1011_and_its_traceback_logged_once(
+    uvicorn: RunningServer,
+) -> None:
     with _connect(uvicorn, "/raise-after") as ws:
         assert ws.recv(timeout=5) == "ready"
         assert _close_of(ws) == (1011, "")
-    uvicorn.wait_for_log("Unhandled Boom in websocket /raise-after; closed with 1011")
+    _traceback_logged_once(uvicorn, "Boom: after accept")
 
 
 def test_websocket_exception_closes_with_its_code_and_reason(uvicorn: RunningServer) -> None:
@@ -136,7 +151,7 @@ def test_http_rows(uvicorn: RunningServer) -> None:
         assert client.post("/page").status_code == 405
         response = client.get("/boom")
         assert (response.status_code, response.text) == (500, "Internal Server Error")
-    uvicorn.wait_for_log("Unhandled Boom in http GET /boom; answered 500")
+    _traceback_logged_once(uvicorn, "Boom: http")
 
 
 def test_a_failing_startup_is_reported_to_uvicorn() -> None:

@@ -3,11 +3,12 @@
 HTTP: a 500 response if none has started (the traceback in its body when
 ``debug`` is on). WebSocket: a 500 denial response before accept (a close,
 seen as 403, where the server lacks the extension), close 1011 after. Either
-way the error is logged once on the ``lilya`` logger and **re-raised**: the
-server logs it as well (uvicorn: "Exception in ASGI application") and the test
-client raises it in your test. A client that disconnects is not an error: a
-``WebSocketDisconnect`` that reaches this layer is logged at DEBUG and ends the
-connection quietly.
+way the error is then **re-raised**, as Starlette's middleware does: the server
+logs its traceback, once (uvicorn: "Exception in ASGI application"), and the
+test client raises it in your test. lilya does not log the traceback too; it
+notes at INFO on the ``lilya`` logger what it answered. A client that
+disconnects is not an error: a ``WebSocketDisconnect`` that reaches this layer
+is logged at DEBUG and ends the connection quietly.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from lilya._exception_handlers import (
     ExceptionHandler,
     answer_websocket_error,
     close_websocket,
-    log_error_once,
+    note_answered,
 )
 from lilya._tracker import track
 from lilya.requests import Request
@@ -38,15 +39,15 @@ logger = logging.getLogger("lilya")
 
 
 class ServerErrorMiddleware:
-    """Answer unhandled errors with 500 / 1011, log them once, re-raise them.
+    """Answer unhandled errors with 500 / 1011 and re-raise them for the server to log.
 
     Args:
         app: the app to guard.
         handler: ``handler(connection, exc)`` to customize the answer (a
             response for HTTP; for a WebSocket it may close it or return a
-            denial response). The error is still logged and re-raised.
+            denial response). The error is still re-raised.
         debug: put the traceback in the HTTP 500 body. Never for WebSockets:
-            denial bodies are rarely shown, the log has it.
+            denial bodies are rarely shown; the server's log has it.
     """
 
     def __init__(
@@ -82,7 +83,7 @@ class ServerErrorMiddleware:
 
     async def _answer_http(self, scope: Scope, tracker: ConnectionTracker, exc: Exception) -> None:
         if tracker.started:
-            log_error_once(exc, scope, "the response had already started")
+            note_answered(exc, scope, "with nothing: the response had already started")
             return
         request = Request(scope, tracker.receive, tracker.send)
         response: Any = None
@@ -97,4 +98,6 @@ class ServerErrorMiddleware:
             response = PlainText(body, 500)
         with contextlib.suppress(OSError):  # the client left; the error is what matters
             await response(scope, tracker.receive, tracker.send)
-        log_error_once(exc, scope, "answered 500")
+        note_answered(
+            exc, scope, "with 500" if self.handler is None else "with the handler's response"
+        )
