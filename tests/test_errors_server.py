@@ -2,7 +2,8 @@
 
 What the ``websockets`` client sees is what a browser would: the handshake
 status, or the close code and reason. The server's log shows what was logged:
-an unhandled error's traceback exactly once (uvicorn's; lilya logs none).
+an unhandled error's traceback exactly once (uvicorn's; lilya logs none), a
+handled error not at all.
 """
 
 from __future__ import annotations
@@ -61,6 +62,13 @@ def _traceback_logged_once(server: RunningServer, exception_line: str) -> None:
         f"tests.support.app_layer_app.{exception_line}"
     ], log
     assert "Exception in ASGI application" in log  # uvicorn's copy is the one
+
+
+def _never_logged(server: RunningServer, *names: str) -> None:
+    """After a moment to settle, no line of the server's log mentions any of *names*."""
+    time.sleep(0.3)
+    log = server.log()
+    assert not [name for name in names if name in log], log
 
 
 def test_a_routed_handler_gets_its_path_params(uvicorn: RunningServer) -> None:
@@ -152,6 +160,57 @@ def test_http_rows(uvicorn: RunningServer) -> None:
         response = client.get("/boom")
         assert (response.status_code, response.text) == (500, "Internal Server Error")
     _traceback_logged_once(uvicorn, "Boom: http")
+
+
+# -- errors the app's exception handlers answer ----------------------------------
+
+
+def test_a_class_handler_closes_the_websocket_with_its_code_and_reason(
+    uvicorn: RunningServer,
+) -> None:
+    with _connect(uvicorn, "/handled/sold-out") as ws:
+        assert ws.recv(timeout=5) == "ready"
+        assert _close_of(ws) == (4409, "out of stock: tea (CONNECTED)")
+    _never_logged(uvicorn, "OutOfStock")
+
+
+def test_a_class_handler_may_deny_the_handshake_with_its_response(
+    uvicorn: RunningServer,
+) -> None:
+    with pytest.raises(InvalidStatus) as info, _connect(uvicorn, "/handled/banned"):
+        pass
+    response = info.value.response
+    assert (response.status_code, response.body) == (451, b"banned: mallory")
+    assert response.headers["x-ban"] == "yes"
+    _never_logged(uvicorn, "Banned")
+
+
+def test_a_status_code_handler_answers_a_websocket_and_a_request_alike(
+    uvicorn: RunningServer,
+) -> None:
+    status, body = _handshake_status(uvicorn, "/handled/pay")
+    assert (status, json.loads(body)) == (402, {"pay": "/handled/pay", "detail": "pay first"})
+    with httpx.Client(base_url=uvicorn.http_url, timeout=5) as client:
+        response = client.get("/handled/pay")
+        assert response.status_code == 402
+        assert response.json() == {"pay": "/handled/pay", "detail": "pay first"}
+        missing = client.get("/nothing/here")
+        assert (missing.status_code, missing.json()) == (404, {"missing": "/nothing/here"})
+    _never_logged(uvicorn, "HTTPException", "pay first")
+
+
+def test_a_close_code_handler_replaces_the_close(uvicorn: RunningServer) -> None:
+    with _connect(uvicorn, "/handled/ws-4003") as ws:
+        assert _close_of(ws) == (4013, "the 4003 handler saw 'raw'")
+    _never_logged(uvicorn, "WebSocketException")
+
+
+def test_a_class_handler_answers_http_with_its_response(uvicorn: RunningServer) -> None:
+    with httpx.Client(base_url=uvicorn.http_url, timeout=5) as client:
+        response = client.get("/handled/sold-out")
+    assert response.status_code == 409
+    assert response.json() == {"error": "out of stock", "item": "coffee"}
+    _never_logged(uvicorn, "OutOfStock")
 
 
 def test_a_failing_startup_is_reported_to_uvicorn() -> None:

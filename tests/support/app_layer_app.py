@@ -1,4 +1,9 @@
-"""A routed lilya app with every error row, served by real servers in the tests."""
+"""A routed lilya app with every error row, served by real servers in the tests.
+
+The routes under "handled" raise exceptions that the app's exception handlers
+answer: by class (``OutOfStock``, ``Banned``), by status code (402, 404) and by
+close code (4003), for WebSockets and HTTP alike.
+"""
 
 from __future__ import annotations
 
@@ -11,12 +16,21 @@ from lilya.middleware import DefineMiddleware
 from lilya.middleware.authentication import AuthenticationError, AuthenticationMiddleware
 from lilya.middleware.trusted_host import TrustedHostMiddleware
 from lilya.requests import Request
+from lilya.responses import JSONResponse, PlainText, Response
 from lilya.routing import Include, Path, WebSocketPath
 from lilya.websockets import WebSocket
 
 
 class Boom(Exception):
     pass
+
+
+class OutOfStock(Exception):
+    """Handled by class: close 4409 on a WebSocket, a 409 JSON response on HTTP."""
+
+
+class Banned(Exception):
+    """Handled by class before accept: the handler denies the handshake with a 451."""
 
 
 async def echo_room(websocket: WebSocket, room: str) -> None:
@@ -81,6 +95,60 @@ async def whoami(websocket: WebSocket) -> None:
     await websocket.send_text(str(websocket.user))
 
 
+# -- handled errors -------------------------------------------------------------
+
+
+async def out_of_stock(connection: Request | WebSocket, exc: OutOfStock) -> Response | None:
+    if isinstance(connection, WebSocket):
+        state = connection.application_state.name
+        await connection.close(4409, f"out of stock: {exc} ({state})")
+        return None
+    return JSONResponse({"error": "out of stock", "item": str(exc)}, 409)
+
+
+def banned(websocket: WebSocket, exc: Banned) -> Response:
+    return PlainText(f"banned: {exc}", 451, headers={"x-ban": "yes"})
+
+
+def payment_required(connection: Request | WebSocket, exc: HTTPException) -> Response:
+    return JSONResponse({"pay": connection.url.path, "detail": exc.detail}, 402)
+
+
+def not_found(request: Request, exc: HTTPException) -> Response:
+    return JSONResponse({"missing": request.url.path}, 404)
+
+
+async def renumber_4003(websocket: WebSocket, exc: WebSocketException) -> None:
+    await websocket.close(4013, f"the 4003 handler saw {exc.reason!r}")
+
+
+async def sold_out_after_accept(websocket: WebSocket) -> None:
+    await websocket.accept()
+    await websocket.send_text("ready")
+    raise OutOfStock("tea")
+
+
+async def banned_before_accept(websocket: WebSocket) -> None:
+    raise Banned("mallory")
+
+
+async def pay_first(websocket: WebSocket) -> None:
+    raise HTTPException(402, "pay first")
+
+
+async def ws_exception_4003(websocket: WebSocket) -> None:
+    await websocket.accept()
+    raise WebSocketException(4003, "raw")
+
+
+async def sold_out_page(request: Request) -> str:
+    raise OutOfStock("coffee")
+
+
+async def pay_first_page(request: Request) -> str:
+    raise HTTPException(402, "pay first")
+
+
 async def page(request: Request) -> str:
     return "page"
 
@@ -113,7 +181,25 @@ app = Lilya(
         ),
         Path("/page", page),
         Path("/boom", http_boom),
-    ]
+        Include(
+            "/handled",
+            routes=[
+                WebSocketPath("/sold-out", sold_out_after_accept),
+                WebSocketPath("/banned", banned_before_accept),
+                WebSocketPath("/pay", pay_first),
+                WebSocketPath("/ws-4003", ws_exception_4003),
+                Path("/sold-out", sold_out_page),
+                Path("/pay", pay_first_page),
+            ],
+        ),
+    ],
+    exception_handlers={
+        OutOfStock: out_of_stock,
+        Banned: banned,
+        402: payment_required,
+        404: not_found,
+        4003: renumber_4003,
+    },
 )
 
 
