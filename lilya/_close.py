@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import Final
 
-__all__ = ["MAX_REASON_BYTES", "check_close", "sendable_code"]
+__all__ = ["MAX_REASON_BYTES", "check_close", "fit_reason", "sendable_code"]
 
 MAX_REASON_BYTES: Final = 123
 
@@ -53,3 +53,15 @@ def check_close(code: object, reason: object) -> str:
             f"this one is {size}; shorten it, and send details in a message before closing."
         )
     return reason
+
+
+def fit_reason(reason: str) -> str:
+    """Shorten *reason* to the 123 UTF-8 bytes a close frame allows, marking the cut.
+
+    For reasons lilya makes from error details (an ``HTTPException`` after
+    accept), where refusing to close would be worse than a shorter reason.
+    """
+    encoded = reason.encode("utf-8")
+    if len(encoded) <= MAX_REASON_BYTES:
+        return reason
+    return encoded[: MAX_REASON_BYTES - 3].decode("utf-8", "ignore") + "..."

@@ -36,6 +36,7 @@ import logging
 from collections.abc import Callable, Mapping
 from typing import Any, Final
 
+from lilya._close import fit_reason
 from lilya._tracker import ConnectionTracker, track
 from lilya.exceptions import (
     HTTPException,
@@ -66,7 +67,6 @@ __all__ = [
     "close_websocket",
     "connection_token",
     "deny_websocket",
-    "fit_reason",
     "guard_websocket",
     "handle_exception",
     "note_answered",
@@ -89,9 +89,6 @@ SERVER_ERROR_HANDLER_KEY: Final = "lilya.server_error_handler"
 _TOKEN_KEY: Final = "lilya.connection_token"
 _SEEN: Final = "__lilya_handlers_seen__"
 _ANSWERED: Final = "__lilya_answered__"
-
-# A close reason must fit a control frame: 123 bytes of UTF-8 (RFC 6455 §5.5).
-_MAX_REASON: Final = 123
 
 
 def connection_token(scope: Scope) -> object:
@@ -117,14 +114,6 @@ def _mark(exc: BaseException, marker: str, scope: Scope) -> None:
 def supports_denial(scope: Scope) -> bool:
     """Whether the server offers the Websocket Denial Response extension."""
     return "websocket.http.response" in (scope.get("extensions") or {})
-
-
-def fit_reason(reason: str) -> str:
-    """Shorten *reason* to the 123 UTF-8 bytes a close frame allows, marking the cut."""
-    encoded = reason.encode("utf-8")
-    if len(encoded) <= _MAX_REASON:
-        return reason
-    return encoded[: _MAX_REASON - 3].decode("utf-8", "ignore") + "..."
 
 
 async def close_websocket(tracker: ConnectionTracker, code: int = 1000, reason: str = "") -> None:

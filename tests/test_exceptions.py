@@ -73,3 +73,12 @@ def test_status_reason_phrases_and_close_codes() -> None:
     assert status.WS_1009_MESSAGE_TOO_BIG == 1009
     assert status.WS_1015_TLS_HANDSHAKE == 1015
     assert set(status.__all__) <= set(dir(status))
+
+
+def test_fit_reason_cuts_long_reasons_to_a_close_frame_and_marks_the_cut() -> None:
+    from lilya._close import MAX_REASON_BYTES, fit_reason
+
+    assert fit_reason("short") == "short"
+    cut = fit_reason("é" * 100)
+    assert len(cut.encode()) <= MAX_REASON_BYTES
+    assert cut.endswith("...")
