@@ -29,6 +29,7 @@ servers disagree on what an app that just returns means
 
 from __future__ import annotations
 
+import abc
 import difflib
 import enum
 import inspect
@@ -96,26 +97,30 @@ def get_route_path(scope: Scope) -> str:
 # -- routes ------------------------------------------------------------------
 
 
-class BaseRoute:
-    """What the router asks of a route: does it match, handle it, and build its path."""
+class BaseRoute(abc.ABC):
+    """What the router asks of a route: does it match, handle it, and build its path.
+
+    Subclass it for a route of your own; a subclass that leaves one of these
+    out cannot be instantiated (``TypeError`` naming what is missing).
+    """
 
     name: str | None = None
 
+    @abc.abstractmethod
     def matches(self, scope: Scope, route_path: str) -> tuple[Match, dict[str, Any]]:
         """Return how well *scope* matches, and the scope keys to set when handling it."""
-        raise NotImplementedError  # pragma: no cover
 
+    @abc.abstractmethod
     async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Serve a connection this route matched."""
-        raise NotImplementedError  # pragma: no cover
 
+    @abc.abstractmethod
     def path_for(self, name: str, /, **path_params: Any) -> URLPath:
         """Return the path of route *name* filled with *path_params*.
 
         Raises:
             NoMatchFound: this route is not called *name* or takes other params.
         """
-        raise NotImplementedError  # pragma: no cover
 
 
 def _own_path_for(

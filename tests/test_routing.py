@@ -595,3 +595,14 @@ def test_a_converter_that_refuses_a_value_means_no_match() -> None:
     compiled = compile_path("/n/{n:even_for_test}")
     assert compiled.match("/n/4") == ({"n": 4}, "")
     assert compiled.match("/n/3") is None
+
+
+def test_a_custom_route_must_implement_the_whole_route_interface() -> None:
+    from lilya.routing import BaseRoute
+
+    class Incomplete(BaseRoute):
+        def matches(self, scope: Any, route_path: str) -> Any:
+            return None
+
+    with pytest.raises(TypeError, match="abstract"):
+        Incomplete()  # type: ignore[abstract]
