@@ -12,6 +12,7 @@ Values arrive decoded: ASGI servers put the percent-decoded path in
 
 from __future__ import annotations
 
+import enum
 import math
 import re
 import uuid
@@ -20,13 +21,19 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 from urllib.parse import quote
 
-from lilya.exceptions import ImproperlyConfigured
+from lilya.datastructures import URLPath
+from lilya.exceptions import ImproperlyConfigured, NoMatchFound
+from lilya.types import Scope
 
 __all__ = [
     "CONVERTERS",
     "CompiledPath",
     "Converter",
+    "Match",
     "compile_path",
+    "get_route_path",
+    "matched_scope",
+    "own_path_for",
     "register_converter",
 ]
 
@@ -258,3 +265,63 @@ def compile_path(template: str, *, prefix: bool = False) -> CompiledPath:
     pattern += re.escape(tail) + ("(?=/|$)" if prefix else "$")
     fmt += tail
     return CompiledPath(template, re.compile(pattern), converters, fmt)
+
+
+# -- matching and reverse routing, shared by every route ----------------------
+
+
+class Match(enum.Enum):
+    """How well a route matches a connection."""
+
+    NONE = 0
+    PARTIAL = 1  # the path matched, the HTTP method did not
+    FULL = 2
+
+
+def get_route_path(scope: Scope) -> str:
+    """Return the part of ``scope["path"]`` below ``scope["root_path"]``.
+
+    ASGI says ``path`` includes ``root_path`` (uvicorn does so); some servers
+    and older apps leave it out, so a path that does not start with the root
+    path is taken as already relative.
+    """
+    path: str = scope["path"]
+    root_path: str = scope.get("root_path", "") or ""
+    if root_path and path.startswith(root_path):
+        rest = path[len(root_path) :]
+        if not rest or rest.startswith("/"):
+            return rest
+    return path
+
+
+def own_path_for(
+    route_name: str | None,
+    compiled: CompiledPath,
+    protocol: str,
+    name: str,
+    params: Mapping[str, Any],
+) -> URLPath:
+    """Fill *compiled* with *params* if this route is called *name* and takes exactly them.
+
+    Raises:
+        NoMatchFound: another name, other params, or a value its converter refuses.
+    """
+    if name != route_name:
+        raise NoMatchFound(name, params)
+    expected = compiled.param_names
+    if set(params) != expected:
+        wanted = ", ".join(sorted(expected)) or "none"
+        raise NoMatchFound(
+            name, params, hint=f"route {name!r} ({compiled.template!r}) takes params: {wanted}"
+        )
+    try:
+        return URLPath(compiled.format(params), protocol)
+    except ValueError as exc:
+        raise NoMatchFound(name, params, hint=str(exc)) from None
+
+
+def matched_scope(scope: Scope, params: dict[str, Any]) -> dict[str, Any]:
+    """The scope keys a matched route sets: its params added to any from outer Includes."""
+    if not params:
+        return {"path_params": dict(scope.get("path_params") or {})}
+    return {"path_params": {**(scope.get("path_params") or {}), **params}}

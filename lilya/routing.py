@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import abc
 import difflib
-import enum
 import inspect
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, TypeVar, cast
@@ -47,7 +46,13 @@ from lilya._exception_handlers import (
 )
 from lilya._handlers import HandlerCall, is_function_handler, name_of
 from lilya._lifespan import run_lifespan
-from lilya._matching import CompiledPath, compile_path
+from lilya._matching import (
+    Match,
+    compile_path,
+    get_route_path,
+    matched_scope,
+    own_path_for,
+)
 from lilya._tracker import track, websocket_for
 from lilya.datastructures import URL, URLPath
 from lilya.exceptions import HTTPException, ImproperlyConfigured, NoMatchFound
@@ -68,30 +73,6 @@ __all__ = [
 ]
 
 _F = TypeVar("_F", bound=Callable[..., Any])
-
-
-class Match(enum.Enum):
-    """How well a route matches a connection."""
-
-    NONE = 0
-    PARTIAL = 1  # the path matched, the HTTP method did not
-    FULL = 2
-
-
-def get_route_path(scope: Scope) -> str:
-    """Return the part of ``scope["path"]`` below ``scope["root_path"]``.
-
-    ASGI says ``path`` includes ``root_path`` (uvicorn does so); some servers
-    and older apps leave it out, so a path that does not start with the root
-    path is taken as already relative.
-    """
-    path: str = scope["path"]
-    root_path: str = scope.get("root_path", "") or ""
-    if root_path and path.startswith(root_path):
-        rest = path[len(root_path) :]
-        if not rest or rest.startswith("/"):
-            return rest
-    return path
 
 
 # -- routes ------------------------------------------------------------------
@@ -121,29 +102,6 @@ class BaseRoute(abc.ABC):
         Raises:
             NoMatchFound: this route is not called *name* or takes other params.
         """
-
-
-def _own_path_for(
-    route: BaseRoute, compiled: CompiledPath, protocol: str, name: str, params: Mapping[str, Any]
-) -> URLPath:
-    if name != route.name:
-        raise NoMatchFound(name, params)
-    expected = compiled.param_names
-    if set(params) != expected:
-        wanted = ", ".join(sorted(expected)) or "none"
-        raise NoMatchFound(
-            name, params, hint=f"route {name!r} ({compiled.template!r}) takes params: {wanted}"
-        )
-    try:
-        return URLPath(compiled.format(params), protocol)
-    except ValueError as exc:
-        raise NoMatchFound(name, params, hint=str(exc)) from None
-
-
-def _matched_scope(scope: Scope, params: dict[str, Any]) -> dict[str, Any]:
-    if not params:
-        return {"path_params": dict(scope.get("path_params") or {})}
-    return {"path_params": {**(scope.get("path_params") or {}), **params}}
 
 
 class Path(BaseRoute):
@@ -197,7 +155,7 @@ class Path(BaseRoute):
         found = self._compiled.match(route_path)
         if found is None:
             return Match.NONE, {}
-        child = _matched_scope(scope, found[0])
+        child = matched_scope(scope, found[0])
         if self.methods is not None and scope["method"] not in self.methods:
             return Match.PARTIAL, child
         return Match.FULL, child
@@ -228,7 +186,7 @@ class Path(BaseRoute):
             await settle_http_error(scope, tracker, exc)
 
     def path_for(self, name: str, /, **path_params: Any) -> URLPath:
-        return _own_path_for(self, self._compiled, "http", name, path_params)
+        return own_path_for(self.name, self._compiled, "http", name, path_params)
 
     def __repr__(self) -> str:
         methods = sorted(self.methods) if self.methods is not None else "any"
@@ -285,7 +243,7 @@ class WebSocketPath(BaseRoute):
         found = self._compiled.match(route_path)
         if found is None:
             return Match.NONE, {}
-        return Match.FULL, _matched_scope(scope, found[0])
+        return Match.FULL, matched_scope(scope, found[0])
 
     async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         await self.app(scope, receive, send)
@@ -303,7 +261,7 @@ class WebSocketPath(BaseRoute):
             await self._call(websocket, scope.get("path_params") or {})
 
     def path_for(self, name: str, /, **path_params: Any) -> URLPath:
-        return _own_path_for(self, self._compiled, "websocket", name, path_params)
+        return own_path_for(self.name, self._compiled, "websocket", name, path_params)
 
     def __repr__(self) -> str:
         return f"WebSocketPath({self.path!r}, name={self.name!r})"
@@ -368,7 +326,7 @@ class Include(BaseRoute):
         if found is None:
             return Match.NONE, {}
         params, rest = found
-        child = _matched_scope(scope, params)
+        child = matched_scope(scope, params)
         child["root_path"] = (scope.get("root_path", "") or "") + route_path[
             : len(route_path) - len(rest)
         ]
