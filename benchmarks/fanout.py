@@ -31,6 +31,7 @@ import sys
 import time
 import uuid
 from collections.abc import Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Any
 
@@ -47,76 +48,71 @@ BATCH = 100  # messages published between two yields to the event loop
 # -- 1. in-process fan-out -------------------------------------------------------
 
 
+async def fanout(
+    subscribe: Callable[[], AbstractAsyncContextManager[Any]],
+    publish: Callable[[str], Awaitable[Any]],
+    subscribers: int,
+    messages: int,
+) -> float:
+    """Return deliveries/s of one publisher to *subscribers* readers.
+
+    The same loop for every library, so the libraries are all that differs:
+    *subscribe* opens one subscription (an async iterator of events), *publish*
+    sends one message to the channel.
+    """
+    done = 0
+    all_done = asyncio.Event()
+    ready = asyncio.Event()
+    entered = 0
+
+    async def reader() -> None:
+        nonlocal done, entered
+        async with subscribe() as sub:
+            entered += 1
+            if entered == subscribers:
+                ready.set()
+            count = 0
+            async for _event in sub:
+                count += 1
+                if count == messages:
+                    break
+            done += 1
+            if done == subscribers:
+                all_done.set()
+
+    tasks = [asyncio.create_task(reader()) for _ in range(subscribers)]
+    await ready.wait()
+    started = time.perf_counter()
+    for i in range(messages):
+        await publish("x")
+        if i % BATCH == BATCH - 1:
+            await asyncio.sleep(0)
+    await all_done.wait()
+    elapsed = time.perf_counter() - started
+    await asyncio.gather(*tasks)
+    return subscribers * messages / elapsed
+
+
 async def fanout_lilya(subscribers: int, messages: int) -> float:
     """Return deliveries/s of lilya's memory:// with *subscribers* readers."""
     async with Channels("memory://", max_queue=max(BATCH * 2, 1000)) as channels:
-        done = 0
-        all_done = asyncio.Event()
-        ready = asyncio.Event()
-        entered = 0
-
-        async def reader() -> None:
-            nonlocal done, entered
-            async with channels.subscribe("bench") as sub:
-                entered += 1
-                if entered == subscribers:
-                    ready.set()
-                count = 0
-                async for _event in sub:
-                    count += 1
-                    if count == messages:
-                        break
-                done += 1
-                if done == subscribers:
-                    all_done.set()
-
-        tasks = [asyncio.create_task(reader()) for _ in range(subscribers)]
-        await ready.wait()
-        started = time.perf_counter()
-        for i in range(messages):
-            await channels.publish("bench", "x")
-            if i % BATCH == BATCH - 1:
-                await asyncio.sleep(0)
-        await all_done.wait()
-        elapsed = time.perf_counter() - started
-        await asyncio.gather(*tasks)
-    return subscribers * messages / elapsed
+        return await fanout(
+            lambda: channels.subscribe("bench"),
+            lambda data: channels.publish("bench", data),
+            subscribers,
+            messages,
+        )
 
 
 async def fanout_broadcaster(subscribers: int, messages: int) -> float:
     """Return deliveries/s of broadcaster's memory:// with *subscribers* readers."""
     async with Broadcast("memory://") as broadcast:
-        done = 0
-        all_done = asyncio.Event()
-        ready = asyncio.Event()
-        entered = 0
-
-        async def reader() -> None:
-            nonlocal done, entered
-            async with broadcast.subscribe("bench") as sub:
-                entered += 1
-                if entered == subscribers:
-                    ready.set()
-                count = 0
-                async for _event in sub:  # type: ignore[union-attr]
-                    count += 1
-                    if count == messages:
-                        break
-                done += 1
-                if done == subscribers:
-                    all_done.set()
-
-        tasks = [asyncio.create_task(reader()) for _ in range(subscribers)]
-        await ready.wait()
-        started = time.perf_counter()
-        for i in range(messages):
-            await broadcast.publish("bench", "x")
-            if i % BATCH == BATCH - 1:
-                await asyncio.sleep(0)
-        await all_done.wait()
-        elapsed = time.perf_counter() - started
-        await asyncio.gather(*tasks)
-    return subscribers * messages / elapsed
+        return await fanout(
+            lambda: broadcast.subscribe("bench"),
+            lambda data: broadcast.publish("bench", data),
+            subscribers,
+            messages,
+        )
 
 
 # -- 2. latency across processes through Redis --------------------------------------
