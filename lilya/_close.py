@@ -16,7 +16,15 @@ from __future__ import annotations
 
 from typing import Final
 
-__all__ = ["MAX_REASON_BYTES", "check_close", "fit_reason", "sendable_code"]
+from lilya.types import Message, Send
+
+__all__ = [
+    "MAX_REASON_BYTES",
+    "check_close",
+    "fit_reason",
+    "send_with_close_fallback",
+    "sendable_code",
+]
 
 MAX_REASON_BYTES: Final = 123
 
@@ -65,3 +73,33 @@ def fit_reason(reason: str) -> str:
     if len(encoded) <= MAX_REASON_BYTES:
         return reason
     return encoded[: MAX_REASON_BYTES - 3].decode("utf-8", "ignore") + "..."
+
+
+def _private_range(message: Message) -> Message | None:
+    if message.get("type") != "websocket.close":
+        return None
+    code = message.get("code", 1000)
+    if not sendable_code(code) or code == 1000 or code >= 3000:
+        return None  # an invalid code, or one autobahn takes: not its refusal
+    return {**message, "code": 4000 + code % 1000}
+
+
+async def send_with_close_fallback(send: Send, message: Message) -> None:
+    """Send *message*; if the server refuses a standard close code, resend it privately.
+
+    autobahn, under daphne, lets a server send only 1000 and 3000-4999 (its
+    ``sendClose()`` contract, stricter than RFC 6455 §7.4.1), and daphne's
+    ``send`` raises a bare ``Exception`` for 1008, 1011 & co. We retry once with
+    the same code moved into the private range (1008 -> 4008), so the client
+    still learns why and nothing escapes into the server's log. Every other
+    failure, and ``OSError`` always, is raised as it is.
+    """
+    try:
+        await send(message)
+    except OSError:
+        raise
+    except Exception:
+        retry = _private_range(message)
+        if retry is None:
+            raise
+        await send(retry)

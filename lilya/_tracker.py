@@ -34,6 +34,7 @@ from __future__ import annotations
 
 from typing import Final
 
+from lilya._close import send_with_close_fallback
 from lilya.types import Message, Receive, Scope, Send
 from lilya.websockets import WebSocket, WebSocketState
 
@@ -163,7 +164,7 @@ class ConnectionTracker:
         ) and not message.get("more_body", False):
             self._finished = True
         try:
-            await self._send(message)
+            await send_with_close_fallback(self._send, message)
         except OSError:
             self._client_gone = True
             raise

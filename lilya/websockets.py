@@ -27,7 +27,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Iterable, Mapping
 from typing import Any, Final, Literal
 
-from lilya._close import check_close, sendable_code
+from lilya._close import check_close, send_with_close_fallback
 from lilya._connection import Connection
 from lilya._json import dumps_bytes as _dumps_bytes
 from lilya._json import dumps_text as _dumps_text
@@ -74,21 +74,6 @@ class WebSocketDisconnect(Exception):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(code={self.code!r}, reason={self.reason!r})"
-
-
-def _private_close(message: Message) -> Message | None:
-    # autobahn, under daphne, lets a server send only 1000 and 3000-4999 (its
-    # sendClose() contract, stricter than RFC 6455 §7.4.1) and its ASGI send
-    # raises a bare Exception for 1008, 1011 & co. Retry once with the same
-    # code moved into the private range (1008 -> 4008), so the client still
-    # learns why, and nothing escapes into the server's log. Any other failure
-    # is re-raised as it is.
-    if message.get("type") != "websocket.close":
-        return None
-    code = message.get("code", 1000)
-    if not sendable_code(code) or code == 1000 or code >= 3000:
-        return None  # an invalid code, or one autobahn takes: not its refusal
-    return {**message, "code": 4000 + code % 1000}
 
 
 def _payload_error(message: Message) -> TypeError | None:
@@ -252,19 +237,7 @@ class WebSocket(Connection):
         # if the server refuses the message.
         self.application_state = next_state
         try:
-            try:
-                await self._send(message)
-            except OSError:
-                raise
-            except Exception as exc:
-                retry = _private_close(message)
-                if retry is None:
-                    self.application_state = state
-                    mistake = _payload_error(message) if message_type == "websocket.send" else None
-                    if mistake is not None:
-                        raise mistake from exc
-                    raise
-                await self._send(retry)
+            await send_with_close_fallback(self._send, message)
         except OSError:
             lost = self._lost()
             if message_type == "websocket.close":
@@ -274,6 +247,12 @@ class WebSocket(Connection):
             # following close() is the silent no-op it is after any disconnect.
             self.application_state = state
             raise lost from None
+        except Exception as exc:
+            self.application_state = state  # the server refused it: it never left
+            mistake = _payload_error(message) if message_type == "websocket.send" else None
+            if mistake is not None:
+                raise mistake from exc
+            raise
 
     def _lost(self) -> WebSocketDisconnect:
         # ASGI 2.4: a send on a closed connection raises an OSError subclass

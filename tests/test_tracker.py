@@ -431,3 +431,42 @@ async def test_an_unattached_tracker_records_what_passes_and_shows_it_in_a_webso
     assert websocket.client_state is WebSocketState.DISCONNECTED
     assert websocket.application_state is WebSocketState.DISCONNECTED
     assert tracker.websocket(scope) is not websocket  # nothing is attached
+
+
+class RefusesStandardCodes:
+    """A server like daphne: its send refuses close codes but 1000 and 3000-4999."""
+
+    def __init__(self) -> None:
+        self.sent: list[Message] = []
+        self.incoming: list[Message] = [CONNECT]
+
+    async def receive(self) -> Message:
+        return self.incoming.pop(0) if self.incoming else disconnect()
+
+    async def send(self, message: Message) -> None:
+        code = message.get("code", 1000)
+        if message["type"] == "websocket.close" and code != 1000 and not 3000 <= code <= 4999:
+            raise Exception(f"invalid close code {code}")  # what autobahn raises
+        self.sent.append(message)
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("handler_kind", ["raw ASGI app", "function"])
+async def test_the_error_close_falls_back_to_the_private_range_on_every_path(
+    handler_kind: str,
+) -> None:
+    async def raw(scope: Scope, receive: Receive, send: Send) -> None:
+        await receive()
+        await send({"type": "websocket.accept"})
+        raise ValueError("boom")
+
+    async def function(websocket: WebSocket) -> None:
+        await websocket.accept()
+        raise ValueError("boom")
+
+    handler = raw if handler_kind == "raw ASGI app" else function
+    app = Lilya(routes=[WebSocketPath("/ws", handler)])
+    server = RefusesStandardCodes()
+    with pytest.raises(ValueError, match="boom"):  # the app's own error, not the server's
+        await app(websocket_scope("/ws"), server.receive, server.send)
+    assert server.sent[-1] == {"type": "websocket.close", "code": 4011, "reason": ""}
