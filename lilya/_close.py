@@ -22,6 +22,7 @@ __all__ = [
     "MAX_REASON_BYTES",
     "check_close",
     "fit_reason",
+    "received_code",
     "send_with_close_fallback",
     "sendable_code",
 ]
@@ -103,3 +104,13 @@ async def send_with_close_fallback(send: Send, message: Message) -> None:
         if retry is None:
             raise
         await send(retry)
+
+
+def received_code(message: Message) -> int:
+    """The close code of a ``websocket.disconnect`` message, as ASGI defines it.
+
+    A missing code means 1005 (no code was received); daphne sends
+    ``code: None`` for that (``shared/asgi-servers.md``).
+    """
+    code = message.get("code")
+    return 1005 if code is None else int(code)

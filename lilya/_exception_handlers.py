@@ -64,6 +64,7 @@ __all__ = [
     "ExceptionHandlerMiddleware",
     "HandlerKey",
     "answer_websocket_error",
+    "bad_data_close_code",
     "close_websocket",
     "connection_token",
     "deny_websocket",
@@ -234,16 +235,23 @@ async def _websocket_exception(connection: Any, exc: WebSocketException) -> None
         await connection.close(exc.code, exc.reason)
 
 
+def bad_data_close_code(exc: Exception) -> int:
+    """1003 for a frame of the wrong kind, 1007 for a payload that is not valid (JSON).
+
+    RFC 6455 §7.4.1: 1003 "a type of data it cannot accept", 1007 "data within a
+    message that was not consistent with the type of the message".
+    """
+    if isinstance(exc, WebSocketFrameError):
+        return WS_1003_UNSUPPORTED_DATA
+    return WS_1007_INVALID_FRAME_PAYLOAD_DATA
+
+
 async def _client_sent_bad_data(connection: Any, exc: Exception) -> None:
     # The client broke the app's protocol: its fault, so a warning and a close
     # code (RFC 6455 §7.4.1), not a server error.
     if isinstance(connection, Request):
         raise exc
-    code = (
-        WS_1003_UNSUPPORTED_DATA
-        if isinstance(exc, WebSocketFrameError)
-        else WS_1007_INVALID_FRAME_PAYLOAD_DATA
-    )
+    code = bad_data_close_code(exc)
     logger.warning("Closing %s with %d: %s", _describe(connection.scope), code, exc)
     if connection.application_state is WebSocketState.CONNECTED:
         await connection.close(code)

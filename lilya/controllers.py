@@ -21,16 +21,12 @@ from collections.abc import Generator
 from typing import Any, ClassVar, Literal
 
 from lilya import _json
-from lilya._exception_handlers import guard_websocket
+from lilya._close import received_code
+from lilya._exception_handlers import bad_data_close_code, guard_websocket
 from lilya._tracker import websocket_for
 from lilya.exceptions import ImproperlyConfigured, InvalidJSONError, WebSocketFrameError
 from lilya.responses import PlainText
-from lilya.status import (
-    WS_1000_NORMAL_CLOSURE,
-    WS_1003_UNSUPPORTED_DATA,
-    WS_1007_INVALID_FRAME_PAYLOAD_DATA,
-    WS_1011_INTERNAL_ERROR,
-)
+from lilya.status import WS_1000_NORMAL_CLOSURE, WS_1011_INTERNAL_ERROR
 from lilya.types import Message, Receive, Scope, Send
 from lilya.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
@@ -106,15 +102,11 @@ class WebSocketController:
             while True:
                 message = await websocket.receive()
                 if message["type"] == "websocket.disconnect":
-                    close_code = _disconnect_code(message)
+                    close_code = received_code(message)
                     break
                 await self.on_receive(websocket, self._decode(message))
         except (WebSocketFrameError, InvalidJSONError) as exc:
-            close_code = (
-                WS_1003_UNSUPPORTED_DATA
-                if isinstance(exc, WebSocketFrameError)
-                else WS_1007_INVALID_FRAME_PAYLOAD_DATA
-            )
+            close_code = bad_data_close_code(exc)
             logger.warning("Closing %s with %d: %s", self.scope.get("path", "?"), close_code, exc)
             await websocket.close(close_code)
         except WebSocketDisconnect as exc:
@@ -169,9 +161,3 @@ async def _lifespan(receive: Receive, send: Send) -> None:
         elif message["type"] == "lifespan.shutdown":
             await send({"type": "lifespan.shutdown.complete"})
             return
-
-
-def _disconnect_code(message: Message) -> int:
-    # Daphne may send ``code: None``; ASGI says a missing code means 1005.
-    code = message.get("code")
-    return 1005 if code is None else int(code)

@@ -27,7 +27,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Iterable, Mapping
 from typing import Any, Final, Literal
 
-from lilya._close import check_close, send_with_close_fallback
+from lilya._close import check_close, received_code, send_with_close_fallback
 from lilya._connection import Connection
 from lilya._json import dumps_bytes as _dumps_bytes
 from lilya._json import dumps_text as _dumps_text
@@ -186,8 +186,7 @@ class WebSocket(Connection):
         if next_state is _DISCONNECTED:
             # asgi-servers.md: daphne may send ``code: None`` and several
             # servers omit ``reason``; ASGI says both mean 1005 / "".
-            code = message.get("code")
-            self._disconnect_code = 1005 if code is None else int(code)
+            self._disconnect_code = received_code(message)
             self._disconnect_reason = message.get("reason") or ""
 
     async def send(self, message: Message) -> None:
