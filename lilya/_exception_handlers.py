@@ -31,12 +31,12 @@ instance may be raised again by a later request.)
 from __future__ import annotations
 
 import contextlib
-import inspect
 import logging
 from collections.abc import Callable, Mapping
 from typing import Any, Final
 
 from lilya._close import fit_reason
+from lilya._handlers import call_maybe_async
 from lilya._tracker import ConnectionTracker, track
 from lilya.exceptions import (
     HTTPException,
@@ -150,13 +150,6 @@ async def deny_websocket(
         with contextlib.suppress(OSError, WebSocketDisconnect):
             await response(scope, tracker.receive, tracker.send)
     await close_websocket(tracker, fallback_code)
-
-
-async def _call(handler: ExceptionHandler, connection: Any, exc: BaseException) -> Any:
-    result = handler(connection, exc)
-    if inspect.isawaitable(result):
-        result = await result
-    return result
 
 
 def _describe(scope: Scope) -> str:
@@ -331,10 +324,10 @@ async def handle_exception(scope: Scope, tracker: ConnectionTracker, exc: Except
                 f"An exception handler is registered for {type(exc).__name__}, but the "
                 "response had already started, so its answer cannot be sent."
             ) from exc
-        result = await _call(handler, Request(scope, tracker.receive, tracker.send), exc)
+        result = await call_maybe_async(handler, Request(scope, tracker.receive, tracker.send), exc)
         await to_response(result, handler)(scope, tracker.receive, tracker.send)
         return True
-    result = await _call(handler, tracker.websocket(scope), exc)
+    result = await call_maybe_async(handler, tracker.websocket(scope), exc)
     if result is not None:
         await deny_websocket(scope, tracker, result, WS_1008_POLICY_VIOLATION)
     # A handler that leaves the connection open has dealt with the error.
@@ -354,7 +347,7 @@ async def answer_websocket_error(scope: Scope, tracker: ConnectionTracker, exc: 
     answered_by = ""
     if handler is not None and tracker.open:
         answered_by = "through the server-error handler"
-        result = await _call(handler, tracker.websocket(scope), exc)
+        result = await call_maybe_async(handler, tracker.websocket(scope), exc)
         if result is not None:
             await deny_websocket(scope, tracker, result, WS_1011_INTERNAL_ERROR)
     if not tracker.open:

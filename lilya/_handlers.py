@@ -13,7 +13,19 @@ import inspect
 from collections.abc import Callable, Mapping
 from typing import Any
 
-__all__ = ["HandlerCall", "is_function_handler", "name_of", "unwrap"]
+__all__ = ["HandlerCall", "call_maybe_async", "is_function_handler", "name_of", "unwrap"]
+
+
+async def call_maybe_async(func: Callable[..., Any], *args: Any) -> Any:
+    """Call *func* with *args*; await the result if it is awaitable, and return it.
+
+    Hooks and handlers users hand lilya (lifespan hooks, exception handlers,
+    ``on_error``) may be plain or ``async`` functions alike.
+    """
+    result = func(*args)
+    if inspect.isawaitable(result):
+        result = await result
+    return result
 
 
 def unwrap(handler: Any) -> Any:

@@ -9,20 +9,14 @@ into the lifespan ``state``, which servers copy into every connection's scope.
 from __future__ import annotations
 
 import contextlib
-import inspect
 import traceback
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
+from lilya._handlers import call_maybe_async
 from lilya.types import Lifespan, Receive, Scope, Send
 
 __all__ = ["run_lifespan"]
-
-
-async def _run_hook(hook: Callable[[], Any]) -> None:
-    result = hook()
-    if inspect.isawaitable(result):
-        await result
 
 
 @contextlib.asynccontextmanager
@@ -33,14 +27,14 @@ async def _combined(
     context: Lifespan[Any] | None,
 ) -> AsyncIterator[Any]:
     for hook in on_startup:
-        await _run_hook(hook)
+        await call_maybe_async(hook)
     if context is None:
         yield None
     else:
         async with context(app) as state:
             yield state
     for hook in on_shutdown:
-        await _run_hook(hook)
+        await call_maybe_async(hook)
 
 
 async def run_lifespan(

@@ -15,11 +15,11 @@ closes with 1000. Where the server lacks the Denial Response extension
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Protocol
 
 from lilya._exception_handlers import deny_websocket
+from lilya._handlers import call_maybe_async
 from lilya._tracker import track
 from lilya.requests import Request
 from lilya.responses import PlainText
@@ -125,9 +125,7 @@ class AuthenticationMiddleware:
         send: Send,
     ) -> None:
         if self.on_error is not None:
-            response = self.on_error(connection, exc)
-            if inspect.isawaitable(response):
-                response = await response
+            response = await call_maybe_async(self.on_error, connection, exc)
         else:
             response = PlainText(exc.detail, exc.status_code, exc.headers)
         if scope["type"] == "http":

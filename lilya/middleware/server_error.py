@@ -14,7 +14,6 @@ is logged at DEBUG and ends the connection quietly.
 from __future__ import annotations
 
 import contextlib
-import inspect
 import logging
 import traceback
 from typing import Any
@@ -27,6 +26,7 @@ from lilya._exception_handlers import (
     close_websocket,
     note_answered,
 )
+from lilya._handlers import call_maybe_async
 from lilya._tracker import track
 from lilya.requests import Request
 from lilya.responses import PlainText
@@ -88,9 +88,7 @@ class ServerErrorMiddleware:
         request = Request(scope, tracker.receive, tracker.send)
         response: Any = None
         if self.handler is not None:
-            response = self.handler(request, exc)
-            if inspect.isawaitable(response):
-                response = await response
+            response = await call_maybe_async(self.handler, request, exc)
         if response is None:
             body = "Internal Server Error"
             if self.debug:
