@@ -54,7 +54,7 @@ from lilya.status import (
     WS_1011_INTERNAL_ERROR,
 )
 from lilya.types import ASGIApp, Message, Receive, Scope, Send
-from lilya.websockets import WebSocketDisconnect, WebSocketState
+from lilya.websockets import WebSocketDisconnect, WebSocketState, supports_denial
 
 __all__ = [
     "HANDLERS_KEY",
@@ -74,7 +74,6 @@ __all__ = [
     "settle_http_error",
     "settle_websocket_error",
     "split_handlers",
-    "supports_denial",
     "to_response",
 ]
 
@@ -110,11 +109,6 @@ def _mark(exc: BaseException, marker: str, scope: Scope) -> None:
     # which beats failing while reporting an error.
     with contextlib.suppress(AttributeError, TypeError):
         setattr(exc, marker, connection_token(scope))
-
-
-def supports_denial(scope: Scope) -> bool:
-    """Whether the server offers the Websocket Denial Response extension."""
-    return "websocket.http.response" in (scope.get("extensions") or {})
 
 
 async def close_websocket(tracker: ConnectionTracker, code: int = 1000, reason: str = "") -> None:

@@ -50,6 +50,7 @@ __all__ = [
     "WebSocketClose",
     "WebSocketDisconnect",
     "WebSocketState",
+    "supports_denial",
 ]
 
 
@@ -95,6 +96,15 @@ def _payload_error(message: Message) -> TypeError | None:
 
 _MODE_ERROR: Final = 'The "mode" argument should be "text" or "binary".'
 _NOT_CONNECTED: Final = 'WebSocket is not connected. Need to call "accept" first.'
+
+
+def supports_denial(scope: Scope) -> bool:
+    """Whether the server offers the Websocket Denial Response extension.
+
+    Servers that do put ``"websocket.http.response"`` in ``scope["extensions"]``;
+    daphne has no ``extensions`` key at all (``shared/asgi-servers.md``).
+    """
+    return "websocket.http.response" in (scope.get("extensions") or {})
 
 
 class WebSocket(Connection):
@@ -319,7 +329,7 @@ class WebSocket(Connection):
                 Response extension (daphne, for one).
             WebSocketRuntimeError: the connection was already accepted or closed.
         """
-        if "websocket.http.response" not in (self.scope.get("extensions") or {}):
+        if not supports_denial(self.scope):
             raise RuntimeError(
                 "The server doesn't support the Websocket Denial Response extension."
             )

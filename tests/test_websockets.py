@@ -1045,3 +1045,11 @@ async def test_send_json_refuses_lone_surrogates_in_both_modes() -> None:
     with pytest.raises(UnicodeEncodeError):
         await ws.send_json({"bad": "\ud800"}, mode="binary")
     assert wire.sent_types == ["websocket.accept"]
+
+
+def test_supports_denial_reads_the_scopes_extensions() -> None:
+    from lilya.websockets import supports_denial
+
+    assert supports_denial(ws_scope())
+    assert not supports_denial(ws_scope(extensions={}))
+    assert not supports_denial({"type": "websocket"})  # daphne: no extensions key
