@@ -111,7 +111,7 @@ def _mark(exc: BaseException, marker: str, scope: Scope) -> None:
         setattr(exc, marker, connection_token(scope))
 
 
-async def close_websocket(tracker: ConnectionTracker, code: int = 1000, reason: str = "") -> None:
+async def close_websocket(tracker: ConnectionTracker, code: int = 1000) -> None:
     """Close the WebSocket unless it is already over; a gone client is not an error.
 
     A denial response left half-sent is finished instead (a close is not
@@ -120,11 +120,10 @@ async def close_websocket(tracker: ConnectionTracker, code: int = 1000, reason: 
     """
     if not tracker.open:
         return
-    reason = fit_reason(reason)
     if tracker.started and not tracker.accepted:
         message: Message = {"type": "websocket.http.response.body", "body": b""}
     else:
-        message = {"type": "websocket.close", "code": code, "reason": reason}
+        message = {"type": "websocket.close", "code": code, "reason": ""}
     # OSError from the server, or WebSocketDisconnect from an attached
     # WebSocket that saw it: the client is gone, which ends the answer too.
     with contextlib.suppress(OSError, WebSocketDisconnect):
@@ -308,10 +307,9 @@ async def handle_exception(scope: Scope, tracker: ConnectionTracker, exc: Except
     if _marked(exc, _SEEN, scope) or _marked(exc, _ANSWERED, scope):
         return False
     handler = _lookup(scope.get(HANDLERS_KEY) or DEFAULT_HANDLERS, exc)
-    if handler is None:
-        _mark(exc, _SEEN, scope)
-        return False
     _mark(exc, _SEEN, scope)
+    if handler is None:
+        return False
     if scope["type"] == "http":
         if tracker.started:
             raise RuntimeError(

@@ -322,6 +322,4 @@ def own_path_for(
 
 def matched_scope(scope: Scope, params: dict[str, Any]) -> dict[str, Any]:
     """The scope keys a matched route sets: its params added to any from outer Includes."""
-    if not params:
-        return {"path_params": dict(scope.get("path_params") or {})}
     return {"path_params": {**(scope.get("path_params") or {}), **params}}
