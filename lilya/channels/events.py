@@ -9,10 +9,12 @@ as a list on both, a non-JSON object is refused on both).
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal, NamedTuple
 
 import orjson
+
+from lilya._json import dumps_text
 
 __all__ = ["Event", "EventType", "Position", "decode", "encode", "encode_json"]
 
@@ -56,11 +58,29 @@ class Event:
     epoch: str
     data: Any
     type: EventType = "message"
+    # ``data`` as JSON text, made on first use: a thousand subscribers relaying
+    # one event would otherwise encode the same object a thousand times. Not
+    # part of what an event is (kept out of repr, equality and hashing). The
+    # compromise: an event retained in memory:// history keeps its text too.
+    _json: str | None = field(default=None, init=False, repr=False, compare=False)
 
     @property
     def position(self) -> Position:
         """The position to resume after this event (``since=event.position``)."""
         return Position(self.epoch, self.offset)
+
+    def _json_text(self) -> str:
+        """Return ``data`` as the compact JSON text :meth:`WebSocket.send_json` would send.
+
+        Raises:
+            TypeError: ``data`` is not JSON-serialisable (nothing is cached then).
+        """
+        text = self._json
+        if text is None:
+            text = dumps_text(self.data)
+            # The dataclass is frozen for users; this one slot is filled once.
+            object.__setattr__(self, "_json", text)
+        return text
 
 
 # Payload tags: one byte in front of every stored payload so that a str, bytes

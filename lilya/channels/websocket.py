@@ -38,11 +38,16 @@ def default_encode(event: Event) -> Any:
     return event.data if event.type == "message" else None
 
 
-async def _send(websocket: WebSocket, payload: Any) -> None:
+async def _send(websocket: WebSocket, event: Event, payload: Any) -> None:
     if isinstance(payload, str):
         await websocket.send_text(payload)
     elif isinstance(payload, bytes):
         await websocket.send_bytes(payload)
+    elif payload is event.data:
+        # The common case (``default_encode``): every subscriber of the process
+        # shares this event, so its JSON is made once and reused, the same text
+        # ``send_json`` would make.
+        await websocket.send_text(event._json_text())
     else:
         await websocket.send_json(payload)
 
@@ -91,7 +96,7 @@ async def relay(
             async for event in subscription:
                 payload = encode(event)
                 if payload is not None:
-                    await _send(websocket, payload)
+                    await _send(websocket, event, payload)
             ended.set()
         except (SubscriberOverflowError, WebSocketDisconnect):
             pass

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -9,11 +10,16 @@ from typing import Any
 import anyio
 import pytest
 
-from lilya.channels import Channels, Event, relay
+from lilya._json import dumps_text
+from lilya.channels import Channels, Event, events, relay
 from lilya.websockets import WebSocketState
 from tests.channels.fake_client import FakeClient
+from tests.channels.helpers import take
 
 pytestmark = pytest.mark.anyio
+
+#: The form send_json promises (SPEC §2).
+COMPACT: dict[str, Any] = {"separators": (",", ":"), "ensure_ascii": False}
 
 
 @pytest.fixture
@@ -43,6 +49,66 @@ async def test_relay_accepts_and_sends_each_kind_of_data(
         assert await client.next_data() == '{"json":[1,2]}'
         client.disconnect()
     assert client.websocket.client_state is WebSocketState.DISCONNECTED
+
+
+async def test_relay_encodes_each_event_once_for_all_subscribers_with_unchanged_frames(
+    channels: Channels, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[Any] = []
+
+    def counting(data: Any) -> str:
+        calls.append(data)
+        return dumps_text(data)
+
+    monkeypatch.setattr(events, "dumps_text", counting)
+    # Values where a naive encoder would differ from the stdlib's compact form:
+    # non-ASCII, exponents, tiny floats, big integers, integer keys.
+    published: list[Any] = [
+        {"user": "zoë", "text": "héllo ☃"},
+        [1e16, 0.00001, 2**70],
+        {1: "int key"},
+        42,
+        True,
+    ]
+    clients = [FakeClient() for _ in range(5)]
+    try:
+        async with anyio.create_task_group() as group, channels.subscribe("c") as plain:
+            subs = []
+            for c in clients:
+                sub = channels.subscribe("c")
+                await sub.__aenter__()
+                subs.append(sub)
+                group.start_soon(relay, c.websocket, sub)
+                await c.next_message()  # accept
+            for data in published:
+                await channels.publish("c", data)
+            # What send_json made of each delivered value before events kept their JSON.
+            expected = [
+                {"type": "websocket.send", "text": json.dumps(e.data, **COMPACT)}
+                for e in await take(plain, len(published))
+            ]
+            for c in clients:
+                assert [await c.next_message() for _ in published] == expected
+                c.disconnect()
+            for sub in subs:
+                await sub.__aexit__(None, None, None)
+    finally:
+        for c in clients:
+            c.close_streams()
+    assert len(calls) == len(published)
+
+
+async def test_relay_sends_what_send_json_would_for_a_payload_that_is_not_the_events_data(
+    channels: Channels, client: FakeClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(events, "dumps_text", None)  # the cached path must not be taken
+
+    async with anyio.create_task_group() as group, channels.subscribe("c") as sub:
+        group.start_soon(lambda: relay(client.websocket, sub, encode=lambda e: [e.data]))
+        await client.next_message()  # accept
+        await channels.publish("c", {"a": 1.5})
+        assert await client.next_data() == '[{"a":1.5}]'
+        client.disconnect()
 
 
 async def test_relay_skips_presence_events_unless_encode_says_otherwise(
