@@ -16,7 +16,7 @@ from anyio.abc import TaskGroup
 
 from lilya.channels.events import Event
 
-__all__ = ["Backend", "HistoryPage", "Sink"]
+__all__ = ["Backend", "HistoryPage", "Sink", "check_name"]
 
 
 class HistoryPage(NamedTuple):
@@ -33,6 +33,27 @@ class HistoryPage(NamedTuple):
     top: int
     first: int
     events: list[Event]
+
+    def covers(self, epoch: str, offset: int) -> bool:
+        """Say whether this page holds everything after *offset* of *epoch*.
+
+        True when the epoch is the same one (offsets of another history mean
+        nothing here), nothing after *offset* has been trimmed away, and
+        *offset* is not ahead of the channel (a position from the future).
+        Both resuming a subscription (``since=``) and catching up after a
+        reconnect go by this one rule.
+        """
+        return epoch == self.epoch and self.first <= offset + 1 <= self.top + 1
+
+
+def check_name(channel: str) -> None:
+    """Refuse a channel name that is not a non-empty ``str``.
+
+    Raises:
+        ValueError: *channel* is not a ``str``, or is empty.
+    """
+    if not isinstance(channel, str) or not channel:
+        raise ValueError(f"A channel name is a non-empty str, got {channel!r}.")
 
 
 class Sink(Protocol):

@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 import anyio
 from anyio.abc import TaskGroup, TaskStatus
 
-from lilya.channels._base import Backend, HistoryPage
+from lilya.channels._base import Backend, HistoryPage, check_name
 from lilya.channels.events import Event, Position, encode
 from lilya.channels.exceptions import BackendUnavailableError, NotConnectedError
 from lilya.channels.subscription import Policy, Subscription
@@ -267,7 +267,7 @@ class Channels:
             NotConnectedError: :meth:`connect` has not run.
         """
         self._require_connected()
-        _check_name(channel)
+        check_name(channel)
         tag, payload = encode(data)
         return await self._backend.publish(channel, tag, payload, data)
 
@@ -313,7 +313,7 @@ class Channels:
             BackendUnavailableError: Redis is unreachable.
         """
         self._require_connected()
-        _check_name(channel)
+        check_name(channel)
         if limit is not None and limit < 0:
             raise ValueError(f"limit must be >= 0, got {limit!r}.")
         page = await self._backend.history(channel, after=None, limit=limit)
@@ -322,7 +322,7 @@ class Channels:
     async def position(self, channel: str) -> Position:
         """Return *channel*'s current position: its epoch and last message offset."""
         self._require_connected()
-        _check_name(channel)
+        check_name(channel)
         page = await self._backend.history(channel, after=None, limit=0)
         return Position(page.epoch, page.top)
 
@@ -336,7 +336,7 @@ class Channels:
             BackendUnavailableError: Redis is unreachable.
         """
         self._require_connected()
-        _check_name(channel)
+        check_name(channel)
         return dict(await self._backend.presence(channel))
 
     # -- Sink: what backends call ---------------------------------------------
@@ -368,7 +368,7 @@ class Channels:
             if local.epoch is None:
                 continue
             page = await self._backend.history(local.name, after=local.last, limit=None)
-            if page.epoch == local.epoch and page.first <= local.last + 1 <= page.top + 1:
+            if page.covers(local.epoch, local.last):
                 for event in page.events:
                     self.deliver(event)
                 continue
@@ -429,7 +429,7 @@ class Channels:
             local.epoch, local.last = page.epoch, page.top
         since = sub.since
         if since is not None:
-            if since.epoch == page.epoch and page.first <= since.offset + 1 <= page.top + 1:
+            if page.covers(since.epoch, since.offset):
                 for event in page.events:
                     sub._push(event)
             else:
@@ -508,8 +508,3 @@ class Channels:
                 f"{self!r} is not connected: pass lifespan=channels.lifespan to your app "
                 "or await channels.connect() first."
             )
-
-
-def _check_name(channel: str) -> None:
-    if not isinstance(channel, str) or not channel:
-        raise ValueError(f"A channel name is a non-empty str, got {channel!r}.")

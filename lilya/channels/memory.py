@@ -104,8 +104,7 @@ class MemoryBackend(Backend):
             history.events.append(event)
         if self._ttl is not None:
             history.expires_at = time.monotonic() + self._ttl
-        for sink in self._store.listeners.get(channel, ()):
-            sink.deliver(event)
+        self._announce(event)
         return event
 
     async def history(self, channel: str, *, after: int | None, limit: int | None) -> HistoryPage:

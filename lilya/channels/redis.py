@@ -248,7 +248,7 @@ class RedisBackend(Backend):
         ]
 
     def _args(self, channel: str, *extra: Any) -> list[Any]:
-        return [secrets.token_hex(8), self._ttl_ms, f"{self._prefix}:live:{channel}", *extra]
+        return [secrets.token_hex(8), self._ttl_ms, self._live_name(channel), *extra]
 
     async def _call(self, operation: str, awaitable: Awaitable[_T]) -> _T:
         try:

@@ -13,6 +13,7 @@ from uuid import uuid4
 
 import anyio
 
+from lilya.channels._base import check_name
 from lilya.channels.events import Event, Position
 from lilya.channels.exceptions import SubscriberOverflowError
 
@@ -79,8 +80,7 @@ class Subscription:
         max_queue: int,
         policy: Policy,
     ) -> None:
-        if not isinstance(channel, str) or not channel:
-            raise ValueError(f"A channel name is a non-empty str, got {channel!r}.")
+        check_name(channel)
         if policy not in _POLICIES:
             raise ValueError(f"policy must be one of {', '.join(_POLICIES)}; got {policy!r}.")
         if max_queue < 1:

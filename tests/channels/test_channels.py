@@ -6,6 +6,7 @@ import anyio
 import pytest
 
 from lilya.channels import Channels, NotConnectedError, Position, SubscriberOverflowError
+from lilya.channels._base import HistoryPage
 from lilya.channels.events import decode, encode, encode_json
 from lilya.exceptions import ImproperlyConfigured
 from tests.channels.helpers import take
@@ -153,6 +154,25 @@ async def test_a_position_is_a_plain_pair() -> None:
     async with Channels("memory://") as channels:
         event = await channels.publish("c", "x")
         assert event.position == Position(event.epoch, 1) == (event.epoch, 1)
+
+
+@pytest.mark.parametrize(
+    ("epoch", "offset", "covered"),
+    [
+        ("e", 4, True),  # the oldest retained message (5) is the next one needed
+        ("e", 7, True),  # more retained than needed
+        ("e", 9, True),  # at the newest message: nothing to replay
+        ("e", 3, False),  # message 4 was trimmed away
+        ("e", 10, False),  # a position from the future
+        ("other", 7, False),  # offsets of another history
+    ],
+)
+def test_a_history_page_covers_a_gap_only_when_nothing_in_it_is_lost(
+    epoch: str, offset: int, covered: bool
+) -> None:
+    # Retains messages 5..9 of epoch "e"; resync and since= both ask this.
+    page = HistoryPage("e", top=9, first=5, events=[])
+    assert page.covers(epoch, offset) is covered
 
 
 async def test_memory_stores_are_shared_by_name_and_forgotten_with_their_last_user() -> None:
