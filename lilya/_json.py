@@ -15,6 +15,8 @@ almost everything; where it may not, we fall back to the standard library:
   every byte cost more than the encoding itself.
 * integers beyond 64 bits, non-``str`` dict keys, subclasses of builtins and
   anything else orjson refuses: it raises, and we fall back.
+* reading, integers beyond 64 bits: orjson returns them as floats; a run of
+  19 or more digits in the document sends it to the stdlib instead.
 * ``uuid.UUID`` and ``enum.Enum``, which orjson serializes and the stdlib
   refuses: the fallback serializes them the same way orjson does, so whether a
   payload takes the fast path never changes which values are accepted.
@@ -99,6 +101,22 @@ def dumps_text(data: Any) -> str:
     return _stdlib_dumps(data)
 
 
+_DIGITS = b"0123456789"
+_TO_ZERO = bytes.maketrans(_DIGITS, b"0" * 10)
+_LONG_RUN = b"0" * 19
+
+
+def _may_hold_a_big_integer(data: bytes) -> bool:
+    # orjson reads an integer outside [-2**63, 2**64 - 1] as a float (10**21 ->
+    # 1e21) where json keeps it exact. Such an integer is a run of at least 19
+    # digits (-9223372036854775809 has 19); a false alarm (a 19-digit id, a
+    # long fraction) only costs a second parse. Fewer than 19 digits in all
+    # rules it out in one C pass.
+    if len(data) - len(data.translate(None, _DIGITS)) < 19:
+        return False
+    return data.translate(_TO_ZERO).find(_LONG_RUN) >= 0
+
+
 def loads(data: str | bytes, mode: str = "text") -> Any:
     """Parse JSON from a text frame (``str``) or a binary frame (UTF-8 ``bytes``).
 
@@ -109,9 +127,12 @@ def loads(data: str | bytes, mode: str = "text") -> Any:
         InvalidJSONError: not JSON, not UTF-8, or nested too deeply.
     """
     try:
-        return _orjson_loads(data)
+        value = _orjson_loads(data)
     except orjson.JSONDecodeError:
         pass
+    else:
+        if not _may_hold_a_big_integer(data if isinstance(data, bytes) else data.encode()):
+            return value
     text: str
     if isinstance(data, str):
         text = data

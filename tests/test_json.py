@@ -150,3 +150,29 @@ def test_loads_accepts_what_the_stdlib_accepts(doc: str) -> None:
 def test_loads_refuses_bytes_in_other_encodings_than_utf8() -> None:
     with pytest.raises(InvalidJSONError, match="not valid UTF-8"):
         _json.loads('"é"'.encode("utf-16"), "binary")
+
+
+@settings(max_examples=1500, deadline=None)
+@given(json_values)
+def test_loads_returns_what_the_stdlib_returns_for_any_document(value: Any) -> None:
+    document = json.dumps(value)
+    expected = json.loads(document)
+    for data, mode in ((document, "text"), (document.encode(), "binary")):
+        assert repr(_json.loads(data, mode)) == repr(expected)
+
+
+@pytest.mark.parametrize(
+    "document",
+    [
+        "1180591620717411303424",
+        "[18446744073709551616]",
+        "18446744073709551615",
+        '{"id": -9223372036854775809}',
+        "-9223372036854775808",
+        "[1.2345678901234567890123]",
+    ],
+)
+def test_integers_beyond_64_bits_stay_exact(document: str) -> None:
+    value = _json.loads(document)
+    assert value == json.loads(document)
+    assert repr(value) == repr(json.loads(document))

@@ -14,7 +14,7 @@ from typing import Any, Literal, NamedTuple
 
 import orjson
 
-from lilya._json import dumps_text
+from lilya._json import dumps_text, loads
 
 __all__ = ["Event", "EventType", "Position", "decode", "encode", "encode_json"]
 
@@ -138,7 +138,7 @@ def decode(tag: str, payload: bytes) -> Any:
         ValueError: the tag is unknown (data written by something else).
     """
     if tag == TAG_JSON:
-        return orjson.loads(payload)
+        return loads(payload, "binary")  # exact for integers beyond 64 bits too
     if tag == TAG_TEXT:
         return payload.decode()
     if tag == TAG_BYTES:

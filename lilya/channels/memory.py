@@ -18,9 +18,9 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
-import orjson
 from anyio.abc import TaskGroup
 
+from lilya._json import loads
 from lilya.channels._base import Backend, HistoryPage, Sink
 from lilya.channels.events import TAG_TEXT, Event, decode, encode_json
 
@@ -142,7 +142,7 @@ class MemoryBackend(Backend):
         return Event(channel, history.top, history.epoch, data, kind)  # type: ignore[arg-type]
 
     async def presence_join(self, channel: str, member: str, info: Any, ttl: float) -> None:
-        info = orjson.loads(encode_json(info))
+        info = loads(encode_json(info), "binary")
         self._store.members.setdefault(channel, {})[member] = (info, time.monotonic() + ttl)
         self._announce(self._member_event(channel, "join", member, info))
 

@@ -22,7 +22,6 @@ from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 import anyio
-import orjson
 from anyio.abc import TaskGroup
 from redis import exceptions as redis_errors
 from redis.asyncio import Redis
@@ -31,6 +30,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.commands.core import AsyncScript
 
+from lilya._json import loads
 from lilya.channels._base import Backend, HistoryPage, Sink
 from lilya.channels.events import TAG_JSON, Event, EventType, decode, encode_json
 from lilya.channels.exceptions import BackendUnavailableError
@@ -492,7 +492,7 @@ class RedisBackend(Backend):
 
     async def presence(self, channel: str) -> Mapping[str, Any]:
         flat = await self._script("read presence", _PRESENCE, channel)
-        return {flat[i].decode(): orjson.loads(flat[i + 1]) for i in range(0, len(flat), 2)}
+        return {flat[i].decode(): loads(flat[i + 1], "binary") for i in range(0, len(flat), 2)}
 
 
 def _ms(seconds: float) -> int:

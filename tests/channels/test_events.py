@@ -44,3 +44,10 @@ def test_data_that_is_not_json_is_refused_each_time_and_nothing_is_cached() -> N
         with pytest.raises(TypeError, match="not JSON serializable"):
             event._json_text()
     assert event._json is None
+
+
+def test_a_published_integer_beyond_64_bits_comes_back_exact() -> None:
+    from lilya.channels.events import decode, encode
+
+    assert decode(*encode(2**70)) == 2**70
+    assert decode(*encode({"id": -(2**65)})) == {"id": -(2**65)}
