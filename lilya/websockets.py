@@ -211,6 +211,8 @@ class WebSocket(Connection):
                 not allowed in this state (e.g. ``websocket.send`` before
                 ``accept``).
             WebSocketDisconnect: the client is gone (now, or before this call).
+            TypeError: *message* is not a message, or the server refused a
+                payload of the wrong type (``text`` that is not a ``str``...).
         """
         if not isinstance(message, Mapping):
             raise TypeError(
