@@ -19,7 +19,7 @@ from lilya import status
 from lilya.exceptions import WebSocketRuntimeError
 from lilya.responses import JSONResponse, PlainText, Response
 from lilya.testclient import TestClient, WebSocketDenialResponse, WebSocketTestSession
-from lilya.types import Message, Receive, Scope, Send
+from lilya.types import ASGIApp, Message, Receive, Scope, Send
 from lilya.websockets import WebSocket, WebSocketDisconnect
 
 ClientFactory = Callable[..., TestClient]
@@ -643,6 +643,17 @@ def test_an_app_returning_before_accept_gives_a_500_denial() -> None:
     assert caught.value.status_code == 500
 
 
+def answering_handshake_with(messages: list[Message]) -> ASGIApp:
+    """An app that reads the connect, then sends *messages* as they are."""
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        await receive()
+        for message in messages:
+            await send(message)
+
+    return app
+
+
 @pytest.mark.parametrize(
     ("messages", "error"),
     [
@@ -660,10 +671,7 @@ def test_an_app_returning_before_accept_gives_a_500_denial() -> None:
 def test_a_handshake_answer_out_of_protocol_is_a_clear_error(
     messages: list[Message], error: str
 ) -> None:
-    async def app(scope: Scope, receive: Receive, send: Send) -> None:
-        await receive()
-        for message in messages:
-            await send(message)
+    app = answering_handshake_with(messages)
 
     with pytest.raises(WebSocketRuntimeError, match=error), TestClient(app).websocket_connect("/"):
         pass  # pragma: no cover - never entered
@@ -1233,10 +1241,7 @@ def test_accept_headers_may_be_any_iterable_of_byte_pairs() -> None:
 def test_a_malformed_denial_response_raises_type_error_on_entering(
     messages: list[Message], error: str
 ) -> None:
-    async def app(scope: Scope, receive: Receive, send: Send) -> None:
-        await receive()
-        for message in messages:
-            await send(message)
+    app = answering_handshake_with(messages)
 
     with pytest.raises(TypeError, match=error), TestClient(app).websocket_connect("/"):
         pass  # pragma: no cover - never entered

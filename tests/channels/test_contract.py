@@ -11,6 +11,7 @@ import anyio
 import pytest
 
 from lilya.channels import Channels, Position, SubscriberOverflowError
+from lilya.channels.subscription import Policy
 from tests.channels.helpers import nothing_more, offsets, take, take_type
 from tests.channels.redis_server import delete_keys
 
@@ -260,30 +261,22 @@ async def test_live_members_stay_present_past_the_ttl(make: Make) -> None:
         assert await channels.presence("room") == {sub.member: {"user": "amy"}}
 
 
-async def test_drop_oldest_keeps_the_newest_and_counts_the_rest(make: Make) -> None:
+@pytest.mark.parametrize(
+    ("policy", "kept"), [("drop_oldest", [7, 8, 9]), ("drop_newest", [0, 1, 2])]
+)
+async def test_a_dropping_policy_keeps_its_end_of_the_stream_and_counts_the_rest(
+    make: Make, policy: Policy, kept: list[int]
+) -> None:
     channels = await make()
     async with (
-        channels.subscribe("c", max_queue=3, policy="drop_oldest") as slow,
+        channels.subscribe("c", max_queue=3, policy=policy) as slow,
         channels.subscribe("c") as fast,
     ):
         for i in range(10):
             await channels.publish("c", i)
         await take(fast, 10)
         assert slow.dropped == 7
-        assert [event.data for event in await take(slow, 3)] == [7, 8, 9]
-
-
-async def test_drop_newest_keeps_the_oldest_and_counts_the_rest(make: Make) -> None:
-    channels = await make()
-    async with (
-        channels.subscribe("c", max_queue=3, policy="drop_newest") as slow,
-        channels.subscribe("c") as fast,
-    ):
-        for i in range(10):
-            await channels.publish("c", i)
-        await take(fast, 10)
-        assert slow.dropped == 7
-        assert [event.data for event in await take(slow, 3)] == [0, 1, 2]
+        assert [event.data for event in await take(slow, 3)] == kept
 
 
 async def test_close_policy_ends_the_slow_subscription_only(make: Make) -> None:
