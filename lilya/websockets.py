@@ -94,6 +94,8 @@ def _payload_error(message: Message) -> TypeError | None:
     return None
 
 
+#: What the server may still deliver after a send found the client gone.
+_AFTER_LOST_SEND: Final = ("websocket.receive", "websocket.disconnect")
 _MODE_ERROR: Final = 'The "mode" argument should be "text" or "binary".'
 _NOT_CONNECTED: Final = 'WebSocket is not connected. Need to call "accept" first.'
 
@@ -170,11 +172,14 @@ class WebSocket(Connection):
                 may never answer again), or the server sent a message the
                 client's state does not allow.
         """
-        if self.client_state is _DISCONNECTED:
+        if self.client_state is _DISCONNECTED and not self._lost_on_send:
             raise WebSocketRuntimeError(
                 'Cannot call "receive" once a disconnect message has been received.',
                 state=_DISCONNECTED.name,
             )
+        # After a send found the client gone (``_lost_on_send``) the server has
+        # not yet handed over its disconnect, so asking it again is safe: what
+        # the client sent before leaving is still queued there (relay() drains it).
         message = await self._receive()
         self._client_move(message)
         return message
@@ -185,8 +190,12 @@ class WebSocket(Connection):
         message_type = message.get("type")
         next_state = _RECEIVE_MOVES[state].get(message_type)
         if next_state is None:
-            if not (self._lost_on_send and message_type == "websocket.disconnect"):
+            if not self._lost_on_send or message_type not in _AFTER_LOST_SEND:
                 raise _refused("receive", state, message_type)
+            if message_type == "websocket.receive":
+                # A frame the client sent before a send found it gone: the
+                # server queued it first, so it is data, not a protocol error.
+                return
             # A receive was already waiting when a send found the client gone
             # (relay() and every reader/writer pair do this): the server's
             # disconnect confirms what we inferred, and knows the real code.

@@ -1053,3 +1053,19 @@ def test_supports_denial_reads_the_scopes_extensions() -> None:
     assert supports_denial(ws_scope())
     assert not supports_denial(ws_scope(extensions={}))
     assert not supports_denial({"type": "websocket"})  # daphne: no extensions key
+
+
+async def test_a_raw_receive_after_a_lost_send_still_returns_the_queued_frames() -> None:
+    # relay() drains this way: the frames the client sent before leaving are
+    # data, then the server's disconnect ends it; only then is receive refused.
+    ws, wire = websocket(CONNECT, text("before"), binary(b"leaving"), disconnect(1001))
+    await ws.accept()
+    wire.send_error = Gone()
+    with pytest.raises(WebSocketDisconnect):
+        await ws.send_text("into the void")
+    assert (await ws.receive())["text"] == "before"
+    assert (await ws.receive())["bytes"] == b"leaving"
+    assert (await ws.receive())["type"] == "websocket.disconnect"
+    assert ws.client_state is WebSocketState.DISCONNECTED
+    with pytest.raises(WebSocketRuntimeError, match="once a disconnect message"):
+        await ws.receive()

@@ -288,3 +288,105 @@ async def test_a_stalled_client_does_not_slow_the_other_clients(channels: Channe
     assert len(latencies) == count * len(others)
     p99 = latencies[int(len(latencies) * 0.99)]
     assert p99 < 0.1, f"others' p99 delivery latency {p99 * 1000:.1f} ms with a stalled client"
+
+
+# -- the close race: what the client sent before it left is still handled -------------
+
+
+@pytest.mark.parametrize("reader", ["busy", "waiting"])
+async def test_every_message_a_client_sent_before_leaving_is_handled_when_a_send_finds_it_gone(
+    channels: Channels, client: FakeClient, reader: str
+) -> None:
+    """Deterministic: N messages and a disconnect are queued at the server when a send fails.
+
+    ``busy``: the relay is inside on_receive when the send fails; ``waiting``: it
+    is waiting in receive() (the server's queue is still empty) when the send
+    fails, and the client's frames arrive only after. Either way all N are
+    published and nothing raises.
+    """
+    count = 1000
+    release = anyio.Event()
+    handled: list[str] = []
+
+    async def on_receive(data: Any) -> None:
+        if not handled:
+            await release.wait()
+        handled.append(data)
+        await channels.publish("inbox", data)
+
+    async with channels.subscribe("feed") as sub, anyio.create_task_group() as group:
+        group.start_soon(lambda: relay(client.websocket, sub, on_receive=on_receive))
+        await client.next_message()  # accept
+        if reader == "busy":
+            client.send_text("first")
+            await anyio.sleep(0.05)  # the relay is now blocked in on_receive
+        client.vanish()
+        await channels.publish("feed", "to a client that has gone")
+        await anyio.sleep(0.05)  # the send has failed
+        if reader == "waiting":
+            client.send_text("first")
+        for i in range(count):
+            client.send_text(str(i))
+        client.disconnect(1001)
+        release.set()
+    assert handled == ["first", *map(str, range(count))]
+    assert (await channels.position("inbox")).offset == count + 1
+    assert client.websocket.client_state is WebSocketState.DISCONNECTED
+
+
+async def test_a_reply_from_on_receive_to_a_client_that_has_gone_does_not_stop_the_relay(
+    channels: Channels, client: FakeClient
+) -> None:
+    handled: list[str] = []
+
+    async def on_receive(data: Any) -> None:
+        handled.append(data)
+        await client.websocket.send_text(f"ack {data}")
+
+    async with channels.subscribe("feed") as sub:
+        await client.websocket.accept()
+        client.vanish()
+        for word in ("one", "two", "three"):
+            client.send_text(word)
+        client.disconnect()
+        with anyio.fail_after(5):
+            await relay(client.websocket, sub, on_receive=on_receive)
+    assert handled == ["one", "two", "three"]
+
+
+async def test_the_drain_after_a_lost_send_is_bounded_by_drain_timeout(
+    channels: Channels, client: FakeClient
+) -> None:
+    async with channels.subscribe("feed") as sub, anyio.create_task_group() as group:
+        started = time.monotonic()
+        group.start_soon(lambda: relay(client.websocket, sub, drain_timeout=0.2))
+        await client.next_message()  # accept
+        client.vanish()
+        await channels.publish("feed", "x")  # the server never reports the disconnect
+    assert time.monotonic() - started < 3
+
+
+async def test_what_a_too_slow_client_sent_before_its_1013_is_still_handled(
+    channels: Channels, client: FakeClient
+) -> None:
+    handled: list[Any] = []
+
+    async def on_receive(data: Any) -> None:
+        handled.append(data)
+
+    async with (
+        channels.subscribe("feed", max_queue=2, policy="close") as sub,
+        anyio.create_task_group() as group,
+    ):
+        group.start_soon(lambda: relay(client.websocket, sub, on_receive=on_receive))
+        await client.next_message()  # accept
+        client.stall()
+        for i in range(10):
+            await channels.publish("feed", i)
+            await anyio.sleep(0)
+        with anyio.fail_after(5):
+            while not sub.closed:
+                await anyio.sleep(0.01)
+        client.send_text("sent before the close arrived")
+        client.disconnect(1013)
+    assert handled == ["sent before the close arrived"]
