@@ -38,7 +38,14 @@ from urllib.parse import urlsplit
 
 from lilya import status
 from lilya.apps import Lilya
-from lilya.channels import BackendUnavailableError, Channels, Event, Position, relay
+from lilya.channels import (
+    BackendUnavailableError,
+    Channels,
+    Event,
+    Position,
+    check_position,
+    relay,
+)
 from lilya.exceptions import HTTPException, WebSocketException
 from lilya.middleware import DefineMiddleware
 from lilya.middleware.trusted_host import TrustedHostMiddleware
@@ -119,9 +126,10 @@ def _parse_since(text: str | None) -> Position | None:
     if text is None or text == "":
         return None
     epoch, _, offset = text.rpartition(":")
-    if not epoch or not offset.isdigit():
+    if not epoch or not offset.isascii() or not offset.isdigit():
         raise ValueError(text)
-    return Position(epoch, int(offset))
+    # The channels' own rules (offset range, epoch length, valid Unicode).
+    return check_position(Position(epoch, int(offset)))
 
 
 def _message(event: Event) -> dict[str, Any]:

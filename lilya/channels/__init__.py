@@ -4,9 +4,11 @@
 across processes and hosts, with the same behaviour. See ``docs/channels.md``.
 """
 
+from lilya.channels._base import check_position
 from lilya.channels.channels import Channels
 from lilya.channels.events import Event, EventType, Position
 from lilya.channels.exceptions import (
+    BackendError,
     BackendUnavailableError,
     ChannelsError,
     NotConnectedError,
@@ -16,6 +18,7 @@ from lilya.channels.subscription import Policy, Subscription
 from lilya.channels.websocket import default_encode, relay
 
 __all__ = [
+    "BackendError",
     "BackendUnavailableError",
     "Channels",
     "ChannelsError",
@@ -26,6 +29,7 @@ __all__ = [
     "Position",
     "SubscriberOverflowError",
     "Subscription",
+    "check_position",
     "default_encode",
     "relay",
 ]

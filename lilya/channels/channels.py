@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 import anyio
 from anyio.abc import TaskGroup, TaskStatus
 
-from lilya.channels._base import Backend, HistoryPage, check_name
+from lilya.channels._base import Backend, HistoryPage, check_limit, check_name
 from lilya.channels.events import Event, Position, encode
 from lilya.channels.exceptions import BackendUnavailableError, NotConnectedError
 from lilya.channels.subscription import Policy, Subscription
@@ -314,8 +314,7 @@ class Channels:
         """
         self._require_connected()
         check_name(channel)
-        if limit is not None and limit < 0:
-            raise ValueError(f"limit must be >= 0, got {limit!r}.")
+        limit = check_limit(limit)
         page = await self._backend.history(channel, after=None, limit=limit)
         return page.events
 

@@ -100,9 +100,10 @@ def encode(data: Any) -> tuple[str, bytes]:
 
     Raises:
         TypeError: *data* is neither ``str``, ``bytes`` nor JSON-serialisable.
+        ValueError: a string in *data* holds a lone surrogate (not UTF-8).
     """
     if isinstance(data, str):
-        return TAG_TEXT, data.encode()
+        return TAG_TEXT, _utf8(data)
     if isinstance(data, bytes | bytearray | memoryview):
         return TAG_BYTES, bytes(data)
     try:
@@ -116,7 +117,18 @@ def encode(data: Any) -> tuple[str, bytes]:
             f"Channels carry str, bytes or JSON-serialisable data, got {type(data).__name__}: "
             f"{exc}. Convert it (e.g. to a dict) before publishing."
         ) from None
-    return TAG_JSON, text.encode()
+    return TAG_JSON, _utf8(text)
+
+
+def _utf8(text: str) -> bytes:
+    try:
+        return text.encode()
+    except UnicodeEncodeError as exc:
+        # Neither a frame nor Redis can carry it; say so here, not in a server.
+        raise ValueError(
+            f"Channels carry valid Unicode text only; this data holds a lone surrogate at "
+            f"index {exc.start}. Decode your input with errors='replace' or refuse it."
+        ) from None
 
 
 def encode_json(value: Any) -> bytes:

@@ -8,6 +8,7 @@ test or a log line needs.
 from __future__ import annotations
 
 __all__ = [
+    "BackendError",
     "BackendUnavailableError",
     "ChannelsError",
     "NotConnectedError",
@@ -33,6 +34,25 @@ class BackendUnavailableError(ChannelsError, ConnectionError):
     def __init__(self, url: str, operation: str, cause: BaseException | None = None) -> None:
         detail = f": {cause}" if cause is not None else ""
         super().__init__(f"Cannot {operation}: channel backend {url} is unavailable{detail}")
+        self.url = url
+        self.operation = operation
+
+
+class BackendError(ChannelsError):
+    """The backend refused an operation it was sent (a Redis error reply).
+
+    lilya validates every argument before it reaches a backend, so this means
+    the store itself is in a state lilya did not make: a key of another type
+    under the channels' ``key_prefix``, a read-only replica, memory full. The
+    operation did not happen.
+
+    Attributes:
+        url: the backend URL with any password masked.
+        operation: what was attempted.
+    """
+
+    def __init__(self, url: str, operation: str, cause: BaseException) -> None:
+        super().__init__(f"Cannot {operation}: channel backend {url} refused it: {cause}")
         self.url = url
         self.operation = operation
 

@@ -33,7 +33,7 @@ from redis.commands.core import AsyncScript
 from lilya._json import loads
 from lilya.channels._base import Backend, HistoryPage, Sink
 from lilya.channels.events import TAG_JSON, Event, EventType, decode, encode_json
-from lilya.channels.exceptions import BackendUnavailableError
+from lilya.channels.exceptions import BackendError, BackendUnavailableError
 
 __all__ = ["RedisBackend"]
 
@@ -57,6 +57,11 @@ local function epoch()
   end
   return e
 end
+-- Lua turns numbers of 15 digits and more into "1e+14" when concatenated;
+-- stream ids and live messages need every digit.
+local function int(n)
+  return string.format('%d', n)
+end
 local function top()
   return tonumber(redis.call('HGET', KEYS[1], 'o') or '0')
 end
@@ -66,7 +71,7 @@ local function now_ms()
 end
 local function announce(kind, member, info)
   local data = '{"member":"' .. member .. '","info":' .. (info or 'null') .. '}'
-  redis.call('PUBLISH', ARGV[3], epoch() .. '\\n' .. top() .. '\\n' .. kind .. 'j' .. data)
+  redis.call('PUBLISH', ARGV[3], epoch() .. '\\n' .. int(top()) .. '\\n' .. kind .. 'j' .. data)
 end
 local function sweep()
   local dead = redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', now_ms())
@@ -88,14 +93,14 @@ local e = epoch()
 local offset = redis.call('HINCRBY', KEYS[1], 'o', 1)
 local size = tonumber(ARGV[6])
 if size > 0 then
-  redis.call('XADD', KEYS[2], 'MAXLEN', size, offset .. '-0', 't', ARGV[4], 'd', ARGV[5])
+  redis.call('XADD', KEYS[2], 'MAXLEN', size, int(offset) .. '-0', 't', ARGV[4], 'd', ARGV[5])
 end
 local ttl = tonumber(ARGV[2])
 if ttl > 0 then
   redis.call('PEXPIRE', KEYS[1], ttl)
   if size > 0 then redis.call('PEXPIRE', KEYS[2], ttl) end
 end
-redis.call('PUBLISH', ARGV[3], e .. '\\n' .. offset .. '\\nm' .. ARGV[4] .. ARGV[5])
+redis.call('PUBLISH', ARGV[3], e .. '\\n' .. int(offset) .. '\\nm' .. ARGV[4] .. ARGV[5])
 return {e, offset}
 """
 )
@@ -118,9 +123,9 @@ if limit == 0 then
   entries = {}
 elseif after >= 0 then
   if limit > 0 then
-    entries = redis.call('XRANGE', KEYS[2], (after + 1) .. '-0', '+', 'COUNT', limit)
+    entries = redis.call('XRANGE', KEYS[2], int(after + 1) .. '-0', '+', 'COUNT', limit)
   else
-    entries = redis.call('XRANGE', KEYS[2], (after + 1) .. '-0', '+')
+    entries = redis.call('XRANGE', KEYS[2], int(after + 1) .. '-0', '+')
   end
 elseif limit > 0 then
   entries = redis.call('XREVRANGE', KEYS[2], '+', '-', 'COUNT', limit)
@@ -255,6 +260,8 @@ class RedisBackend(Backend):
             return await awaitable
         except _UNAVAILABLE as exc:
             raise BackendUnavailableError(self.safe_url, operation, exc) from exc
+        except redis_errors.RedisError as exc:
+            raise BackendError(self.safe_url, operation, exc) from exc
 
     async def _script(self, operation: str, source: str, channel: str, *extra: Any) -> Any:
         script = self._scripts.get(source)

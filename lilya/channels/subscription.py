@@ -13,7 +13,7 @@ from uuid import uuid4
 
 import anyio
 
-from lilya.channels._base import check_name
+from lilya.channels._base import check_max_queue, check_name, check_position
 from lilya.channels.events import Event, Position
 from lilya.channels.exceptions import SubscriberOverflowError
 
@@ -81,12 +81,11 @@ class Subscription:
         policy: Policy,
     ) -> None:
         check_name(channel)
-        if policy not in _POLICIES:
-            raise ValueError(f"policy must be one of {', '.join(_POLICIES)}; got {policy!r}.")
-        if max_queue < 1:
-            raise ValueError(f"max_queue must be at least 1, got {max_queue!r}.")
+        if not isinstance(policy, str) or policy not in _POLICIES:
+            raise ValueError(f"policy must be one of {', '.join(_POLICIES)}; got {policy!r:.80}.")
+        check_max_queue(max_queue)
         if since is not None:
-            since = Position(str(since[0]), int(since[1]))
+            since = check_position(since)
         self._owner = owner
         self.channel = channel
         self.since: Position | None = since

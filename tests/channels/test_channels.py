@@ -101,7 +101,7 @@ async def test_disconnect_ends_iteration_of_every_subscription() -> None:
     [
         ("", {}, "non-empty str"),
         ("c", {"policy": "drop_everything"}, "policy must be one of"),
-        ("c", {"max_queue": 0}, "max_queue must be at least 1"),
+        ("c", {"max_queue": 0}, "max_queue must be between 1 and"),
     ],
 )
 async def test_bad_subscribe_arguments_are_refused(

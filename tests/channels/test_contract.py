@@ -328,3 +328,113 @@ def crash(channels: Channels) -> None:
     channels._heartbeat_scope.cancel()
     for local in channels._locals.values():
         local.members.clear()
+
+
+# -- hostile input: one table, the same answer from every backend ------------------------
+
+#: (what is called, its arguments, the exception, a fragment of its message). Every
+#: row runs on memory:// and redis://, so the two answer each bad call identically.
+HOSTILE: list[tuple[str, dict[str, Any], type[Exception], str]] = [
+    ("publish", {"channel": ""}, ValueError, "A channel name must be a non-empty str"),
+    ("publish", {"channel": 7}, TypeError, "A channel name must be a str, got int"),
+    ("publish", {"channel": b"c"}, TypeError, "A channel name must be a str, got bytes"),
+    ("publish", {"channel": None}, TypeError, "A channel name must be a str, got NoneType"),
+    ("publish", {"channel": "a\ud800"}, ValueError, "lone surrogate at index 1"),
+    ("publish", {"channel": "x" * 1025}, ValueError, "at most 1024 bytes of UTF-8"),
+    ("publish", {"channel": "é" * 513}, ValueError, "at most 1024 bytes of UTF-8"),
+    ("publish", {"data": "\udfff"}, ValueError, "lone surrogate at index 0"),
+    ("publish", {"data": {"a": ["\ud800"]}}, ValueError, "lone surrogate"),
+    ("publish", {"data": object()}, TypeError, "JSON-serialisable"),
+    ("publish", {"data": {1j: 1}}, TypeError, "JSON-serialisable"),
+    ("history", {"channel": ""}, ValueError, "A channel name must be a non-empty str"),
+    ("history", {"limit": -1}, ValueError, "limit must be >= 0"),
+    ("history", {"limit": 1.5}, TypeError, "limit must be an int or None, got float"),
+    ("history", {"limit": "5"}, TypeError, "limit must be an int or None, got str"),
+    ("history", {"limit": True}, TypeError, "limit must be an int or None, got bool"),
+    ("position", {"channel": 3.0}, TypeError, "A channel name must be a str, got float"),
+    ("presence", {"channel": "\ud800"}, ValueError, "lone surrogate"),
+    ("subscribe", {"channel": ""}, ValueError, "A channel name must be a non-empty str"),
+    ("subscribe", {"since": ("e",)}, TypeError, "since must be a Position or an (epoch"),
+    ("subscribe", {"since": ("e", 1, 2)}, TypeError, "since must be a Position or an (epoch"),
+    ("subscribe", {"since": "e:1"}, TypeError, "since must be a Position or an (epoch"),
+    ("subscribe", {"since": ["e", 1]}, TypeError, "since must be a Position or an (epoch"),
+    ("subscribe", {"since": ("", 1)}, ValueError, "The epoch of since must be a non-empty"),
+    ("subscribe", {"since": (1, 1)}, TypeError, "The epoch of since must be a str, got int"),
+    ("subscribe", {"since": ("\ud800", 1)}, ValueError, "lone surrogate"),
+    ("subscribe", {"since": ("e" * 65, 1)}, ValueError, "at most 64 bytes"),
+    ("subscribe", {"since": ("e", -1)}, ValueError, "between 0 and 2**53 - 1, got -1"),
+    ("subscribe", {"since": ("e", 10**30)}, ValueError, "between 0 and 2**53 - 1"),
+    ("subscribe", {"since": ("e", 2**53)}, ValueError, "between 0 and 2**53 - 1"),
+    ("subscribe", {"since": ("e", 1.5)}, TypeError, "offset of since must be an int, got float"),
+    ("subscribe", {"since": ("e", "1")}, TypeError, "offset of since must be an int, got str"),
+    ("subscribe", {"since": ("e", True)}, TypeError, "offset of since must be an int, got bool"),
+    ("subscribe", {"max_queue": 0}, ValueError, "max_queue must be between 1 and"),
+    ("subscribe", {"max_queue": -5}, ValueError, "max_queue must be between 1 and"),
+    ("subscribe", {"max_queue": 10**30}, ValueError, "max_queue must be between 1 and"),
+    ("subscribe", {"max_queue": 1.5}, TypeError, "max_queue must be an int, got float"),
+    ("subscribe", {"max_queue": True}, TypeError, "max_queue must be an int, got bool"),
+    ("subscribe", {"policy": "drop_all"}, ValueError, "policy must be one of"),
+    ("subscribe", {"policy": 1}, ValueError, "policy must be one of"),
+    ("subscribe", {"presence": object()}, TypeError, "JSON-serialisable"),
+    ("subscribe", {"presence": b"bytes"}, TypeError, "bytes are not"),
+    ("subscribe", {"presence": {"nick": "\ud800"}}, ValueError, "lone surrogate"),
+]
+
+
+async def _call_hostile(channels: Channels, operation: str, arguments: dict[str, Any]) -> None:
+    arguments = {"channel": "hostile", **arguments}
+    channel = arguments.pop("channel")
+    if operation == "publish":
+        await channels.publish(channel, arguments.get("data", "x"))
+    elif operation == "history":
+        await channels.history(channel, **arguments)
+    elif operation == "position":
+        await channels.position(channel)
+    elif operation == "presence":
+        await channels.presence(channel)
+    else:
+        async with channels.subscribe(channel, **arguments):
+            pass  # pragma: no cover - every row is refused
+
+
+@pytest.mark.parametrize(
+    ("operation", "arguments", "error", "fragment"),
+    HOSTILE,
+    ids=[f"{row[0]}-{i}" for i, row in enumerate(HOSTILE)],
+)
+async def test_hostile_arguments_get_the_same_specific_error_on_every_backend(
+    make: Make, operation: str, arguments: dict[str, Any], error: type[Exception], fragment: str
+) -> None:
+    channels = await make()
+    with pytest.raises(error) as info:
+        await _call_hostile(channels, operation, arguments)
+    assert type(info.value) is error  # not a subclass such as UnicodeEncodeError
+    assert fragment in str(info.value)
+    # Nothing was half done: the channel is as it was.
+    assert await channels.position("hostile") == Position(
+        (await channels.position("hostile"))[0], 0
+    )
+
+
+@pytest.mark.parametrize(
+    "arguments",
+    [
+        {"since": ("no-such-epoch", 99_999_999_999_999)},
+        {"since": ("e", 2**53 - 1)},
+        {"since": Position("e", 0)},
+    ],
+)
+async def test_positions_at_the_edge_of_the_range_are_refused_as_recovery_not_as_errors(
+    make: Make, arguments: dict[str, Any]
+) -> None:
+    channels = await make()
+    await channels.publish("edge", "x")
+    async with channels.subscribe("edge", **arguments) as sub:
+        assert not sub.recovered
+
+
+async def test_a_limit_beyond_anything_retained_returns_all_of_history(make: Make) -> None:
+    channels = await make()
+    for i in range(3):
+        await channels.publish("all", i)
+    assert [event.data for event in await channels.history("all", limit=10**30)] == [0, 1, 2]

@@ -22,7 +22,7 @@ from lilya.channels import BackendUnavailableError, Channels, Event
 from lilya.channels.redis import mask_password
 from tests.channels.conftest import MakeChannels
 from tests.channels.helpers import take, take_type
-from tests.channels.redis_server import private_redis
+from tests.channels.redis_server import delete_keys, private_redis
 
 pytestmark = [pytest.mark.anyio, pytest.mark.redis]
 
@@ -254,3 +254,35 @@ async def assert_quiet(sub: object) -> None:
     with anyio.move_on_after(0.2):
         event: Event = await sub.receive()  # type: ignore[attr-defined]
         raise AssertionError(f"unexpected extra event {event!r}")
+
+
+async def test_offsets_of_fifteen_digits_and_more_keep_every_digit(
+    channels_factory: MakeChannels, redis_url: str, prefix: str
+) -> None:
+    # Lua prints such numbers as "1e+15" when it concatenates them: stream ids
+    # and live messages would break. Start the channel just below 2**53.
+    start = 2**53 - 10
+    redis.Redis.from_url(redis_url).hset(f"{prefix}:meta:big", mapping={"e": "ep", "o": start})
+    channels = await channels_factory(redis_url, key_prefix=prefix)
+    async with channels.subscribe("big", since=("ep", start)) as sub:
+        published = [await channels.publish("big", i) for i in range(3)]
+        assert [e.offset for e in published] == [start + 1, start + 2, start + 3]
+        assert [e.offset for e in await take(sub, 3)] == [start + 1, start + 2, start + 3]
+    async with channels.subscribe("big", since=("ep", start + 1)) as again:
+        assert again.recovered
+        assert [e.data for e in await take(again, 2)] == [1, 2]
+    assert [e.offset for e in await channels.history("big", limit=2)] == [start + 2, start + 3]
+    delete_keys(redis_url, prefix)
+
+
+async def test_a_redis_error_reply_becomes_a_channels_error_not_a_raw_response_error(
+    channels_factory: MakeChannels, redis_url: str, prefix: str
+) -> None:
+    from lilya.channels import BackendError
+
+    redis.Redis.from_url(redis_url).set(f"{prefix}:meta:clash", "a string, not a hash")
+    channels = await channels_factory(redis_url, key_prefix=prefix)
+    with pytest.raises(BackendError, match="refused it") as info:
+        await channels.publish("clash", "x")
+    assert info.value.operation == "publish"
+    delete_keys(redis_url, prefix)

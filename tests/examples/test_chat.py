@@ -202,7 +202,20 @@ def test_a_bad_room_name_is_denied_with_400(client: TestClient, room: str) -> No
     assert denied(client, chat_path(room=room)).status_code == 400
 
 
-@pytest.mark.parametrize("since", ["7", "epoch:", "epoch:x", ":3"])
+@pytest.mark.parametrize(
+    "since",
+    [
+        "7",
+        "epoch:",
+        "epoch:x",
+        ":3",
+        "epoch:-1",
+        "epoch:²",  # a digit to str.isdigit(), not to int()
+        "epoch:١٢",  # Arabic-Indic digits
+        "epoch:99999999999999999999999999999",  # beyond any offset
+        "e" * 65 + ":1",  # longer than any epoch
+    ],
+)
 def test_a_malformed_since_is_denied_with_400(client: TestClient, since: str) -> None:
     assert denied(client, chat_path(since=since)).status_code == 400
 
