@@ -166,6 +166,9 @@ class Sink(Protocol):
     def deliver(self, event: Event) -> None:
         """Take one live event, in channel order, without blocking."""
 
+    async def ready(self, channel: str) -> None:
+        """Wait until *channel*'s subscribers have room for more (backpressure, bounded)."""
+
     async def resync(self) -> None:
         """Called after the backend reconnected and listens again: catch up from history."""
 

@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 import anyio
 from anyio.abc import TaskGroup, TaskStatus
 
-from lilya.channels._base import Backend, HistoryPage, check_limit, check_name
+from lilya.channels._base import Backend, HistoryPage, check_limit, check_max_queue, check_name
 from lilya.channels.events import Event, Position, encode
 from lilya.channels.exceptions import BackendUnavailableError, NotConnectedError
 from lilya.channels.subscription import Policy, Subscription
@@ -43,6 +43,7 @@ class _Local:
         "_live",
         "_snapshot",
         "epoch",
+        "full",
         "last",
         "listening",
         "lock",
@@ -66,6 +67,8 @@ class _Local:
         self.listening = False
         self.lock = anyio.Lock()
         self.members: dict[str, Any] = {}
+        # Subscribers whose queue reached max_queue: publishers wait for them.
+        self.full: set[Subscription] = set()
 
     @property
     def subs(self) -> tuple[Subscription, ...]:
@@ -81,6 +84,7 @@ class _Local:
     def remove(self, sub: Subscription) -> None:
         if self._live.pop(sub, 0) is None:
             self._snapshot = None
+        self.full.discard(sub)
 
 
 class Channels:
@@ -99,8 +103,13 @@ class Channels:
             ``history()`` and ``since=`` recovery (0 keeps none).
         history_ttl: seconds after a channel's last publish at which its
             history (and so its epoch) is forgotten; ``None`` keeps it.
-        max_queue: default bound of each subscriber's queue.
-        policy: default policy of a full queue (see :data:`Policy`).
+        max_queue: default bound of each subscriber's queue: where publishers
+            of this process (and the Redis reader) start waiting for it.
+        policy: what happens to events that no longer fit the queue of a
+            stalled subscriber (see :data:`Policy`; default ``"close"``).
+        stall_timeout: seconds a subscriber with a full queue may take no
+            event before it counts as stalled: publishers stop waiting for it
+            and its policy acts.
         presence_ttl: seconds after which a member whose process stopped
             refreshing it (it died) is dropped and its leave announced.
         key_prefix: prefix of every Redis key and pub/sub channel, so that
@@ -120,7 +129,8 @@ class Channels:
         history_size: int = 100,
         history_ttl: float | None = None,
         max_queue: int = 1000,
-        policy: Policy = "drop_oldest",
+        policy: Policy = "close",
+        stall_timeout: float = 1.0,
         presence_ttl: float = 30.0,
         key_prefix: str = "lilya:ch",
         reconnect_delay: tuple[float, float] = (0.05, 2.0),
@@ -131,6 +141,13 @@ class Channels:
             raise ImproperlyConfigured(f"history_ttl must be > 0 or None, got {history_ttl!r}.")
         if not presence_ttl > 0 or not math.isfinite(presence_ttl):
             raise ImproperlyConfigured(f"presence_ttl must be > 0, got {presence_ttl!r}.")
+        if not stall_timeout > 0 or not math.isfinite(stall_timeout):
+            raise ImproperlyConfigured(f"stall_timeout must be > 0, got {stall_timeout!r}.")
+        try:
+            check_max_queue(max_queue)
+        except (TypeError, ValueError) as exc:
+            raise ImproperlyConfigured(str(exc)) from None
+        self.stall_timeout = stall_timeout
         self.url = url
         self.max_queue = max_queue
         self.policy: Policy = policy
@@ -251,8 +268,11 @@ class Channels:
     async def publish(self, channel: str, data: Any) -> Event:
         """Send *data* to every subscriber of *channel* and append it to its history.
 
-        It does not wait for subscribers: each gets the event in its queue, in
-        publish order.
+        Each subscriber gets the event in its queue, in publish order. If a
+        subscriber of this process has a full queue, this waits until it has
+        room again (a burst slows its publisher, not its readers), or until it
+        has taken nothing for ``stall_timeout`` seconds: then it counts as
+        stalled, and its policy deals with what no longer fits.
 
         Args:
             channel: the channel's name.
@@ -269,6 +289,7 @@ class Channels:
         self._require_connected()
         check_name(channel)
         tag, payload = encode(data)
+        await self.ready(channel)
         return await self._backend.publish(channel, tag, payload, data)
 
     def subscribe(
@@ -354,6 +375,52 @@ class Channels:
             sub._push(event)
         for sub in local.syncing:
             sub._pending.append(event)
+
+    async def ready(self, channel: str) -> None:
+        """Wait until *channel*'s subscribers in this process have room (called by backends).
+
+        A subscriber with a full queue is waited for as long as it makes
+        progress; one that takes nothing for ``stall_timeout`` seconds is
+        marked stalled and no longer waited for, until its queue drains.
+        """
+        local = self._locals.get(channel)
+        if local is None or not local.full:
+            return
+        for sub in list(local.full):
+            if not sub._stalled and sub.full and not sub.closed:
+                await self._wait_for_room(sub)
+            if not sub.full or sub.closed:
+                local.full.discard(sub)
+                sub._stalled = False
+
+    async def _wait_for_room(self, sub: Subscription) -> None:
+        limit = self.stall_timeout
+        deadline = anyio.current_time() + limit
+        while sub.full and not sub.closed:
+            taken = sub._taken
+            room = sub._room
+            if room is None:
+                room = sub._room = anyio.Event()
+            with anyio.move_on_after(deadline - anyio.current_time()):
+                await room.wait()
+            if sub._taken != taken:
+                deadline = anyio.current_time() + limit  # progress: it is slow, not stalled
+            elif anyio.current_time() >= deadline:
+                sub._stalled = True
+                logger.info(
+                    "A subscriber of %r took no event for %.1fs with a full queue (%d): "
+                    "stalled, its policy %r acts.",
+                    sub.channel,
+                    limit,
+                    sub.max_queue,
+                    sub.policy,
+                )
+                return
+
+    def _note_full(self, sub: Subscription) -> None:
+        local = self._locals.get(sub.channel)
+        if local is not None:
+            local.full.add(sub)
 
     async def resync(self) -> None:
         """Catch every channel up from history after the backend reconnected.

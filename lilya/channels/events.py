@@ -21,8 +21,10 @@ __all__ = ["Event", "EventType", "Position", "decode", "encode", "encode_json"]
 #: ``message`` is something you published; ``join`` and ``leave`` are presence
 #: changes; ``reset`` tells a live subscription that it lost its place (history
 #: no longer covers what it missed while Redis was unreachable) and that you
-#: should reload state.
-EventType = Literal["message", "join", "leave", "reset"]
+#: should reload state; ``gap`` tells a subscription whose drop policy discarded
+#: events which ones (``data``: ``{"first", "last", "dropped"}``), so you can
+#: fetch them again with ``since=(epoch, first - 1)``.
+EventType = Literal["message", "join", "leave", "reset", "gap"]
 
 
 class Position(NamedTuple):
@@ -50,7 +52,7 @@ class Event:
         data: what was published: a ``str``, ``bytes`` or decoded JSON value.
             Every subscriber of a process shares this object, so treat it as
             read-only.
-        type: ``"message"``, ``"join"``, ``"leave"`` or ``"reset"``.
+        type: ``"message"``, ``"join"``, ``"leave"``, ``"reset"`` or ``"gap"``.
     """
 
     channel: str

@@ -94,6 +94,11 @@ class MemoryBackend(Backend):
             sink.deliver(event)
 
     async def publish(self, channel: str, tag: str, payload: bytes, data: Any) -> Event:
+        # Every Channels of the store listening to the channel gets a say, as
+        # a Redis reader does by not reading; from here on nothing awaits.
+        for sink in list(self._store.listeners.get(channel, ())):
+            if sink is not self._sink:
+                await sink.ready(channel)
         history = self._history(channel)
         history.top += 1
         # Deliver what Redis would: a JSON round trip (tuples become lists, and

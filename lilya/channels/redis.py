@@ -392,7 +392,13 @@ class RedisBackend(Backend):
             for response in held:
                 self._handle(response, None)
         while True:
-            self._handle(await reader.read_response(timeout=math.inf), None)
+            response = await reader.read_response(timeout=math.inf)
+            if response[0] == b"message" and self._sink is not None:
+                # Backpressure: while a local subscriber is full (and not
+                # stalled), stop reading; Redis buffers, and if it cuts us off
+                # for buffering too much, the reconnect resyncs from the stream.
+                await self._sink.ready(response[1][len(self._live_prefix) :].decode())
+            self._handle(response, None)
 
     def _handle(self, response: Any, held: list[Any] | None) -> None:
         kind = response[0]

@@ -31,13 +31,21 @@ Receiver = Callable[[Any], Awaitable[None]]
 
 
 def default_encode(event: Event) -> Any:
-    """Send a message's data as it was published; skip join, leave and reset events.
+    """Send a message's data as it was published, and a gap as a JSON frame; skip the rest.
 
+    A ``gap`` event (a drop policy discarded events of a stalled subscriber)
+    becomes ``{"type": "gap", "epoch": …, "first": …, "last": …, "dropped": …}``,
+    so that the client can tell it lost messages and fetch them again with
+    ``since=(epoch, first - 1)``; join, leave and reset events are skipped.
     Pass your own ``encode`` to :func:`relay` to forward those too, or to wrap
     data with its position (``{"offset": event.offset, "epoch": event.epoch,
     ...}``) so that a reconnecting client can ask for ``since=``.
     """
-    return event.data if event.type == "message" else None
+    if event.type == "message":
+        return event.data
+    if event.type == "gap":
+        return {"type": "gap", "epoch": event.epoch, **event.data}
+    return None
 
 
 async def _send(websocket: WebSocket, event: Event, payload: Any) -> None:

@@ -139,9 +139,13 @@ async def test_a_replay_larger_than_the_queue_applies_the_policy() -> None:
     async with Channels("memory://") as channels:
         for i in range(10):
             last = await channels.publish("c", i)
-        async with channels.subscribe("c", since=(last.epoch, 0), max_queue=4) as sub:
-            assert sub.dropped == 6
-            assert [event.data for event in await take(sub, 4)] == [6, 7, 8, 9]
+        async with channels.subscribe(
+            "c", since=(last.epoch, 0), max_queue=4, policy="drop_oldest"
+        ) as sub:
+            assert sub.dropped == 7
+            gap, *kept = await take(sub, 4)
+            assert (gap.type, gap.data) == ("gap", {"first": 1, "last": 7, "dropped": 7})
+            assert [event.data for event in kept] == [7, 8, 9]
         async with channels.subscribe(
             "c", since=(last.epoch, 0), max_queue=4, policy="close"
         ) as sub:

@@ -169,7 +169,7 @@ async def test_relay_closes_a_socket_that_cannot_keep_up_with_1013(
 ) -> None:
     async with channels.subscribe("c", max_queue=5, policy="close") as sub:
         async with anyio.create_task_group() as group:
-            group.start_soon(relay, client.websocket, sub)
+            group.start_soon(lambda: relay(client.websocket, sub, drain_timeout=0.2))
             await client.next_message()  # accept
             client.stall()
             with anyio.fail_after(3):
@@ -256,7 +256,7 @@ async def test_a_stalled_client_does_not_slow_the_other_clients(channels: Channe
                 sub = channels.subscribe("c", max_queue=50, policy="close")
                 await sub.__aenter__()
                 subs.append(sub)
-                group.start_soon(relay, c.websocket, sub)
+                group.start_soon(lambda c=c, sub=sub: relay(c.websocket, sub, drain_timeout=0.2))
                 await c.next_message()  # accept
             stalled.stall()
 
@@ -390,3 +390,30 @@ async def test_what_a_too_slow_client_sent_before_its_1013_is_still_handled(
         client.send_text("sent before the close arrived")
         client.disconnect(1013)
     assert handled == ["sent before the close arrived"]
+
+
+async def test_relay_forwards_a_gap_as_a_frame_naming_the_lost_offsets(
+    client: FakeClient,
+) -> None:
+    async with (
+        Channels("memory://", stall_timeout=0.2) as channels,
+        channels.subscribe("c", max_queue=3, policy="drop_newest") as sub,
+        anyio.create_task_group() as group,
+    ):
+        group.start_soon(relay, client.websocket, sub)
+        await client.next_message()  # accept
+        client.stall()
+        epoch = (await channels.publish("c", "taken")).epoch  # the relay is stuck sending it
+        for i in range(6):
+            await channels.publish("c", i)
+        client._unstall.set()
+        frames = [await client.next_data() for _ in range(5)]
+        client.disconnect()
+    assert frames[:4] == ["taken", "0", "1", "2"]
+    assert json.loads(frames[4]) == {
+        "type": "gap",
+        "epoch": epoch,
+        "first": 5,
+        "last": 7,
+        "dropped": 3,
+    }
