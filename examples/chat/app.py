@@ -14,20 +14,28 @@ What the server sends, one JSON text frame each:
   to resume but that history is gone: replace what you show). Sent on a fresh
   join or when a resume is impossible; after a resume, the missed messages come
   as ordinary ``message`` frames instead;
-- ``message``: ``epoch``, ``offset``, ``nick``, ``text``, ``ts``. Keep the last
-  ``epoch:offset`` and reconnect with ``?since=EPOCH:OFFSET`` to get exactly
-  what you missed;
+- ``message``: ``epoch``, ``offset``, ``nick``, ``text``, ``ts``, and ``id`` when
+  the sender gave one. Keep the last ``epoch:offset`` and reconnect with
+  ``?since=EPOCH:OFFSET`` to get exactly what you missed; an offset that jumps
+  ahead means you missed messages: reconnect with ``since`` the last one you have;
+- ``gap``: ``epoch``, ``first``, ``last``: those messages were not delivered to
+  you (they are in history: reconnect with ``since=EPOCH:FIRST-1``);
 - ``join`` / ``leave``: ``member``, ``nick``;
 - ``reset``: the server lost your place (Redis restarted empty while you were
   connected); reconnect without ``since``;
-- ``error``: ``reason``, for a message of yours that was refused.
+- ``error``: ``reason`` and the message's ``id``, for a message of yours that
+  was refused; with ``retry: true`` its fate is unknown (the store stalled):
+  send it again with the same ``id``, which is delivered once.
 
-What the client sends: text frames, each one chat message.
+What the client sends: text frames, each one chat message: either plain text,
+or ``{"id": "…", "text": "…"}`` (the page sends this) so that resending after
+an error or a reconnect can never post it twice.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import time
@@ -43,6 +51,7 @@ from lilya.channels import (
     Channels,
     Event,
     Position,
+    PublishOutcomeUnknownError,
     check_position,
     relay,
 )
@@ -56,11 +65,13 @@ from lilya.websockets import WebSocket
 
 __all__ = [
     "HISTORY",
+    "MAX_ID",
     "MAX_MESSAGE",
     "MAX_NICK",
     "app",
     "create_app",
     "read_handshake",
+    "read_message",
     "same_origin",
 ]
 
@@ -70,6 +81,8 @@ HISTORY = 50
 MAX_NICK = 24
 #: Longest chat message, in characters; longer is refused with an ``error`` frame.
 MAX_MESSAGE = 1000
+#: Longest message id a client may give (the page sends 36-character UUIDs).
+MAX_ID = 64
 
 ROOM = re.compile(r"[A-Za-z0-9_-]{1,40}")
 PAGE = (FilePath(__file__).parent / "static" / "index.html").read_text(encoding="utf-8")
@@ -134,6 +147,29 @@ def _parse_since(text: str | None) -> Position | None:
 
 def _message(event: Event) -> dict[str, Any]:
     return {"type": "message", "epoch": event.epoch, "offset": event.offset, **event.data}
+
+
+def read_message(data: str) -> tuple[str, str | None]:
+    """Return the text and id of a chat frame: plain text, or ``{"id", "text"}`` JSON.
+
+    Raises:
+        ValueError: a JSON frame that is not an object with a str ``text`` and
+            an optional str ``id`` of at most ``MAX_ID`` characters.
+    """
+    if not data.startswith("{"):
+        return data, None
+    try:
+        frame = json.loads(data)
+    except (ValueError, RecursionError):  # not JSON, an over-long integer, too deep
+        raise ValueError("a frame starting with { must be JSON") from None
+    if not isinstance(frame, dict) or not isinstance(frame.get("text"), str):
+        raise ValueError('send {"id": "…", "text": "…"} or plain text')
+    message_id = frame.get("id")
+    if message_id is not None and (
+        not isinstance(message_id, str) or not 0 < len(message_id) <= MAX_ID
+    ):
+        raise ValueError(f"a message id is a str of 1 to {MAX_ID} characters")
+    return frame["text"], message_id
 
 
 def read_handshake(
@@ -204,16 +240,34 @@ def create_app(
         async def say(data: Any) -> None:
             if not isinstance(data, str):
                 raise WebSocketException(status.WS_1003_UNSUPPORTED_DATA, "send text frames")
-            text = data.strip()
+            try:
+                text, message_id = read_message(data)
+            except ValueError as exc:
+                await websocket.send_json({"type": "error", "reason": str(exc)})
+                return
+            text = text.strip()
+            refused: dict[str, Any] = {"type": "error", "id": message_id}
             if not text:
                 return
             if len(text) > MAX_MESSAGE:
-                await websocket.send_json({"type": "error", "reason": "message too long"})
+                await websocket.send_json({**refused, "reason": "message too long"})
                 return
+            message: dict[str, Any] = {"nick": nick, "text": text, "ts": time.time()}
+            if message_id is not None:
+                message["id"] = message_id
             try:
-                await channels.publish(channel, {"nick": nick, "text": text, "ts": time.time()})
+                await channels.publish(
+                    channel,
+                    message,
+                    # Scoped by nick, so one client cannot suppress another's ids.
+                    message_id=None if message_id is None else f"{nick}\n{message_id}",
+                )
             except BackendUnavailableError:
-                await websocket.send_json({"type": "error", "reason": "not sent, try again"})
+                await websocket.send_json({**refused, "reason": "not sent, try again"})
+            except PublishOutcomeUnknownError:
+                await websocket.send_json(
+                    {**refused, "reason": "may not have been sent", "retry": message_id is not None}
+                )
 
         async with contextlib.AsyncExitStack() as stack:
             try:
@@ -268,6 +322,8 @@ def create_app(
                         "member": event.data["member"],
                         "nick": info.get("nick", "?"),
                     }
+                if event.type == "gap":
+                    return {"type": "gap", "epoch": event.epoch, **event.data}
                 return {"type": "reset"}
 
             await relay(websocket, sub, on_receive=say, encode=encode)

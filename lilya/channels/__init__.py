@@ -12,6 +12,7 @@ from lilya.channels.exceptions import (
     BackendUnavailableError,
     ChannelsError,
     NotConnectedError,
+    PublishOutcomeUnknownError,
     SubscriberOverflowError,
 )
 from lilya.channels.subscription import Policy, Subscription
@@ -27,6 +28,7 @@ __all__ = [
     "NotConnectedError",
     "Policy",
     "Position",
+    "PublishOutcomeUnknownError",
     "SubscriberOverflowError",
     "Subscription",
     "check_position",

@@ -198,11 +198,15 @@ class Backend(ABC):
         """Stop delivering and close every connection."""
 
     @abstractmethod
-    async def publish(self, channel: str, tag: str, payload: bytes, data: Any) -> Event:
+    async def publish(
+        self, channel: str, tag: str, payload: bytes, data: Any, message_id: str | None
+    ) -> Event:
         """Append one message to *channel*'s history and send it to every listener.
 
         *tag*/*payload* are the encoded form, *data* the decoded one (so a
-        backend that never leaves the process need not decode again).
+        backend that never leaves the process need not decode again). A
+        *message_id* already published among the last ``history_size``
+        messages is not published again: the first publish's event is returned.
         """
 
     @abstractmethod

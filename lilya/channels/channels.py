@@ -18,7 +18,14 @@ from urllib.parse import urlsplit
 import anyio
 from anyio.abc import TaskGroup, TaskStatus
 
-from lilya.channels._base import Backend, HistoryPage, check_limit, check_max_queue, check_name
+from lilya.channels._base import (
+    Backend,
+    HistoryPage,
+    check_limit,
+    check_max_queue,
+    check_message_id,
+    check_name,
+)
 from lilya.channels.events import Event, Position, encode
 from lilya.channels.exceptions import BackendUnavailableError, NotConnectedError
 from lilya.channels.subscription import Policy, Subscription
@@ -265,7 +272,7 @@ class Channels:
 
     # -- the API -------------------------------------------------------------
 
-    async def publish(self, channel: str, data: Any) -> Event:
+    async def publish(self, channel: str, data: Any, *, message_id: str | None = None) -> Event:
         """Send *data* to every subscriber of *channel* and append it to its history.
 
         Each subscriber gets the event in its queue, in publish order. If a
@@ -277,20 +284,28 @@ class Channels:
         Args:
             channel: the channel's name.
             data: a ``str``, ``bytes`` or JSON-serialisable value.
+            message_id: your id for this message (a UUID the client made, say).
+                A publish with an id already published among the channel's
+                last ``history_size`` messages delivers nothing and returns
+                the first publish's event: retrying is safe.
 
         Returns:
             The published event, with its ``offset`` and ``epoch``.
 
         Raises:
-            TypeError: *data* cannot be carried.
-            BackendUnavailableError: Redis is unreachable; the event was not published.
+            TypeError, ValueError: *data*, *channel* or *message_id* cannot be carried.
+            BackendUnavailableError: Redis is unreachable; the event was *not* published.
+            PublishOutcomeUnknownError: Redis took the command but its answer was
+                lost (a stall longer than ``socket_timeout``): it may have been
+                published; retry with the same *message_id*.
             NotConnectedError: :meth:`connect` has not run.
         """
         self._require_connected()
         check_name(channel)
+        check_message_id(message_id)
         tag, payload = encode(data)
         await self.ready(channel)
-        return await self._backend.publish(channel, tag, payload, data)
+        return await self._backend.publish(channel, tag, payload, data, message_id)
 
     def subscribe(
         self,

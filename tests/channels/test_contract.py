@@ -475,3 +475,37 @@ async def test_a_limit_beyond_anything_retained_returns_all_of_history(make: Mak
     for i in range(3):
         await channels.publish("all", i)
     assert [event.data for event in await channels.history("all", limit=10**30)] == [0, 1, 2]
+
+
+# -- idempotent publishing -----------------------------------------------------------
+
+
+async def test_a_retry_with_the_same_message_id_is_delivered_once(make: Make) -> None:
+    publisher, reader = await make(), await make()
+    async with reader.subscribe("c") as sub:
+        first = await publisher.publish("c", {"text": "hi"}, message_id="m-1")
+        again = await publisher.publish("c", {"text": "hi"}, message_id="m-1")
+        other = await publisher.publish("c", {"text": "hi"}, message_id="m-2")
+        plain = await publisher.publish("c", {"text": "hi"})
+        assert (first.offset, again.offset, other.offset, plain.offset) == (1, 1, 2, 3)
+        assert again.epoch == first.epoch
+        assert offsets(await take(sub, 3)) == [1, 2, 3]
+        await nothing_more(sub)
+    assert offsets(await publisher.history("c")) == [1, 2, 3]
+
+
+async def test_message_ids_are_remembered_for_the_history_window_only(make: Make) -> None:
+    channels = await make(history_size=3)
+    assert (await channels.publish("c", "x", message_id="a")).offset == 1
+    assert (await channels.publish("c", "x", message_id="a")).offset == 1
+    for i in range(3):
+        await channels.publish("c", i)
+    # "a" left the window (it is no longer in history either): a new message.
+    assert (await channels.publish("c", "x", message_id="a")).offset == 5
+    assert (await channels.publish("other", "x", message_id="a")).offset == 1  # per channel
+
+
+async def test_without_history_message_ids_deduplicate_nothing(make: Make) -> None:
+    channels = await make(history_size=0)
+    await channels.publish("c", "x", message_id="a")
+    assert (await channels.publish("c", "x", message_id="a")).offset == 2

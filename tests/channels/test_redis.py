@@ -18,7 +18,7 @@ import anyio
 import pytest
 import redis
 
-from lilya.channels import BackendUnavailableError, Channels, Event
+from lilya.channels import BackendUnavailableError, Channels, Event, PublishOutcomeUnknownError
 from lilya.channels.redis import mask_password
 from tests.channels.conftest import MakeChannels
 from tests.channels.helpers import take, take_type
@@ -49,12 +49,16 @@ async def publish_through_outage(
     async def attempt() -> None:
         nonlocal number, refused
         number += 1
-        try:
-            await publisher.publish("c", number)
-        except BackendUnavailableError:
-            refused += 1
-        else:
-            published.append(number)
+        while True:
+            try:
+                await publisher.publish("c", number, message_id=str(number))
+            except PublishOutcomeUnknownError:
+                continue  # it may have been published: retry it, safely, by id
+            except BackendUnavailableError:
+                refused += 1
+            else:
+                published.append(number)
+            return
 
     for _ in range(before):
         await attempt()
@@ -102,6 +106,11 @@ async def test_subscribers_get_a_reset_when_redis_restarts_empty(
             before = await publisher.publish("c", "before")
             assert (await take(sub, 1))[0].data == "before"
             server.kill()
+            # Written to a connection whose server has just died, the command's
+            # fate is unknown (Redis may have run it and died before replying);
+            # once the connection is seen closed, it is plainly not sent.
+            with pytest.raises((BackendUnavailableError, PublishOutcomeUnknownError)):
+                await publisher.publish("c", "lost")
             with pytest.raises(BackendUnavailableError) as caught:
                 await publisher.publish("c", "lost")
             assert caught.value.operation == "publish"
@@ -120,6 +129,8 @@ async def test_publish_while_redis_is_down_raises_and_connect_refuses(
     with private_redis() as server:
         channels = await channels_factory(server.url)
         server.kill()
+        with pytest.raises((BackendUnavailableError, PublishOutcomeUnknownError)):
+            await channels.publish("c", "x")  # unknown on the connection it was written to
         with pytest.raises(BackendUnavailableError):
             await channels.publish("c", "x")
         with pytest.raises(BackendUnavailableError):
@@ -286,3 +297,33 @@ async def test_a_redis_error_reply_becomes_a_channels_error_not_a_raw_response_e
         await channels.publish("clash", "x")
     assert info.value.operation == "publish"
     delete_keys(redis_url, prefix)
+
+
+async def test_a_stall_after_the_write_is_an_unknown_outcome_and_a_retry_by_id_delivers_once(
+    channels_factory: MakeChannels,
+) -> None:
+    with private_redis() as server:
+        url = server.url + "?socket_timeout=0.5"
+        publisher = await channels_factory(url)
+        reader = await channels_factory(server.url)
+        async with reader.subscribe("c") as sub:
+            await publisher.publish("c", "warm-up", message_id="w")
+            assert server.process is not None
+            server.process.send_signal(signal.SIGSTOP)  # Redis stalls with the command read
+            try:
+                with pytest.raises(PublishOutcomeUnknownError, match="retry with the same") as info:
+                    await publisher.publish("c", "hello", message_id="m-1")
+                assert (info.value.channel, info.value.message_id) == ("c", "m-1")
+                assert isinstance(info.value, TimeoutError)
+                assert not isinstance(info.value, BackendUnavailableError)
+            finally:
+                server.process.send_signal(signal.SIGCONT)
+            # It was published after all, when Redis woke up.
+            delivered = [event.data for event in await take(sub, 2)]
+            assert delivered == ["warm-up", "hello"]
+            retried = await publisher.publish("c", "hello", message_id="m-1")
+            assert retried.offset == 2
+            with anyio.move_on_after(0.3):
+                extra = await sub.receive()
+                raise AssertionError(f"the retry was delivered again: {extra!r}")
+        assert [event.data for event in await publisher.history("c")] == ["warm-up", "hello"]
