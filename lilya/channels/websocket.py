@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import anyio
+import anyio.lowlevel
 from anyio.abc import TaskGroup
 
 from lilya import status
@@ -195,6 +196,11 @@ async def _send_side(
 
 async def _receive_all(websocket: WebSocket, on_receive: Receiver | None) -> None:
     while True:
+        # A server hands over a whole network read's worth of frames without
+        # ever suspending us; one turn of the scheduler per client message
+        # lets every other connection run between them, so a flooding client
+        # is slowed at its own loop and other rooms keep their latency.
+        await anyio.lowlevel.checkpoint()
         message = await websocket.receive()
         if message["type"] == "websocket.disconnect":
             return
