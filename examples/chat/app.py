@@ -20,7 +20,9 @@ What the server sends, one JSON text frame each:
   ahead means you missed messages: reconnect with ``since`` the last one you have;
 - ``gap``: ``epoch``, ``first``, ``last``: those messages were not delivered to
   you (they are in history: reconnect with ``since=EPOCH:FIRST-1``);
-- ``join`` / ``leave``: ``member``, ``nick``;
+- ``presence``: ``snapshot``, ``joined`` and ``left`` (each ``[{"member",
+  "nick"}]``): who came and went since the last one, at most four a second
+  however many people join (``snapshot: true``: the full list, sent first);
 - ``reset``: the server lost your place (Redis restarted empty while you were
   connected); reconnect without ``since``;
 - ``error``: ``reason`` and the message's ``id``, for a message of yours that
@@ -315,12 +317,18 @@ def create_app(
                     if floor and event.epoch == floor.epoch and event.offset <= floor.offset:
                         return None  # already sent in the history
                     return _message(event)
-                if event.type in ("join", "leave"):
-                    info = event.data.get("info") or {}
+                if event.type == "presence":
+                    # Joins and leaves come coalesced: one frame per burst.
                     return {
-                        "type": event.type,
-                        "member": event.data["member"],
-                        "nick": info.get("nick", "?"),
+                        "type": "presence",
+                        "snapshot": event.data["snapshot"],
+                        **{
+                            side: [
+                                {"member": member, "nick": (info or {}).get("nick", "?")}
+                                for member, info in event.data[side].items()
+                            ]
+                            for side in ("joined", "left")
+                        },
                     }
                 if event.type == "gap":
                     return {"type": "gap", "epoch": event.epoch, **event.data}

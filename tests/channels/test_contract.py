@@ -12,7 +12,14 @@ import pytest
 
 from lilya.channels import Channels, Position, SubscriberOverflowError
 from lilya.channels.subscription import Policy
-from tests.channels.helpers import nothing_more, offsets, take, take_type
+from tests.channels.helpers import (
+    nothing_more,
+    offsets,
+    take,
+    take_join,
+    take_leave,
+    take_type,
+)
 from tests.channels.redis_server import delete_keys
 
 pytestmark = pytest.mark.anyio
@@ -210,12 +217,46 @@ async def test_presence_lists_members_and_publishes_join_and_leave(make: Make) -
     observer_side, member_side = await make(), await make()
     async with observer_side.subscribe("room") as observer:
         async with member_side.subscribe("room", presence={"user": "ann"}) as ann:
-            joined = await take_type(observer, "join")
-            assert joined.data == {"member": ann.member, "info": {"user": "ann"}}
+            assert await take_join(observer) == (ann.member, {"user": "ann"})
             assert await observer_side.presence("room") == {ann.member: {"user": "ann"}}
-        left = await take_type(observer, "leave")
-        assert left.data == {"member": ann.member, "info": {"user": "ann"}}
+        assert await take_leave(observer) == ann.member
         assert await observer_side.presence("room") == {}
+
+
+async def test_a_member_gets_a_snapshot_first_then_coalesced_diffs(make: Make) -> None:
+    first_side, other_side = await make(presence_interval=0.2), await make(presence_interval=0.2)
+    async with first_side.subscribe("room", presence={"n": 0}) as first:
+        snapshot = await take_type(first, "presence")
+        assert snapshot.data == {"snapshot": True, "joined": {}, "left": {}}
+        assert await take_join(first) == (first.member, {"n": 0})  # its own join, as a diff
+        subs = [other_side.subscribe("room", presence={"n": i}) for i in range(1, 21)]
+        for sub in subs:
+            await sub.__aenter__()
+        await subs[-1].__aexit__(None, None, None)
+        # Twenty joins and a leave, in a burst: a handful of presence events,
+        # not twenty-one, whose net effect is exact.
+        members = {first.member: {"n": 0}}
+        events = 0
+        expected = {first.member: {"n": 0}, **{s.member: {"n": i + 1} for i, s in enumerate(subs)}}
+        del expected[subs[-1].member]
+        with anyio.fail_after(10):
+            while members != expected:
+                event = await first.receive()
+                if event.type != "presence":
+                    continue
+                events += 1
+                members.update(event.data["joined"])
+                for gone in event.data["left"]:
+                    members.pop(gone, None)
+        assert events <= 4
+        assert members == await first_side.presence("room")
+        # A late joiner's snapshot already holds everyone.
+        async with first_side.subscribe("room", presence={"n": 99}) as late:
+            snap = await take_type(late, "presence")
+            assert snap.data["snapshot"] is True
+            assert set(snap.data["joined"]) == set(expected)
+        for sub in subs[:-1]:
+            await sub.__aexit__(None, None, None)
 
 
 async def test_join_and_leave_do_not_enter_history(make: Make) -> None:
@@ -232,13 +273,13 @@ async def test_a_dead_process_drops_out_of_presence_within_the_ttl(make: Make) -
     async with observer_side.subscribe("room") as observer:
         sub = doomed.subscribe("room", presence={"user": "zed"})
         await sub.__aenter__()
-        await take_type(observer, "join")
+        await take_join(observer)
         assert sub.member in await observer_side.presence("room")
         crash(doomed)
         started = time.monotonic()
-        left = await take_type(observer, "leave", within=ttl * 4)
+        left = await take_leave(observer, within=ttl * 4)
         elapsed = time.monotonic() - started
-        assert left.data["member"] == sub.member
+        assert left == sub.member
         assert elapsed <= ttl + ttl / 3 + 0.5
         assert await observer_side.presence("room") == {}
 

@@ -21,7 +21,7 @@ import redis
 from lilya.channels import BackendUnavailableError, Channels, Event, PublishOutcomeUnknownError
 from lilya.channels.redis import mask_password
 from tests.channels.conftest import MakeChannels
-from tests.channels.helpers import take, take_type
+from tests.channels.helpers import take, take_join, take_leave, take_type
 from tests.channels.redis_server import delete_keys, private_redis
 
 pytestmark = [pytest.mark.anyio, pytest.mark.redis]
@@ -221,12 +221,11 @@ async def test_a_killed_process_drops_out_of_presence_within_the_ttl(
             [sys.executable, "-c", script], stdout=subprocess.PIPE, env=env, cwd=ROOT
         )
         try:
-            joined = await take_type(sub, "join", within=15)
-            assert joined.data["info"] == {"pid": "child"}
+            member, info = await take_join(sub, within=15)
+            assert info == {"pid": "child"}
             child.send_signal(signal.SIGKILL)
             killed_at = time.monotonic()
-            left = await take_type(sub, "leave", within=ttl * 4)
-            assert left.data["member"] == joined.data["member"]
+            assert await take_leave(sub, within=ttl * 4) == member
             assert time.monotonic() - killed_at <= ttl + ttl / 3 + 0.5
             assert await observer.presence("room") == {}
         finally:
