@@ -18,16 +18,17 @@ from lilya._json import dumps_text, loads
 
 __all__ = ["Event", "EventType", "Position", "decode", "encode", "encode_json"]
 
-#: ``message`` is something you published; ``presence`` carries who is here:
-#: ``data`` is ``{"snapshot": bool, "joined": {member: info}, "left": {member: info}}``,
-#: a full list (``snapshot``, first, for a subscription made with ``presence=``)
-#: or the net changes since the previous one, at most one per
-#: ``presence_interval`` (``join`` and ``leave`` are what backends carry between
-#: processes; subscribers get them coalesced as ``presence``); ``reset`` tells a live subscription that it lost its place (history
-#: no longer covers what it missed while Redis was unreachable) and that you
-#: should reload state; ``gap`` tells a subscription whose drop policy discarded
-#: events which ones (``data``: ``{"first", "last", "dropped"}``), so you can
-#: fetch them again with ``since=(epoch, first - 1)``.
+#: ``message`` is something you published. ``presence`` says who is here: its
+#: ``data`` is ``{"snapshot": bool, "joined": {member: info}, "left": {member:
+#: info}}``, the full list (``snapshot``; sent first to a subscription made with
+#: ``presence=``) or the net changes since the previous one, at most one per
+#: ``presence_interval``. ``join`` and ``leave`` are what backends carry between
+#: processes; subscribers get them coalesced as ``presence``. ``reset`` tells a
+#: live subscription that it lost its place (history no longer covers what it
+#: missed while Redis was unreachable) and that you should reload state. ``gap``
+#: tells a subscription whose drop policy discarded events which ones (``data``:
+#: ``{"first", "last", "dropped"}``), so you can fetch them again with
+#: ``since=(epoch, first - 1)``.
 EventType = Literal["message", "presence", "join", "leave", "reset", "gap"]
 
 
