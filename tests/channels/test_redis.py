@@ -326,3 +326,25 @@ async def test_a_stall_after_the_write_is_an_unknown_outcome_and_a_retry_by_id_d
                 extra = await sub.receive()
                 raise AssertionError(f"the retry was delivered again: {extra!r}")
         assert [event.data for event in await publisher.history("c")] == ["warm-up", "hello"]
+
+
+async def test_when_redis_cuts_the_pubsub_connection_the_reader_resyncs_from_the_stream(
+    channels_factory: MakeChannels,
+) -> None:
+    # What Redis does to a pub/sub client whose output buffer grew past
+    # client-output-buffer-limit (our reader stops reading while a local
+    # subscriber is full): it closes the connection. Nothing may be lost.
+    with private_redis() as server:
+        publisher = await channels_factory(server.url)
+        reader = await channels_factory(server.url, reconnect_delay=(0.05, 0.2))
+        async with reader.subscribe("c") as sub:
+            for i in range(10):
+                await publisher.publish("c", i)
+            admin = redis.Redis.from_url(server.url)
+            assert admin.client_kill_filter(_type="pubsub") >= 1
+            for i in range(10, 30):
+                await publisher.publish("c", i)
+            events = await take(sub, 30, within=10)
+            assert [event.data for event in events] == list(range(30))
+            assert sub.recovered
+            admin.close()
