@@ -322,6 +322,39 @@ async def test_a_burst_beyond_max_queue_reaches_a_reader_that_keeps_up_whole_and
         assert reader.dropped == 0
 
 
+async def test_a_slow_subscriber_that_keeps_taking_events_is_waited_for_not_dropped(
+    make: Make,
+) -> None:
+    # One event per 0.1 s never empties a queue of 4 to its half within the
+    # 0.3 s stall_timeout, but it is progress: the publisher keeps waiting.
+    channels = await make(stall_timeout=0.3)
+    async with channels.subscribe("c", max_queue=4) as slow:
+        got: list[int] = []
+
+        async def read_slowly() -> None:
+            while len(got) < 12:
+                got.append((await slow.receive()).data)
+                await anyio.sleep(0.1)
+
+        async with anyio.create_task_group() as group:
+            group.start_soon(read_slowly)
+            for i in range(12):
+                await channels.publish("c", i)
+        assert got == list(range(12))
+        assert slow.dropped == 0
+        assert not slow.closed
+
+
+async def test_a_queue_of_one_still_names_what_drop_oldest_lost(make: Make) -> None:
+    channels = await make(stall_timeout=0.1)
+    async with channels.subscribe("c", max_queue=1, policy="drop_oldest") as sub:
+        for i in range(4):
+            await channels.publish("c", i)
+        gap, last = await take(sub, 2)
+        assert (gap.type, gap.data) == ("gap", {"first": 1, "last": 3, "dropped": 3})
+        assert (last.type, last.data) == ("message", 3)
+
+
 @pytest.mark.parametrize(
     ("policy", "expected"),
     [
@@ -424,6 +457,10 @@ HOSTILE: list[tuple[str, dict[str, Any], type[Exception], str]] = [
     ("publish", {"data": {"a": ["\ud800"]}}, ValueError, "lone surrogate"),
     ("publish", {"data": object()}, TypeError, "JSON-serialisable"),
     ("publish", {"data": {1j: 1}}, TypeError, "JSON-serialisable"),
+    ("publish", {"message_id": ""}, ValueError, "message_id must be a non-empty str"),
+    ("publish", {"message_id": 5}, TypeError, "message_id must be a str, got int"),
+    ("publish", {"message_id": "m" * 257}, ValueError, "at most 256 bytes of UTF-8"),
+    ("publish", {"message_id": "\ud800"}, ValueError, "lone surrogate"),
     ("history", {"channel": ""}, ValueError, "A channel name must be a non-empty str"),
     ("history", {"limit": -1}, ValueError, "limit must be >= 0"),
     ("history", {"limit": 1.5}, TypeError, "limit must be an int or None, got float"),
@@ -463,7 +500,9 @@ async def _call_hostile(channels: Channels, operation: str, arguments: dict[str,
     arguments = {"channel": "hostile", **arguments}
     channel = arguments.pop("channel")
     if operation == "publish":
-        await channels.publish(channel, arguments.get("data", "x"))
+        await channels.publish(
+            channel, arguments.get("data", "x"), message_id=arguments.get("message_id")
+        )
     elif operation == "history":
         await channels.history(channel, **arguments)
     elif operation == "position":
