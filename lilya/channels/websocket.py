@@ -9,7 +9,6 @@ with 1013 instead of letting it stall or grow a queue without bound.
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -21,6 +20,7 @@ from lilya import status
 from lilya.channels.events import Event
 from lilya.channels.exceptions import SubscriberOverflowError
 from lilya.channels.subscription import Subscription
+from lilya.exceptions import WebSocketRuntimeError
 from lilya.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 __all__ = ["default_encode", "relay"]
@@ -206,9 +206,15 @@ async def _receive_all(websocket: WebSocket, on_receive: Receiver | None) -> Non
             return
         if on_receive is not None:
             text = message.get("text")
-            # on_receive may answer a client that has gone; what it sent next still counts.
-            with contextlib.suppress(WebSocketDisconnect):
+            try:
                 await on_receive(text if text is not None else message.get("bytes"))
+            except WebSocketDisconnect:
+                pass  # it answered a client that has gone; what it sent next still counts
+            except WebSocketRuntimeError:
+                if websocket.application_state is not WebSocketState.DISCONNECTED:
+                    raise
+                # It answered after we closed (1013): the reply cannot go, the
+                # message it answered was still handled.
 
 
 async def _close(websocket: WebSocket, code: int, reason: str, within: float) -> bool:

@@ -377,6 +377,7 @@ async def test_what_a_too_slow_client_sent_before_its_1013_is_still_handled(
 
     async def on_receive(data: Any) -> None:
         handled.append(data)
+        await client.websocket.send_text(f"got {data}")  # too late: the relay closed it
 
     async with (
         channels.subscribe("feed", max_queue=2, policy="close") as sub,
