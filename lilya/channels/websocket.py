@@ -165,13 +165,17 @@ async def _send_side(
                 if payload is not None:
                     await _send(websocket, event, payload)
             outcome = "ended"
-        except SubscriberOverflowError:
-            outcome = "overflow"
-        except WebSocketDisconnect:
-            outcome = "gone"
+        except (SubscriberOverflowError, WebSocketDisconnect):
+            pass  # the overflow is told apart below, however it was noticed
         except Exception as exc:
-            failure.append(exc)
-            group.cancel_scope.cancel()
+            if not (
+                isinstance(exc, WebSocketRuntimeError)
+                and websocket.application_state is WebSocketState.DISCONNECTED
+            ):
+                failure.append(exc)
+                group.cancel_scope.cancel()
+            # else: your code closed the socket (in on_receive, say): sending
+            # ends, and the client's last messages are still read, as below.
         sending.cancel_scope.cancel()
     if subscription._error is not None:
         outcome = "overflow"

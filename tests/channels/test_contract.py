@@ -583,6 +583,10 @@ async def test_message_ids_are_remembered_for_the_history_window_only(make: Make
     # "a" left the window (it is no longer in history either): a new message.
     assert (await channels.publish("c", "x", message_id="a")).offset == 5
     assert (await channels.publish("other", "x", message_id="a")).offset == 1  # per channel
+    for name in "bcde":  # four ids in a window of three: "b" is forgotten
+        await channels.publish("ids", name, message_id=name)
+    assert (await channels.publish("ids", "b", message_id="b")).offset == 5
+    assert (await channels.publish("ids", "e", message_id="e")).offset == 4
 
 
 async def test_without_history_message_ids_deduplicate_nothing(make: Make) -> None:

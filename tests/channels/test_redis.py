@@ -295,6 +295,8 @@ async def test_a_redis_error_reply_becomes_a_channels_error_not_a_raw_response_e
     with pytest.raises(BackendError, match="refused it") as info:
         await channels.publish("clash", "x")
     assert info.value.operation == "publish"
+    with pytest.raises(BackendError, match="refused it"):
+        await channels.history("clash")
     delete_keys(redis_url, prefix)
 
 
@@ -348,3 +350,42 @@ async def test_when_redis_cuts_the_pubsub_connection_the_reader_resyncs_from_the
             assert [event.data for event in events] == list(range(30))
             assert sub.recovered
             admin.close()
+
+
+async def test_a_publish_after_the_process_saw_redis_die_is_plainly_not_sent(
+    channels_factory: MakeChannels,
+) -> None:
+    with private_redis() as server:
+        channels = await channels_factory(server.url)
+        await channels.publish("c", "warm-up")
+        server.kill()
+        await anyio.sleep(0.3)  # the pooled connection's EOF has arrived
+        with pytest.raises(BackendUnavailableError):
+            await channels.publish("c", "x")
+
+
+async def test_a_pooled_connection_redis_closed_while_idle_is_replaced_before_publishing(
+    channels_factory: MakeChannels,
+) -> None:
+    with private_redis() as server:
+        channels = await channels_factory(server.url)
+        await channels.publish("c", "warm-up")
+        admin = redis.Redis.from_url(server.url)
+        admin.client_kill_filter(_type="normal", skipme=True)
+        admin.close()
+        await anyio.sleep(0.3)
+        assert (await channels.publish("c", "after")).offset == 2  # not "outcome unknown"
+
+
+async def test_using_the_redis_backend_before_connect_is_a_clear_error() -> None:
+    from lilya.channels.redis import RedisBackend
+
+    backend = RedisBackend(
+        "redis://127.0.0.1:1/0",
+        history_size=1,
+        history_ttl=None,
+        key_prefix="p",
+        reconnect_delay=(0.1, 0.1),
+    )
+    with pytest.raises(RuntimeError, match="before connect"):
+        await backend.publish("c", "s", b"x", "x", None)

@@ -422,3 +422,73 @@ async def test_relay_forwards_a_gap_as_a_frame_naming_the_lost_offsets(
         "last": 7,
         "dropped": 3,
     }
+
+
+def test_default_encode_skips_presence_and_reset_events() -> None:
+    from lilya.channels import default_encode
+
+    presence = Event("c", 0, "e", {"snapshot": True, "joined": {}, "left": {}}, "presence")
+    assert default_encode(presence) is None
+    assert default_encode(Event("c", 0, "e", None, "reset")) is None
+    assert default_encode(Event("c", 1, "e", {"a": 1})) == {"a": 1}
+
+
+async def test_a_state_error_in_on_receive_while_the_socket_is_open_propagates(
+    channels: Channels, client: FakeClient
+) -> None:
+    from lilya.exceptions import WebSocketRuntimeError
+
+    async def on_receive(data: Any) -> None:
+        await client.websocket.accept()  # a mistake: already accepted
+
+    async with channels.subscribe("c") as sub:
+        client.send_text("x")
+        with pytest.raises(WebSocketRuntimeError):
+            await relay(client.websocket, sub, on_receive=on_receive)
+
+
+async def test_an_overflow_after_the_app_closed_the_socket_itself_sends_no_second_close(
+    client: FakeClient,
+) -> None:
+    async with Channels("memory://", stall_timeout=0.05) as channels:
+
+        async def on_receive(data: Any) -> None:
+            await client.websocket.close(4000, "bye")
+            client.stall()
+            for i in range(5):
+                await channels.publish("c", i)
+
+        async with channels.subscribe("c", max_queue=1) as sub:
+            client.send_text("close, please")
+            async with anyio.create_task_group() as group:
+                group.start_soon(
+                    lambda: relay(client.websocket, sub, on_receive=on_receive, drain_timeout=0.2)
+                )
+                await client.next_message()  # accept
+                assert (await client.next_message())["code"] == 4000
+                client.disconnect(4000)
+    assert sub.closed
+
+
+async def test_a_shutdown_after_the_app_closed_the_socket_sends_no_second_close(
+    client: FakeClient,
+) -> None:
+    async with anyio.create_task_group() as group:
+        channels = Channels("memory://")
+        await channels.connect()
+        sub = channels.subscribe("c")
+        await sub.__aenter__()
+        closed = anyio.Event()
+
+        async def on_receive(data: Any) -> None:
+            await client.websocket.close(4000, "bye")
+            closed.set()
+
+        client.send_text("close, please")
+        group.start_soon(lambda: relay(client.websocket, sub, on_receive=on_receive))
+        await client.next_message()  # accept
+        await closed.wait()
+        await channels.disconnect()
+        client.disconnect(4000)
+    await sub.__aexit__(None, None, None)
+    assert await client.next_message() == {"type": "websocket.close", "code": 4000, "reason": "bye"}
