@@ -17,6 +17,10 @@ almost everything; where it may not, we fall back to the standard library:
   anything else orjson refuses: it raises, and we fall back.
 * reading, integers beyond 64 bits: orjson returns them as floats; a run of
   19 or more digits in the document sends it to the stdlib instead.
+* reading, nesting: orjson has no depth bound (a million brackets crash the
+  process), so documents with more than 500 brackets are read by the stdlib,
+  which refuses what is deeper than the recursion limit; and the stdlib's
+  refusals (over-long integers too) all become ``InvalidJSONError``.
 * ``uuid.UUID`` and ``enum.Enum``, which orjson serializes and the stdlib
   refuses: the fallback serializes them the same way orjson does, so whether a
   payload takes the fast path never changes which values are accepted.
@@ -27,8 +31,9 @@ from __future__ import annotations
 import enum
 import json
 import re
+import sys
 import uuid
-from typing import Any
+from typing import Any, Final
 
 import orjson
 
@@ -104,30 +109,47 @@ def dumps_text(data: Any) -> str:
 _TO_ZERO = bytes.maketrans(b"0123456789", b"0" * 10)
 _LONG_RUN = b"0" * 19
 
+#: Nesting every reader accepts. orjson has no depth bound of its own (a
+#: document a million brackets deep crashes the process), so only documents
+#: with at most this many brackets in total, which cannot be nested deeper, go
+#: to it; the rest go to the standard library, whose parser stops at Python's
+#: recursion limit (about 1000) with an error instead. Counting brackets is
+#: two C passes; the stdlib is about as fast as orjson on such bracket-heavy
+#: documents anyway.
+MAX_FAST_DEPTH: Final = 500
+
 
 def loads(data: str | bytes, mode: str = "text") -> Any:
     """Parse JSON from a text frame (``str``) or a binary frame (UTF-8 ``bytes``).
 
     Accepts exactly what :func:`json.loads` accepts on the decoded text (NaN,
-    integers of any size included); binary frames must be valid UTF-8.
+    integers of up to 4300 digits included); binary frames must be valid UTF-8.
+    Nesting up to 500 levels is always accepted; deeper than Python's recursion
+    limit (about 1000) never is.
 
     Raises:
-        InvalidJSONError: not JSON, not UTF-8, or nested too deeply.
+        InvalidJSONError: not JSON, not UTF-8, nested too deeply, or an integer
+            too long to convert (the stdlib's 4300-digit guard).
     """
-    try:
-        value = _orjson_loads(data)
-    except orjson.JSONDecodeError:
-        pass
+    if isinstance(data, str):
+        brackets = data.count("[") + data.count("{")
     else:
-        # orjson reads an integer outside [-2**63, 2**64 - 1] as a float (10**21
-        # -> 1e21) where json keeps it exact. Such an integer is a run of at
-        # least 19 digits (-9223372036854775809 has 19): map every digit to
-        # "0" and look for 19 in a row, two C passes (~130 ns); only then is
-        # the document parsed again (a false alarm, a 19-digit id or a long
-        # fraction, costs just that). Inline: this runs for every message.
-        raw = data if isinstance(data, bytes) else data.encode()
-        if raw.translate(_TO_ZERO).find(_LONG_RUN) < 0:
-            return value
+        brackets = data.count(b"[") + data.count(b"{")
+    if brackets <= MAX_FAST_DEPTH:
+        try:
+            value = _orjson_loads(data)
+        except orjson.JSONDecodeError:
+            pass
+        else:
+            # orjson reads an integer outside [-2**63, 2**64 - 1] as a float (10**21
+            # -> 1e21) where json keeps it exact. Such an integer is a run of at
+            # least 19 digits (-9223372036854775809 has 19): map every digit to
+            # "0" and look for 19 in a row, two C passes (~130 ns); only then is
+            # the document parsed again (a false alarm, a 19-digit id or a long
+            # fraction, costs just that). Inline: this runs for every message.
+            raw = data if isinstance(data, bytes) else data.encode()
+            if raw.translate(_TO_ZERO).find(_LONG_RUN) < 0:
+                return value
     text: str
     if isinstance(data, str):
         text = data
@@ -143,4 +165,19 @@ def loads(data: str | bytes, mode: str = "text") -> Any:
     except json.JSONDecodeError as exc:
         raise InvalidJSONError(exc.msg, exc.doc, exc.pos, mode=mode) from None
     except RecursionError:
-        raise InvalidJSONError("the document is nested too deeply", text, 0, mode=mode) from None
+        raise InvalidJSONError(
+            "the document is nested too deeply (more than Python's recursion limit, "
+            f"about {sys.getrecursionlimit()} levels)",
+            "",
+            0,
+            mode=mode,
+        ) from None
+    except ValueError:
+        # The stdlib's guard against quadratic int() (CVE-2020-10735): an
+        # integer of more than sys.get_int_max_str_digits() digits.
+        raise InvalidJSONError(
+            f"an integer has more than {sys.get_int_max_str_digits()} digits",
+            "",
+            0,
+            mode=mode,
+        ) from None

@@ -24,6 +24,7 @@ the same from here.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator, Iterable, Mapping
 from typing import Any, Final, Literal
 
@@ -41,7 +42,8 @@ from lilya._transitions import SEND_MOVES as _SEND_MOVES
 from lilya._transitions import TRANSITIONS, WebSocketState
 from lilya._transitions import refused as _refused
 from lilya.datastructures import encode_headers
-from lilya.exceptions import WebSocketFrameError, WebSocketRuntimeError
+from lilya.exceptions import InvalidJSONError, WebSocketFrameError, WebSocketRuntimeError
+from lilya.status import WS_1003_UNSUPPORTED_DATA, WS_1007_INVALID_FRAME_PAYLOAD_DATA
 from lilya.types import Message, Receive, Scope, Send
 
 __all__ = [
@@ -94,6 +96,10 @@ def _payload_error(message: Message) -> TypeError | None:
     return None
 
 
+#: What the server may still deliver after a send found the client gone.
+_AFTER_LOST_SEND: Final = ("websocket.receive", "websocket.disconnect")
+logger = logging.getLogger("lilya.websockets")
+
 _MODE_ERROR: Final = 'The "mode" argument should be "text" or "binary".'
 _NOT_CONNECTED: Final = 'WebSocket is not connected. Need to call "accept" first.'
 
@@ -137,6 +143,8 @@ class WebSocket(Connection):
         self._disconnect_code = 1005
         self._disconnect_reason = ""
         self._lost_on_send = False
+        # lilya closed the connection because the client sent bad data (1003/1007).
+        self._closed_for_bad_data = False
 
     @property
     def client_state(self) -> WebSocketState:
@@ -170,11 +178,14 @@ class WebSocket(Connection):
                 may never answer again), or the server sent a message the
                 client's state does not allow.
         """
-        if self.client_state is _DISCONNECTED:
+        if self.client_state is _DISCONNECTED and not self._lost_on_send:
             raise WebSocketRuntimeError(
                 'Cannot call "receive" once a disconnect message has been received.',
                 state=_DISCONNECTED.name,
             )
+        # After a send found the client gone (``_lost_on_send``) the server has
+        # not yet handed over its disconnect, so asking it again is safe: what
+        # the client sent before leaving is still queued there (relay() drains it).
         message = await self._receive()
         self._client_move(message)
         return message
@@ -185,8 +196,12 @@ class WebSocket(Connection):
         message_type = message.get("type")
         next_state = _RECEIVE_MOVES[state].get(message_type)
         if next_state is None:
-            if not (self._lost_on_send and message_type == "websocket.disconnect"):
+            if not self._lost_on_send or message_type not in _AFTER_LOST_SEND:
                 raise _refused("receive", state, message_type)
+            if message_type == "websocket.receive":
+                # A frame the client sent before a send found it gone: the
+                # server queued it first, so it is data, not a protocol error.
+                return
             # A receive was already waiting when a send found the client gone
             # (relay() and every reader/writer pair do this): the server's
             # disconnect confirms what we inferred, and knows the real code.
@@ -318,6 +333,10 @@ class WebSocket(Connection):
             ValueError: a code no endpoint may send, or a reason too long.
         """
         reason = check_close(code, reason)
+        if self._closed_for_bad_data and self.application_state is _DISCONNECTED:
+            # lilya closed it (1003/1007) when the client sent bad data; your
+            # close, like the seed's after its iter_json() loop, has nothing left to do.
+            return
         await self.send({"type": "websocket.close", "code": code, "reason": reason})
 
     async def send_denial_response(self, response: Any) -> None:
@@ -392,7 +411,7 @@ class WebSocket(Connection):
             message = await self._receive_slow()
         text: str | None = message.get("text")
         if text is None:
-            raise WebSocketFrameError("text", "bytes")
+            raise await self._refuse(WebSocketFrameError("text", "bytes"))
         return text
 
     async def receive_bytes(self) -> bytes:
@@ -412,7 +431,7 @@ class WebSocket(Connection):
             message = await self._receive_slow()
         data: bytes | None = message.get("bytes")
         if data is None:
-            raise WebSocketFrameError("bytes", "text")
+            raise await self._refuse(WebSocketFrameError("bytes", "text"))
         return data
 
     async def receive_json(self, mode: Literal["text", "binary"] = "text") -> Any:
@@ -443,8 +462,11 @@ class WebSocket(Connection):
             message = await self._receive_slow()
         data = message.get(key)
         if data is None:
-            raise WebSocketFrameError(key, other, json=True)
-        return _loads(data, mode)
+            raise await self._refuse(WebSocketFrameError(key, other, json=True))
+        try:
+            return _loads(data, mode)
+        except InvalidJSONError as exc:
+            raise await self._refuse(exc) from None
 
     async def _iter_payloads(self, key: str, other: str) -> AsyncIterator[Any]:
         # receive_text()/receive_bytes() inlined: resuming one generator is
@@ -463,7 +485,8 @@ class WebSocket(Connection):
                     message = await self._receive_slow()
                 data = message.get(key)
                 if data is None:
-                    raise WebSocketFrameError(key, other)
+                    await self._refuse(WebSocketFrameError(key, other), log=True)
+                    return
                 yield data
         except WebSocketDisconnect:
             return
@@ -501,7 +524,33 @@ class WebSocket(Connection):
         else:
             raise WebSocketRuntimeError(_MODE_ERROR)
         async for data in payloads:
-            yield _loads(data, mode)
+            try:
+                value = _loads(data, mode)
+            except InvalidJSONError as exc:
+                await self._refuse(exc, log=True)
+                return
+            yield value
+
+    async def _refuse(self, error: Exception, *, log: bool = False) -> Exception:
+        """Close because the client sent bad data, with the code naming it; return *error*.
+
+        The peer's fault, so a close code (RFC 6455 §7.4.1: 1003 for a frame
+        kind the app does not take, 1007 for a payload that is not what its
+        type promises), not a server error: the client learns why, and a bare
+        ASGI app like the seed's ends cleanly instead of dropping TCP with a
+        traceback. ``receive_*`` then raise *error* (``log=False``: whoever
+        catches it decides); ``iter_*`` end, and say so in the log.
+        """
+        if isinstance(error, WebSocketFrameError):
+            code, reason = WS_1003_UNSUPPORTED_DATA, f"expected a {error.expected} frame"
+        else:
+            code, reason = WS_1007_INVALID_FRAME_PAYLOAD_DATA, "invalid JSON"
+        if log:
+            logger.warning("Closing %s with %d: %s", self.scope.get("path", "?"), code, error)
+        if self.application_state is _CONNECTED:
+            await self.close(code, reason)
+            self._closed_for_bad_data = True
+        return error
 
     # -- typed send ----------------------------------------------------------
     async def send_text(self, data: str) -> None:

@@ -321,14 +321,17 @@ async def test_http_exception_5xx_after_accept_closes_1011_with_a_short_reason()
 
 
 @pytest.mark.parametrize(
-    ("path", "frame", "code"),
-    [("/wants-text", binary(b"x"), 1003), ("/wants-json", text("{nope"), 1007)],
+    ("path", "frame", "code", "reason"),
+    [
+        ("/wants-text", binary(b"x"), 1003, "expected a text frame"),
+        ("/wants-json", text("{nope"), 1007, "invalid JSON"),
+    ],
 )
 async def test_bad_client_data_closes_with_1003_or_1007_as_a_warning(
-    path: str, frame: dict[str, Any], code: int, caplog: pytest.LogCaptureFixture
+    path: str, frame: dict[str, Any], code: int, reason: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     outcome = await call_websocket(make_app(), path, [CONNECT, frame])
-    assert outcome.close == (code, "")
+    assert outcome.close == (code, reason)
     assert outcome.error is None
     assert lilya_errors(caplog) == []
     warnings = [r for r in caplog.records if r.name == "lilya" and r.levelno == logging.WARNING]

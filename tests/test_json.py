@@ -176,3 +176,31 @@ def test_integers_beyond_64_bits_stay_exact(document: str) -> None:
     value = _json.loads(document)
     assert value == json.loads(document)
     assert repr(value) == repr(json.loads(document))
+
+
+@pytest.mark.parametrize(
+    ("document", "detail"),
+    [
+        ("1" * 5000, "an integer has more than 4300 digits"),
+        ('{"n": -' + "9" * 4301 + "}", "an integer has more than 4300 digits"),
+        ("[" * 1_000_000 + "]" * 1_000_000, "nested too deeply"),  # orjson would crash
+        ('{"a":' * 5000 + "1" + "}" * 5000, "nested too deeply"),
+    ],
+)
+@pytest.mark.parametrize("kind", ["text", "binary"])
+def test_documents_the_stdlib_refuses_are_invalid_json_with_the_rule_named(
+    document: str, detail: str, kind: str
+) -> None:
+    data: str | bytes = document if kind == "text" else document.encode()
+    with pytest.raises(InvalidJSONError, match=detail) as info:
+        _json.loads(data, kind)
+    assert info.value.mode == kind
+
+
+def test_nesting_up_to_the_fast_depth_is_always_read_on_either_path() -> None:
+    depth = _json.MAX_FAST_DEPTH
+    deep = "[" * depth + "]" * depth
+    assert _json.loads(deep) == _json.loads(deep.encode()) == json.loads(deep)
+    # Many brackets but shallow: the stdlib path, same value.
+    wide = json.dumps([{"a": [i]} for i in range(depth)])
+    assert _json.loads(wide) == json.loads(wide)

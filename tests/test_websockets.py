@@ -787,17 +787,53 @@ async def test_iterating_before_accept_or_after_a_disconnect_is_refused() -> Non
             pass
 
 
-async def test_iterators_refuse_frames_of_the_other_kind() -> None:
-    ws, _ = websocket(CONNECT, binary(b"x"))
+@pytest.mark.parametrize(
+    ("frames", "iterate", "code", "reason"),
+    [
+        ([text("a"), binary(b"x")], "iter_text", 1003, "expected a text frame"),
+        ([binary(b"a"), text("x")], "iter_bytes", 1003, "expected a bytes frame"),
+        ([text("[1]"), binary(b"{}")], "iter_json", 1003, "expected a text frame"),
+        ([text("[1]"), text("{nope")], "iter_json", 1007, "invalid JSON"),
+        ([text("[1]"), text("1" * 5000)], "iter_json", 1007, "invalid JSON"),
+        ([binary(b"[1]"), binary(b'["\xff"]')], "iter_json_binary", 1007, "invalid JSON"),
+    ],
+)
+async def test_iterators_close_with_the_code_naming_bad_data_and_end(
+    frames: list[Message], iterate: str, code: int, reason: str
+) -> None:
+    ws, wire = websocket(CONNECT, *frames, text("never read"))
     await ws.accept()
-    with pytest.raises(WebSocketFrameError):
-        async for _ in ws.iter_text():
-            pass
-    ws, _ = websocket(CONNECT, text("x"))
+    if iterate == "iter_json_binary":
+        seen = [m async for m in ws.iter_json(mode="binary")]
+    else:
+        seen = [m async for m in getattr(ws, iterate)()]
+    assert len(seen) == 1  # the good frame, then the loop ends
+    assert wire.sent[-1] == {"type": "websocket.close", "code": code, "reason": reason}
+    assert ws.application_state is WebSocketState.DISCONNECTED
+    await ws.close()  # the seed's close() after its loop: nothing left to do, no error
+    assert wire.sent_types.count("websocket.close") == 1
+
+
+@pytest.mark.parametrize(
+    ("frame", "operation", "error", "code"),
+    [
+        (binary(b"x"), "receive_text", WebSocketFrameError, 1003),
+        (text("x"), "receive_bytes", WebSocketFrameError, 1003),
+        (binary(b"{}"), "receive_json", WebSocketFrameError, 1003),
+        (text("{nope"), "receive_json", InvalidJSONError, 1007),
+    ],
+)
+async def test_a_receive_of_bad_data_closes_with_its_code_then_raises_the_documented_error(
+    frame: Message, operation: str, error: type[Exception], code: int
+) -> None:
+    ws, wire = websocket(CONNECT, frame)
     await ws.accept()
-    with pytest.raises(WebSocketFrameError):
-        async for _ in ws.iter_json(mode="binary"):
-            pass
+    with pytest.raises(error):
+        await getattr(ws, operation)()
+    assert wire.sent[-1]["code"] == code
+    await ws.close()  # lilya closed it already: a no-op
+    with pytest.raises(WebSocketRuntimeError, match="once a close message"):
+        await ws.send_text("after the close")
 
 
 async def test_send_json_after_the_client_left_raises_disconnect_without_sending() -> None:
@@ -1053,3 +1089,19 @@ def test_supports_denial_reads_the_scopes_extensions() -> None:
     assert supports_denial(ws_scope())
     assert not supports_denial(ws_scope(extensions={}))
     assert not supports_denial({"type": "websocket"})  # daphne: no extensions key
+
+
+async def test_a_raw_receive_after_a_lost_send_still_returns_the_queued_frames() -> None:
+    # relay() drains this way: the frames the client sent before leaving are
+    # data, then the server's disconnect ends it; only then is receive refused.
+    ws, wire = websocket(CONNECT, text("before"), binary(b"leaving"), disconnect(1001))
+    await ws.accept()
+    wire.send_error = Gone()
+    with pytest.raises(WebSocketDisconnect):
+        await ws.send_text("into the void")
+    assert (await ws.receive())["text"] == "before"
+    assert (await ws.receive())["bytes"] == b"leaving"
+    assert (await ws.receive())["type"] == "websocket.disconnect"
+    assert ws.client_state is WebSocketState.DISCONNECTED
+    with pytest.raises(WebSocketRuntimeError, match="once a disconnect message"):
+        await ws.receive()

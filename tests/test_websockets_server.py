@@ -121,3 +121,43 @@ def test_a_vanished_client_makes_the_next_send_raise_1006_without_traceback(
     assert "vanish: send raised WebSocketDisconnect(1006)" in log
     assert "closed cleanly, state DISCONNECTED" in log
     assert tracebacks(log) == []
+
+
+@pytest.mark.parametrize(
+    ("frame", "code"),
+    [
+        ("{not json", 1007),
+        ("1" * 5000, 1007),  # the stdlib's integer-length guard
+        ("[" * 200_000 + "]" * 200_000, 1007),  # deeper than any reader allows
+        (b'{"a": 1}', 1003),  # a binary frame where the seed reads text
+    ],
+)
+def test_the_seed_iter_json_example_fed_bad_data_closes_with_the_code_naming_it(
+    uvicorn: RunningServer, frame: str | bytes, code: int
+) -> None:
+    with _connect(uvicorn, "/seed/echo", max_size=None) as ws:
+        ws.send(json.dumps({"n": 1}))
+        assert json.loads(ws.recv(timeout=5)) == {"message": "Message text was: {'n': 1}"}
+        ws.send(frame)
+        with pytest.raises(ConnectionClosed) as info:
+            ws.recv(timeout=5)
+    assert info.value.rcvd is not None
+    assert info.value.rcvd.code == code
+    time.sleep(0.2)
+    assert tracebacks(uvicorn.log()) == []
+
+
+# A text frame that is not UTF-8 never reaches the app: the server checks it.
+# uvicorn's websockets mode closes with 1007; its websockets-sansio mode (the
+# "auto" default) prints a UnicodeDecodeError traceback first, and its wsproto
+# mode drops TCP with no close frame: server bugs before lilya sees anything.
+def test_the_seed_iter_json_example_fed_a_text_frame_that_is_not_utf8_ends_with_1007() -> None:
+    with serve(APP, "uvicorn-websockets") as server:
+        with _connect(server, "/seed/echo") as ws:
+            ws.send(b'{"a": "\xff"}', text=True)
+            with pytest.raises(ConnectionClosed) as info:
+                ws.recv(timeout=5)
+        assert info.value.rcvd is not None
+        assert info.value.rcvd.code == 1007
+        time.sleep(0.2)
+        assert tracebacks(server.log()) == []

@@ -14,20 +14,30 @@ What the server sends, one JSON text frame each:
   to resume but that history is gone: replace what you show). Sent on a fresh
   join or when a resume is impossible; after a resume, the missed messages come
   as ordinary ``message`` frames instead;
-- ``message``: ``epoch``, ``offset``, ``nick``, ``text``, ``ts``. Keep the last
-  ``epoch:offset`` and reconnect with ``?since=EPOCH:OFFSET`` to get exactly
-  what you missed;
-- ``join`` / ``leave``: ``member``, ``nick``;
+- ``message``: ``epoch``, ``offset``, ``nick``, ``text``, ``ts``, and ``id`` when
+  the sender gave one. Keep the last ``epoch:offset`` and reconnect with
+  ``?since=EPOCH:OFFSET`` to get exactly what you missed; an offset that jumps
+  ahead means you missed messages: reconnect with ``since`` the last one you have;
+- ``gap``: ``epoch``, ``first``, ``last``: those messages were not delivered to
+  you (they are in history: reconnect with ``since=EPOCH:FIRST-1``);
+- ``presence``: ``snapshot``, ``joined`` and ``left`` (each ``[{"member",
+  "nick"}]``): who came and went since the last one, at most four a second
+  however many people join (``snapshot: true``: the full list, sent first);
 - ``reset``: the server lost your place (Redis restarted empty while you were
   connected); reconnect without ``since``;
-- ``error``: ``reason``, for a message of yours that was refused.
+- ``error``: ``reason`` and the message's ``id``, for a message of yours that
+  was refused; with ``retry: true`` its fate is unknown (the store stalled):
+  send it again with the same ``id``, which is delivered once.
 
-What the client sends: text frames, each one chat message.
+What the client sends: text frames, each one chat message: either plain text,
+or ``{"id": "…", "text": "…"}`` (the page sends this) so that resending after
+an error or a reconnect can never post it twice.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import time
@@ -38,7 +48,15 @@ from urllib.parse import urlsplit
 
 from lilya import status
 from lilya.apps import Lilya
-from lilya.channels import BackendUnavailableError, Channels, Event, Position, relay
+from lilya.channels import (
+    BackendUnavailableError,
+    Channels,
+    Event,
+    Position,
+    PublishOutcomeUnknownError,
+    check_position,
+    relay,
+)
 from lilya.exceptions import HTTPException, WebSocketException
 from lilya.middleware import DefineMiddleware
 from lilya.middleware.trusted_host import TrustedHostMiddleware
@@ -49,11 +67,13 @@ from lilya.websockets import WebSocket
 
 __all__ = [
     "HISTORY",
+    "MAX_ID",
     "MAX_MESSAGE",
     "MAX_NICK",
     "app",
     "create_app",
     "read_handshake",
+    "read_message",
     "same_origin",
 ]
 
@@ -63,6 +83,8 @@ HISTORY = 50
 MAX_NICK = 24
 #: Longest chat message, in characters; longer is refused with an ``error`` frame.
 MAX_MESSAGE = 1000
+#: Longest message id a client may give (the page sends 36-character UUIDs).
+MAX_ID = 64
 
 ROOM = re.compile(r"[A-Za-z0-9_-]{1,40}")
 PAGE = (FilePath(__file__).parent / "static" / "index.html").read_text(encoding="utf-8")
@@ -119,13 +141,37 @@ def _parse_since(text: str | None) -> Position | None:
     if text is None or text == "":
         return None
     epoch, _, offset = text.rpartition(":")
-    if not epoch or not offset.isdigit():
+    if not epoch or not offset.isascii() or not offset.isdigit():
         raise ValueError(text)
-    return Position(epoch, int(offset))
+    # The channels' own rules (offset range, epoch length, valid Unicode).
+    return check_position(Position(epoch, int(offset)))
 
 
 def _message(event: Event) -> dict[str, Any]:
     return {"type": "message", "epoch": event.epoch, "offset": event.offset, **event.data}
+
+
+def read_message(data: str) -> tuple[str, str | None]:
+    """Return the text and id of a chat frame: plain text, or ``{"id", "text"}`` JSON.
+
+    Raises:
+        ValueError: a JSON frame that is not an object with a str ``text`` and
+            an optional str ``id`` of at most ``MAX_ID`` characters.
+    """
+    if not data.startswith("{"):
+        return data, None
+    try:
+        frame = json.loads(data)
+    except (ValueError, RecursionError):  # not JSON, an over-long integer, too deep
+        raise ValueError("a frame starting with { must be JSON") from None
+    if not isinstance(frame, dict) or not isinstance(frame.get("text"), str):
+        raise ValueError('send {"id": "…", "text": "…"} or plain text')
+    message_id = frame.get("id")
+    if message_id is not None and (
+        not isinstance(message_id, str) or not 0 < len(message_id) <= MAX_ID
+    ):
+        raise ValueError(f"a message id is a str of 1 to {MAX_ID} characters")
+    return frame["text"], message_id
 
 
 def read_handshake(
@@ -196,16 +242,34 @@ def create_app(
         async def say(data: Any) -> None:
             if not isinstance(data, str):
                 raise WebSocketException(status.WS_1003_UNSUPPORTED_DATA, "send text frames")
-            text = data.strip()
+            try:
+                text, message_id = read_message(data)
+            except ValueError as exc:
+                await websocket.send_json({"type": "error", "reason": str(exc)})
+                return
+            text = text.strip()
+            refused: dict[str, Any] = {"type": "error", "id": message_id}
             if not text:
                 return
             if len(text) > MAX_MESSAGE:
-                await websocket.send_json({"type": "error", "reason": "message too long"})
+                await websocket.send_json({**refused, "reason": "message too long"})
                 return
+            message: dict[str, Any] = {"nick": nick, "text": text, "ts": time.time()}
+            if message_id is not None:
+                message["id"] = message_id
             try:
-                await channels.publish(channel, {"nick": nick, "text": text, "ts": time.time()})
+                await channels.publish(
+                    channel,
+                    message,
+                    # Scoped by nick, so one client cannot suppress another's ids.
+                    message_id=None if message_id is None else f"{nick}\n{message_id}",
+                )
             except BackendUnavailableError:
-                await websocket.send_json({"type": "error", "reason": "not sent, try again"})
+                await websocket.send_json({**refused, "reason": "not sent, try again"})
+            except PublishOutcomeUnknownError:
+                await websocket.send_json(
+                    {**refused, "reason": "may not have been sent", "retry": message_id is not None}
+                )
 
         async with contextlib.AsyncExitStack() as stack:
             try:
@@ -253,13 +317,21 @@ def create_app(
                     if floor and event.epoch == floor.epoch and event.offset <= floor.offset:
                         return None  # already sent in the history
                     return _message(event)
-                if event.type in ("join", "leave"):
-                    info = event.data.get("info") or {}
+                if event.type == "presence":
+                    # Joins and leaves come coalesced: one frame per burst.
                     return {
-                        "type": event.type,
-                        "member": event.data["member"],
-                        "nick": info.get("nick", "?"),
+                        "type": "presence",
+                        "snapshot": event.data["snapshot"],
+                        **{
+                            side: [
+                                {"member": member, "nick": (info or {}).get("nick", "?")}
+                                for member, info in event.data[side].items()
+                            ]
+                            for side in ("joined", "left")
+                        },
                     }
+                if event.type == "gap":
+                    return {"type": "gap", "epoch": event.epoch, **event.data}
                 return {"type": "reset"}
 
             await relay(websocket, sub, on_receive=say, encode=encode)

@@ -4,18 +4,22 @@
 across processes and hosts, with the same behaviour. See ``docs/channels.md``.
 """
 
+from lilya.channels._base import check_position
 from lilya.channels.channels import Channels
 from lilya.channels.events import Event, EventType, Position
 from lilya.channels.exceptions import (
+    BackendError,
     BackendUnavailableError,
     ChannelsError,
     NotConnectedError,
+    PublishOutcomeUnknownError,
     SubscriberOverflowError,
 )
 from lilya.channels.subscription import Policy, Subscription
 from lilya.channels.websocket import default_encode, relay
 
 __all__ = [
+    "BackendError",
     "BackendUnavailableError",
     "Channels",
     "ChannelsError",
@@ -24,8 +28,10 @@ __all__ = [
     "NotConnectedError",
     "Policy",
     "Position",
+    "PublishOutcomeUnknownError",
     "SubscriberOverflowError",
     "Subscription",
+    "check_position",
     "default_encode",
     "relay",
 ]

@@ -10,13 +10,23 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
-from typing import Any, NamedTuple, Protocol
+from typing import Any, Final, NamedTuple, Protocol
 
 from anyio.abc import TaskGroup
 
-from lilya.channels.events import Event
+from lilya.channels.events import Event, Position
 
-__all__ = ["Backend", "HistoryPage", "Sink", "check_name"]
+__all__ = [
+    "MAX_OFFSET",
+    "Backend",
+    "HistoryPage",
+    "Sink",
+    "check_limit",
+    "check_max_queue",
+    "check_message_id",
+    "check_name",
+    "check_position",
+]
 
 
 class HistoryPage(NamedTuple):
@@ -46,14 +56,108 @@ class HistoryPage(NamedTuple):
         return epoch == self.epoch and self.first <= offset + 1 <= self.top + 1
 
 
-def check_name(channel: str) -> None:
-    """Refuse a channel name that is not a non-empty ``str``.
+#: The largest offset either backend represents exactly (Lua numbers are doubles).
+MAX_OFFSET: Final = 2**53 - 1
+#: Longest channel name, in UTF-8 bytes (a Redis key carries it four times over).
+MAX_NAME_BYTES: Final = 1024
+#: Longest epoch (lilya's are 16 hex digits) and message id, in UTF-8 bytes.
+MAX_EPOCH_BYTES: Final = 64
+MAX_MESSAGE_ID_BYTES: Final = 256
+
+
+def _utf8_size(what: str, value: str) -> int:
+    try:
+        return len(value.encode("utf-8"))
+    except UnicodeEncodeError as exc:
+        raise ValueError(
+            f"{what} must be valid Unicode text, but holds a lone surrogate at index "
+            f"{exc.start}; decode your input with errors='replace' or refuse it."
+        ) from None
+
+
+def _check_str(what: str, value: object, max_bytes: int) -> str:
+    if not isinstance(value, str):
+        raise TypeError(f"{what} must be a str, got {type(value).__name__}: {value!r:.80}.")
+    if not value:
+        raise ValueError(f"{what} must be a non-empty str, got ''.")
+    size = _utf8_size(what, value)
+    if size > max_bytes:
+        raise ValueError(f"{what} is at most {max_bytes} bytes of UTF-8, this one is {size}.")
+    return value
+
+
+def _check_count(what: str, value: object, *, least: int) -> int:
+    if type(value) is not int:  # bool is an int, and True is no offset
+        raise TypeError(f"{what} must be an int, got {type(value).__name__}: {value!r:.80}.")
+    if not least <= value <= MAX_OFFSET:
+        raise ValueError(f"{what} must be between {least} and 2**53 - 1, got {value!r:.80}.")
+    return value
+
+
+def check_name(channel: object) -> str:
+    """Return *channel* if it is a usable channel name.
 
     Raises:
-        ValueError: *channel* is not a ``str``, or is empty.
+        TypeError: *channel* is not a ``str``.
+        ValueError: it is empty, longer than 1024 UTF-8 bytes, or not valid
+            Unicode (a lone surrogate).
     """
-    if not isinstance(channel, str) or not channel:
-        raise ValueError(f"A channel name is a non-empty str, got {channel!r}.")
+    return _check_str("A channel name", channel, MAX_NAME_BYTES)
+
+
+def check_position(since: object) -> Position:
+    """Return *since* as a :class:`Position` if it is one ``subscribe(since=...)`` can use.
+
+    Raises:
+        TypeError: not an ``(epoch, offset)`` pair of a ``str`` and an ``int``.
+        ValueError: an empty or over-long epoch, or an offset below 0 or above 2**53 - 1.
+    """
+    if not isinstance(since, tuple) or len(since) != 2:
+        raise TypeError(
+            f"since must be a Position or an (epoch, offset) pair, as event.position "
+            f"gives you; got {type(since).__name__}: {since!r:.80}."
+        )
+    epoch = _check_str("The epoch of since", since[0], MAX_EPOCH_BYTES)
+    offset = _check_count("The offset of since", since[1], least=0)
+    return Position(epoch, offset)
+
+
+def check_limit(limit: object) -> int | None:
+    """Return a history *limit* (``None``: all) if it is usable.
+
+    Raises:
+        TypeError: not an ``int`` (or ``None``).
+        ValueError: below 0. A limit above 2**53 - 1 means "all" too.
+    """
+    if limit is None:
+        return None
+    if type(limit) is not int:
+        raise TypeError(f"limit must be an int or None, got {type(limit).__name__}: {limit!r:.80}.")
+    if limit < 0:
+        raise ValueError(f"limit must be >= 0, got {limit!r:.80}.")
+    return min(limit, MAX_OFFSET)
+
+
+def check_max_queue(max_queue: object) -> int:
+    """Return *max_queue* if it is a usable queue bound.
+
+    Raises:
+        TypeError: not an ``int``.
+        ValueError: below 1 or above 2**53 - 1.
+    """
+    return _check_count("max_queue", max_queue, least=1)
+
+
+def check_message_id(message_id: object) -> str | None:
+    """Return a publish *message_id* (``None``: none) if it is usable.
+
+    Raises:
+        TypeError: not a ``str`` (or ``None``).
+        ValueError: empty, longer than 256 UTF-8 bytes, or a lone surrogate.
+    """
+    if message_id is None:
+        return None
+    return _check_str("message_id", message_id, MAX_MESSAGE_ID_BYTES)
 
 
 class Sink(Protocol):
@@ -61,6 +165,9 @@ class Sink(Protocol):
 
     def deliver(self, event: Event) -> None:
         """Take one live event, in channel order, without blocking."""
+
+    async def ready(self, channel: str) -> None:
+        """Wait until *channel*'s subscribers have room for more (backpressure, bounded)."""
 
     async def resync(self) -> None:
         """Called after the backend reconnected and listens again: catch up from history."""
@@ -91,11 +198,15 @@ class Backend(ABC):
         """Stop delivering and close every connection."""
 
     @abstractmethod
-    async def publish(self, channel: str, tag: str, payload: bytes, data: Any) -> Event:
+    async def publish(
+        self, channel: str, tag: str, payload: bytes, data: Any, message_id: str | None
+    ) -> Event:
         """Append one message to *channel*'s history and send it to every listener.
 
         *tag*/*payload* are the encoded form, *data* the decoded one (so a
-        backend that never leaves the process need not decode again).
+        backend that never leaves the process need not decode again). A
+        *message_id* already published among the last ``history_size``
+        messages is not published again: the first publish's event is returned.
         """
 
     @abstractmethod

@@ -16,9 +16,17 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import anyio
+import anyio.lowlevel
 from anyio.abc import TaskGroup, TaskStatus
 
-from lilya.channels._base import Backend, HistoryPage, check_name
+from lilya.channels._base import (
+    Backend,
+    HistoryPage,
+    check_limit,
+    check_max_queue,
+    check_message_id,
+    check_name,
+)
 from lilya.channels.events import Event, Position, encode
 from lilya.channels.exceptions import BackendUnavailableError, NotConnectedError
 from lilya.channels.subscription import Policy, Subscription
@@ -42,7 +50,11 @@ class _Local:
     __slots__ = (
         "_live",
         "_snapshot",
+        "changes",
         "epoch",
+        "flushed_at",
+        "flushing",
+        "full",
         "last",
         "listening",
         "lock",
@@ -50,6 +62,7 @@ class _Local:
         "name",
         "refs",
         "syncing",
+        "view",
     )
 
     def __init__(self, name: str) -> None:
@@ -66,6 +79,16 @@ class _Local:
         self.listening = False
         self.lock = anyio.Lock()
         self.members: dict[str, Any] = {}
+        # Subscribers whose queue reached max_queue: publishers wait for them.
+        self.full: set[Subscription] = set()
+        # Presence as this process sees it (every member of every process),
+        # and the net changes not yet sent to subscribers (member -> (joined?,
+        # info)). Coalescing them is what keeps 1,000 joins from costing each
+        # subscriber 1,000 frames.
+        self.view: dict[str, Any] | None = None
+        self.changes: dict[str, Any] = {}
+        self.flushing = False
+        self.flushed_at = -math.inf
 
     @property
     def subs(self) -> tuple[Subscription, ...]:
@@ -81,6 +104,7 @@ class _Local:
     def remove(self, sub: Subscription) -> None:
         if self._live.pop(sub, 0) is None:
             self._snapshot = None
+        self.full.discard(sub)
 
 
 class Channels:
@@ -99,8 +123,15 @@ class Channels:
             ``history()`` and ``since=`` recovery (0 keeps none).
         history_ttl: seconds after a channel's last publish at which its
             history (and so its epoch) is forgotten; ``None`` keeps it.
-        max_queue: default bound of each subscriber's queue.
-        policy: default policy of a full queue (see :data:`Policy`).
+        max_queue: default bound of each subscriber's queue: where publishers
+            of this process (and the Redis reader) start waiting for it.
+        policy: what happens to events that no longer fit the queue of a
+            stalled subscriber (see :data:`Policy`; default ``"close"``).
+        stall_timeout: seconds a subscriber with a full queue may take no
+            event before it counts as stalled: publishers stop waiting for it
+            and its policy acts.
+        presence_interval: seconds between two ``presence`` events of a
+            channel: joins and leaves in between are sent as one diff.
         presence_ttl: seconds after which a member whose process stopped
             refreshing it (it died) is dropped and its leave announced.
         key_prefix: prefix of every Redis key and pub/sub channel, so that
@@ -120,7 +151,9 @@ class Channels:
         history_size: int = 100,
         history_ttl: float | None = None,
         max_queue: int = 1000,
-        policy: Policy = "drop_oldest",
+        policy: Policy = "close",
+        stall_timeout: float = 1.0,
+        presence_interval: float = 0.25,
         presence_ttl: float = 30.0,
         key_prefix: str = "lilya:ch",
         reconnect_delay: tuple[float, float] = (0.05, 2.0),
@@ -131,6 +164,18 @@ class Channels:
             raise ImproperlyConfigured(f"history_ttl must be > 0 or None, got {history_ttl!r}.")
         if not presence_ttl > 0 or not math.isfinite(presence_ttl):
             raise ImproperlyConfigured(f"presence_ttl must be > 0, got {presence_ttl!r}.")
+        if not stall_timeout > 0 or not math.isfinite(stall_timeout):
+            raise ImproperlyConfigured(f"stall_timeout must be > 0, got {stall_timeout!r}.")
+        try:
+            check_max_queue(max_queue)
+        except (TypeError, ValueError) as exc:
+            raise ImproperlyConfigured(str(exc)) from None
+        self.stall_timeout = stall_timeout
+        if not presence_interval >= 0 or not math.isfinite(presence_interval):
+            raise ImproperlyConfigured(
+                f"presence_interval must be >= 0, got {presence_interval!r}."
+            )
+        self.presence_interval = presence_interval
         self.url = url
         self.max_queue = max_queue
         self.policy: Policy = policy
@@ -248,28 +293,40 @@ class Channels:
 
     # -- the API -------------------------------------------------------------
 
-    async def publish(self, channel: str, data: Any) -> Event:
+    async def publish(self, channel: str, data: Any, *, message_id: str | None = None) -> Event:
         """Send *data* to every subscriber of *channel* and append it to its history.
 
-        It does not wait for subscribers: each gets the event in its queue, in
-        publish order.
+        Each subscriber gets the event in its queue, in publish order. If a
+        subscriber of this process has a full queue, this waits until it has
+        room again (a burst slows its publisher, not its readers), or until it
+        has taken nothing for ``stall_timeout`` seconds: then it counts as
+        stalled, and its policy deals with what no longer fits.
 
         Args:
             channel: the channel's name.
             data: a ``str``, ``bytes`` or JSON-serialisable value.
+            message_id: your id for this message (a UUID the client made, say).
+                A publish with an id already published among the channel's
+                last ``history_size`` messages delivers nothing and returns
+                the first publish's event: retrying is safe.
 
         Returns:
             The published event, with its ``offset`` and ``epoch``.
 
         Raises:
-            TypeError: *data* cannot be carried.
-            BackendUnavailableError: Redis is unreachable; the event was not published.
+            TypeError, ValueError: *data*, *channel* or *message_id* cannot be carried.
+            BackendUnavailableError: Redis is unreachable; the event was *not* published.
+            PublishOutcomeUnknownError: Redis took the command but its answer was
+                lost (a stall longer than ``socket_timeout``): it may have been
+                published; retry with the same *message_id*.
             NotConnectedError: :meth:`connect` has not run.
         """
         self._require_connected()
         check_name(channel)
+        check_message_id(message_id)
         tag, payload = encode(data)
-        return await self._backend.publish(channel, tag, payload, data)
+        await self.ready(channel)
+        return await self._backend.publish(channel, tag, payload, data, message_id)
 
     def subscribe(
         self,
@@ -314,8 +371,7 @@ class Channels:
         """
         self._require_connected()
         check_name(channel)
-        if limit is not None and limit < 0:
-            raise ValueError(f"limit must be >= 0, got {limit!r}.")
+        limit = check_limit(limit)
         page = await self._backend.history(channel, after=None, limit=limit)
         return page.events
 
@@ -346,6 +402,9 @@ class Channels:
         local = self._locals.get(event.channel)
         if local is None:
             return
+        if event.type in ("join", "leave"):
+            self._presence_change(local, event)
+            return
         if event.type == "message":
             if event.epoch == local.epoch and event.offset <= local.last:
                 return  # already delivered from history while resyncing
@@ -355,6 +414,91 @@ class Channels:
             sub._push(event)
         for sub in local.syncing:
             sub._pending.append(event)
+
+    async def ready(self, channel: str) -> None:
+        """Wait until *channel*'s subscribers in this process have room (called by backends).
+
+        A subscriber with a full queue is waited for as long as it makes
+        progress; one that takes nothing for ``stall_timeout`` seconds is
+        marked stalled and no longer waited for, until its queue drains.
+        """
+        local = self._locals.get(channel)
+        if local is None or not local.full:
+            return
+        for sub in list(local.full):
+            if not sub._stalled and sub.full and not sub.closed:
+                await self._wait_for_room(sub)
+            if not sub.full or sub.closed:
+                local.full.discard(sub)
+                sub._stalled = False
+
+    async def _wait_for_room(self, sub: Subscription) -> None:
+        limit = self.stall_timeout
+        deadline = anyio.current_time() + limit
+        while sub.full and not sub.closed:
+            taken = sub._taken
+            room = sub._room
+            if room is None:
+                room = sub._room = anyio.Event()
+            with anyio.move_on_after(deadline - anyio.current_time()):
+                await room.wait()
+            if sub._taken != taken:
+                deadline = anyio.current_time() + limit  # progress: it is slow, not stalled
+            elif anyio.current_time() >= deadline:
+                sub._stalled = True
+                logger.info(
+                    "A subscriber of %r took no event for %.1fs with a full queue (%d): "
+                    "stalled, its policy %r acts.",
+                    sub.channel,
+                    limit,
+                    sub.max_queue,
+                    sub.policy,
+                )
+                return
+
+    # -- presence, coalesced -------------------------------------------------
+
+    def _presence_change(self, local: _Local, event: Event) -> None:
+        member, info = event.data["member"], event.data["info"]
+        joined = event.type == "join"
+        if local.view is not None:
+            if joined:
+                local.view[member] = info
+            else:
+                local.view.pop(member, None)
+        local.changes.pop(member, None)  # keep the order of the latest change
+        local.changes[member] = (joined, info)
+        if not local.flushing and self._task_group is not None:
+            local.flushing = True
+            self._task_group.start_soon(self._flush_presence, local)
+
+    async def _flush_presence(self, local: _Local) -> None:
+        """Send *local*'s net presence changes as one event, at most once per interval."""
+        delay = local.flushed_at + self.presence_interval - anyio.current_time()
+        if delay > 0:
+            await anyio.sleep(delay)
+        else:
+            await anyio.lowlevel.checkpoint()  # let a burst of changes gather
+        local.flushing = False
+        local.flushed_at = anyio.current_time()
+        changes, local.changes = local.changes, {}
+        if not changes or self._locals.get(local.name) is not local:
+            return
+        joined = {m: info for m, (came, info) in changes.items() if came}
+        left = {m: info for m, (came, info) in changes.items() if not came}
+        data = {"snapshot": False, "joined": joined, "left": left}
+        event = Event(local.name, local.last, local.epoch or "", data, "presence")
+        for sub in local.subs:
+            sub._push(event)
+
+    def _snapshot_event(self, local: _Local) -> Event:
+        data = {"snapshot": True, "joined": dict(local.view or {}), "left": {}}
+        return Event(local.name, local.last, local.epoch or "", data, "presence")
+
+    def _note_full(self, sub: Subscription) -> None:
+        local = self._locals.get(sub.channel)
+        if local is not None:
+            local.full.add(sub)
 
     async def resync(self) -> None:
         """Catch every channel up from history after the backend reconnected.
@@ -401,6 +545,16 @@ class Channels:
                 if not local.listening:
                     await self._backend.listen(name)
                     local.listening = True
+                if local.view is None:
+                    # Once per channel and process; from here on, join and
+                    # leave events keep it current.
+                    known = dict(await self._backend.presence(name))
+                    for member, (joined, info) in local.changes.items():
+                        if joined:
+                            known[member] = info
+                        else:
+                            known.pop(member, None)
+                    local.view = known
             local.syncing.append(sub)
             try:
                 since = sub.since
@@ -439,6 +593,10 @@ class Channels:
                 continue  # in the replay, or published before this subscription started
             sub._push(event)
         sub._pending.clear()
+        if sub.member is not None:
+            # Who is here now; the diffs that follow apply to it in order (a
+            # change already in it, sent again in the next diff, changes nothing).
+            sub._push(self._snapshot_event(local))
         if not sub.closed:
             local.add(sub)
 

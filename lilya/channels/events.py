@@ -18,11 +18,18 @@ from lilya._json import dumps_text, loads
 
 __all__ = ["Event", "EventType", "Position", "decode", "encode", "encode_json"]
 
-#: ``message`` is something you published; ``join`` and ``leave`` are presence
-#: changes; ``reset`` tells a live subscription that it lost its place (history
-#: no longer covers what it missed while Redis was unreachable) and that you
-#: should reload state.
-EventType = Literal["message", "join", "leave", "reset"]
+#: ``message`` is something you published. ``presence`` says who is here: its
+#: ``data`` is ``{"snapshot": bool, "joined": {member: info}, "left": {member:
+#: info}}``, the full list (``snapshot``; sent first to a subscription made with
+#: ``presence=``) or the net changes since the previous one, at most one per
+#: ``presence_interval``. ``join`` and ``leave`` are what backends carry between
+#: processes; subscribers get them coalesced as ``presence``. ``reset`` tells a
+#: live subscription that it lost its place (history no longer covers what it
+#: missed while Redis was unreachable) and that you should reload state. ``gap``
+#: tells a subscription whose drop policy discarded events which ones (``data``:
+#: ``{"first", "last", "dropped"}``), so you can fetch them again with
+#: ``since=(epoch, first - 1)``.
+EventType = Literal["message", "presence", "join", "leave", "reset", "gap"]
 
 
 class Position(NamedTuple):
@@ -50,7 +57,7 @@ class Event:
         data: what was published: a ``str``, ``bytes`` or decoded JSON value.
             Every subscriber of a process shares this object, so treat it as
             read-only.
-        type: ``"message"``, ``"join"``, ``"leave"`` or ``"reset"``.
+        type: ``"message"``, ``"presence"``, ``"reset"`` or ``"gap"``.
     """
 
     channel: str
@@ -100,9 +107,10 @@ def encode(data: Any) -> tuple[str, bytes]:
 
     Raises:
         TypeError: *data* is neither ``str``, ``bytes`` nor JSON-serialisable.
+        ValueError: a string in *data* holds a lone surrogate (not UTF-8).
     """
     if isinstance(data, str):
-        return TAG_TEXT, data.encode()
+        return TAG_TEXT, _utf8(data)
     if isinstance(data, bytes | bytearray | memoryview):
         return TAG_BYTES, bytes(data)
     try:
@@ -116,7 +124,18 @@ def encode(data: Any) -> tuple[str, bytes]:
             f"Channels carry str, bytes or JSON-serialisable data, got {type(data).__name__}: "
             f"{exc}. Convert it (e.g. to a dict) before publishing."
         ) from None
-    return TAG_JSON, text.encode()
+    return TAG_JSON, _utf8(text)
+
+
+def _utf8(text: str) -> bytes:
+    try:
+        return text.encode()
+    except UnicodeEncodeError as exc:
+        # Neither a frame nor Redis can carry it; say so here, not in a server.
+        raise ValueError(
+            f"Channels carry valid Unicode text only; this data holds a lone surrogate at "
+            f"index {exc.start}. Decode your input with errors='replace' or refuse it."
+        ) from None
 
 
 def encode_json(value: Any) -> bytes:

@@ -8,9 +8,11 @@ test or a log line needs.
 from __future__ import annotations
 
 __all__ = [
+    "BackendError",
     "BackendUnavailableError",
     "ChannelsError",
     "NotConnectedError",
+    "PublishOutcomeUnknownError",
     "SubscriberOverflowError",
 ]
 
@@ -33,6 +35,57 @@ class BackendUnavailableError(ChannelsError, ConnectionError):
     def __init__(self, url: str, operation: str, cause: BaseException | None = None) -> None:
         detail = f": {cause}" if cause is not None else ""
         super().__init__(f"Cannot {operation}: channel backend {url} is unavailable{detail}")
+        self.url = url
+        self.operation = operation
+
+
+class PublishOutcomeUnknownError(ChannelsError, TimeoutError):
+    """A publish reached the backend but its answer did not come back: it may have happened.
+
+    The command was written to Redis, then the connection timed out or broke
+    before the reply. Redis may have run it (subscribers got the message) or
+    not. Unlike :class:`BackendUnavailableError` (*not* sent), retrying blindly
+    could deliver it twice: retry with the same ``message_id`` (publish
+    deduplicates within the history window), or tell the user you do not know.
+
+    Attributes:
+        url: the backend URL with any password masked.
+        channel: the channel published to.
+        message_id: the id you gave, or ``None``.
+    """
+
+    def __init__(
+        self, url: str, channel: str, message_id: str | None, cause: BaseException
+    ) -> None:
+        advice = (
+            "retry with the same message_id; it is delivered once"
+            if message_id is not None
+            else "pass message_id= to publish so that a retry is safe"
+        )
+        super().__init__(
+            f"Publish to {channel!r} may or may not have happened: channel backend {url} "
+            f"took the command but its reply was lost ({cause}); {advice}."
+        )
+        self.url = url
+        self.channel = channel
+        self.message_id = message_id
+
+
+class BackendError(ChannelsError):
+    """The backend refused an operation it was sent (a Redis error reply).
+
+    lilya validates every argument before it reaches a backend, so this means
+    the store itself is in a state lilya did not make: a key of another type
+    under the channels' ``key_prefix``, a read-only replica, memory full. The
+    operation did not happen.
+
+    Attributes:
+        url: the backend URL with any password masked.
+        operation: what was attempted.
+    """
+
+    def __init__(self, url: str, operation: str, cause: BaseException) -> None:
+        super().__init__(f"Cannot {operation}: channel backend {url} refused it: {cause}")
         self.url = url
         self.operation = operation
 

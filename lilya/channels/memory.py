@@ -28,13 +28,15 @@ __all__ = ["MemoryBackend"]
 
 
 class _History:
-    __slots__ = ("epoch", "events", "expires_at", "top")
+    __slots__ = ("epoch", "events", "expires_at", "ids", "top")
 
     def __init__(self, size: int) -> None:
         self.epoch = secrets.token_hex(8)
         self.top = 0
         self.events: deque[Event] = deque(maxlen=size)
         self.expires_at: float | None = None
+        # message_id -> its event, for the last ``size`` messages that had one.
+        self.ids: dict[str, Event] = {}
 
 
 class _Store:
@@ -93,8 +95,19 @@ class MemoryBackend(Backend):
         for sink in self._store.listeners.get(event.channel, ()):
             sink.deliver(event)
 
-    async def publish(self, channel: str, tag: str, payload: bytes, data: Any) -> Event:
+    async def publish(
+        self, channel: str, tag: str, payload: bytes, data: Any, message_id: str | None
+    ) -> Event:
+        # Every Channels of the store listening to the channel gets a say, as
+        # a Redis reader does by not reading; from here on nothing awaits.
+        for sink in list(self._store.listeners.get(channel, ())):
+            if sink is not self._sink:
+                await sink.ready(channel)
         history = self._history(channel)
+        if message_id is not None and self._size:
+            first = history.ids.get(message_id)
+            if first is not None and first.offset > history.top - self._size:
+                return first  # a retry: delivered once already
         history.top += 1
         # Deliver what Redis would: a JSON round trip (tuples become lists, and
         # the subscriber never shares the publisher's mutable object).
@@ -102,6 +115,14 @@ class MemoryBackend(Backend):
         event = Event(channel, history.top, history.epoch, value)
         if self._size:
             history.events.append(event)
+            if message_id is not None:
+                ids = history.ids
+                ids[message_id] = event
+                # The same window as Redis': ids of the last ``size`` messages.
+                while len(ids) > self._size or next(iter(ids.values())).offset <= (
+                    history.top - self._size
+                ):
+                    del ids[next(iter(ids))]
         if self._ttl is not None:
             history.expires_at = time.monotonic() + self._ttl
         self._announce(event)

@@ -14,6 +14,7 @@ stream by offset. Presence is a sorted set of members scored by expiry time
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import math
 import secrets
@@ -23,6 +24,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import anyio
 from anyio.abc import TaskGroup
+from redis import __version__ as redis_version
 from redis import exceptions as redis_errors
 from redis.asyncio import Redis
 from redis.asyncio.connection import AbstractConnection, ConnectionPool
@@ -33,7 +35,11 @@ from redis.commands.core import AsyncScript
 from lilya._json import loads
 from lilya.channels._base import Backend, HistoryPage, Sink
 from lilya.channels.events import TAG_JSON, Event, EventType, decode, encode_json
-from lilya.channels.exceptions import BackendUnavailableError
+from lilya.channels.exceptions import (
+    BackendError,
+    BackendUnavailableError,
+    PublishOutcomeUnknownError,
+)
 
 __all__ = ["RedisBackend"]
 
@@ -41,21 +47,27 @@ logger = logging.getLogger("lilya.channels.redis")
 
 _T = TypeVar("_T")
 
-# Every script takes KEYS = meta hash, history stream, presence zset, info hash
-# and ARGV[1] = a fresh epoch (used only if the channel has none, i.e. its
-# history was lost), ARGV[2] = history TTL in ms (0: none), ARGV[3] = the
-# pub/sub channel. A live message is "epoch\noffset\n" + kind + tag + payload.
+# Every script takes KEYS = meta hash, history stream, presence zset, info
+# hash, message ids zset (id -> offset, for deduplication) and ARGV[1] = a
+# fresh epoch (used only if the channel has none, i.e. its history was lost),
+# ARGV[2] = history TTL in ms (0: none), ARGV[3] = the pub/sub channel. A live
+# message is "epoch\noffset\n" + kind + tag + payload.
 _PRELUDE = """
 local function epoch()
   local e = redis.call('HGET', KEYS[1], 'e')
   if not e then
     e = ARGV[1]
     redis.call('HSET', KEYS[1], 'e', e)
-    redis.call('DEL', KEYS[2])
+    redis.call('DEL', KEYS[2], KEYS[5])
     local ttl = tonumber(ARGV[2])
     if ttl > 0 then redis.call('PEXPIRE', KEYS[1], ttl) end
   end
   return e
+end
+-- Lua turns numbers of 15 digits and more into "1e+14" when concatenated;
+-- stream ids and live messages need every digit.
+local function int(n)
+  return string.format('%d', n)
 end
 local function top()
   return tonumber(redis.call('HGET', KEYS[1], 'o') or '0')
@@ -66,7 +78,7 @@ local function now_ms()
 end
 local function announce(kind, member, info)
   local data = '{"member":"' .. member .. '","info":' .. (info or 'null') .. '}'
-  redis.call('PUBLISH', ARGV[3], epoch() .. '\\n' .. top() .. '\\n' .. kind .. 'j' .. data)
+  redis.call('PUBLISH', ARGV[3], epoch() .. '\\n' .. int(top()) .. '\\n' .. kind .. 'j' .. data)
 end
 local function sweep()
   local dead = redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', now_ms())
@@ -80,23 +92,38 @@ local function sweep()
 end
 """
 
-# ARGV[4] tag, ARGV[5] payload, ARGV[6] history size.
+# ARGV[4] tag, ARGV[5] payload, ARGV[6] history size, ARGV[7] message id ('':
+# none). Returns epoch, offset, and 1 if the id was already published (then
+# nothing happened and the offset is the first publish's).
 _PUBLISH = (
     _PRELUDE
     + """
 local e = epoch()
-local offset = redis.call('HINCRBY', KEYS[1], 'o', 1)
 local size = tonumber(ARGV[6])
+local id = ARGV[7]
+if id ~= '' and size > 0 then
+  local seen = redis.call('ZSCORE', KEYS[5], id)
+  if seen then return {e, tonumber(seen), 1} end
+end
+local offset = redis.call('HINCRBY', KEYS[1], 'o', 1)
 if size > 0 then
-  redis.call('XADD', KEYS[2], 'MAXLEN', size, offset .. '-0', 't', ARGV[4], 'd', ARGV[5])
+  redis.call('XADD', KEYS[2], 'MAXLEN', size, int(offset) .. '-0', 't', ARGV[4], 'd', ARGV[5])
+  if id ~= '' then
+    redis.call('ZADD', KEYS[5], offset, id)
+  end
+  -- The ids of the last `size` messages, the window a retry is safe in.
+  redis.call('ZREMRANGEBYSCORE', KEYS[5], '-inf', int(offset - size))
 end
 local ttl = tonumber(ARGV[2])
 if ttl > 0 then
   redis.call('PEXPIRE', KEYS[1], ttl)
-  if size > 0 then redis.call('PEXPIRE', KEYS[2], ttl) end
+  if size > 0 then
+    redis.call('PEXPIRE', KEYS[2], ttl)
+    redis.call('PEXPIRE', KEYS[5], ttl)
+  end
 end
-redis.call('PUBLISH', ARGV[3], e .. '\\n' .. offset .. '\\nm' .. ARGV[4] .. ARGV[5])
-return {e, offset}
+redis.call('PUBLISH', ARGV[3], e .. '\\n' .. int(offset) .. '\\nm' .. ARGV[4] .. ARGV[5])
+return {e, offset, 0}
 """
 )
 
@@ -118,9 +145,9 @@ if limit == 0 then
   entries = {}
 elseif after >= 0 then
   if limit > 0 then
-    entries = redis.call('XRANGE', KEYS[2], (after + 1) .. '-0', '+', 'COUNT', limit)
+    entries = redis.call('XRANGE', KEYS[2], int(after + 1) .. '-0', '+', 'COUNT', limit)
   else
-    entries = redis.call('XRANGE', KEYS[2], (after + 1) .. '-0', '+')
+    entries = redis.call('XRANGE', KEYS[2], int(after + 1) .. '-0', '+')
   end
 elseif limit > 0 then
   entries = redis.call('XREVRANGE', KEYS[2], '+', '-', 'COUNT', limit)
@@ -235,6 +262,7 @@ class RedisBackend(Backend):
         self._reader: AbstractConnection | None = None
         self._write_lock: anyio.Lock | None = None
         self._scripts: dict[str, AsyncScript] = {}
+        self._publish_sha = hashlib.sha1(_PUBLISH.encode()).hexdigest()
 
     # -- plumbing ------------------------------------------------------------
 
@@ -245,6 +273,7 @@ class RedisBackend(Backend):
             f"{p}:hist:{channel}",
             f"{p}:pres:{channel}",
             f"{p}:info:{channel}",
+            f"{p}:ids:{channel}",
         ]
 
     def _args(self, channel: str, *extra: Any) -> list[Any]:
@@ -255,6 +284,8 @@ class RedisBackend(Backend):
             return await awaitable
         except _UNAVAILABLE as exc:
             raise BackendUnavailableError(self.safe_url, operation, exc) from exc
+        except redis_errors.RedisError as exc:
+            raise BackendError(self.safe_url, operation, exc) from exc
 
     async def _script(self, operation: str, source: str, channel: str, *extra: Any) -> Any:
         script = self._scripts.get(source)
@@ -385,7 +416,13 @@ class RedisBackend(Backend):
             for response in held:
                 self._handle(response, None)
         while True:
-            self._handle(await reader.read_response(timeout=math.inf), None)
+            response = await reader.read_response(timeout=math.inf)
+            if response[0] == b"message" and self._sink is not None:
+                # Backpressure: while a local subscriber is full (and not
+                # stalled), stop reading; Redis buffers, and if it cuts us off
+                # for buffering too much, the reconnect resyncs from the stream.
+                await self._sink.ready(response[1][len(self._live_prefix) :].decode())
+            self._handle(response, None)
 
     def _handle(self, response: Any, held: list[Any] | None) -> None:
         kind = response[0]
@@ -452,11 +489,71 @@ class RedisBackend(Backend):
 
     # -- storage -------------------------------------------------------------------
 
-    async def publish(self, channel: str, tag: str, payload: bytes, data: Any) -> Event:
-        epoch, offset = await self._script("publish", _PUBLISH, channel, tag, payload, self._size)
+    async def publish(
+        self, channel: str, tag: str, payload: bytes, data: Any, message_id: str | None
+    ) -> Event:
+        args = self._args(channel, tag, payload, self._size, message_id or "")
+        try:
+            reply = await self._publish_once(channel, message_id, args)
+        except redis_errors.NoScriptError:
+            # Redis restarted (or SCRIPT FLUSH): the script never ran; load it, once.
+            await self._call("publish", self._require_client().script_load(_PUBLISH))
+            reply = await self._publish_once(channel, message_id, args)
+        epoch, offset = reply[0], reply[1]
         return Event(
             channel, int(offset), epoch.decode(), data if tag != TAG_JSON else decode(tag, payload)
         )
+
+    async def _publish_once(self, channel: str, message_id: str | None, args: list[Any]) -> Any:
+        """Run the publish script on one connection, telling *not sent* from *unknown*.
+
+        redis-py's own call cannot say where a failure happened, and that is
+        the one thing a publisher needs: a command that failed to go out (or
+        went out incomplete, which Redis never runs) was not published, while
+        one that went out and lost its reply may have been.
+        """
+        pool = self._pool
+        if pool is None:
+            raise RuntimeError("RedisBackend used before connect().")
+        connection = await self._call("publish", _get_connection(pool))
+        done = False
+        try:
+            try:
+                # A pooled connection whose server went away reads as EOF:
+                # reconnect now, while failing still means "not sent".
+                if await getattr(connection, _CAN_READ)():
+                    await connection.disconnect()
+                    await connection.connect()  # type: ignore[no-untyped-call]
+            except _UNAVAILABLE as exc:
+                raise BackendUnavailableError(self.safe_url, "publish", exc) from exc
+            try:
+                await connection.send_command(
+                    "EVALSHA", self._publish_sha, len(self._keys(channel)), *self._keys(channel),
+                    *args,
+                )  # fmt: skip
+            # The server dying between the health check and this write: a race
+            # no test can stage on demand.
+            except _UNAVAILABLE as exc:  # pragma: no cover
+                raise BackendUnavailableError(self.safe_url, "publish", exc) from exc
+            try:
+                reply = await connection.read_response()
+            except _UNAVAILABLE as exc:
+                raise PublishOutcomeUnknownError(self.safe_url, channel, message_id, exc) from exc
+            except redis_errors.NoScriptError:
+                done = True
+                raise
+            except redis_errors.RedisError as exc:
+                done = True
+                raise BackendError(self.safe_url, "publish", exc) from exc
+            done = True
+            return reply
+        finally:
+            if not done:
+                # Whatever comes on this connection now belongs to a command we
+                # gave up on: never hand it to the next user.
+                with anyio.CancelScope(shield=True):
+                    await connection.disconnect()
+            await pool.release(connection)
 
     async def history(self, channel: str, *, after: int | None, limit: int | None) -> HistoryPage:
         epoch, top, first, entries, reversed_ = await self._script(
@@ -493,6 +590,18 @@ class RedisBackend(Backend):
     async def presence(self, channel: str) -> Mapping[str, Any]:
         flat = await self._script("read presence", _PRESENCE, channel)
         return {flat[i].decode(): loads(flat[i + 1], "binary") for i in range(0, len(flat), 2)}
+
+
+def _get_connection(pool: ConnectionPool) -> Awaitable[AbstractConnection]:
+    """A connected connection of *pool* (redis-py 5.3 dropped the command-name argument)."""
+    if _POOL_TAKES_NO_ARGS:
+        return pool.get_connection()  # type: ignore[no-untyped-call]  # redis-py leaves it bare
+    return pool.get_connection("EVALSHA")  # type: ignore[no-untyped-call]  # pragma: no cover - redis-py < 5.3
+
+
+# redis-py 8 renamed can_read_destructive (and deprecated the old name).
+_CAN_READ = "can_read" if hasattr(AbstractConnection, "can_read") else "can_read_destructive"
+_POOL_TAKES_NO_ARGS = tuple(int(part) for part in redis_version.split(".")[:2]) >= (5, 3)
 
 
 def _ms(seconds: float) -> int:

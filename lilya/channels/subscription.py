@@ -1,8 +1,13 @@
 """One subscriber's bounded queue and what happens when it is full.
 
-A publisher never waits for a subscriber: it appends to each subscriber's
-queue without blocking, and a full queue applies the subscriber's policy. That
-is what keeps one stalled client from delaying the publisher and everyone else.
+A burst is not a reason to lose anything: when a subscriber's queue reaches
+``max_queue``, publishers of this process wait for it (and the Redis reader
+stops reading, letting Redis buffer), as long as the subscriber keeps taking
+events. Only a subscriber that takes nothing for ``stall_timeout`` seconds is
+*stalled*: publishers stop waiting for it, and its policy acts on what no
+longer fits, always visibly (an overflow error, or a ``gap`` event naming the
+lost offsets). The waiting lives in :meth:`Channels.ready`; this module keeps
+the queue, the progress count it reads, and the policies.
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ from uuid import uuid4
 
 import anyio
 
-from lilya.channels._base import check_name
+from lilya.channels._base import check_max_queue, check_name, check_position
 from lilya.channels.events import Event, Position
 from lilya.channels.exceptions import SubscriberOverflowError
 
@@ -24,10 +29,11 @@ if TYPE_CHECKING:
 
 __all__ = ["Policy", "Subscription"]
 
-#: What a full queue does with one more event: discard the oldest queued event,
-#: discard the new one, or close the subscription (it raises
-#: :class:`SubscriberOverflowError` at its next read).
-Policy = Literal["drop_oldest", "drop_newest", "close"]
+#: What a full queue of a stalled subscriber does with one more event: close the
+#: subscription (it raises :class:`SubscriberOverflowError` at its next read; the
+#: default), or discard the oldest queued event or the new one, putting a ``gap``
+#: event with the lost offsets in their place.
+Policy = Literal["close", "drop_oldest", "drop_newest"]
 
 _POLICIES = ("drop_oldest", "drop_newest", "close")
 
@@ -59,6 +65,9 @@ class Subscription:
         "_owner",
         "_pending",
         "_queue",
+        "_room",
+        "_stalled",
+        "_taken",
         "_waiter",
         "channel",
         "dropped",
@@ -81,12 +90,11 @@ class Subscription:
         policy: Policy,
     ) -> None:
         check_name(channel)
-        if policy not in _POLICIES:
-            raise ValueError(f"policy must be one of {', '.join(_POLICIES)}; got {policy!r}.")
-        if max_queue < 1:
-            raise ValueError(f"max_queue must be at least 1, got {max_queue!r}.")
+        if not isinstance(policy, str) or policy not in _POLICIES:
+            raise ValueError(f"policy must be one of {', '.join(_POLICIES)}; got {policy!r:.80}.")
+        check_max_queue(max_queue)
         if since is not None:
-            since = Position(str(since[0]), int(since[1]))
+            since = check_position(since)
         self._owner = owner
         self.channel = channel
         self.since: Position | None = since
@@ -102,6 +110,11 @@ class Subscription:
         self._error: SubscriberOverflowError | None = None
         self._closed = False
         self._attached = False
+        # Backpressure: how many events were taken (progress), who waits for
+        # room, and whether the subscriber was found stalled.
+        self._taken = 0
+        self._room: anyio.Event | None = None
+        self._stalled = False
         # While the subscription is catching up from history, live events wait here.
         self._pending: list[Event] = []
 
@@ -132,14 +145,28 @@ class Subscription:
         # reaches the slow path (and yields) within max_queue events.
         queue = self._queue
         if queue:
+            self._taken += 1
+            if self._room is not None:
+                self._wake_publishers()
             return queue.popleft()
         return await self._next_slow()
+
+    def _wake_publishers(self) -> None:
+        # Wake waiting publishers at half the bound, not at every event: they
+        # then publish a batch, and the two sides do not take turns per event.
+        room = self._room
+        if room is not None and len(self._queue) <= self.max_queue // 2 + 1:
+            self._room = None
+            room.set()
 
     async def _next_slow(self) -> Event:
         while True:
             if self._error is not None:
                 raise self._error
             if self._queue:
+                self._taken += 1
+                if self._room is not None:
+                    self._wake_publishers()
                 return self._queue.popleft()
             if self._closed:
                 raise StopAsyncIteration
@@ -180,20 +207,45 @@ class Subscription:
 
     # -- called by Channels ------------------------------------------------
 
+    @property
+    def full(self) -> bool:
+        """Whether the queue holds ``max_queue`` events (publishers wait for room)."""
+        return len(self._queue) >= self.max_queue
+
     def _push(self, event: Event) -> None:
         queue = self._queue
         if len(queue) >= self.max_queue:
             policy = self.policy
             if policy == "drop_oldest":
-                queue.popleft()
-                self.dropped += 1
+                # The oldest event becomes (or the gap at the front absorbs) the
+                # gap; the next oldest makes room for the new event.
+                gap = queue.popleft()
+                if gap.type != "gap":
+                    gap = _merge(gap, None)
+                    self.dropped += 1
+                if queue:
+                    gap = _merge(gap, queue.popleft())
+                    self.dropped += 1
+                queue.appendleft(gap)
             elif policy == "drop_newest":
                 self.dropped += 1
+                if queue[-1].type == "gap":
+                    queue[-1] = _merge(queue[-1], event)
+                else:
+                    # One slot over the bound, for a gap event that stands
+                    # for every event dropped after it.
+                    queue.append(_merge(event, None))
+                self._wake_reader()
                 return
             else:
                 self._overflow()
                 return
         queue.append(event)
+        if len(queue) >= self.max_queue:
+            self._owner._note_full(self)
+        self._wake_reader()
+
+    def _wake_reader(self) -> None:
         waiter = self._waiter
         if waiter is not None:
             self._waiter = None
@@ -215,5 +267,39 @@ class Subscription:
         if waiter is not None:
             self._waiter = None
             waiter.set()
+        room = self._room
+        if room is not None:
+            self._room = None
+            room.set()
         if self._closed_event is not None:
             self._closed_event.set()
+
+
+def _merge(lost: Event, more: Event | None) -> Event:
+    """Return the ``gap`` event standing for *lost* (itself a gap, or one event) and *more*.
+
+    A gap's ``data`` is ``{"first": …, "last": …, "dropped": …}``: the lowest
+    and highest offsets of the lost messages (``None`` if only presence events
+    were lost) and how many events it stands for. Its ``offset`` is ``last``,
+    its epoch the lost messages'.
+    """
+    first: int | None
+    last: int | None
+    if lost.type == "gap":
+        first, last, dropped = lost.data["first"], lost.data["last"], lost.data["dropped"]
+    elif lost.type == "message":
+        first, last, dropped = lost.offset, lost.offset, 1
+    else:
+        first, last, dropped = None, None, 1
+    epoch = lost.epoch
+    if more is not None:
+        dropped += more.data["dropped"] if more.type == "gap" else 1
+        if more.type in ("message", "gap"):
+            lo = more.offset if more.type == "message" else more.data["first"]
+            hi = more.offset if more.type == "message" else more.data["last"]
+            if lo is not None:
+                first = lo if first is None else min(first, lo)
+                last = hi if last is None else max(last, hi)
+            epoch = more.epoch
+    data = {"first": first, "last": last, "dropped": dropped}
+    return Event(lost.channel, last if last is not None else lost.offset, epoch, data, "gap")

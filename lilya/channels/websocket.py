@@ -13,11 +13,14 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import anyio
+import anyio.lowlevel
+from anyio.abc import TaskGroup
 
 from lilya import status
 from lilya.channels.events import Event
 from lilya.channels.exceptions import SubscriberOverflowError
 from lilya.channels.subscription import Subscription
+from lilya.exceptions import WebSocketRuntimeError
 from lilya.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 __all__ = ["default_encode", "relay"]
@@ -29,13 +32,21 @@ Receiver = Callable[[Any], Awaitable[None]]
 
 
 def default_encode(event: Event) -> Any:
-    """Send a message's data as it was published; skip join, leave and reset events.
+    """Send a message's data as it was published, and a gap as a JSON frame; skip the rest.
 
+    A ``gap`` event (a drop policy discarded events of a stalled subscriber)
+    becomes ``{"type": "gap", "epoch": …, "first": …, "last": …, "dropped": …}``,
+    so that the client can tell it lost messages and fetch them again with
+    ``since=(epoch, first - 1)``; join, leave and reset events are skipped.
     Pass your own ``encode`` to :func:`relay` to forward those too, or to wrap
     data with its position (``{"offset": event.offset, "epoch": event.epoch,
     ...}``) so that a reconnecting client can ask for ``since=``.
     """
-    return event.data if event.type == "message" else None
+    if event.type == "message":
+        return event.data
+    if event.type == "gap":
+        return {"type": "gap", "epoch": event.epoch, **event.data}
+    return None
 
 
 async def _send(websocket: WebSocket, event: Event, payload: Any) -> None:
@@ -59,17 +70,26 @@ async def relay(
     on_receive: Receiver | None = None,
     encode: Encoder = default_encode,
     close_timeout: float = 1.0,
+    drain_timeout: float = 5.0,
 ) -> None:
     """Relay *subscription* into *websocket*, handing what the client sends to *on_receive*.
 
     It returns when either side ends:
 
     - the client disconnects: sending stops (nothing to close);
-    - the subscription overflows (policy ``"close"``): the socket is closed
-      with 1013 (try again later), even if a send to the slow client is
-      stuck; the client should reconnect with ``since=`` its last position;
+    - a send fails because the client has gone: what the client sent before it
+      left is still read and handed to *on_receive*, until the server reports
+      the disconnect (at most *drain_timeout* seconds);
+    - the subscription overflows (policy ``"close"``, the default): the socket
+      is closed with 1013 (try again later), even if a send to the stalled
+      client is stuck; the client should reconnect with ``since=`` its last
+      position. What it sent before our close is still handled, as above;
     - the subscription is closed (the channels disconnected at shutdown):
       the socket is closed with 1001 (going away).
+
+    A ``gap`` event (a drop policy discarded events) is sent like any other,
+    by default as ``{"type": "gap", "epoch": …, "first": …, "last": …}``, so
+    the client can recover that range with ``since=``.
 
     The socket is accepted first if you have not accepted it yet.
 
@@ -79,9 +99,13 @@ async def relay(
         on_receive: awaited with each client message (``str`` for a text frame,
             ``bytes`` for a binary one), one at a time, in order. Without it,
             client messages are read and discarded, so a disconnect is noticed.
+            If it raises :class:`WebSocketDisconnect` (it replied to a client
+            that has gone) the relay goes on reading.
         encode: what to send for an event (see :data:`Encoder`).
         close_timeout: how long a closing handshake may take with a client that
             stopped reading, before giving up on it.
+        drain_timeout: how long to keep reading the client's last messages
+            once sending has ended (it left, or was closed for being too slow).
 
     Raises:
         Exception: whatever *on_receive* or *encode* raised (sending stops first).
@@ -89,31 +113,17 @@ async def relay(
     if websocket.application_state is WebSocketState.CONNECTING:
         await websocket.accept()
     failure: list[BaseException] = []
-    ended = anyio.Event()
-
-    async def send_events(cancel: anyio.CancelScope) -> None:
-        try:
-            async for event in subscription:
-                payload = encode(event)
-                if payload is not None:
-                    await _send(websocket, event, payload)
-            ended.set()
-        except (SubscriberOverflowError, WebSocketDisconnect):
-            pass
-        except Exception as exc:
-            failure.append(exc)
-        cancel.cancel()
-
-    async def watch_overflow(cancel: anyio.CancelScope) -> None:
-        # A send to a client that stopped reading can block indefinitely; the
-        # overflow must still close the socket, so it is watched on its own.
-        await subscription.wait_closed()
-        if subscription._error is not None:
-            cancel.cancel()
-
     async with anyio.create_task_group() as group:
-        group.start_soon(send_events, group.cancel_scope)
-        group.start_soon(watch_overflow, group.cancel_scope)
+        group.start_soon(
+            _send_side,
+            websocket,
+            subscription,
+            encode,
+            close_timeout,
+            drain_timeout,
+            group,
+            failure,
+        )
         try:
             await _receive_all(websocket, on_receive)
         except Exception as exc:
@@ -121,29 +131,100 @@ async def relay(
             # exception rather than an ExceptionGroup wrapping it.
             failure.append(exc)
         group.cancel_scope.cancel()
-
     if failure:
         raise failure[0]
+
+
+async def _send_side(
+    websocket: WebSocket,
+    subscription: Subscription,
+    encode: Encoder,
+    close_timeout: float,
+    drain_timeout: float,
+    group: TaskGroup,
+    failure: list[BaseException],
+) -> None:
+    # How sending ended: the client left, the subscription overflowed, or the
+    # channels closed it. The receive side keeps running meanwhile: cancelling
+    # it would drop what the client sent before leaving (the server still
+    # holds those frames), or cut an on_receive short in the middle of a publish.
+    outcome = "gone"
+    async with anyio.create_task_group() as sending:
+
+        async def watch_overflow() -> None:
+            # A send to a client that stopped reading can block indefinitely; the
+            # overflow must still close the socket, so it is watched on its own.
+            await subscription.wait_closed()
+            if subscription._error is not None:
+                sending.cancel_scope.cancel()
+
+        sending.start_soon(watch_overflow)
+        try:
+            async for event in subscription:
+                payload = encode(event)
+                if payload is not None:
+                    await _send(websocket, event, payload)
+            outcome = "ended"
+        except (SubscriberOverflowError, WebSocketDisconnect):
+            pass  # the overflow is told apart below, however it was noticed
+        except Exception as exc:
+            if not (
+                isinstance(exc, WebSocketRuntimeError)
+                and websocket.application_state is WebSocketState.DISCONNECTED
+            ):
+                failure.append(exc)
+                group.cancel_scope.cancel()
+            # else: your code closed the socket (in on_receive, say): sending
+            # ends, and the client's last messages are still read, as below.
+        sending.cancel_scope.cancel()
     if subscription._error is not None:
-        await _close(
-            websocket, status.WS_1013_TRY_AGAIN_LATER, "subscriber too slow", close_timeout
-        )
-    elif ended.is_set():
+        outcome = "overflow"
+    if outcome == "ended":
+        # Shutdown: nothing the client still sends can be published any more.
         await _close(websocket, status.WS_1001_GOING_AWAY, "channel closed", close_timeout)
+        group.cancel_scope.cancel()
+        return
+    if outcome == "overflow" and not await _close(
+        websocket, status.WS_1013_TRY_AGAIN_LATER, "subscriber too slow", close_timeout
+    ):
+        # Not even the close frame could be written: the client reads
+        # nothing, and its disconnect is not worth waiting for.
+        group.cancel_scope.cancel()
+        return
+    # The server delivers the client's last frames, then its disconnect, and
+    # the receive side returns; a server that never does is given up on.
+    group.cancel_scope.deadline = min(
+        group.cancel_scope.deadline, anyio.current_time() + drain_timeout
+    )
 
 
 async def _receive_all(websocket: WebSocket, on_receive: Receiver | None) -> None:
     while True:
+        # A server hands over a whole network read's worth of frames without
+        # ever suspending us; one turn of the scheduler per client message
+        # lets every other connection run between them, so a flooding client
+        # is slowed at its own loop and other rooms keep their latency.
+        await anyio.lowlevel.checkpoint()
         message = await websocket.receive()
         if message["type"] == "websocket.disconnect":
             return
         if on_receive is not None:
             text = message.get("text")
-            await on_receive(text if text is not None else message.get("bytes"))
+            try:
+                await on_receive(text if text is not None else message.get("bytes"))
+            except WebSocketDisconnect:
+                pass  # it answered a client that has gone; what it sent next still counts
+            except WebSocketRuntimeError:
+                if websocket.application_state is not WebSocketState.DISCONNECTED:
+                    raise
+                # It answered after we closed (1013): the reply cannot go, the
+                # message it answered was still handled.
 
 
-async def _close(websocket: WebSocket, code: int, reason: str, within: float) -> None:
+async def _close(websocket: WebSocket, code: int, reason: str, within: float) -> bool:
+    """Close within *within* seconds; return False if the close frame could not be sent."""
     if websocket.application_state is not WebSocketState.CONNECTED:
-        return
-    with anyio.move_on_after(within):
+        return True
+    with anyio.move_on_after(within) as scope:
         await websocket.close(code, reason)
+    return not scope.cancelled_caught

@@ -31,6 +31,7 @@ class FakeClient:
         self._unstall = anyio.Event()
         self._unstall.set()
         self._close_too = False
+        self._gone = False
         self.websocket = WebSocket(ws_scope(), self._receive, self._send)
         self._to_app.send_nowait({"type": "websocket.connect"})
 
@@ -42,6 +43,8 @@ class FakeClient:
         return await self._from_client.receive()
 
     async def _send(self, message: Message) -> None:
+        if self._gone:
+            raise OSError("the client has gone")  # as uvicorn's ClientDisconnected
         if message["type"] == "websocket.send" or self._close_too:
             await self._unstall.wait()
         self._to_client.send_nowait(message)
@@ -51,6 +54,10 @@ class FakeClient:
     def stall(self, *, close_too: bool = False) -> None:
         self._unstall = anyio.Event()
         self._close_too = close_too
+
+    def vanish(self) -> None:
+        """Leave: every later send of the app fails with ``OSError``, as on a real server."""
+        self._gone = True
 
     def send_text(self, text: str) -> None:
         self._to_app.send_nowait({"type": "websocket.receive", "text": text})

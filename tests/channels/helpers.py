@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import anyio
 
 from lilya.channels import Channels, Event, Subscription
@@ -52,3 +54,21 @@ async def settle(channels: Channels, channel: str, count: int, *, within: float 
 
 def offsets(events: list[Event]) -> list[int]:
     return [event.offset for event in events]
+
+
+async def take_join(sub: Subscription, *, within: float = 5.0) -> tuple[str, Any]:
+    """Wait for a ``presence`` diff that announces a join; return its first (member, info)."""
+    with anyio.fail_after(within):
+        while True:
+            event = await sub.receive()
+            if event.type == "presence" and not event.data["snapshot"] and event.data["joined"]:
+                return next(iter(event.data["joined"].items()))
+
+
+async def take_leave(sub: Subscription, *, within: float = 5.0) -> str:
+    """Wait for a ``presence`` diff that announces a leave; return the first member who left."""
+    with anyio.fail_after(within):
+        while True:
+            event = await sub.receive()
+            if event.type == "presence" and event.data["left"]:
+                return str(next(iter(event.data["left"])))

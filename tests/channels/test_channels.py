@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import anyio
 import pytest
 
@@ -9,7 +11,7 @@ from lilya.channels import Channels, NotConnectedError, Position, SubscriberOver
 from lilya.channels._base import HistoryPage
 from lilya.channels.events import decode, encode, encode_json
 from lilya.exceptions import ImproperlyConfigured
-from tests.channels.helpers import take
+from tests.channels.helpers import take, take_leave
 
 pytestmark = pytest.mark.anyio
 
@@ -21,6 +23,11 @@ pytestmark = pytest.mark.anyio
         ({"history_ttl": 0}, "history_ttl"),
         ({"presence_ttl": 0}, "presence_ttl"),
         ({"presence_ttl": float("inf")}, "presence_ttl"),
+        ({"stall_timeout": 0}, "stall_timeout"),
+        ({"stall_timeout": float("nan")}, "stall_timeout"),
+        ({"presence_interval": -1}, "presence_interval"),
+        ({"max_queue": 0}, "max_queue must be between 1"),
+        ({"max_queue": 2.5}, "max_queue must be an int"),
     ],
 )
 def test_settings_out_of_range_are_refused(options: dict[str, float], message: str) -> None:
@@ -101,7 +108,7 @@ async def test_disconnect_ends_iteration_of_every_subscription() -> None:
     [
         ("", {}, "non-empty str"),
         ("c", {"policy": "drop_everything"}, "policy must be one of"),
-        ("c", {"max_queue": 0}, "max_queue must be at least 1"),
+        ("c", {"max_queue": 0}, "max_queue must be between 1 and"),
     ],
 )
 async def test_bad_subscribe_arguments_are_refused(
@@ -139,9 +146,13 @@ async def test_a_replay_larger_than_the_queue_applies_the_policy() -> None:
     async with Channels("memory://") as channels:
         for i in range(10):
             last = await channels.publish("c", i)
-        async with channels.subscribe("c", since=(last.epoch, 0), max_queue=4) as sub:
-            assert sub.dropped == 6
-            assert [event.data for event in await take(sub, 4)] == [6, 7, 8, 9]
+        async with channels.subscribe(
+            "c", since=(last.epoch, 0), max_queue=4, policy="drop_oldest"
+        ) as sub:
+            assert sub.dropped == 7
+            gap, *kept = await take(sub, 4)
+            assert (gap.type, gap.data) == ("gap", {"first": 1, "last": 7, "dropped": 7})
+            assert [event.data for event in kept] == [7, 8, 9]
         async with channels.subscribe(
             "c", since=(last.epoch, 0), max_queue=4, policy="close"
         ) as sub:
@@ -212,7 +223,47 @@ async def test_disconnect_announces_the_leave_of_its_members() -> None:
             sub = member_side.subscribe("room", presence={"user": "ann"})
             await sub.__aenter__()
             await member_side.disconnect()
-            kinds = [event.type for event in await take(observer, 2)]
-            assert kinds == ["join", "leave"]
+            # Joined and left within one presence interval: one net diff.
+            assert await take_leave(observer) == sub.member
             assert await observer_side.presence("room") == {}
             await sub.__aexit__(None, None, None)
+
+
+async def test_a_join_that_lands_while_the_member_list_is_read_is_not_lost() -> None:
+    async with Channels("memory://race") as watcher, Channels("memory://race") as other:
+        real = watcher._backend.presence
+        joined: list[str] = []
+
+        leaving = other.subscribe("room", presence={"n": "leaving"})
+        await leaving.__aenter__()
+
+        async def slow_presence(channel: str) -> Any:
+            before = await real(channel)  # what the store said a moment ago...
+            sub = other.subscribe(channel, presence={"n": "late"})
+            await sub.__aenter__()  # ...then a join and a leave land before the answer
+            await leaving.__aexit__(None, None, None)
+            joined.append(sub.member or "")
+            return before
+
+        watcher._backend.presence = slow_presence  # type: ignore[method-assign]
+        async with watcher.subscribe("room", presence={"n": "me"}) as me:
+            snapshot = await take(me, 1)
+        assert snapshot[0].type == "presence"
+        assert joined[0] in snapshot[0].data["joined"]
+        assert leaving.member not in snapshot[0].data["joined"]
+
+
+async def test_a_presence_diff_a_stalled_subscriber_cannot_take_becomes_a_gap() -> None:
+    async with (
+        Channels("memory://", stall_timeout=0.05, presence_interval=0) as channels,
+        channels.subscribe("c", max_queue=1, policy="drop_newest") as sub,
+    ):
+        await channels.publish("c", "fills the queue")
+        async with channels.subscribe("c", presence={"n": 1}):
+            with anyio.fail_after(5):
+                while not sub.dropped:
+                    await anyio.sleep(0.01)
+        first, gap = await take(sub, 2)
+    assert first.data == "fills the queue"
+    assert (gap.type, gap.data["first"], gap.data["last"]) == ("gap", None, None)
+    assert gap.data["dropped"] >= 1

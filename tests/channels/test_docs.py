@@ -99,3 +99,16 @@ async def test_the_chat_room_works_across_two_uvicorn_processes_on_redis(tmp_pat
         await assert_chat_works(first.ws_url, second.ws_url)
         logs = first.log() + second.log()
     assert tracebacks(logs) == []
+
+
+def test_every_test_the_delivery_guarantee_cites_exists() -> None:
+    page = DOCS.read_text()
+    section = page[page.index("## The delivery guarantee") :]
+    cited = set(re.findall(r"`(test_[a-z0-9_]+)`", section))
+    assert len(cited) >= 10
+    defined = {
+        name
+        for path in (DOCS.parents[1] / "tests").rglob("test_*.py")
+        for name in re.findall(r"^(?:async )?def (test_[a-z0-9_]+)", path.read_text(), re.M)
+    }
+    assert cited <= defined, sorted(cited - defined)

@@ -5,7 +5,8 @@ handshake and then never reads (its receive buffer is tiny, so the server's
 writes back up within a few messages), five ``websockets`` clients read
 normally. We publish 16 KB messages and measure, on each reader, how long each
 took from publish to arrival. The stalled client's subscription must overflow
-(policy "close") and be dropped, while the readers get every message, in
+(the default policy, "close", once it took nothing for stall_timeout) and be
+dropped, while the readers get every message, in
 order, promptly.
 """
 

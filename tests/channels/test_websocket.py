@@ -125,11 +125,15 @@ async def test_relay_skips_presence_events_unless_encode_says_otherwise(
         async with channels.subscribe("c", presence={"user": "ann"}) as ann:
             pass
         await channels.publish("c", "hi")
-        assert await client.next_data() == (
-            f'{{"type":"join","offset":0,"data":{{"member":"{ann.member}","info":{{"user":"ann"}}}}}}'
-        )
-        assert '"type":"leave"' in await client.next_data()
+        # The join and the leave, in one burst, coalesce into one presence
+        # diff, sent once the burst is over (after the message published in it).
         assert await client.next_data() == '{"type":"message","offset":1,"data":"hi"}'
+        diff = json.loads(await client.next_data())
+        assert diff == {
+            "type": "presence",
+            "offset": 1,
+            "data": {"snapshot": False, "joined": {}, "left": {ann.member: {"user": "ann"}}},
+        }
         client.disconnect()
 
 
@@ -169,7 +173,7 @@ async def test_relay_closes_a_socket_that_cannot_keep_up_with_1013(
 ) -> None:
     async with channels.subscribe("c", max_queue=5, policy="close") as sub:
         async with anyio.create_task_group() as group:
-            group.start_soon(relay, client.websocket, sub)
+            group.start_soon(lambda: relay(client.websocket, sub, drain_timeout=0.2))
             await client.next_message()  # accept
             client.stall()
             with anyio.fail_after(3):
@@ -256,7 +260,7 @@ async def test_a_stalled_client_does_not_slow_the_other_clients(channels: Channe
                 sub = channels.subscribe("c", max_queue=50, policy="close")
                 await sub.__aenter__()
                 subs.append(sub)
-                group.start_soon(relay, c.websocket, sub)
+                group.start_soon(lambda c=c, sub=sub: relay(c.websocket, sub, drain_timeout=0.2))
                 await c.next_message()  # accept
             stalled.stall()
 
@@ -288,3 +292,203 @@ async def test_a_stalled_client_does_not_slow_the_other_clients(channels: Channe
     assert len(latencies) == count * len(others)
     p99 = latencies[int(len(latencies) * 0.99)]
     assert p99 < 0.1, f"others' p99 delivery latency {p99 * 1000:.1f} ms with a stalled client"
+
+
+# -- the close race: what the client sent before it left is still handled -------------
+
+
+@pytest.mark.parametrize("reader", ["busy", "waiting"])
+async def test_every_message_a_client_sent_before_leaving_is_handled_when_a_send_finds_it_gone(
+    channels: Channels, client: FakeClient, reader: str
+) -> None:
+    """Deterministic: N messages and a disconnect are queued at the server when a send fails.
+
+    ``busy``: the relay is inside on_receive when the send fails; ``waiting``: it
+    is waiting in receive() (the server's queue is still empty) when the send
+    fails, and the client's frames arrive only after. Either way all N are
+    published and nothing raises.
+    """
+    count = 1000
+    release = anyio.Event()
+    handled: list[str] = []
+
+    async def on_receive(data: Any) -> None:
+        if not handled:
+            await release.wait()
+        handled.append(data)
+        await channels.publish("inbox", data)
+
+    async with channels.subscribe("feed") as sub, anyio.create_task_group() as group:
+        group.start_soon(lambda: relay(client.websocket, sub, on_receive=on_receive))
+        await client.next_message()  # accept
+        if reader == "busy":
+            client.send_text("first")
+            await anyio.sleep(0.05)  # the relay is now blocked in on_receive
+        client.vanish()
+        await channels.publish("feed", "to a client that has gone")
+        await anyio.sleep(0.05)  # the send has failed
+        if reader == "waiting":
+            client.send_text("first")
+        for i in range(count):
+            client.send_text(str(i))
+        client.disconnect(1001)
+        release.set()
+    assert handled == ["first", *map(str, range(count))]
+    assert (await channels.position("inbox")).offset == count + 1
+    assert client.websocket.client_state is WebSocketState.DISCONNECTED
+
+
+async def test_a_reply_from_on_receive_to_a_client_that_has_gone_does_not_stop_the_relay(
+    channels: Channels, client: FakeClient
+) -> None:
+    handled: list[str] = []
+
+    async def on_receive(data: Any) -> None:
+        handled.append(data)
+        await client.websocket.send_text(f"ack {data}")
+
+    async with channels.subscribe("feed") as sub:
+        await client.websocket.accept()
+        client.vanish()
+        for word in ("one", "two", "three"):
+            client.send_text(word)
+        client.disconnect()
+        with anyio.fail_after(5):
+            await relay(client.websocket, sub, on_receive=on_receive)
+    assert handled == ["one", "two", "three"]
+
+
+async def test_the_drain_after_a_lost_send_is_bounded_by_drain_timeout(
+    channels: Channels, client: FakeClient
+) -> None:
+    async with channels.subscribe("feed") as sub, anyio.create_task_group() as group:
+        started = time.monotonic()
+        group.start_soon(lambda: relay(client.websocket, sub, drain_timeout=0.2))
+        await client.next_message()  # accept
+        client.vanish()
+        await channels.publish("feed", "x")  # the server never reports the disconnect
+    assert time.monotonic() - started < 3
+
+
+async def test_what_a_too_slow_client_sent_before_its_1013_is_still_handled(
+    channels: Channels, client: FakeClient
+) -> None:
+    handled: list[Any] = []
+
+    async def on_receive(data: Any) -> None:
+        handled.append(data)
+        await client.websocket.send_text(f"got {data}")  # too late: the relay closed it
+
+    async with (
+        channels.subscribe("feed", max_queue=2, policy="close") as sub,
+        anyio.create_task_group() as group,
+    ):
+        group.start_soon(lambda: relay(client.websocket, sub, on_receive=on_receive))
+        await client.next_message()  # accept
+        client.stall()
+        for i in range(10):
+            await channels.publish("feed", i)
+            await anyio.sleep(0)
+        with anyio.fail_after(5):
+            while not sub.closed:
+                await anyio.sleep(0.01)
+        client.send_text("sent before the close arrived")
+        client.disconnect(1013)
+    assert handled == ["sent before the close arrived"]
+
+
+async def test_relay_forwards_a_gap_as_a_frame_naming_the_lost_offsets(
+    client: FakeClient,
+) -> None:
+    async with (
+        Channels("memory://", stall_timeout=0.2) as channels,
+        channels.subscribe("c", max_queue=3, policy="drop_newest") as sub,
+        anyio.create_task_group() as group,
+    ):
+        group.start_soon(relay, client.websocket, sub)
+        await client.next_message()  # accept
+        client.stall()
+        epoch = (await channels.publish("c", "taken")).epoch  # the relay is stuck sending it
+        for i in range(6):
+            await channels.publish("c", i)
+        client._unstall.set()
+        frames = [await client.next_data() for _ in range(5)]
+        client.disconnect()
+    assert frames[:4] == ["taken", "0", "1", "2"]
+    assert json.loads(frames[4]) == {
+        "type": "gap",
+        "epoch": epoch,
+        "first": 5,
+        "last": 7,
+        "dropped": 3,
+    }
+
+
+def test_default_encode_skips_presence_and_reset_events() -> None:
+    from lilya.channels import default_encode
+
+    presence = Event("c", 0, "e", {"snapshot": True, "joined": {}, "left": {}}, "presence")
+    assert default_encode(presence) is None
+    assert default_encode(Event("c", 0, "e", None, "reset")) is None
+    assert default_encode(Event("c", 1, "e", {"a": 1})) == {"a": 1}
+
+
+async def test_a_state_error_in_on_receive_while_the_socket_is_open_propagates(
+    channels: Channels, client: FakeClient
+) -> None:
+    from lilya.exceptions import WebSocketRuntimeError
+
+    async def on_receive(data: Any) -> None:
+        await client.websocket.accept()  # a mistake: already accepted
+
+    async with channels.subscribe("c") as sub:
+        client.send_text("x")
+        with pytest.raises(WebSocketRuntimeError):
+            await relay(client.websocket, sub, on_receive=on_receive)
+
+
+async def test_an_overflow_after_the_app_closed_the_socket_itself_sends_no_second_close(
+    client: FakeClient,
+) -> None:
+    async with Channels("memory://", stall_timeout=0.05) as channels:
+
+        async def on_receive(data: Any) -> None:
+            await client.websocket.close(4000, "bye")
+            client.stall()
+            for i in range(5):
+                await channels.publish("c", i)
+
+        async with channels.subscribe("c", max_queue=1) as sub:
+            client.send_text("close, please")
+            async with anyio.create_task_group() as group:
+                group.start_soon(
+                    lambda: relay(client.websocket, sub, on_receive=on_receive, drain_timeout=0.2)
+                )
+                await client.next_message()  # accept
+                assert (await client.next_message())["code"] == 4000
+                client.disconnect(4000)
+    assert sub.closed
+
+
+async def test_a_shutdown_after_the_app_closed_the_socket_sends_no_second_close(
+    client: FakeClient,
+) -> None:
+    async with anyio.create_task_group() as group:
+        channels = Channels("memory://")
+        await channels.connect()
+        sub = channels.subscribe("c")
+        await sub.__aenter__()
+        closed = anyio.Event()
+
+        async def on_receive(data: Any) -> None:
+            await client.websocket.close(4000, "bye")
+            closed.set()
+
+        client.send_text("close, please")
+        group.start_soon(lambda: relay(client.websocket, sub, on_receive=on_receive))
+        await client.next_message()  # accept
+        await closed.wait()
+        await channels.disconnect()
+        client.disconnect(4000)
+    await sub.__aexit__(None, None, None)
+    assert await client.next_message() == {"type": "websocket.close", "code": 4000, "reason": "bye"}

@@ -62,8 +62,21 @@ class Member:
         return self.until(lambda f: f["type"] == "message")[-1]
 
     def event(self, kind: str, nick: str) -> Frame:
-        """Read until a ``join``/``leave`` of *nick*."""
-        return self.until(lambda f: f["type"] == kind and f["nick"] == nick)[-1]
+        """Read until a ``presence`` diff where *nick* joined (*kind* "join") or left; return it.
+
+        The entry returned is ``{"member", "nick"}``.
+        """
+        side = "joined" if kind == "join" else "left"
+
+        def names_it(frame: Frame) -> bool:
+            return (
+                frame["type"] == "presence"
+                and not frame["snapshot"]
+                and any(entry["nick"] == nick for entry in frame[side])
+            )
+
+        frame = self.until(names_it)[-1]
+        return next(entry for entry in frame[side] if entry["nick"] == nick)
 
 
 @contextmanager

@@ -8,6 +8,7 @@ pinned down without a network, frame by frame.
 from __future__ import annotations
 
 import inspect
+import json
 import re
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,7 @@ import pytest
 
 from examples.chat.app import HISTORY, MAX_MESSAGE, MAX_NICK, create_app, same_origin
 from lilya.apps import Lilya
-from lilya.channels import BackendUnavailableError, Channels
+from lilya.channels import BackendUnavailableError, Channels, PublishOutcomeUnknownError
 from lilya.testclient import TestClient
 from lilya.types import Message
 from lilya.websockets import WebSocketDisconnect
@@ -202,7 +203,20 @@ def test_a_bad_room_name_is_denied_with_400(client: TestClient, room: str) -> No
     assert denied(client, chat_path(room=room)).status_code == 400
 
 
-@pytest.mark.parametrize("since", ["7", "epoch:", "epoch:x", ":3"])
+@pytest.mark.parametrize(
+    "since",
+    [
+        "7",
+        "epoch:",
+        "epoch:x",
+        ":3",
+        "epoch:-1",
+        "epoch:²",  # a digit to str.isdigit(), not to int()
+        "epoch:١٢",  # Arabic-Indic digits
+        "epoch:99999999999999999999999999999",  # beyond any offset
+        "e" * 65 + ":1",  # longer than any epoch
+    ],
+)
 def test_a_malformed_since_is_denied_with_400(client: TestClient, since: str) -> None:
     assert denied(client, chat_path(since=since)).status_code == 400
 
@@ -343,7 +357,7 @@ def test_a_message_the_store_refuses_is_reported_to_its_sender(
 ) -> None:
     channels: Channels = app.state.channels
 
-    async def down(channel: str, data: Any) -> Any:
+    async def down(channel: str, data: Any, *, message_id: str | None = None) -> Any:
         raise BackendUnavailableError("redis://127.0.0.1:6379/0", "publish")
 
     with member(client) as ann:
@@ -396,3 +410,75 @@ async def test_a_client_lost_during_a_send_ends_the_handler_quietly(anyio_backen
     async with app.state.channels:
         with anyio.fail_after(5):
             await app(scope, receive, send)
+
+
+def test_a_message_sent_again_with_the_same_id_is_posted_once(client: TestClient) -> None:
+    with member(client, nick="ann") as ann, member(client, nick="bob") as bob:
+        for _ in range(3):  # the page resending after an error or a reconnect
+            ann.session.send_text(json.dumps({"id": "6f1c-1", "text": "only once"}))
+        ann.session.send_text(json.dumps({"id": "6f1c-2", "text": "next"}))
+        got = bob.until(lambda f: f.get("text") == "next")
+        posted = [(f["id"], f["text"]) for f in got if f["type"] == "message"]
+        assert posted == [("6f1c-1", "only once"), ("6f1c-2", "next")]
+
+
+def test_two_nicks_may_use_the_same_message_id(client: TestClient) -> None:
+    with member(client, nick="ann") as ann, member(client, nick="bob") as bob:
+        ann.session.send_text(json.dumps({"id": "1", "text": "from ann"}))
+        bob.session.send_text(json.dumps({"id": "1", "text": "from bob"}))
+        got = ann.until(lambda f: f.get("text") == "from bob")
+        assert [f["text"] for f in got if f["type"] == "message"] == ["from ann", "from bob"]
+
+
+@pytest.mark.parametrize(
+    "frame",
+    [
+        "{not json",
+        '{"text": 5}',
+        '{"id": "a"}',
+        '{"id": 7, "text": "x"}',
+        '{"id": "", "text": "x"}',
+        json.dumps({"id": "x" * 65, "text": "x"}),
+        '{"text": ' + "[" * 5000 + "]" * 5000 + "}",
+        '{"text": "x", "n": ' + "9" * 5000 + "}",
+    ],
+)
+def test_a_malformed_json_message_is_refused_to_its_sender(client: TestClient, frame: str) -> None:
+    with member(client) as ann:
+        ann.session.send_text(frame)
+        error = ann.until(lambda f: f["type"] == "error")[-1]
+        assert error["reason"]
+        ann.say("still here")
+        assert ann.until(lambda f: f.get("text") == "still here")
+
+
+def test_a_publish_of_unknown_outcome_asks_the_page_to_retry_by_id(
+    app: Lilya, client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    channels: Channels = app.state.channels
+    real = channels.publish
+    calls: list[str | None] = []
+
+    async def stalls_once(channel: str, data: Any, *, message_id: str | None = None) -> Any:
+        calls.append(message_id)
+        event = await real(channel, data, message_id=message_id)  # it did happen...
+        if len(calls) == 1:  # ...but the reply was lost
+            raise PublishOutcomeUnknownError("redis://x", channel, message_id, TimeoutError())
+        return event
+
+    with member(client, nick="ann") as ann:
+        monkeypatch.setattr(channels, "publish", stalls_once)
+        ann.session.send_text(json.dumps({"id": "m1", "text": "maybe"}))
+        frames = ann.until(lambda f: f["type"] == "error")
+        assert frames[-1] == {
+            "type": "error",
+            "id": "m1",
+            "reason": "may not have been sent",
+            "retry": True,
+        }
+        ann.session.send_text(json.dumps({"id": "m1", "text": "maybe"}))  # the retry
+        ann.say("after")
+        got = ann.until(lambda f: f.get("text") == "after")
+    texts = [f["text"] for f in frames + got if f["type"] == "message"]
+    assert texts == ["maybe", "after"]  # delivered once, although sent twice
+    assert calls[:2] == ["ann\nm1", "ann\nm1"]

@@ -262,3 +262,68 @@ def test_on_memory_a_restart_loses_history_and_the_pages_start_over_cleanly(
             browser.close()
     for log in logs:
         assert tracebacks(log) == [], log
+
+
+def test_a_page_that_missed_messages_notices_the_hole_and_fetches_them_once() -> None:
+    """Offsets are consecutive, so a page can tell it missed something, and recover.
+
+    The page is made to miss two messages for real (its socket handler is
+    swapped out while they arrive, and only the third is handed on): it must
+    say so, reconnect from the last message it has, and end with every message
+    exactly once, in order. Then a message it sent is resent after a reconnect
+    (as after a lost reply), and twice before: the id makes the server post it
+    only once.
+    """
+    from playwright.sync_api import sync_playwright
+
+    port = free_port()
+    home = f"http://127.0.0.1:{port}/?room=holes"
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_FLAGS)
+        try:
+            ann, bob = browser.new_page(), browser.new_page()
+            with serve("", "lilya-run", command=lilya_run(), port=port) as server:
+                ann.goto(home + "&nick=ann")
+                bob.goto(home + "&nick=bob")
+                for page in (ann, bob):
+                    wait_state(page, "online")
+                say(bob, "one")
+                wait_text(ann, "one")
+                ann.evaluate(
+                    "() => { window.held = []; chat.socket.onmessage = e => held.push(e.data); }"
+                )
+                for text in ("two", "three", "four"):
+                    say(bob, text)
+                wait_text(bob, "four")
+                ann.wait_for_function("() => held.length >= 3", timeout=WAIT_MS)
+                # Hand on only "four": "two" and "three" never reached the page.
+                ann.evaluate(
+                    "() => handle(JSON.parse(held.find(f => JSON.parse(f).text === 'four')))"
+                )
+                ann.wait_for_function(
+                    "() => [...document.querySelectorAll('#log li.notice')]"
+                    ".some(n => n.textContent.includes('Missed messages 2–3'))",
+                    timeout=WAIT_MS,
+                )
+                wait_text(ann, "four")
+                expected = [(1, "bob", "one"), (2, "bob", "two"), (3, "bob", "three")]
+                expected.append((4, "bob", "four"))
+                assert messages(ann) == expected
+
+                # A message sent, then resent after a reconnect with the same id.
+                ann.evaluate(
+                    "() => { chat.pending.set('fixed-id', 'sent twice, shown once');"
+                    " send('fixed-id', 'sent twice, shown once');"
+                    " send('fixed-id', 'sent twice, shown once'); chat.socket.close(4001); }"
+                )
+                wait_state(ann, "online")
+                say(ann, "after the resend")
+                for page in (ann, bob):
+                    wait_text(page, "after the resend")
+                    texts = [text for _, _, text in messages(page)]
+                    assert texts.count("sent twice, shown once") == 1
+                assert ann.evaluate("() => chat.pending.size") == 0
+                log = server.log()
+        finally:
+            browser.close()
+    assert tracebacks(log) == [], log

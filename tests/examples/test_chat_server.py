@@ -115,7 +115,10 @@ def test_messages_and_presence_cross_between_two_workers(redis_url: str, prefix:
             first_nick, second_nick = welcomes[first_pid]["nick"], welcomes[second_pid]["nick"]
             # Presence crosses: the second client's welcome lists the first one.
             assert first_nick in {m["nick"] for m in welcomes[second_pid]["online"]}
-            receive_until(first, "join", nick=second_nick)
+            while True:  # presence crosses live too: a diff naming the second client
+                diff = receive_until(first, "presence", snapshot=False)
+                if second_nick in {entry["nick"] for entry in diff["joined"]}:
+                    break
 
             first.send(f"hello from worker {first_pid}")
             got = receive_until(second, "message", text=f"hello from worker {first_pid}")
