@@ -21,6 +21,7 @@ import pytest
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import ClientConnection, connect
 
+from lilya.middleware.origin import CROSS_ORIGIN_REFUSAL
 from tests.support.servers import serve, tracebacks
 
 pytestmark = [pytest.mark.server, pytest.mark.redis, pytest.mark.slow]
@@ -78,7 +79,7 @@ def test_the_readme_command_serves_the_page_and_the_chat() -> None:
 
         foreign = refused(url, origin="http://evil.example")
         assert foreign.response.status_code == 403
-        assert foreign.response.body == b"Origin not allowed: open the chat from its own page."
+        assert foreign.response.body == CROSS_ORIGIN_REFUSAL.encode()
         too_long = refused(f"{server.ws_url}/ws/lobby?nick={'x' * 25}")
         assert too_long.response.status_code == 400
         assert too_long.response.body == b"Choose a nickname of 1 to 24 characters."
