@@ -7,6 +7,7 @@ a real WebSocket client.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import importlib.util
 import ipaddress
@@ -488,7 +489,7 @@ def test_limit_concurrency_reaches_the_server_but_caps_http_only() -> None:
     with cli_server("--limit-concurrency", "2") as server:
         with server.connect("/echo") as one, server.connect("/echo") as two:
             # uvicorn counts open WebSockets, but checks the cap only for HTTP:
-            # a third handshake is still accepted (docs/servers.md).
+            # a third handshake is still accepted (docs/cli.md says so).
             with server.connect("/echo") as three:
                 three.send("3")
                 assert three.recv(timeout=5) == "3"
@@ -586,3 +587,99 @@ def test_tls_serves_wss_with_the_given_certificate(tmp_path: Path) -> None:
             connect(url, ssl=ssl.create_default_context(), open_timeout=10)
         log = server.log()
     assert f"at https://127.0.0.1:{server.port} (WebSockets at wss://127.0.0.1:" in log
+
+
+def handshake_request(target: str = "/echo", extra: bytes = b"") -> bytes:
+    return (
+        (
+            f"GET {target} HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
+            "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+            "Sec-WebSocket-Version: 13\r\n"
+        ).encode()
+        + extra
+        + b"\r\n"
+    )
+
+
+def answer_of(sock: socket.socket, timeout: float = 5) -> tuple[bytes, bool]:
+    """Read what the server says within *timeout*: (the bytes, whether it closed)."""
+    data = b""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        sock.settimeout(max(0.01, deadline - time.monotonic()))
+        try:
+            chunk = sock.recv(65536)
+        except TimeoutError:
+            return data, False
+        except ConnectionResetError:
+            return data, True
+        if not chunk:
+            return data, True
+        data += chunk
+        if data.startswith(b"HTTP/1.1 101") and b"\r\n\r\n" in data:
+            return data, False  # an open WebSocket, the app's to keep
+    return data, False
+
+
+@pytest.mark.server
+def test_the_default_server_answers_hostile_handshakes_and_logs_no_error_or_traceback() -> None:
+    with cli_server() as server:
+        # Over-long request lines and headers: each is answered, none hangs.
+        requests = [
+            handshake_request("/echo?q=" + "a" * 16_000),
+            handshake_request(extra=b"X-Big: " + b"b" * 16_000 + b"\r\n"),
+            handshake_request(
+                extra=b"".join(b"X-H%d: %s\r\n" % (i, b"c" * 50) for i in range(300))
+            ),
+        ]
+        for request in requests * 5:
+            with socket.create_connection(("127.0.0.1", server.port), 5) as sock:
+                sock.sendall(request)
+                data, closed = answer_of(sock)
+                assert data.startswith(b"HTTP/1.1 101") or (
+                    data.startswith(b"HTTP/1.1 4") and closed
+                )
+        # A request line that never ends: refused and closed once it is too long.
+        with socket.create_connection(("127.0.0.1", server.port), 5) as sock:
+            sock.sendall(b"GET /echo?q=")
+            with contextlib.suppress(OSError):
+                for _ in range(64):
+                    sock.sendall(b"a" * 65536)
+            data, closed = answer_of(sock)
+            assert data.startswith(b"HTTP/1.1 400")
+            assert closed
+        # A text frame that is not UTF-8: the connection ends, without a traceback.
+        with socket.create_connection(("127.0.0.1", server.port), 5) as sock:
+            sock.sendall(handshake_request())
+            data, _ = answer_of(sock)
+            assert data.startswith(b"HTTP/1.1 101")
+            payload = b"\xff\xfe"
+            mask = b"\x01\x02\x03\x04"
+            masked = bytes(byte ^ mask[i % 4] for i, byte in enumerate(payload))
+            sock.sendall(bytes([0x81, 0x80 | len(payload)]) + mask + masked)
+            _, closed = answer_of(sock)
+            assert closed
+        # Refused handshakes (cross-origin, and no such route): no false ERROR.
+        for path, origin in (("/echo", "http://evil.example"), ("/nowhere", None)):
+            with pytest.raises(InvalidStatus) as refused:
+                server.connect(path, origin=origin)
+            assert refused.value.response.status_code == 403
+        time.sleep(0.5)
+        log = server.log()
+    assert "ERROR" not in log, log
+    assert "Traceback" not in log, log
+
+
+def test_a_usable_tls_pair_passes_through_and_the_printed_url_is_https(
+    uvicorn_calls: list[tuple[Any, dict[str, Any]]],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    certfile, keyfile = self_signed(tmp_path)
+    argv = ["run", CLI_APP, "--ssl-certfile", str(certfile), "--ssl-keyfile", str(keyfile)]
+    assert cli.main(argv) == 0
+    _, options = uvicorn_calls[0]
+    assert (options["ssl_certfile"], options["ssl_keyfile"]) == (str(certfile), str(keyfile))
+    assert (
+        "at https://127.0.0.1:8000 (WebSockets at wss://127.0.0.1:8000)" in capsys.readouterr().out
+    )
