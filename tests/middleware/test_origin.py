@@ -283,3 +283,22 @@ def test_the_test_client_sees_same_origin_allowed_and_foreign_refused() -> None:
         pass
     assert denial.value.status_code == 403
     assert "allowed_origins" in denial.value.text
+
+
+async def test_the_check_runs_before_the_apps_own_middleware() -> None:
+    seen: list[str] = []
+
+    class Recorder:
+        def __init__(self, app: Any) -> None:
+            self.app = app
+
+        async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+            seen.append(scope["type"])
+            await self.app(scope, receive, send)
+
+    app = make_app(middleware=[DefineMiddleware(Recorder)])
+    refused = await call_websocket(app, scope=handshake("http://evil.example"))
+    assert refused.status == 403
+    assert seen == []
+    await call_websocket(app, scope=handshake("http://testserver"))
+    assert seen == ["websocket"]
