@@ -161,6 +161,9 @@ def _add_server_options(run: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--ssl-certfile", metavar="FILE", help="TLS certificate chain (PEM), with --ssl-keyfile"
     )
+    group.add_argument(
+        "--ssl-keyfile-password", metavar="PASSWORD", help="the password of an encrypted key"
+    )
 
 
 #: ``lilya run`` option -> ``uvicorn.run`` keyword, for the options passed through as they are.
@@ -175,6 +178,7 @@ _PASSED_THROUGH: Final = (
     "forwarded_allow_ips",
     "ssl_keyfile",
     "ssl_certfile",
+    "ssl_keyfile_password",
 )
 
 
@@ -258,16 +262,20 @@ def _check_tls(args: argparse.Namespace) -> str | None:
         return None
     if args.ssl_certfile is None:
         return "--ssl-keyfile needs --ssl-certfile (the certificate that goes with the key)."
+    # Without a password, an encrypted key would make OpenSSL prompt on the
+    # terminal (and hang a server started by a script): give it an empty one.
+    password = args.ssl_keyfile_password or ""
     try:
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        context.load_cert_chain(args.ssl_certfile, args.ssl_keyfile)
+        context.load_cert_chain(args.ssl_certfile, args.ssl_keyfile, password=password)
     except (OSError, ssl.SSLError) as exc:
         files = f"--ssl-certfile {args.ssl_certfile}"
         if args.ssl_keyfile is not None:
             files += f" and --ssl-keyfile {args.ssl_keyfile}"
         return (
             f"Cannot serve TLS with {files}: {exc}. Give a PEM certificate chain and its "
-            "private key (openssl req -x509 -newkey rsa:2048 -nodes makes a test pair)."
+            "private key, and --ssl-keyfile-password if the key is encrypted "
+            "(openssl req -x509 -newkey rsa:2048 -nodes makes a test pair)."
         )
     return None
 

@@ -537,8 +537,11 @@ def test_proxy_headers_and_forwarded_allow_ips_reach_the_server(
             assert refused.value.response.status_code == 403
 
 
-def self_signed(directory: Path) -> tuple[Path, Path]:
-    """Write a certificate for 127.0.0.1 and its key; return (certfile, keyfile)."""
+def self_signed(directory: Path, password: bytes | None = None) -> tuple[Path, Path]:
+    """Write a certificate for 127.0.0.1 and its key; return (certfile, keyfile).
+
+    With *password*, the key file is encrypted with it.
+    """
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.asymmetric import ec
@@ -567,7 +570,9 @@ def self_signed(directory: Path) -> tuple[Path, Path]:
         key.private_bytes(
             serialization.Encoding.PEM,
             serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
+            serialization.BestAvailableEncryption(password)
+            if password
+            else serialization.NoEncryption(),
         )
     )
     return certfile, keyfile
@@ -683,3 +688,18 @@ def test_a_usable_tls_pair_passes_through_and_the_printed_url_is_https(
     assert (
         "at https://127.0.0.1:8000 (WebSockets at wss://127.0.0.1:8000)" in capsys.readouterr().out
     )
+
+
+def test_an_encrypted_key_needs_its_password_and_never_prompts(
+    uvicorn_calls: list[tuple[Any, dict[str, Any]]],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    certfile, keyfile = self_signed(tmp_path, password=b"s3cret")
+    argv = ["run", CLI_APP, "--ssl-certfile", str(certfile), "--ssl-keyfile", str(keyfile)]
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err
+    assert "--ssl-keyfile-password if the key is encrypted" in err
+    assert uvicorn_calls == []
+    assert cli.main([*argv, "--ssl-keyfile-password", "s3cret"]) == 0
+    assert uvicorn_calls[0][1]["ssl_keyfile_password"] == "s3cret"
