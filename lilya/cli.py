@@ -319,6 +319,14 @@ def _run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         file=out,
         flush=True,
     )
+    if ws == "websockets-sansio":
+        print(
+            "lilya: note: websockets-sansio never answers nor closes a handshake with a line "
+            "over 8 KB, and logs a false ERROR for every refused handshake "
+            f"(docs/servers.md); the default, --ws {DEFAULT_WS}, does neither.",
+            file=err,
+            flush=True,
+        )
     options: dict[str, Any] = {
         "host": args.host,
         "port": args.port,

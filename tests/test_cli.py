@@ -394,12 +394,17 @@ def test_unusable_tls_files_end_in_one_paragraph_and_exit_2(
     assert uvicorn_calls == []
 
 
-def test_ws_auto_is_still_uvicorns_own_choice(
+def test_ws_auto_is_still_uvicorns_own_choice_and_says_what_it_lacks(
     uvicorn_calls: list[tuple[Any, dict[str, Any]]], capsys: pytest.CaptureFixture[str]
 ) -> None:
     cli.main(["run", CLI_APP, "--ws", "auto"])
     assert uvicorn_calls[0][1]["ws"] == "websockets-sansio"
-    assert "--ws websockets-sansio" in capsys.readouterr().out
+    captured = capsys.readouterr()
+    assert "--ws websockets-sansio" in captured.out
+    assert captured.err.startswith("lilya: note: websockets-sansio never answers nor closes")
+    assert "the default, --ws wsproto, does neither." in captured.err
+    cli.main(["run", CLI_APP])
+    assert capsys.readouterr().err == ""
 
 
 def cli_server(*args: str) -> Any:
