@@ -446,6 +446,21 @@ def test_ws_max_size_reaches_the_server() -> None:
 
 
 @pytest.mark.server
+def test_ws_max_size_counts_the_bytes_after_decompression() -> None:
+    # A compression bomb: 1 MB of zeros travels as about 1 KB of deflate.
+    with cli_server("--ws-max-size", "65536") as server:
+        with server.connect("/echo") as ws:
+            extensions = ws.response.headers.get("Sec-WebSocket-Extensions") or ""
+            assert extensions.startswith("permessage-deflate")
+            ws.send(b"\0" * 1_000_000)
+            with pytest.raises(ConnectionClosed) as closed:
+                ws.recv(timeout=5)
+        assert closed.value.rcvd is not None
+        assert closed.value.rcvd.code == 1009
+        assert "Traceback" not in server.log()
+
+
+@pytest.mark.server
 def test_ws_ping_interval_and_timeout_reach_the_server() -> None:
     # A raw client that never answers: the server pings after the interval,
     # then closes with 1011 once the timeout has passed without a pong.
