@@ -4,12 +4,14 @@ The floor is where the default setup (``--ws wsproto``) first holds: uvicorn
 0.46 is the first release whose wsproto implementation honours
 ``--ws-max-size`` and sends keepalive pings (measured with
 ``benchmarks/server_setups.py``; ``docs/servers.md``). This test builds a
-virtualenv with exactly those versions (in ``.venv-floor/``, kept between runs),
+virtualenv with exactly those versions (in ``.venv-floor/``, kept between runs
+until ``pyproject.toml`` changes),
 installs lilya into it, and runs a real server from it against a real client.
 """
 
 from __future__ import annotations
 
+import hashlib
 import re
 import socket
 import struct
@@ -48,11 +50,15 @@ def floor_python() -> Path:
     pins = {package: floor(package) for package in ("uvicorn", "wsproto")}
     venv = ROOT / ".venv-floor"
     python = venv / "bin" / "python"
-    if not all(version_of(python, name) in (pin, pin + ".0") for name, pin in pins.items()):
+    # Rebuilt whenever pyproject.toml changes (a new dependency must be installed too).
+    stamp = venv / "pyproject.sha256"
+    digest = hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()
+    if not stamp.exists() or stamp.read_text() != digest:
         subprocess.run([sys.executable, "-m", "venv", "--clear", venv], check=True, timeout=120)
         install = [python, "-m", "pip", "install", "-q", "--disable-pip-version-check"]
         install += [str(ROOT), *(f"{name}=={pin}" for name, pin in pins.items())]
         subprocess.run(install, check=True, timeout=600)
+        stamp.write_text(digest)
     for name, pin in pins.items():
         assert version_of(python, name) in (pin, pin + ".0")
     return python
