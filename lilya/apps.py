@@ -3,9 +3,10 @@
 A connection goes through these layers, outermost first::
 
     ServerErrorMiddleware      unhandled errors -> 500 / 1011, re-raised (the server logs them)
-      your middleware          in the order you list it (the first is outermost)
-        exception handlers     HTTPException, WebSocketException, your handlers
-          Router               routes (each applies the handlers first, too)
+      OriginMiddleware         cross-origin WebSocket handshakes -> 403 (``allowed_origins``)
+        your middleware        in the order you list it (the first is outermost)
+          exception handlers   HTTPException, WebSocketException, your handlers
+            Router             routes (each applies the handlers first, too)
 
 The stack is built on the first connection, so you can add routes,
 middleware and handlers until then.
@@ -24,6 +25,7 @@ from lilya._exception_handlers import (
 )
 from lilya.datastructures import State, URLPath
 from lilya.middleware import DefineMiddleware, wrap_middleware
+from lilya.middleware.origin import OriginMiddleware
 from lilya.middleware.server_error import ServerErrorMiddleware
 from lilya.routing import BaseRoute, Router
 from lilya.types import ASGIApp, Lifespan, Receive, Scope, Send
@@ -51,6 +53,15 @@ class Lilya:
         debug: put tracebacks in HTTP 500 bodies.
         redirect_slashes: redirect HTTP requests that differ from a route only
             by a trailing slash (307).
+        allowed_origins: origins besides the server's own whose pages may open
+            a WebSocket (``"https://app.example.com"``, ``"https://*.example.com"``,
+            or ``"*"`` for any). Browser handshakes from any other origin get a
+            403 (see :mod:`lilya.middleware.origin`).
+        allow_missing_origin: let handshakes without an ``Origin`` header
+            (non-browser clients) through; ``False`` refuses them with 403.
+
+    Raises:
+        ImproperlyConfigured: an entry of *allowed_origins* is not an origin.
 
     Attributes:
         state: application-wide state (``app.state.db = ...``).
@@ -67,6 +78,8 @@ class Lilya:
         lifespan: Lifespan[Lilya] | None = None,
         debug: bool = False,
         redirect_slashes: bool = True,
+        allowed_origins: Sequence[str] = (),
+        allow_missing_origin: bool = True,
     ) -> None:
         self.debug = debug
         self.state = State()
@@ -80,6 +93,12 @@ class Lilya:
         self.user_middleware: list[DefineMiddleware] = list(middleware or [])
         self.exception_handlers: dict[HandlerKey, ExceptionHandler] = dict(exception_handlers or {})
         split_handlers(self.exception_handlers)  # refuse bad keys now, not at first request
+        self.allowed_origins = (
+            [allowed_origins] if isinstance(allowed_origins, str) else list(allowed_origins)
+        )
+        self.allow_missing_origin = allow_missing_origin
+        # Built once here only to refuse a bad origin now, not at the first handshake.
+        OriginMiddleware(self.router, self.allowed_origins, allow_missing_origin)
         self._stack: ASGIApp | None = None
 
     @property
@@ -92,6 +111,9 @@ class Lilya:
         handlers, server_error = split_handlers(self.exception_handlers)
         app: ASGIApp = ExceptionHandlerMiddleware(self.router, handlers)
         app = wrap_middleware(app, self.user_middleware)
+        origin_check = OriginMiddleware(app, self.allowed_origins, self.allow_missing_origin)
+        if not (origin_check.allow_any and origin_check.allow_missing):
+            app = origin_check  # with "*" and no Origin required, nothing is left to check
         return ServerErrorMiddleware(app, handler=server_error, debug=self.debug)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:

@@ -1,17 +1,26 @@
 """The ``lilya`` command line: ``lilya run module:app`` serves an app on uvicorn.
 
-It is a thin layer over ``uvicorn.run`` with three additions: the app is loaded
+It is a thin layer over ``uvicorn.run`` with these additions: the app is loaded
 by lilya first, so an import path that does not load ends in one readable
 paragraph (:mod:`lilya._importer`) and exit code 1; the URL being served is
-printed; and ``--ws auto`` is resolved and shown, because which WebSocket
-implementation uvicorn runs changes what clients see (``docs/servers.md``).
+printed; the WebSocket implementation defaults to the one that holds against a
+hostile client (``wsproto``: ``docs/servers.md`` has the measurements) and is
+shown, ``--ws auto`` resolved; TLS files are checked before the server starts;
+and lilya's own log lines (the ``lilya`` logger: refused handshakes, answered
+errors) are printed in uvicorn's format at the chosen ``--log-level``.
+
+The server settings a WebSocket service needs (message size, keepalive,
+compression, graceful shutdown, a connection cap, proxy headers, TLS) pass
+through to uvicorn unchanged; an option you leave out keeps uvicorn's default.
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import importlib.util
 import os
+import ssl
 import sys
 from collections.abc import Sequence
 from typing import Any, Final, TextIO
@@ -19,10 +28,15 @@ from typing import Any, Final, TextIO
 from lilya import __version__
 from lilya._importer import AppImportError, add_app_dir, import_app
 
-__all__ = ["build_parser", "main", "resolve_ws", "served_url"]
+__all__ = ["DEFAULT_WS", "build_parser", "main", "resolve_ws", "served_url"]
 
 #: uvicorn's WebSocket implementations, as ``--ws`` takes them.
 WS_CHOICES: Final = ("auto", "websockets", "websockets-sansio", "wsproto")
+#: The implementation ``lilya run`` uses unless told otherwise: the one of the
+#: three that answers and closes over-long handshakes, logs no false ERROR per
+#: refused handshake and prints no traceback for invalid UTF-8, while keeping
+#: keepalive pings and ``--ws-max-size`` (uvicorn >= 0.46; docs/servers.md).
+DEFAULT_WS: Final = "wsproto"
 LOG_LEVELS: Final = ("critical", "error", "warning", "info", "debug", "trace")
 
 
@@ -44,6 +58,128 @@ def _port(text: str) -> int:
     if not 0 <= value <= 65535:
         raise argparse.ArgumentTypeError(f"{value} is not a port number (0-65535)")
     return value
+
+
+def _size(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of bytes") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1 byte, got {value}")
+    return value
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not value >= 0 or value == float("inf"):  # also refuses nan
+        raise argparse.ArgumentTypeError(f"must be a finite number of seconds >= 0, got {text}")
+    return value
+
+
+def _whole_seconds(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of seconds") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more seconds, got {value}")
+    return value
+
+
+_BOOLEANS: Final = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
+
+
+def _boolean(text: str) -> bool:
+    try:
+        return _BOOLEANS[text.lower()]
+    except KeyError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not true or false") from None
+
+
+def _add_server_options(run: argparse.ArgumentParser) -> None:
+    """The uvicorn settings a WebSocket service needs, passed through as uvicorn spells them."""
+    group = run.add_argument_group(
+        "server settings (passed to uvicorn; left out, uvicorn's default applies)"
+    )
+    group.add_argument(
+        "--ws-max-size",
+        type=_size,
+        metavar="BYTES",
+        help="largest incoming WebSocket message; a larger one closes with 1009 "
+        "(uvicorn's default: 16777216)",
+    )
+    group.add_argument(
+        "--ws-ping-interval",
+        type=_seconds,
+        metavar="SECONDS",
+        help="send a keepalive ping this often; 0 turns pings off (default 20)",
+    )
+    group.add_argument(
+        "--ws-ping-timeout",
+        type=_seconds,
+        metavar="SECONDS",
+        help="close with 1011 when a ping is not answered in this time (default 20)",
+    )
+    group.add_argument(
+        "--ws-per-message-deflate",
+        type=_boolean,
+        metavar="BOOL",
+        help="offer permessage-deflate compression: true or false (default true)",
+    )
+    group.add_argument(
+        "--timeout-graceful-shutdown",
+        type=_whole_seconds,
+        metavar="SECONDS",
+        help="on shutdown, wait this long for connections to end before cancelling them "
+        "(default: wait for ever)",
+    )
+    group.add_argument(
+        "--limit-concurrency",
+        type=_positive_int,
+        metavar="N",
+        help="answer 503 to new connections beyond N open ones (default: no limit)",
+    )
+    group.add_argument(
+        "--proxy-headers",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="trust X-Forwarded-Proto/-For from --forwarded-allow-ips (uvicorn's default: on)",
+    )
+    group.add_argument(
+        "--forwarded-allow-ips",
+        metavar="IPS",
+        help="comma-separated addresses (or *) whose proxy headers are trusted "
+        "(default: $FORWARDED_ALLOW_IPS or 127.0.0.1)",
+    )
+    group.add_argument(
+        "--ssl-keyfile", metavar="FILE", help="TLS private key (PEM): serve https:// and wss://"
+    )
+    group.add_argument(
+        "--ssl-certfile", metavar="FILE", help="TLS certificate chain (PEM), with --ssl-keyfile"
+    )
+    group.add_argument(
+        "--ssl-keyfile-password", metavar="PASSWORD", help="the password of an encrypted key"
+    )
+
+
+#: ``lilya run`` option -> ``uvicorn.run`` keyword, for the options passed through as they are.
+_PASSED_THROUGH: Final = (
+    "ws_max_size",
+    "ws_ping_interval",
+    "ws_ping_timeout",
+    "ws_per_message_deflate",
+    "timeout_graceful_shutdown",
+    "limit_concurrency",
+    "proxy_headers",
+    "forwarded_allow_ips",
+    "ssl_keyfile",
+    "ssl_certfile",
+    "ssl_keyfile_password",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -70,9 +206,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--ws",
         choices=WS_CHOICES,
-        default="auto",
-        help="uvicorn's WebSocket implementation (default auto: websockets-sansio "
-        "when the websockets package is installed, else wsproto)",
+        default=DEFAULT_WS,
+        help=f"uvicorn's WebSocket implementation (default {DEFAULT_WS}: the one that holds "
+        "against hostile clients, see docs/servers.md; auto is uvicorn's own choice)",
     )
     run.add_argument(
         "--log-level", choices=LOG_LEVELS, default="info", help="log level (default info)"
@@ -87,6 +223,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=".",
         help="directory to import APP from, put first on sys.path (default: current directory)",
     )
+    _add_server_options(run)
     return parser
 
 
@@ -105,17 +242,55 @@ def resolve_ws(ws: str) -> str:
     return "none"
 
 
-def served_url(host: str, port: int) -> str:
-    """Return the ``http://`` URL a person opens for a server bound to *host*:*port*.
+def served_url(host: str, port: int, scheme: str = "http") -> str:
+    """Return the URL a person opens for a server bound to *host*:*port*.
 
     A wildcard address is not something a browser can open, so it becomes
-    ``localhost``; an IPv6 literal gets its brackets.
+    ``localhost``; an IPv6 literal gets its brackets. *scheme* is ``https``
+    when the server speaks TLS.
     """
     if host in ("0.0.0.0", "::", ""):
         host = "localhost"
     elif ":" in host:
         host = f"[{host}]"
-    return f"http://{host}:{port}"
+    return f"{scheme}://{host}:{port}"
+
+
+def _check_tls(args: argparse.Namespace) -> str | None:
+    """Return why the TLS files cannot serve, or ``None`` when they can (or none are given)."""
+    if args.ssl_keyfile is None and args.ssl_certfile is None:
+        return None
+    if args.ssl_certfile is None:
+        return "--ssl-keyfile needs --ssl-certfile (the certificate that goes with the key)."
+    # Without a password, an encrypted key would make OpenSSL prompt on the
+    # terminal (and hang a server started by a script): give it an empty one.
+    password = args.ssl_keyfile_password or ""
+    try:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(args.ssl_certfile, args.ssl_keyfile, password=password)
+    except (OSError, ssl.SSLError) as exc:
+        files = f"--ssl-certfile {args.ssl_certfile}"
+        if args.ssl_keyfile is not None:
+            files += f" and --ssl-keyfile {args.ssl_keyfile}"
+        return (
+            f"Cannot serve TLS with {files}: {exc}. Give a PEM certificate chain and its "
+            "private key, and --ssl-keyfile-password if the key is encrypted "
+            "(openssl req -x509 -newkey rsa:2048 -nodes makes a test pair)."
+        )
+    return None
+
+
+def _log_config(level: str) -> dict[str, Any]:
+    """uvicorn's logging set-up, plus the ``lilya`` logger in the same format and at *level*."""
+    from uvicorn.config import LOG_LEVELS, LOGGING_CONFIG
+
+    config = copy.deepcopy(LOGGING_CONFIG)
+    config["loggers"]["lilya"] = {
+        "handlers": ["default"],
+        "level": LOG_LEVELS[level],
+        "propagate": False,
+    }
+    return config
 
 
 def _run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
@@ -126,10 +301,15 @@ def _run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         print(f"lilya: {exc}", file=err)
         return 1
 
+    problem = _check_tls(args)
+    if problem is not None:
+        print(f"lilya: {problem}", file=err)
+        return 2
+
     import uvicorn  # here, so that `lilya --help` and import errors stay fast
 
     ws = resolve_ws(args.ws)
-    url = served_url(args.host, args.port)
+    url = served_url(args.host, args.port, "https" if args.ssl_certfile else "http")
     processes = " with auto-reload" if args.reload else ""
     if args.workers > 1:
         processes = f" in {args.workers} worker processes"
@@ -139,12 +319,25 @@ def _run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         file=out,
         flush=True,
     )
+    if ws == "websockets-sansio":
+        print(
+            "lilya: note: websockets-sansio never answers nor closes a handshake with a line "
+            "over 8 KB, and logs a false ERROR for every refused handshake "
+            f"(docs/servers.md); the default, --ws {DEFAULT_WS}, does neither.",
+            file=err,
+            flush=True,
+        )
     options: dict[str, Any] = {
         "host": args.host,
         "port": args.port,
         "ws": ws,
         "log_level": args.log_level,
+        "log_config": _log_config(args.log_level),
     }
+    for name in _PASSED_THROUGH:
+        value = getattr(args, name)
+        if value is not None:
+            options[name] = value
     if args.reload or args.workers > 1:
         # uvicorn re-imports the app in each child process, so it needs the path;
         # loading it above has already proved that the path loads.

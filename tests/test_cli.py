@@ -7,8 +7,17 @@ a real WebSocket client.
 
 from __future__ import annotations
 
+import contextlib
+import datetime
 import importlib.util
+import ipaddress
+import json
+import logging
 import re
+import signal
+import socket
+import ssl
+import struct
 import subprocess
 import sys
 import time
@@ -16,9 +25,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import uvicorn
-from websockets.exceptions import InvalidStatus
+from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect
 
 import lilya.__main__
@@ -47,13 +57,19 @@ def test_run_serves_the_loaded_app_on_uvicorn_and_prints_the_url(
     from tests.support.seed_apps import app
 
     assert cli.main(["run", SEED_APP, "--port", "8123"]) == 0
-    assert uvicorn_calls == [
-        (app, {"host": "127.0.0.1", "port": 8123, "ws": "websockets-sansio", "log_level": "info"})
-    ]
+    [(served, options)] = uvicorn_calls
+    assert served is app
+    log_config = options.pop("log_config")
+    assert options == {"host": "127.0.0.1", "port": 8123, "ws": "wsproto", "log_level": "info"}
+    assert log_config["loggers"]["lilya"] == {
+        "handlers": ["default"],
+        "level": logging.INFO,
+        "propagate": False,
+    }
     out = capsys.readouterr().out
     assert "serving tests.support.seed_apps:app at http://127.0.0.1:8123" in out
     assert "(WebSockets at ws://127.0.0.1:8123)" in out
-    assert "--ws websockets-sansio" in out
+    assert "--ws wsproto" in out
 
 
 def test_host_ws_and_log_level_are_passed_to_uvicorn(
@@ -297,3 +313,413 @@ def test_the_error_examples_in_docs_cli_md_are_what_lilya_prints(
     finally:
         sys.modules.pop("main", None)
         sys.modules.pop("chat", None)
+
+
+# -- server settings passed through to uvicorn --------------------------------
+
+CLI_APP = "tests.support.cli_apps:app"
+
+PASSED_THROUGH = [
+    (["--ws-max-size", "65536"], {"ws_max_size": 65536}),
+    (
+        ["--ws-ping-interval", "2.5", "--ws-ping-timeout", "0"],
+        {"ws_ping_interval": 2.5, "ws_ping_timeout": 0.0},
+    ),
+    (["--ws-per-message-deflate", "false"], {"ws_per_message_deflate": False}),
+    (["--ws-per-message-deflate", "Yes"], {"ws_per_message_deflate": True}),
+    (["--timeout-graceful-shutdown", "5"], {"timeout_graceful_shutdown": 5}),
+    (["--limit-concurrency", "100"], {"limit_concurrency": 100}),
+    (["--no-proxy-headers"], {"proxy_headers": False}),
+    (
+        ["--proxy-headers", "--forwarded-allow-ips", "10.0.0.1,10.0.0.2"],
+        {"proxy_headers": True, "forwarded_allow_ips": "10.0.0.1,10.0.0.2"},
+    ),
+]
+
+
+@pytest.mark.parametrize(("argv", "expected"), PASSED_THROUGH)
+def test_server_settings_pass_through_to_uvicorn_and_only_when_given(
+    uvicorn_calls: list[tuple[Any, dict[str, Any]]], argv: list[str], expected: dict[str, Any]
+) -> None:
+    cli.main(["run", CLI_APP, *argv])
+    _, options = uvicorn_calls[0]
+    given = {key: value for key, value in options.items() if key in cli._PASSED_THROUGH}
+    assert given == expected
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--ws-max-size", "0"], "must be at least 1 byte, got 0"),
+        (["--ws-max-size", "1MB"], "'1MB' is not a number of bytes"),
+        (["--ws-ping-interval", "-1"], "must be a finite number of seconds >= 0, got -1"),
+        (["--ws-ping-timeout", "nan"], "must be a finite number of seconds >= 0, got nan"),
+        (["--ws-ping-timeout", "soon"], "'soon' is not a number of seconds"),
+        (["--ws-per-message-deflate", "maybe"], "'maybe' is not true or false"),
+        (["--timeout-graceful-shutdown", "1.5"], "'1.5' is not a whole number of seconds"),
+        (["--timeout-graceful-shutdown", "-2"], "must be 0 or more seconds, got -2"),
+        (["--limit-concurrency", "0"], "must be at least 1, got 0"),
+    ],
+)
+def test_a_bad_server_setting_is_a_usage_error(
+    argv: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as info:
+        cli.main(["run", CLI_APP, *argv])
+    assert info.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_unusable_tls_files_end_in_one_paragraph_and_exit_2(
+    uvicorn_calls: list[tuple[Any, dict[str, Any]]],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    bogus = tmp_path / "cert.pem"
+    bogus.write_text("not a certificate\n")
+    cases = [
+        (["--ssl-keyfile", str(bogus)], "--ssl-keyfile needs --ssl-certfile"),
+        (["--ssl-certfile", str(bogus)], f"Cannot serve TLS with --ssl-certfile {bogus}: "),
+        (
+            ["--ssl-certfile", str(tmp_path / "missing.pem"), "--ssl-keyfile", str(bogus)],
+            f"and --ssl-keyfile {bogus}: [Errno 2] No such file or directory",
+        ),
+    ]
+    for argv, message in cases:
+        assert cli.main(["run", CLI_APP, *argv]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("lilya: ")
+        assert message in err
+        assert err.count("\n") == 1
+    assert uvicorn_calls == []
+
+
+def test_ws_auto_is_still_uvicorns_own_choice_and_says_what_it_lacks(
+    uvicorn_calls: list[tuple[Any, dict[str, Any]]], capsys: pytest.CaptureFixture[str]
+) -> None:
+    cli.main(["run", CLI_APP, "--ws", "auto"])
+    assert uvicorn_calls[0][1]["ws"] == "websockets-sansio"
+    captured = capsys.readouterr()
+    assert "--ws websockets-sansio" in captured.out
+    assert captured.err.startswith("lilya: note: websockets-sansio never answers nor closes")
+    assert "the default, --ws wsproto, does neither." in captured.err
+    cli.main(["run", CLI_APP])
+    assert capsys.readouterr().err == ""
+
+
+def cli_server(*args: str) -> Any:
+    return serve("", "lilya", command=lilya_run(CLI_APP, *args))
+
+
+def read_frames(sock: socket.socket, timeout: float) -> list[tuple[int, bytes]]:
+    """Read raw WebSocket frames (unmasked, from a server) until EOF or *timeout*."""
+    data = b""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        sock.settimeout(max(0.01, deadline - time.monotonic()))
+        try:
+            chunk = sock.recv(65536)
+        except TimeoutError:
+            break
+        if not chunk:
+            break
+        data += chunk
+    frames = []
+    while len(data) >= 2 and data[1] < 126:  # a server's control frames are short
+        frames.append((data[0] & 0x0F, data[2 : 2 + data[1]]))
+        data = data[2 + data[1] :]
+    return frames
+
+
+@pytest.mark.server
+def test_ws_max_size_reaches_the_server() -> None:
+    with cli_server("--ws-max-size", "1024") as server:
+        with server.connect("/echo") as ws:
+            ws.send(b"x" * 1024)
+            assert ws.recv(timeout=5) == b"x" * 1024
+            ws.send(b"x" * 1025)
+            with pytest.raises(ConnectionClosed) as closed:
+                ws.recv(timeout=5)
+        assert closed.value.rcvd is not None
+        assert closed.value.rcvd.code == 1009
+        assert "Traceback" not in server.log()
+
+
+@pytest.mark.server
+def test_ws_max_size_counts_the_bytes_after_decompression() -> None:
+    # A compression bomb: 1 MB of zeros travels as about 1 KB of deflate.
+    with cli_server("--ws-max-size", "65536") as server:
+        with server.connect("/echo") as ws:
+            extensions = ws.response.headers.get("Sec-WebSocket-Extensions") or ""
+            assert extensions.startswith("permessage-deflate")
+            ws.send(b"\0" * 1_000_000)
+            with pytest.raises(ConnectionClosed) as closed:
+                ws.recv(timeout=5)
+        assert closed.value.rcvd is not None
+        assert closed.value.rcvd.code == 1009
+        assert "Traceback" not in server.log()
+
+
+@pytest.mark.server
+def test_ws_ping_interval_and_timeout_reach_the_server() -> None:
+    # A raw client that never answers: the server pings after the interval,
+    # then closes with 1011 once the timeout has passed without a pong.
+    with cli_server("--ws-ping-interval", "0.5", "--ws-ping-timeout", "0.5") as server:
+        with socket.create_connection(("127.0.0.1", server.port), 5) as sock:
+            sock.sendall(
+                b"GET /echo HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
+                b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                b"Sec-WebSocket-Version: 13\r\n\r\n"
+            )
+            head = b""
+            while b"\r\n\r\n" not in head:
+                head += sock.recv(4096)
+            assert head.startswith(b"HTTP/1.1 101")
+            leftover, frames = head.split(b"\r\n\r\n", 1)[1], read_frames(sock, 10)
+            assert leftover == b""
+        opcodes = [opcode for opcode, _ in frames]
+        assert opcodes[0] == 0x9, frames  # ping
+        assert frames[-1] == (0x8, struct.pack("!H", 1011) + b"keepalive ping timeout")
+
+
+@pytest.mark.server
+@pytest.mark.parametrize(("value", "offered"), [(None, True), ("false", False)])
+def test_ws_per_message_deflate_reaches_the_server(value: str | None, offered: bool) -> None:
+    args = ("--ws-per-message-deflate", value) if value else ()
+    with cli_server(*args) as server, server.connect("/echo") as ws:
+        extensions = ws.response.headers.get("Sec-WebSocket-Extensions") or ""
+        assert extensions.startswith("permessage-deflate") is offered
+
+
+@pytest.mark.server
+def test_timeout_graceful_shutdown_reaches_the_server() -> None:
+    # /linger never returns: without the timeout, uvicorn would wait for it for ever.
+    with cli_server("--timeout-graceful-shutdown", "1") as server:
+        with server.connect("/linger") as ws:
+            assert ws.recv(timeout=5) == "lingering"
+            started = time.monotonic()
+            server.process.send_signal(signal.SIGINT)
+            assert server.process.wait(15) == 0
+        assert time.monotonic() - started < 10
+        assert "timeout graceful shutdown exceeded" in server.log()
+
+
+@pytest.mark.server
+def test_limit_concurrency_reaches_the_server_but_caps_http_only() -> None:
+    with cli_server("--limit-concurrency", "2") as server:
+        with server.connect("/echo") as one, server.connect("/echo") as two:
+            # uvicorn counts open WebSockets, but checks the cap only for HTTP:
+            # a third handshake is still accepted (docs/cli.md says so).
+            with server.connect("/echo") as three:
+                three.send("3")
+                assert three.recv(timeout=5) == "3"
+            assert httpx.get(f"{server.http_url}/", timeout=5).status_code == 503
+            for ws in (one, two):
+                ws.send("still here")
+                assert ws.recv(timeout=5) == "still here"
+        deadline = time.monotonic() + 10
+        while httpx.get(f"{server.http_url}/", timeout=5).status_code == 503:
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+
+
+FORWARDED = {"X-Forwarded-Proto": "https", "X-Forwarded-For": "10.1.2.3"}
+
+
+@pytest.mark.server
+@pytest.mark.parametrize(
+    ("args", "seen"),
+    [
+        ((), {"scheme": "wss", "client": "10.1.2.3"}),
+        (
+            ("--proxy-headers", "--forwarded-allow-ips", "127.0.0.1"),
+            {"scheme": "wss", "client": "10.1.2.3"},
+        ),
+        (("--forwarded-allow-ips", "10.9.9.9"), {"scheme": "ws", "client": "127.0.0.1"}),
+        (("--no-proxy-headers",), {"scheme": "ws", "client": "127.0.0.1"}),
+    ],
+)
+def test_proxy_headers_and_forwarded_allow_ips_reach_the_server(
+    args: tuple[str, ...], seen: dict[str, str]
+) -> None:
+    with cli_server(*args) as server:
+        with server.connect("/where", additional_headers=FORWARDED) as ws:
+            assert json.loads(ws.recv(timeout=5)) == seen
+        # The origin check follows the scheme the server trusts: behind a TLS
+        # proxy, the page is https://, and only a trusted proxy makes it so.
+        origin = f"https://127.0.0.1:{server.port}"
+        if seen["scheme"] == "wss":
+            with server.connect("/where", additional_headers=FORWARDED, origin=origin) as ws:
+                assert json.loads(ws.recv(timeout=5))["scheme"] == "wss"
+        else:
+            with pytest.raises(InvalidStatus) as refused:
+                server.connect("/where", additional_headers=FORWARDED, origin=origin)
+            assert refused.value.response.status_code == 403
+
+
+def self_signed(directory: Path, password: bytes | None = None) -> tuple[Path, Path]:
+    """Write a certificate for 127.0.0.1 and its key; return (certfile, keyfile).
+
+    With *password*, the key file is encrypted with it.
+    """
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .sign(key, hashes.SHA256())
+    )
+    certfile, keyfile = directory / "cert.pem", directory / "key.pem"
+    certfile.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    keyfile.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.BestAvailableEncryption(password)
+            if password
+            else serialization.NoEncryption(),
+        )
+    )
+    return certfile, keyfile
+
+
+@pytest.mark.server
+def test_tls_serves_wss_with_the_given_certificate(tmp_path: Path) -> None:
+    certfile, keyfile = self_signed(tmp_path)
+    args = ("--ssl-certfile", str(certfile), "--ssl-keyfile", str(keyfile))
+    with cli_server(*args) as server:
+        context = ssl.create_default_context(cafile=str(certfile))
+        url = f"wss://127.0.0.1:{server.port}/where"
+        with connect(url, ssl=context, open_timeout=10, close_timeout=5) as ws:
+            assert json.loads(ws.recv(timeout=5)) == {"scheme": "wss", "client": "127.0.0.1"}
+        # A client that does not trust the certificate cannot connect at all.
+        with pytest.raises(ssl.SSLCertVerificationError):
+            connect(url, ssl=ssl.create_default_context(), open_timeout=10)
+        log = server.log()
+    assert f"at https://127.0.0.1:{server.port} (WebSockets at wss://127.0.0.1:" in log
+
+
+def handshake_request(target: str = "/echo", extra: bytes = b"") -> bytes:
+    return (
+        (
+            f"GET {target} HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
+            "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+            "Sec-WebSocket-Version: 13\r\n"
+        ).encode()
+        + extra
+        + b"\r\n"
+    )
+
+
+def answer_of(sock: socket.socket, timeout: float = 5) -> tuple[bytes, bool]:
+    """Read what the server says within *timeout*: (the bytes, whether it closed)."""
+    data = b""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        sock.settimeout(max(0.01, deadline - time.monotonic()))
+        try:
+            chunk = sock.recv(65536)
+        except TimeoutError:
+            return data, False
+        except ConnectionResetError:
+            return data, True
+        if not chunk:
+            return data, True
+        data += chunk
+        if data.startswith(b"HTTP/1.1 101") and b"\r\n\r\n" in data:
+            return data, False  # an open WebSocket, the app's to keep
+    return data, False
+
+
+@pytest.mark.server
+def test_the_default_server_answers_hostile_handshakes_and_logs_no_error_or_traceback() -> None:
+    with cli_server() as server:
+        # Over-long request lines and headers: each is answered, none hangs.
+        requests = [
+            handshake_request("/echo?q=" + "a" * 16_000),
+            handshake_request(extra=b"X-Big: " + b"b" * 16_000 + b"\r\n"),
+            handshake_request(
+                extra=b"".join(b"X-H%d: %s\r\n" % (i, b"c" * 50) for i in range(300))
+            ),
+        ]
+        for request in requests * 5:
+            with socket.create_connection(("127.0.0.1", server.port), 5) as sock:
+                sock.sendall(request)
+                data, closed = answer_of(sock)
+                assert data.startswith(b"HTTP/1.1 101") or (
+                    data.startswith(b"HTTP/1.1 4") and closed
+                )
+        # A request line that never ends: refused and closed once it is too long.
+        with socket.create_connection(("127.0.0.1", server.port), 5) as sock:
+            sock.sendall(b"GET /echo?q=")
+            with contextlib.suppress(OSError):
+                for _ in range(64):
+                    sock.sendall(b"a" * 65536)
+            data, closed = answer_of(sock)
+            assert data.startswith(b"HTTP/1.1 400")
+            assert closed
+        # A text frame that is not UTF-8: the connection ends, without a traceback.
+        with socket.create_connection(("127.0.0.1", server.port), 5) as sock:
+            sock.sendall(handshake_request())
+            data, _ = answer_of(sock)
+            assert data.startswith(b"HTTP/1.1 101")
+            payload = b"\xff\xfe"
+            mask = b"\x01\x02\x03\x04"
+            masked = bytes(byte ^ mask[i % 4] for i, byte in enumerate(payload))
+            sock.sendall(bytes([0x81, 0x80 | len(payload)]) + mask + masked)
+            _, closed = answer_of(sock)
+            assert closed
+        # Refused handshakes (cross-origin, and no such route): no false ERROR.
+        for path, origin in (("/echo", "http://evil.example"), ("/nowhere", None)):
+            with pytest.raises(InvalidStatus) as refused:
+                server.connect(path, origin=origin)
+            assert refused.value.response.status_code == 403
+        time.sleep(0.5)
+        log = server.log()
+    assert "ERROR" not in log, log
+    assert "Traceback" not in log, log
+
+
+def test_a_usable_tls_pair_passes_through_and_the_printed_url_is_https(
+    uvicorn_calls: list[tuple[Any, dict[str, Any]]],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    certfile, keyfile = self_signed(tmp_path)
+    argv = ["run", CLI_APP, "--ssl-certfile", str(certfile), "--ssl-keyfile", str(keyfile)]
+    assert cli.main(argv) == 0
+    _, options = uvicorn_calls[0]
+    assert (options["ssl_certfile"], options["ssl_keyfile"]) == (str(certfile), str(keyfile))
+    assert (
+        "at https://127.0.0.1:8000 (WebSockets at wss://127.0.0.1:8000)" in capsys.readouterr().out
+    )
+
+
+def test_an_encrypted_key_needs_its_password_and_never_prompts(
+    uvicorn_calls: list[tuple[Any, dict[str, Any]]],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    certfile, keyfile = self_signed(tmp_path, password=b"s3cret")
+    argv = ["run", CLI_APP, "--ssl-certfile", str(certfile), "--ssl-keyfile", str(keyfile)]
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err
+    assert "--ssl-keyfile-password if the key is encrypted" in err
+    assert uvicorn_calls == []
+    assert cli.main([*argv, "--ssl-keyfile-password", "s3cret"]) == 0
+    assert uvicorn_calls[0][1]["ssl_keyfile_password"] == "s3cret"

@@ -44,7 +44,6 @@ import time
 from collections.abc import Sequence
 from pathlib import Path as FilePath
 from typing import Any
-from urllib.parse import urlsplit
 
 from lilya import status
 from lilya.apps import Lilya
@@ -74,7 +73,6 @@ __all__ = [
     "create_app",
     "read_handshake",
     "read_message",
-    "same_origin",
 ]
 
 #: How many messages a newcomer (or a reloaded page) is shown.
@@ -88,52 +86,6 @@ MAX_ID = 64
 
 ROOM = re.compile(r"[A-Za-z0-9_-]{1,40}")
 PAGE = (FilePath(__file__).parent / "static" / "index.html").read_text(encoding="utf-8")
-DEFAULT_PORTS = {"http": 80, "https": 443, "ws": 80, "wss": 443}
-
-
-def _host_port(scheme: str, netloc: str) -> tuple[str, int] | None:
-    """Split *netloc* into a lower-case host and a port (the scheme's default if absent)."""
-    try:
-        parts = urlsplit(f"//{netloc}")
-        port = parts.port
-    except ValueError:
-        return None
-    if not parts.hostname:
-        return None
-    return parts.hostname.lower(), port if port is not None else DEFAULT_PORTS.get(scheme, 0)
-
-
-def same_origin(origin: str | None, host: str | None, extra: Sequence[str] = ()) -> bool:
-    """Return whether a handshake's ``Origin`` may open a socket on ``Host``.
-
-    Browsers always send ``Origin`` on a WebSocket handshake and a page cannot
-    forge it, so a page of another site is told apart by it (a WebSocket is
-    not covered by the same-origin policy, so without this check any site a
-    user visits could chat in their name). No ``Origin`` at all is a
-    non-browser client (a script, a test), which no cookie or page controls:
-    it is let through. ``"null"`` (a sandboxed frame, a ``file:`` page) is foreign.
-
-    Args:
-        origin: the ``Origin`` header, or ``None`` when absent.
-        host: the ``Host`` header.
-        extra: further origins to allow, as ``"https://chat.example.com"``.
-    """
-    if origin is None:
-        return True
-    origin = origin.strip().lower()
-    if origin in (o.strip().lower().rstrip("/") for o in extra):
-        return True
-    try:
-        parts = urlsplit(origin)
-    except ValueError:  # "http://[::1": not an origin any browser sends
-        return False
-    if parts.scheme not in ("http", "https") or host is None:
-        return False
-    seen = _host_port(parts.scheme, parts.netloc)
-    # The page was loaded over the same scheme as the handshake's Host names:
-    # an http page talks to ws://, an https page to wss://.
-    expected = _host_port(parts.scheme, host.strip())
-    return seen is not None and seen == expected
 
 
 def _parse_since(text: str | None) -> Position | None:
@@ -174,21 +126,20 @@ def read_message(data: str) -> tuple[str, str | None]:
     return frame["text"], message_id
 
 
-def read_handshake(
-    websocket: WebSocket, room: str, origins: Sequence[str]
-) -> tuple[str, Position | None]:
+def read_handshake(websocket: WebSocket, room: str) -> tuple[str, Position | None]:
     """Check a handshake; return the nickname and the position to resume from.
 
+    The ``Origin`` was checked before: lilya refuses a page of another site
+    (cross-site WebSocket hijacking) with 403 unless it is in the app's
+    ``allowed_origins`` (``docs/security.md``).
+
     Raises:
-        HTTPException: 403 for a foreign ``Origin``, 400 for a bad nickname,
-            room or ``since``. Before accept, lilya sends it as a denial
-            response (``PlainText`` with that status) where the server has the
-            Denial Response extension, and closes with 1008 otherwise (daphne),
-            which the client sees as 403.
+        HTTPException: 400 for a bad nickname, room or ``since``. Before
+            accept, lilya sends it as a denial response (``PlainText`` with
+            that status) where the server has the Denial Response extension,
+            and closes with 1008 otherwise (daphne), which the client sees as
+            403.
     """
-    headers = websocket.headers
-    if not same_origin(headers.get("origin"), headers.get("host"), origins):
-        raise HTTPException(403, "Origin not allowed: open the chat from its own page.")
     nick = (websocket.query_params.get("nick") or "").strip()
     if not nick or len(nick) > MAX_NICK or not nick.isprintable():
         raise HTTPException(400, f"Choose a nickname of 1 to {MAX_NICK} characters.")
@@ -227,7 +178,6 @@ def create_app(
         allowed_origins = [o for o in env.get("LILYA_CHAT_ORIGINS", "").split(",") if o.strip()]
     if allowed_hosts is None:
         allowed_hosts = [h.strip() for h in env.get("LILYA_CHAT_HOSTS", "").split(",") if h.strip()]
-    origins = tuple(allowed_origins)
     # Twice what a newcomer sees, so a client that was away for a while can
     # still resume from history instead of starting over.
     channels = Channels(url, history_size=2 * HISTORY, key_prefix=prefix)
@@ -236,7 +186,7 @@ def create_app(
         return HTMLResponse(PAGE, headers={"cache-control": "no-store"})
 
     async def chat(websocket: WebSocket, room: str) -> None:
-        nick, since = read_handshake(websocket, room, origins)
+        nick, since = read_handshake(websocket, room)
         channel = f"room:{room}"
 
         async def say(data: Any) -> None:
@@ -345,6 +295,7 @@ def create_app(
         routes=[Path("/", page, name="page"), WebSocketPath("/ws/{room}", chat, name="chat")],
         middleware=middleware,
         lifespan=channels.lifespan,
+        allowed_origins=[origin.strip() for origin in allowed_origins],
     )
     app.state.channels = channels
     return app

@@ -1,0 +1,50 @@
+"""A lilya app for the ``lilya run`` tests: each route shows one server setting at work."""
+
+from __future__ import annotations
+
+import anyio
+
+from lilya.apps import Lilya
+from lilya.routing import WebSocketPath
+from lilya.websockets import WebSocket
+
+__all__ = ["app"]
+
+
+async def echo(websocket: WebSocket) -> None:
+    """Echo every message back, text as text and bytes as bytes."""
+    await websocket.accept()
+    while True:
+        message = await websocket.receive()
+        if message["type"] == "websocket.disconnect":
+            return
+        if message.get("text") is not None:
+            await websocket.send_text(message["text"])
+        else:
+            await websocket.send_bytes(message.get("bytes") or b"")
+
+
+async def linger(websocket: WebSocket) -> None:
+    """Accept, say so, then never read again nor return: only a timeout ends it."""
+    await websocket.accept()
+    await websocket.send_text("lingering")
+    await anyio.sleep_forever()
+
+
+async def where(websocket: WebSocket) -> None:
+    """Send back the scheme and client address the server put in the scope."""
+    await websocket.accept()
+    client = websocket.client
+    await websocket.send_json(
+        {"scheme": websocket.url.scheme, "client": client.host if client else None}
+    )
+    await websocket.close()
+
+
+app = Lilya(
+    routes=[
+        WebSocketPath("/echo", echo),
+        WebSocketPath("/linger", linger),
+        WebSocketPath("/where", where),
+    ]
+)
