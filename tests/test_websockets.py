@@ -8,7 +8,13 @@ from typing import Any
 
 import pytest
 
-from lilya.exceptions import InvalidJSONError, WebSocketFrameError, WebSocketRuntimeError
+from lilya import status
+from lilya.exceptions import (
+    InvalidJSONError,
+    WebSocketFrameError,
+    WebSocketPeerError,
+    WebSocketRuntimeError,
+)
 from lilya.responses import PlainText
 from lilya.types import Message, Receive, Scope, Send
 from lilya.websockets import (
@@ -537,7 +543,11 @@ async def test_a_frame_of_the_other_kind_raises_a_frame_error_not_a_key_error(
             await ws.receive_json(mode="binary")
         else:
             await getattr(ws, operation)()
-    assert isinstance(info.value, WebSocketRuntimeError)
+    # The peer's fault, not an API misuse: a WebSocketPeerError, never a
+    # WebSocketRuntimeError, answered with 1003.
+    assert isinstance(info.value, WebSocketPeerError)
+    assert not isinstance(info.value, WebSocketRuntimeError)
+    assert info.value.close_code == status.WS_1003_UNSUPPORTED_DATA
     assert (info.value.expected, info.value.received) == (expected, received)
     assert f"client sent a {received} frame" in str(info.value)
 
@@ -885,7 +895,8 @@ async def test_a_receive_waiting_when_a_send_finds_the_client_gone_gets_its_disc
     assert ws.client_state is WebSocketState.DISCONNECTED
     await ws.close()  # silent: the client is gone
     with pytest.raises(WebSocketRuntimeError, match="no ASGI message in DISCONNECTED"):
-        ws._client_move(disconnect())  # a second disconnect is the server misbehaving
+        # A second disconnect is the server misbehaving.
+        ws._state.take_receive(disconnect(), WebSocketState.DISCONNECTED)
 
 
 @pytest.mark.parametrize("operation", ["receive_text", "receive_bytes", "receive_json", "iter"])
