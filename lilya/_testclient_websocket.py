@@ -35,6 +35,12 @@ from lilya._testclient_messages import (
 )
 from lilya._testclient_transport import PortalFactory, settle
 from lilya.exceptions import WebSocketRuntimeError
+from lilya.status import (
+    WS_1000_NORMAL_CLOSURE,
+    WS_1005_NO_STATUS_RCVD,
+    WS_1006_ABNORMAL_CLOSURE,
+    WS_1011_INTERNAL_ERROR,
+)
 from lilya.types import ASGIApp, Message, Scope
 from lilya.websockets import WebSocketDisconnect
 
@@ -175,7 +181,9 @@ class WebSocketChannel:
             self.extra_headers = [(bytes(k), bytes(v)) for k, v in message.get("headers") or []]
             return
         if message_type == "websocket.close":
-            raise WebSocketDisconnect(message.get("code", 1000), message.get("reason"))
+            raise WebSocketDisconnect(
+                message.get("code", WS_1000_NORMAL_CLOSURE), message.get("reason")
+            )
         if message_type == "websocket.http.response.start":
             await self._raise_denial(message)
         raise WebSocketRuntimeError(
@@ -214,7 +222,7 @@ class WebSocketChannel:
         """
         if not self._done.is_set():
             if self._client_close is None:
-                await self.disconnect(1000, None)
+                await self.disconnect(WS_1000_NORMAL_CLOSURE, None)
             await settle(self._done, self.timeout)
             self._cancel_scope.cancel()
             await self._done.wait()
@@ -237,7 +245,10 @@ class WebSocketChannel:
         """
         if message.get("type") == "websocket.disconnect" and self._client_close is None:
             # ASGI: a disconnect without a code means 1005, "no status received".
-            self._client_close = (message.get("code", 1005), message.get("reason") or "")
+            self._client_close = (
+                message.get("code", WS_1005_NO_STATUS_RCVD),
+                message.get("reason") or "",
+            )
         try:
             self._to_app.send_nowait(message)
         except anyio.BrokenResourceError:
@@ -287,7 +298,10 @@ class WebSocketChannel:
         except anyio.EndOfStream:
             self._raise_app_ended()
         if message.get("type") == "websocket.close":
-            self._close = (message.get("code", 1000), message.get("reason") or "")
+            self._close = (
+                message.get("code", WS_1000_NORMAL_CLOSURE),
+                message.get("reason") or "",
+            )
         return message
 
     def _raise_app_ended(self) -> Any:
@@ -307,8 +321,12 @@ class WebSocketChannel:
             # app does next, so a real client reports its own code and reason.
             raise WebSocketDisconnect(*self._client_close)
         if self._error is not None:
-            raise WebSocketDisconnect(1011, "The application raised an exception.")
-        raise WebSocketDisconnect(1006, "The application returned without closing the WebSocket.")
+            raise WebSocketDisconnect(
+                WS_1011_INTERNAL_ERROR, "The application raised an exception."
+            )
+        raise WebSocketDisconnect(
+            WS_1006_ABNORMAL_CLOSURE, "The application returned without closing the WebSocket."
+        )
 
     async def receive_text(self, wait: TimeoutArg) -> str:
         message = await self.receive(wait, "a text frame")
@@ -390,7 +408,7 @@ class WebSocketTestSession:
         """Send *data* as compact JSON in a text (or, with ``mode="binary"``, binary) frame."""
         self.send(json_message(data, mode))
 
-    def close(self, code: int = 1000, reason: str | None = None) -> None:
+    def close(self, code: int = WS_1000_NORMAL_CLOSURE, reason: str | None = None) -> None:
         """Disconnect from the app: it receives ``websocket.disconnect`` with *code*."""
         self._call(self._channel.disconnect, code, reason)
 
@@ -477,7 +495,7 @@ class AsyncWebSocketTestSession:
         """Send *data* as compact JSON in a text (or binary) frame."""
         await self._channel.send(json_message(data, mode))
 
-    async def close(self, code: int = 1000, reason: str | None = None) -> None:
+    async def close(self, code: int = WS_1000_NORMAL_CLOSURE, reason: str | None = None) -> None:
         """Disconnect from the app: it receives ``websocket.disconnect`` with *code*."""
         await self._channel.disconnect(code, reason)
 

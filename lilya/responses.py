@@ -7,7 +7,7 @@ the ``websocket.`` prefix of the Denial Response extension, which is how
 
 The body always goes out in **one** message with ``content-length`` set:
 granian rejects ``more_body`` denial bodies and truncates them
-(``shared/asgi-servers.md`` §2–5), and a single message is also the fastest.
+(``docs/servers.md``), and a single message is also the fastest.
 """
 
 from __future__ import annotations
