@@ -7,6 +7,7 @@ the recorder and a ``WebSocket`` share the one state.
 
 from __future__ import annotations
 
+import inspect
 import logging
 from typing import Any, ClassVar
 
@@ -425,3 +426,29 @@ async def test_the_error_close_falls_back_to_the_private_range_on_every_path(
     with pytest.raises(ValueError, match="boom"):  # the app's own error, not the server's
         await app(websocket_scope("/ws"), server.receive, server.send)
     assert server.sent[-1] == {"type": "websocket.close", "code": 4011, "reason": ""}
+
+
+# -- the end-of-handler close, from the layer that decides it to the server ------------
+
+
+@pytest.mark.parametrize("make_app", APPS)
+async def test_the_end_of_handler_close_reaches_the_server_in_three_hops(make_app: Any) -> None:
+    async def returns(websocket: WebSocket) -> None:
+        await websocket.accept()  # and returns: the route closes it
+
+    hops: list[str] = []
+    server = Server(CONNECT)
+    plain_send = server.send
+
+    async def send(message: Message) -> None:
+        if message["type"] == "websocket.close":
+            frames = [frame.function for frame in inspect.stack()[1:]]
+            hops.extend(frames[: frames.index("guard") + 1])
+        await plain_send(message)
+
+    server.send = send
+    path = "/api/ws" if make_app is _included else "/ws"
+    assert await server.run(make_app(returns), path) is None
+    assert server.types == ["websocket.accept", "websocket.close"]
+    # guard -> end -> send_with_close_fallback -> the server's send.
+    assert hops == ["send_with_close_fallback", "end", "guard"]
