@@ -33,7 +33,7 @@ from lilya._testclient_messages import (
     payload,
     text_message,
 )
-from lilya._testclient_transport import PortalFactory, settle
+from lilya._testclient_transport import ClientSettings, PortalFactory, settle
 from lilya.exceptions import WebSocketRuntimeError
 from lilya.status import (
     WS_1000_NORMAL_CLOSURE,
@@ -41,7 +41,7 @@ from lilya.status import (
     WS_1006_ABNORMAL_CLOSURE,
     WS_1011_INTERNAL_ERROR,
 )
-from lilya.types import ASGIApp, Message, Scope
+from lilya.types import Message, Scope
 from lilya.websockets import WebSocketDisconnect
 
 __all__ = ["WebSocketDenialResponse"]
@@ -70,7 +70,7 @@ class WebSocketDenialResponse(  # type: ignore[misc]  # httpx.Response and Excep
         httpx.Response.__init__(
             self, status_code, headers=list(headers), content=content, request=request
         )
-        WebSocketDisconnect.__init__(self, 1006, f"HTTP {status_code}")
+        WebSocketDisconnect.__init__(self, WS_1006_ABNORMAL_CLOSURE, f"HTTP {status_code}")
 
     def __str__(self) -> str:
         return f"The application denied the WebSocket handshake with HTTP {self.status_code}."
@@ -96,20 +96,12 @@ _HANDSHAKE_HOW = "pass websocket_timeout= to the test client (TestClient or Asyn
 class WebSocketChannel:
     """One test-to-app WebSocket connection: the app's task, its streams, its state."""
 
-    def __init__(
-        self,
-        app: ASGIApp,
-        scope: Scope,
-        request: httpx.Request,
-        *,
-        raise_server_exceptions: bool,
-        timeout: float | None,
-    ) -> None:
-        self.app = app
+    def __init__(self, settings: ClientSettings, scope: Scope, request: httpx.Request) -> None:
+        self.app = settings.app
         self.scope = scope
         self._request = request
-        self._raise = raise_server_exceptions
-        self.timeout = timeout
+        self._raise = settings.raise_server_exceptions
+        self.timeout = settings.websocket_timeout
         self.accepted_subprotocol: str | None = None
         self.extra_headers: list[tuple[bytes, bytes]] | None = None
         self._accepted = False

@@ -97,20 +97,15 @@ def _payload_error(message: Message) -> TypeError | None:
 
 _NOT_CONNECTED: Final = 'WebSocket is not connected. Need to call "accept" first.'
 
-# mode -> (the key of the frame it reads and writes, the other key).
+# The mode rule of every JSON operation: mode -> (the key of the frame it reads
+# and writes, the other key). Anything else is refused with _mode_error(). The
+# per-message operations look it up inline (a subscript inside a zero-cost
+# ``try``), a third of the cost of a helper call.
 _MODES: Final = {"text": ("text", "bytes"), "binary": ("bytes", "text")}
 
 
-def _keys(mode: object) -> tuple[str, str]:
-    """The frame keys for a JSON *mode*: the one rule, and error, of every JSON operation.
-
-    Raises:
-        WebSocketRuntimeError: *mode* is not ``"text"`` or ``"binary"``.
-    """
-    keys = _MODES.get(mode) if isinstance(mode, str) else None
-    if keys is None:
-        raise WebSocketRuntimeError('The "mode" argument should be "text" or "binary".')
-    return keys
+def _mode_error() -> WebSocketRuntimeError:
+    return WebSocketRuntimeError('The "mode" argument should be "text" or "binary".')
 
 
 def supports_denial(scope: Scope) -> bool:
@@ -399,7 +394,10 @@ class WebSocket(Connection):
             lilya.exceptions.InvalidJSONError: not JSON (a ``ValueError``).
             WebSocketRuntimeError: bad *mode*, not accepted yet, or closed.
         """
-        key, other = _keys(mode)
+        try:
+            key, other = _MODES[mode]
+        except (KeyError, TypeError):
+            raise _mode_error() from None
         state = self._state
         if state.open:
             message = await self._receive()
@@ -462,7 +460,11 @@ class WebSocket(Connection):
             WebSocketFrameError, lilya.exceptions.InvalidJSONError: as
                 :meth:`receive_json`.
         """
-        async for data in self._iter_payloads(*_keys(mode)):
+        try:
+            key, other = _MODES[mode]
+        except (KeyError, TypeError):
+            raise _mode_error() from None
+        async for data in self._iter_payloads(key, other):
             yield _loads(data, mode)
 
     # -- typed send ----------------------------------------------------------
@@ -523,7 +525,10 @@ class WebSocket(Connection):
             WebSocketRuntimeError: bad *mode*, not accepted yet, or closed.
             WebSocketDisconnect: the client is gone.
         """
-        key, _ = _keys(mode)
+        try:
+            key, _ = _MODES[mode]
+        except (KeyError, TypeError):
+            raise _mode_error() from None
         message = {
             "type": "websocket.send",
             key: _dumps_text(data) if key == "text" else _dumps_bytes(data),
