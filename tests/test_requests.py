@@ -9,7 +9,7 @@ import pytest
 from lilya.exceptions import HTTPException
 from lilya.requests import ClientDisconnect, Request
 from lilya.types import Message
-from tests.support.wire import Wire
+from tests.support.asgi import Wire
 
 pytestmark = pytest.mark.anyio
 

@@ -24,7 +24,7 @@ from lilya.websockets import (
     WebSocketDisconnect,
     WebSocketState,
 )
-from tests.support.wire import CONNECT, Wire, binary, disconnect, text, websocket, ws_scope
+from tests.support.asgi import CONNECT, Wire, binary, disconnect, text, websocket, ws_scope
 
 pytestmark = pytest.mark.anyio
 
