@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Any
 
 import lilya
 from lilya.apps import Lilya
@@ -38,7 +39,7 @@ def test_every_module_the_page_names_exists() -> None:
 
 
 def test_the_diagram_shows_the_layers_in_the_order_the_app_builds_them() -> None:
-    stack = Lilya(routes=[]).build_middleware_stack()
+    stack: Any = Lilya(routes=[]).build_middleware_stack()
     layers = [type(stack).__name__]
     inner = stack.app
     while not isinstance(inner, Router):

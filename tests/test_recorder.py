@@ -14,6 +14,7 @@ from typing import Any, ClassVar
 import pytest
 
 from lilya._connection_state import CONNECTED, RESPONSE, STATE_KEY
+from lilya._exception_handlers import ExceptionHandler, HandlerKey
 from lilya._recorder import enter, server_callables
 from lilya.apps import Lilya
 from lilya.controllers import WebSocketController
@@ -150,7 +151,7 @@ APPS = [_lilya, _included, _with_middleware, _router]
 
 @pytest.mark.parametrize("make_app", APPS)
 async def test_a_routed_function_handler_talks_to_the_server_callables(make_app: Any) -> None:
-    seen: ClassVar[list[WebSocket]] = []
+    seen: list[WebSocket] = []
     server = Server(CONNECT, text("a"))
     path = "/api/ws" if make_app is _included else "/ws"
     assert await server.run(make_app(echo_recording(seen)), path) is None
@@ -185,7 +186,7 @@ async def test_a_controller_served_alone_talks_to_the_server_callables() -> None
 async def test_a_middleware_that_wraps_send_makes_the_route_wrap_again(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    seen: ClassVar[list[WebSocket]] = []
+    seen: list[WebSocket] = []
 
     async def echo_then_fail(websocket: WebSocket) -> None:
         await echo_recording(seen)(websocket)
@@ -215,7 +216,7 @@ async def test_a_middleware_that_wraps_send_makes_the_route_wrap_again(
 
 
 async def test_exception_handlers_get_the_handlers_own_websocket() -> None:
-    seen: ClassVar[list[WebSocket]] = []
+    seen: list[WebSocket] = []
     given: list[WebSocket] = []
 
     async def fails(websocket: WebSocket) -> None:
@@ -230,7 +231,8 @@ async def test_exception_handlers_get_the_handlers_own_websocket() -> None:
     async def on_error(websocket: WebSocket, exc: Exception) -> None:
         given.append(websocket)
 
-    for handlers in ({Boom: on_boom}, {Exception: on_error}):
+    choices: list[dict[HandlerKey, ExceptionHandler]] = [{Boom: on_boom}, {Exception: on_error}]
+    for handlers in choices:
         seen.clear()
         given.clear()
         app = Lilya(routes=[WebSocketPath("/ws", fails)], exception_handlers=handlers)
@@ -243,7 +245,7 @@ async def test_exception_handlers_get_the_handlers_own_websocket() -> None:
 
 
 async def test_the_error_close_moves_the_handlers_websocket_to_disconnected() -> None:
-    seen: ClassVar[list[WebSocket]] = []
+    seen: list[WebSocket] = []
 
     async def fails(websocket: WebSocket) -> None:
         seen.append(websocket)
@@ -257,7 +259,7 @@ async def test_the_error_close_moves_the_handlers_websocket_to_disconnected() ->
 
 
 async def test_the_error_denial_moves_the_handlers_websocket_to_disconnected() -> None:
-    seen: ClassVar[list[WebSocket]] = []
+    seen: list[WebSocket] = []
 
     async def fails(websocket: WebSocket) -> None:
         seen.append(websocket)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from typing import Literal
 
 import anyio
 
@@ -49,7 +50,7 @@ async def echo(websocket: WebSocket) -> None:
         elif kind == "bytes":
             await websocket.send_bytes(await websocket.receive_bytes())
         elif kind in ("json-text", "json-binary"):
-            mode = "text" if kind == "json-text" else "binary"
+            mode: Literal["text", "binary"] = "text" if kind == "json-text" else "binary"
             data = await websocket.receive_json(mode=mode)
             await websocket.send_json({"got": data}, mode=mode)
         elif kind == "close":
