@@ -250,9 +250,10 @@ def _lookup(
         return handlers[exc.status_code]
     if isinstance(exc, WebSocketException) and exc.code in handlers:
         return handlers[exc.code]
-    for cls in type(exc).__mro__:
-        if cls is Exception:
-            break
+    # The classes up to Exception: a handler for Exception (or 500) is the
+    # server-error handler, applied by the server-error middleware instead.
+    mro = type(exc).__mro__
+    for cls in mro[: mro.index(Exception)]:
         if cls in handlers:
             return handlers[cls]
     return None

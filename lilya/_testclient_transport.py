@@ -223,14 +223,11 @@ class Lifespan:
 # -- one HTTP request ------------------------------------------------------
 
 
-class _SyncChunks:
+class _SyncChunks(AsyncIterator[bytes]):
     """The body of a sync httpx request, read chunk by chunk from the event loop."""
 
     def __init__(self, stream: Any) -> None:
         self._chunks: Iterator[bytes] = iter(stream)
-
-    def __aiter__(self) -> _SyncChunks:
-        return self
 
     async def __anext__(self) -> bytes:
         try:

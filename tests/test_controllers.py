@@ -175,3 +175,21 @@ async def test_a_controller_answers_http_with_426() -> None:
 async def test_the_default_controller_accepts_and_ignores_messages() -> None:
     outcome = await call_websocket(WebSocketController, "/", [CONNECT, text("x"), disconnect()])
     assert outcome.types == ["websocket.accept"]
+
+
+async def test_a_controller_served_alone_ignores_lifespan_messages_it_does_not_know() -> None:
+    sent: list[dict[str, Any]] = []
+    incoming = [
+        {"type": "lifespan.startup"},
+        {"type": "lifespan.bogus"},
+        {"type": "lifespan.shutdown"},
+    ]
+
+    async def receive() -> dict[str, Any]:
+        return incoming.pop(0)
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    await WebSocketController({"type": "lifespan"}, receive, send)
+    assert [m["type"] for m in sent] == ["lifespan.startup.complete", "lifespan.shutdown.complete"]

@@ -294,3 +294,14 @@ def test_header_names_are_lower_cased_whatever_the_caller_wrote() -> None:
 def test_header_built_from_malformed_items_says_what_is_wrong(bad: Any) -> None:
     with pytest.raises(TypeError, match=r"(?i)header"):
         Header(bad)
+
+
+def test_the_url_finds_the_host_header_among_others() -> None:
+    scope = {
+        "type": "http",
+        "scheme": "http",
+        "server": ("10.0.0.1", 80),
+        "path": "/p",
+        "headers": [(b"accept", b"*/*"), (b"host", b"example.org:8080")],
+    }
+    assert URL(scope=scope) == "http://example.org:8080/p"

@@ -18,7 +18,12 @@ import pytest
 from lilya import status
 from lilya.exceptions import WebSocketRuntimeError
 from lilya.responses import JSONResponse, PlainText, Response
-from lilya.testclient import TestClient, WebSocketDenialResponse, WebSocketTestSession
+from lilya.testclient import (
+    AsyncTestClient,
+    TestClient,
+    WebSocketDenialResponse,
+    WebSocketTestSession,
+)
 from lilya.types import ASGIApp, Message, Receive, Scope, Send
 from lilya.websockets import WebSocket, WebSocketDisconnect
 
@@ -1599,3 +1604,40 @@ def test_websocket_raw_path_without_params(test_client_factory: ClientFactory) -
     with client.websocket_connect("/hello-world", params={"foo": "bar"}) as websocket:
         data = websocket.receive_bytes()
         assert data == b"/hello-world"
+
+
+def test_a_lifespan_that_raises_at_shutdown_without_answering_raises_in_the_test() -> None:
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        await receive()
+        await send({"type": "lifespan.startup.complete"})
+        await receive()
+        raise ValueError("shutdown broke")
+
+    with pytest.raises(ValueError, match="shutdown broke"), TestClient(app):
+        pass
+
+
+@pytest.mark.parametrize("client_class", [TestClient, AsyncTestClient])
+def test_the_clients_settings_are_one_object_its_transport_and_sessions_read(
+    client_class: type[TestClient] | type[AsyncTestClient],
+) -> None:
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        raise AssertionError("not called")
+
+    client = client_class(app, root_path="/r", websocket_timeout=5.0)
+    assert client.app is app
+    assert (client.root_path, client.raise_server_exceptions, client.websocket_timeout) == (
+        "/r",
+        True,
+        5.0,
+    )
+    client.root_path = "/other"
+    client.raise_server_exceptions = False
+    client.websocket_timeout = None
+    settings = client._settings
+    assert (settings.root_path, settings.raise_server_exceptions, settings.websocket_timeout) == (
+        "/other",
+        False,
+        None,
+    )
+    assert client._transport._settings is settings  # type: ignore[attr-defined]  # private

@@ -1067,3 +1067,22 @@ def test_supports_denial_reads_the_scopes_extensions() -> None:
     assert supports_denial(ws_scope())
     assert not supports_denial(ws_scope(extensions={}))
     assert not supports_denial({"type": "websocket"})  # daphne: no extensions key
+
+
+async def test_a_typed_receive_after_an_accept_through_send_reads_the_connect_then_the_leave() -> (
+    None
+):
+    ws, wire = websocket(CONNECT, disconnect(1001))
+    await ws.send({"type": "websocket.accept"})  # the connect is still unread
+    with pytest.raises(WebSocketDisconnect) as info:
+        await ws.receive_text()
+    assert info.value.code == 1001
+    assert wire.sent_types == ["websocket.accept"]
+
+
+async def test_a_server_type_error_on_good_bytes_is_the_servers_and_passes_through() -> None:
+    ws, wire = websocket(CONNECT)
+    await ws.accept()
+    wire.send_error = TypeError("the server's own trouble")
+    with pytest.raises(TypeError, match="the server's own trouble"):
+        await ws.send_bytes(b"fine")
