@@ -12,6 +12,7 @@ from lilya.controllers import WebSocketController
 from lilya.exceptions import ImproperlyConfigured, WebSocketException
 from lilya.routing import Include, WebSocketPath
 from lilya.testclient import TestClient
+from lilya.types import Message
 from lilya.websockets import WebSocket, WebSocketDisconnect
 from tests.support.asgi import CONNECT, binary, call_http, call_websocket, disconnect, text
 
@@ -178,17 +179,17 @@ async def test_the_default_controller_accepts_and_ignores_messages() -> None:
 
 
 async def test_a_controller_served_alone_ignores_lifespan_messages_it_does_not_know() -> None:
-    sent: list[dict[str, Any]] = []
-    incoming = [
+    sent: list[Message] = []
+    incoming: list[Message] = [
         {"type": "lifespan.startup"},
         {"type": "lifespan.bogus"},
         {"type": "lifespan.shutdown"},
     ]
 
-    async def receive() -> dict[str, Any]:
+    async def receive() -> Message:
         return incoming.pop(0)
 
-    async def send(message: dict[str, Any]) -> None:
+    async def send(message: Message) -> None:
         sent.append(message)
 
     await WebSocketController({"type": "lifespan"}, receive, send)

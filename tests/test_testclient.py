@@ -1640,4 +1640,4 @@ def test_the_clients_settings_are_one_object_its_transport_and_sessions_read(
         False,
         None,
     )
-    assert client._transport._settings is settings  # type: ignore[attr-defined]  # private
+    assert client._transport._settings is settings  # type: ignore[union-attr]  # private
