@@ -216,3 +216,23 @@ async def test_disconnect_announces_the_leave_of_its_members() -> None:
             assert kinds == ["join", "leave"]
             assert await observer_side.presence("room") == {}
             await sub.__aexit__(None, None, None)
+
+
+async def test_two_tasks_can_wait_for_one_subscription_to_close() -> None:
+    closed: list[int] = []
+    async with anyio.create_task_group() as group:
+        channels = Channels("memory://")
+        await channels.connect()
+        sub = channels.subscribe("c")
+        await sub.__aenter__()
+
+        async def wait(n: int) -> None:
+            await sub.wait_closed()
+            closed.append(n)
+
+        group.start_soon(wait, 1)
+        group.start_soon(wait, 2)
+        await anyio.wait_all_tasks_blocked()  # both are waiting
+        await channels.disconnect()  # closes every subscription
+    await sub.__aexit__(None, None, None)
+    assert sorted(closed) == [1, 2]

@@ -12,6 +12,7 @@ import pytest
 
 from lilya._json import dumps_text
 from lilya.channels import Channels, Event, events, relay
+from lilya.channels.websocket import _close
 from lilya.websockets import WebSocketState
 from tests.channels.fake_client import FakeClient
 from tests.channels.helpers import take
@@ -288,3 +289,25 @@ async def test_a_stalled_client_does_not_slow_the_other_clients(channels: Channe
     assert len(latencies) == count * len(others)
     p99 = latencies[int(len(latencies) * 0.99)]
     assert p99 < 0.1, f"others' p99 delivery latency {p99 * 1000:.1f} ms with a stalled client"
+
+
+async def test_relay_without_on_receive_reads_and_drops_client_messages(
+    channels: Channels, client: FakeClient
+) -> None:
+    async with channels.subscribe("c") as sub:
+        client.send_text("ignored")
+        client.send_bytes(b"ignored too")
+        client.disconnect()
+        with anyio.fail_after(2):
+            await relay(client.websocket, sub)
+    assert await client.next_message() == {"type": "websocket.accept", "subprotocol": None}
+    assert client.websocket.client_state is WebSocketState.DISCONNECTED
+
+
+async def test_the_relays_close_leaves_a_socket_that_is_no_longer_open_alone(
+    client: FakeClient,
+) -> None:
+    await client.websocket.accept()
+    await client.websocket.close()
+    await _close(client.websocket, 1013, "subscriber too slow", 1.0)  # nothing more is sent
+    assert [await client.next_message() for _ in range(2)][-1]["type"] == "websocket.close"
