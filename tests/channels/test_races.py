@@ -24,6 +24,7 @@ class Scripted(MemoryBackend):
     """memory:// with hooks: a publish during the next history read, a failing join."""
 
     publish_during_history: list[Any]
+    publish_after_history: list[Any]
     refuse_join: bool
 
     async def history(self, channel: str, *, after: int | None, limit: int | None) -> HistoryPage:
@@ -31,7 +32,11 @@ class Scripted(MemoryBackend):
             # Arrives live while the subscriber is still catching up, and is
             # in the page read right after: it must be delivered once.
             await self.publish(channel, TAG_TEXT, b"", self.publish_during_history.pop(0))
-        return await super().history(channel, after=after, limit=limit)
+        page = await super().history(channel, after=after, limit=limit)
+        while self.publish_after_history:
+            # Arrives live after the page was read: not in it, so delivered live.
+            await self.publish(channel, TAG_TEXT, b"", self.publish_after_history.pop(0))
+        return page
 
     async def presence_join(self, channel: str, member: str, info: Any, ttl: float) -> None:
         if self.refuse_join:
@@ -42,6 +47,7 @@ class Scripted(MemoryBackend):
 def scripted(channels: Channels) -> Scripted:
     backend = Scripted("memory://", history_size=10, history_ttl=None)
     backend.publish_during_history = []
+    backend.publish_after_history = []
     backend.refuse_join = False
     channels._backend = backend
     return backend
@@ -57,6 +63,17 @@ async def test_an_event_published_while_a_subscriber_reads_history_arrives_once(
             assert [event.data for event in await take(sub, 2)] == ["during", "after"]
             await channels.publish("c", "live")
             assert [event.data for event in await take(sub, 1)] == ["live"]
+
+
+async def test_an_event_published_after_the_history_read_follows_the_replay() -> None:
+    channels = Channels("memory://")
+    backend = scripted(channels)
+    async with channels:
+        first = await channels.publish("c", "first")
+        await channels.publish("c", "second")
+        backend.publish_after_history = ["third"]
+        async with channels.subscribe("c", since=first.position) as sub:
+            assert [event.data for event in await take(sub, 2)] == ["second", "third"]
 
 
 async def test_a_second_subscriber_shares_the_channels_listening() -> None:
