@@ -397,10 +397,7 @@ class Channels:
             local = self._locals[name] = _Local(name)
         local.refs += 1
         try:
-            async with local.lock:
-                if not local.listening:
-                    await self._backend.listen(name)
-                    local.listening = True
+            await self._listen(local)
             local.syncing.append(sub)
             try:
                 since = sub.since
@@ -423,6 +420,14 @@ class Channels:
                 await self._detach(sub)
                 raise
             local.members[sub.member] = sub.info
+
+    async def _listen(self, local: _Local) -> None:
+        # Once per channel, however many subscribers attach at the same time.
+        async with local.lock:
+            if local.listening:
+                return
+            await self._backend.listen(local.name)
+            local.listening = True
 
     def _catch_up(self, local: _Local, sub: Subscription, page: HistoryPage) -> None:
         if local.epoch is None:

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 from typing import Any
 
+import anyio
 import pytest
 
 from lilya.channels import Channels
 from lilya.channels._base import HistoryPage
-from lilya.channels.events import TAG_TEXT
+from lilya.channels.events import TAG_TEXT, Event
 from lilya.channels.memory import MemoryBackend
 from tests.channels.helpers import take
 
@@ -102,3 +103,29 @@ async def test_resync_skips_a_channel_that_has_not_caught_up_yet() -> None:
         await channels.publish("c", "x")
         assert [event.data for event in await take(sub, 1)] == ["x"]
         assert sub.recovered
+
+
+async def test_a_live_event_for_a_channel_nobody_here_follows_is_dropped() -> None:
+    async with Channels("memory://") as channels:
+        channels.deliver(Event("nobody", 1, "e", "x"))
+        assert channels._locals == {}
+
+
+async def test_evicting_a_subscription_whose_channel_is_gone_is_harmless() -> None:
+    async with Channels("memory://") as channels:
+        channels._evict(channels.subscribe("never-entered"))
+        assert channels._locals == {}
+
+
+async def test_a_channel_released_while_a_new_subscriber_arrives_stays_listening() -> None:
+    async with Channels("memory://") as channels, channels.subscribe("c") as sub:
+        local = channels._locals["c"]
+        async with anyio.create_task_group() as group, local.lock:
+            # The release must wait for the lock while a new subscriber attaches.
+            group.start_soon(channels._release, local)
+            await anyio.wait_all_tasks_blocked()
+            local.refs += 1
+        assert channels._locals["c"] is local
+        assert local.listening
+        await channels.publish("c", "still live")
+        assert [event.data for event in await take(sub, 1)] == ["still live"]

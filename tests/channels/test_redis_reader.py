@@ -154,3 +154,12 @@ async def test_replies_of_other_kinds_are_ignored() -> None:
     redis = backend()
     redis._handle([b"pong", b""], None)
     assert (redis._confirmed, redis._confirm_waiters) == (set(), {})
+
+
+async def test_a_resync_after_the_channels_went_away_still_delivers_nothing() -> None:
+    redis = backend()
+    redis._wanted = {"a"}
+    reader = Reader(message("a", 1, "held"), confirm("a"))
+    with pytest.raises(Stop):
+        await redis._pump(reader, resync=True)  # type: ignore[arg-type]  # a scripted reader
+    assert redis._confirmed == {"a"}

@@ -311,3 +311,29 @@ async def test_the_relays_close_leaves_a_socket_that_is_no_longer_open_alone(
     await client.websocket.close()
     await _close(client.websocket, 1013, "subscriber too slow", 1.0)  # nothing more is sent
     assert [await client.next_message() for _ in range(2)][-1]["type"] == "websocket.close"
+
+
+async def test_relay_with_the_default_encoder_sends_messages_and_skips_presence(
+    channels: Channels, client: FakeClient
+) -> None:
+    await client.websocket.accept()
+    await client.next_message()
+    async with anyio.create_task_group() as group, channels.subscribe("c") as sub:
+        group.start_soon(relay, client.websocket, sub)
+        async with channels.subscribe("c", presence={"user": "ann"}):
+            pass  # a join and a leave: not sent
+        await channels.publish("c", "hi")
+        assert await client.next_data() == "hi"
+        client.disconnect()
+
+
+async def test_relay_of_a_subscription_that_already_overflowed_closes_with_1013(
+    channels: Channels, client: FakeClient
+) -> None:
+    async with channels.subscribe("c", max_queue=1, policy="close") as sub:
+        for i in range(3):
+            await channels.publish("c", i)
+        with anyio.fail_after(5):
+            await relay(client.websocket, sub)
+    messages = [await client.next_message() for _ in range(2)]
+    assert messages[-1]["code"] == 1013
