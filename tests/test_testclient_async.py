@@ -1,8 +1,11 @@
-"""AsyncTestClient: the same API, awaited, in the test's own loop (asyncio and trio)."""
+"""AsyncTestClient on its own: what only an in-loop client does (asyncio and trio).
+
+What both clients share is tested once, for both, in the test-client modules
+(the ``any_client`` fixture); here are the scenarios written for this client.
+"""
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -59,11 +62,6 @@ async def test_an_async_request_body_streams_in_chunks() -> None:
 
     client = AsyncTestClient(app)
     assert (await client.post("/", content=chunks())).text == "one,two"
-
-
-async def test_a_head_response_has_no_body() -> None:
-    response = await AsyncTestClient(app).head("/")
-    assert (response.status_code, response.content) == (200, b"")
 
 
 async def test_http_app_errors_raise_or_give_500() -> None:
@@ -156,31 +154,6 @@ async def test_closing_the_session_and_the_app_closing_are_both_seen() -> None:
         await session.send_text("too late")
 
 
-async def test_a_receive_after_the_test_closed_raises_the_tests_own_close_code_and_reason() -> None:
-    async def app(scope: Scope, receive: Receive, send: Send) -> None:
-        websocket = WebSocket(scope, receive, send)
-        await websocket.accept()
-        with contextlib.suppress(WebSocketDisconnect):
-            await websocket.receive_text()
-        await websocket.close()  # a no-op: the client has already gone
-
-    async with AsyncTestClient(app).websocket_connect("/") as session:
-        await session.close(4000, "done")
-        with pytest.raises(WebSocketDisconnect) as caught:
-            await session.receive_json()
-        assert (caught.value.code, caught.value.reason) == (4000, "done")
-
-
-async def test_sending_the_wrong_payload_type_is_a_type_error_naming_the_right_method() -> None:
-    async with AsyncTestClient(app).websocket_connect("/") as session:
-        with pytest.raises(TypeError, match=r"got bytes; call send_bytes\(\)"):
-            await session.send_text(b"raw")  # type: ignore[arg-type]  # the misuse under test
-        with pytest.raises(TypeError, match=r"got str; call send_text\(\)"):
-            await session.send_bytes("text")  # type: ignore[arg-type]  # the misuse under test
-        await session.send_text("still open")
-        assert await session.receive_text() == "still open"
-
-
 async def test_a_malformed_send_from_the_app_raises_type_error_at_its_send() -> None:
     errors: list[TypeError] = []
 
@@ -223,18 +196,6 @@ async def test_a_denial_response_is_raised_on_entering() -> None:
     assert (caught.value.status_code, caught.value.text) == (401, "no")
 
 
-async def test_an_app_error_after_accept_is_raised_on_leaving() -> None:
-    async def app(scope: Scope, receive: Receive, send: Send) -> None:
-        websocket = WebSocket(scope, receive, send)
-        await websocket.accept()
-        await websocket.receive_text()
-        raise ValueError("handler failed")
-
-    with pytest.raises(ValueError, match="handler failed"):
-        async with AsyncTestClient(app).websocket_connect("/") as session:
-            await session.send_text("go")
-
-
 async def test_receive_times_out_instead_of_hanging() -> None:
     client = AsyncTestClient(app, websocket_timeout=0.05)
     async with client.websocket_connect("/") as session:
@@ -244,26 +205,6 @@ async def test_receive_times_out_instead_of_hanging() -> None:
             await session.receive_bytes(timeout=0.01)
         with pytest.raises(TimeoutError, match="Waited 0 s for a message"):
             await session.receive(timeout=0)
-
-
-async def test_an_app_that_only_pushes_is_stopped_when_the_session_ends() -> None:
-    cancelled = anyio.Event()
-
-    async def pusher(scope: Scope, receive: Receive, send: Send) -> None:
-        websocket = WebSocket(scope, receive, send)
-        await websocket.accept()
-        try:
-            while True:
-                await websocket.send_text("tick")
-                await anyio.sleep(0.01)
-        except anyio.get_cancelled_exc_class():
-            cancelled.set()
-            raise
-
-    with anyio.fail_after(5):
-        async with AsyncTestClient(pusher).websocket_connect("/") as session:
-            assert await session.receive_text() == "tick"
-    assert cancelled.is_set()
 
 
 async def test_the_websocket_scope_matches_the_sync_client() -> None:

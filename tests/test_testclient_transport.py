@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import anyio
 import pytest
@@ -15,6 +16,7 @@ from lilya.types import Message, Receive, Scope, Send
 from lilya.websockets import WebSocket
 from tests.support.testclient import (
     ClientFactory,
+    call,
     lifespan_app,
     scope_recorder,
     send_text_response,
@@ -158,11 +160,12 @@ def test_a_response_left_open_is_closed_when_the_client_context_ends() -> None:
     # leaving the client closed the response and stopped the app without hanging
 
 
-def test_a_head_response_has_no_body(test_client_factory: ClientFactory) -> None:
+@pytest.mark.anyio
+async def test_a_head_response_has_no_body(any_client: Callable[..., Any]) -> None:
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
         await send_text_response(send, b"body")
 
-    response = test_client_factory(app).head("/")
+    response = await call(any_client(app).head, "/")
     assert response.status_code == 200
     assert response.content == b""
 

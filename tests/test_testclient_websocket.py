@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import contextlib
-import time
+import threading
+from collections.abc import Callable
 from typing import Any
 
 import anyio
@@ -22,7 +23,9 @@ from lilya.websockets import WebSocket, WebSocketDisconnect
 from tests.support.testclient import (
     ClientFactory,
     answering_handshake_with,
+    call,
     echo,
+    entered,
 )
 
 
@@ -261,24 +264,30 @@ def test_leaving_the_session_disconnects_with_1000_and_waits_for_the_app(
     assert seen == [1000, "cleaned up"]
 
 
-def test_an_app_that_only_pushes_is_stopped_when_the_session_ends(
-    test_client_factory: ClientFactory,
+@pytest.mark.anyio
+async def test_an_app_that_only_pushes_is_stopped_when_the_session_ends(
+    any_client: Callable[..., Any],
 ) -> None:
+    stopped = threading.Event()  # set in the app's loop, read in the test's
+
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
         websocket = WebSocket(scope, receive, send)
         await websocket.accept()
-        while True:
-            await websocket.send_text("tick")
-            await anyio.sleep(0.01)
+        try:
+            while True:
+                await websocket.send_text("tick")
+                await anyio.sleep(0.01)
+        finally:
+            stopped.set()
 
-    started = time.monotonic()
-    with test_client_factory(app).websocket_connect("/") as session:
-        assert session.receive_text() == "tick"
-    assert time.monotonic() - started < 5
+    async with entered(any_client(app).websocket_connect("/")) as session:
+        assert await call(session.receive_text) == "tick"
+    assert stopped.is_set()
 
 
-def test_an_app_error_after_accept_is_raised_on_leaving(
-    test_client_factory: ClientFactory,
+@pytest.mark.anyio
+async def test_an_app_error_after_accept_is_raised_on_leaving(
+    any_client: Callable[..., Any],
 ) -> None:
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
         websocket = WebSocket(scope, receive, send)
@@ -286,11 +295,9 @@ def test_an_app_error_after_accept_is_raised_on_leaving(
         await websocket.receive_text()
         raise ValueError("handler failed")
 
-    with (
-        pytest.raises(ValueError, match="handler failed"),
-        test_client_factory(app).websocket_connect("/") as session,
-    ):
-        session.send_text("go")
+    with pytest.raises(ValueError, match="handler failed"):
+        async with entered(any_client(app).websocket_connect("/")) as session:
+            await call(session.send_text, "go")
 
 
 def test_an_app_error_is_raised_by_the_next_receive_and_only_once() -> None:
@@ -447,8 +454,9 @@ def test_a_timeout_after_the_app_closed_but_kept_running_says_so() -> None:
             session.receive(timeout=0.01)
 
 
-def test_a_receive_after_the_test_closed_raises_the_tests_own_close_code_and_reason(
-    test_client_factory: ClientFactory,
+@pytest.mark.anyio
+async def test_a_receive_after_the_test_closed_raises_the_tests_own_close_code_and_reason(
+    any_client: Callable[..., Any],
 ) -> None:
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
         websocket = WebSocket(scope, receive, send)
@@ -458,12 +466,12 @@ def test_a_receive_after_the_test_closed_raises_the_tests_own_close_code_and_rea
             await websocket.receive_text()
         await websocket.close()  # a no-op: the client has already gone
 
-    with test_client_factory(app).websocket_connect("/") as session:
-        session.close(status.WS_1001_GOING_AWAY, "Going Away")
-        assert session.receive_text() == "sent before the close arrived"
+    async with entered(any_client(app).websocket_connect("/")) as session:
+        await call(session.close, status.WS_1001_GOING_AWAY, "Going Away")
+        assert await call(session.receive_text) == "sent before the close arrived"
         for _ in range(2):
             with pytest.raises(WebSocketDisconnect) as caught:
-                session.receive_text()
+                await call(session.receive_json)
             assert (caught.value.code, caught.value.reason) == (1001, "Going Away")
             assert "without closing" not in str(caught.value)
 
@@ -528,6 +536,7 @@ def test_an_app_close_after_the_test_closed_is_what_the_test_reads() -> None:
         assert (caught.value.code, caught.value.reason) == (1001, "echo")
 
 
+@pytest.mark.anyio
 @pytest.mark.parametrize(
     ("method", "data", "error"),
     [
@@ -537,14 +546,14 @@ def test_an_app_close_after_the_test_closed_is_what_the_test_reads() -> None:
         ("send_bytes", [1], r"send_bytes\(\) takes bytes.* got list; encode it to bytes"),
     ],
 )
-def test_sending_the_wrong_payload_type_is_a_type_error_naming_the_right_method(
-    method: str, data: Any, error: str
+async def test_sending_the_wrong_payload_type_is_a_type_error_naming_the_right_method(
+    any_client: Callable[..., Any], method: str, data: Any, error: str
 ) -> None:
-    with TestClient(echo).websocket_connect("/") as session:
+    async with entered(any_client(echo).websocket_connect("/")) as session:
         with pytest.raises(TypeError, match=error):
-            getattr(session, method)(data)
-        session.send_text("still open")
-        assert session.receive_text() == "still open"
+            await call(getattr(session, method), data)
+        await call(session.send_text, "still open")
+        assert await call(session.receive_text) == "still open"
 
 
 def test_send_bytes_takes_any_bytes_like_value() -> None:

@@ -5,8 +5,14 @@ The ``test_client_factory`` fixture itself (Starlette's name for it) is in ``tes
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+import functools
+import inspect
+from collections.abc import AsyncIterator, Callable
 from typing import Any
+
+import anyio
+import anyio.to_thread
 
 from lilya.testclient import TestClient
 from lilya.types import ASGIApp, Message, Receive, Scope, Send
@@ -80,3 +86,34 @@ def answering_handshake_with(messages: list[Message]) -> ASGIApp:
             await send(message)
 
     return app
+
+
+# -- one test body for both clients -------------------------------------------------
+
+
+async def call(method: Callable[..., Any], *args: Any) -> Any:
+    """Call a client's or session's *method*: awaited if it is async, else in a worker thread.
+
+    The sync client blocks while it works; in a worker thread it leaves the
+    test's own loop free (it runs the app in a loop of its own).
+    """
+    if inspect.iscoroutinefunction(method):
+        return await method(*args)
+    return await anyio.to_thread.run_sync(functools.partial(method, *args))
+
+
+@contextlib.asynccontextmanager
+async def entered(context: Any) -> AsyncIterator[Any]:
+    """Enter a client or a session: ``async with``, or ``with`` in a worker thread."""
+    if hasattr(context, "__aenter__"):
+        async with context as value:
+            yield value
+        return
+    value = await anyio.to_thread.run_sync(context.__enter__)
+    try:
+        yield value
+    except BaseException as exc:
+        if not await anyio.to_thread.run_sync(context.__exit__, type(exc), exc, exc.__traceback__):
+            raise
+    else:
+        await anyio.to_thread.run_sync(context.__exit__, None, None, None)
