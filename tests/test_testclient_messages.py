@@ -3,44 +3,42 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 
 from lilya.testclient import TestClient
 from lilya.types import Message, Receive, Scope, Send
-from tests.support.testclient import (
-    answering_handshake_with,
-    echo,
-)
+from tests.support.testclient import answering_handshake_with, call, echo, entered
+
+MALFORMED: list[tuple[Any, str]] = [
+    (
+        {"type": "websocket.send", "text": b"hi"},
+        r'"websocket\.send" needs "text" to be a str, but the application sent a bytes '
+        r"\(b'hi'\); send bytes under the \"bytes\" key\.",
+    ),
+    (
+        {"type": "websocket.send", "bytes": "hi"},
+        r'"bytes" to be bytes, but the application sent a str .*under the "text" key',
+    ),
+    ({"type": "websocket.send", "text": 5}, r'"text" to be a str, but .* int \(5\)\.$'),
+    ({"type": "websocket.send", "bytes": 5}, r'"bytes" to be bytes, but .* int \(5\)\.$'),
+    ({"type": "websocket.send"}, r'exactly one of "text" and "bytes".*set neither'),
+    (
+        {"type": "websocket.send", "text": "a", "bytes": b"b"},
+        r'exactly one of "text" and "bytes".*set both',
+    ),
+    ("websocket.send", r"send\(\) with a str; an ASGI message is a dict"),
+    ({"type": "websocket.close", "code": "1000"}, r'"code" to be an int.*str'),
+    ({"type": "websocket.close", "reason": b"bye"}, r'"reason" to be a str or None.*bytes'),
+]
 
 
-@pytest.mark.parametrize(
-    ("message", "error"),
-    [
-        (
-            {"type": "websocket.send", "text": b"hi"},
-            r'"websocket\.send" needs "text" to be a str, but the application sent a bytes '
-            r"\(b'hi'\); send bytes under the \"bytes\" key\.",
-        ),
-        (
-            {"type": "websocket.send", "bytes": "hi"},
-            r'"bytes" to be bytes, but the application sent a str .*under the "text" key',
-        ),
-        ({"type": "websocket.send", "text": 5}, r'"text" to be a str, but .* int \(5\)\.$'),
-        ({"type": "websocket.send", "bytes": 5}, r'"bytes" to be bytes, but .* int \(5\)\.$'),
-        ({"type": "websocket.send"}, r'exactly one of "text" and "bytes".*set neither'),
-        (
-            {"type": "websocket.send", "text": "a", "bytes": b"b"},
-            r'exactly one of "text" and "bytes".*set both',
-        ),
-        ("websocket.send", r"send\(\) with a str; an ASGI message is a dict"),
-        ({"type": "websocket.close", "code": "1000"}, r'"code" to be an int.*str'),
-        ({"type": "websocket.close", "reason": b"bye"}, r'"reason" to be a str or None.*bytes'),
-    ],
-)
-def test_a_malformed_send_from_the_app_raises_type_error_at_its_send(
-    message: Any, error: str
+@pytest.mark.anyio
+@pytest.mark.parametrize(("message", "error"), MALFORMED)
+async def test_a_malformed_send_from_the_app_raises_type_error_at_its_send(
+    any_client: Callable[..., Any], message: Any, error: str
 ) -> None:
     errors: list[TypeError] = []
 
@@ -53,8 +51,9 @@ def test_a_malformed_send_from_the_app_raises_type_error_at_its_send(
             errors.append(exc)
         await send({"type": "websocket.send", "text": "after"})
 
-    with TestClient(app).websocket_connect("/") as session:
-        assert session.receive_text() == "after"  # the bad message never reached the test
+    async with entered(any_client(app).websocket_connect("/")) as session:
+        # The bad message never reached the test.
+        assert await call(session.receive_text) == "after"
     assert len(errors) == 1
     assert re.search(error, str(errors[0]))
 

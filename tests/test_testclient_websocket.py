@@ -226,8 +226,9 @@ def test_a_close_from_the_app_raises_websocket_disconnect_on_receive(
         assert again.value.code == 1001  # the app has returned: its close, repeated
 
 
-def test_closing_the_session_tells_the_app_the_code_and_reason(
-    test_client_factory: ClientFactory,
+@pytest.mark.anyio
+async def test_closing_the_session_tells_the_app_the_code_and_reason(
+    any_client: Callable[..., Any],
 ) -> None:
     seen: list[tuple[int, str]] = []
 
@@ -239,8 +240,8 @@ def test_closing_the_session_tells_the_app_the_code_and_reason(
         except WebSocketDisconnect as exc:
             seen.append((exc.code, exc.reason))
 
-    with test_client_factory(app).websocket_connect("/") as session:
-        session.close(status.WS_1001_GOING_AWAY, "Going Away")
+    async with entered(any_client(app).websocket_connect("/")) as session:
+        await call(session.close, status.WS_1001_GOING_AWAY, "Going Away")
     assert seen == [(1001, "Going Away")]
 
 
