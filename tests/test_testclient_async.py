@@ -13,7 +13,7 @@ import pytest
 
 from lilya.exceptions import WebSocketRuntimeError
 from lilya.responses import PlainText
-from lilya.testclient import AsyncTestClient, AsyncWebSocketTestSession, WebSocketDenialResponse
+from lilya.testclient import AsyncTestClient, AsyncWebSocketTestSession
 from lilya.types import Message, Receive, Scope, Send
 from lilya.websockets import WebSocket, WebSocketDisconnect
 
@@ -61,37 +61,6 @@ async def test_an_async_request_body_streams_in_chunks() -> None:
 
     client = AsyncTestClient(app)
     assert (await client.post("/", content=chunks())).text == "one,two"
-
-
-async def test_http_app_errors_raise_or_give_500() -> None:
-    async def broken(scope: Scope, receive: Receive, send: Send) -> None:
-        raise ValueError("broken")
-
-    with pytest.raises(ValueError, match="broken"):
-        await AsyncTestClient(broken).get("/")
-    response = await AsyncTestClient(broken, raise_server_exceptions=False).get("/")
-    assert response.status_code == 500
-
-
-async def test_an_app_error_after_the_response_started_is_raised() -> None:
-    async def app(scope: Scope, receive: Receive, send: Send) -> None:
-        await send({"type": "http.response.start", "status": 200, "headers": []})
-        await send({"type": "http.response.body", "body": b"x", "more_body": True})
-        raise ValueError("mid-body")
-
-    with pytest.raises(ValueError, match="mid-body"):
-        await AsyncTestClient(app).get("/")
-
-
-async def test_a_failed_startup_raises_and_stops_the_lifespan() -> None:
-    async def app(scope: Scope, receive: Receive, send: Send) -> None:
-        await receive()
-        await send({"type": "lifespan.startup.failed", "message": "nope"})
-        raise ConnectionError("nope")
-
-    with pytest.raises(ConnectionError, match="nope"):
-        async with AsyncTestClient(app):
-            pass  # pragma: no cover - never entered
 
 
 async def test_websocket_sessions_talk_to_the_app() -> None:
@@ -147,17 +116,6 @@ async def test_a_handshake_timeout_names_the_clients_websocket_timeout() -> None
     with pytest.raises(TimeoutError, match="pass websocket_timeout= to the test client"):
         async with client.websocket_connect("/"):
             pass  # pragma: no cover - never entered
-
-
-async def test_a_denial_response_is_raised_on_entering() -> None:
-    async def app(scope: Scope, receive: Receive, send: Send) -> None:
-        websocket = WebSocket(scope, receive, send)
-        await websocket.send_denial_response(PlainText("no", status_code=401))
-
-    with pytest.raises(WebSocketDenialResponse) as caught:
-        async with AsyncTestClient(app).websocket_connect("/"):
-            pass  # pragma: no cover - never entered
-    assert (caught.value.status_code, caught.value.text) == (401, "no")
 
 
 async def test_receive_times_out_instead_of_hanging() -> None:

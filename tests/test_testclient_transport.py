@@ -17,6 +17,7 @@ from lilya.websockets import WebSocket
 from tests.support.testclient import (
     ClientFactory,
     call,
+    entered,
     lifespan_app,
     scope_recorder,
     send_text_response,
@@ -170,27 +171,30 @@ async def test_a_head_response_has_no_body(any_client: Callable[..., Any]) -> No
     assert response.content == b""
 
 
-def test_an_app_error_is_raised_in_the_test(test_client_factory: ClientFactory) -> None:
+@pytest.mark.anyio
+async def test_an_app_error_is_raised_in_the_test(any_client: Callable[..., Any]) -> None:
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
         raise ValueError("broken")
 
     with pytest.raises(ValueError, match="broken"):
-        test_client_factory(app).get("/")
+        await call(any_client(app).get, "/")
 
 
-def test_an_app_error_before_responding_gives_500_when_not_raising(
-    test_client_factory: ClientFactory,
+@pytest.mark.anyio
+async def test_an_app_error_before_responding_gives_500_when_not_raising(
+    any_client: Callable[..., Any],
 ) -> None:
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
         raise ValueError("broken")
 
-    response = test_client_factory(app, raise_server_exceptions=False).get("/")
+    response = await call(any_client(app, raise_server_exceptions=False).get, "/")
     assert response.status_code == 500
     assert response.content == b""
 
 
-def test_an_app_error_after_the_response_started_is_raised_once_the_body_is_read(
-    test_client_factory: ClientFactory,
+@pytest.mark.anyio
+async def test_an_app_error_after_the_response_started_is_raised_once_the_body_is_read(
+    any_client: Callable[..., Any],
 ) -> None:
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
         await send({"type": "http.response.start", "status": 200, "headers": []})
@@ -198,8 +202,8 @@ def test_an_app_error_after_the_response_started_is_raised_once_the_body_is_read
         raise ValueError("mid-body")
 
     with pytest.raises(ValueError, match="mid-body"):
-        test_client_factory(app).get("/")
-    response = test_client_factory(app, raise_server_exceptions=False).get("/")
+        await call(any_client(app).get, "/")
+    response = await call(any_client(app, raise_server_exceptions=False).get, "/")
     assert (response.status_code, response.content) == (200, b"part")
 
 
@@ -281,14 +285,16 @@ def test_each_request_gets_a_copy_of_the_lifespan_state() -> None:
         assert client.app_state == {"count": 0}
 
 
-def test_a_failed_startup_raises_the_app_error(test_client_factory: ClientFactory) -> None:
+@pytest.mark.anyio
+async def test_a_failed_startup_raises_the_app_error(any_client: Callable[..., Any]) -> None:
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
         await receive()
         await send({"type": "lifespan.startup.failed", "message": "no db"})
         raise ConnectionError("no db")
 
-    with pytest.raises(ConnectionError, match="no db"), test_client_factory(app):
-        pass
+    with pytest.raises(ConnectionError, match="no db"):
+        async with entered(any_client(app)):
+            pass  # pragma: no cover - never entered
 
 
 def test_a_failed_startup_without_an_error_raises_its_message() -> None:

@@ -44,8 +44,9 @@ def test_a_close_before_accept_raises_websocket_disconnect_with_code_and_reason(
     assert (caught.value.code, caught.value.reason) == (1008, "no entry")
 
 
-def test_a_denial_response_is_both_an_http_response_and_a_disconnect(
-    test_client_factory: ClientFactory,
+@pytest.mark.anyio
+async def test_a_denial_response_is_both_an_http_response_and_a_disconnect(
+    any_client: Callable[..., Any],
 ) -> None:
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
         websocket = WebSocket(scope, receive, send)
@@ -53,11 +54,9 @@ def test_a_denial_response_is_both_an_http_response_and_a_disconnect(
             PlainText("go away", status_code=403, headers={"x-why": "banned"})
         )
 
-    with (
-        pytest.raises(WebSocketDenialResponse) as caught,
-        test_client_factory(app).websocket_connect("/"),
-    ):
-        pass  # pragma: no cover - never entered
+    with pytest.raises(WebSocketDenialResponse) as caught:
+        async with entered(any_client(app).websocket_connect("/")):
+            pass  # pragma: no cover - never entered
     denial = caught.value
     assert isinstance(denial, httpx.Response)
     assert isinstance(denial, WebSocketDisconnect)
