@@ -312,9 +312,10 @@ async def handle_exception(scope: Scope, tracker: ConnectionTracker, exc: Except
         return False
     if scope["type"] == "http":
         if tracker.started:
+            # The first sentence is Starlette's, word for word: tests match on it.
             raise RuntimeError(
-                f"An exception handler is registered for {type(exc).__name__}, but the "
-                "response had already started, so its answer cannot be sent."
+                "Caught handled exception, but response already started. The exception "
+                f"handler registered for {type(exc).__name__} cannot send its answer."
             ) from exc
         result = await call_maybe_async(handler, Request(scope, tracker.receive, tracker.send), exc)
         await to_response(result, handler)(scope, tracker.receive, tracker.send)

@@ -88,5 +88,9 @@ class HandlerCall:
         return self.handler(connection, **kwargs)
 
 
-def name_of(handler: Any) -> str | None:
-    return getattr(unwrap(handler), "__name__", None)
+def name_of(handler: Any) -> str:
+    """A route's default name: a function's or class's name, else its class's (Starlette's rule)."""
+    target = unwrap(handler)
+    if inspect.isroutine(target) or inspect.isclass(target):
+        return str(target.__name__)
+    return type(target).__name__

@@ -9,14 +9,65 @@ into the lifespan ``state``, which servers copy into every connection's scope.
 from __future__ import annotations
 
 import contextlib
+import inspect
 import traceback
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
 from lilya._handlers import call_maybe_async
+from lilya.exceptions import ImproperlyConfigured
 from lilya.types import Lifespan, Receive, Scope, Send
 
-__all__ = ["run_lifespan"]
+__all__ = ["lifespan_context", "run_lifespan"]
+
+
+class _SyncContext(contextlib.AbstractAsyncContextManager[Any]):
+    """A sync context manager entered and exited from async code, in the loop.
+
+    Startup and shutdown run once per process, so a blocking step there costs
+    nothing that a worker thread would save (Starlette runs them so too).
+    """
+
+    def __init__(self, manager: contextlib.AbstractContextManager[Any]) -> None:
+        self._manager = manager
+
+    async def __aenter__(self) -> Any:
+        return self._manager.__enter__()
+
+    async def __aexit__(self, *exc_info: Any) -> bool | None:
+        return self._manager.__exit__(*exc_info)
+
+
+def lifespan_context(lifespan: Any) -> Lifespan[Any] | None:
+    """Return *lifespan* as ``lifespan(app) -> async context manager``, checked now.
+
+    You may pass what both peers accept: a function returning an async
+    context manager (``@asynccontextmanager``), or a bare generator function,
+    async or sync, that yields once (it is wrapped as a context manager).
+
+    Raises:
+        ImproperlyConfigured: *lifespan* is not callable (a generator *object*
+            is a common slip: pass the function, not its call).
+    """
+    if lifespan is None:
+        return None
+    if not callable(lifespan):
+        raise ImproperlyConfigured(
+            f"lifespan must be a function lifespan(app) returning an async context manager "
+            f"(e.g. decorated with @contextlib.asynccontextmanager), got {lifespan!r}; pass "
+            "the function itself, not the result of calling it."
+        )
+    if inspect.isasyncgenfunction(lifespan):
+        return contextlib.asynccontextmanager(lifespan)
+    if inspect.isgeneratorfunction(lifespan):
+        sync_manager = contextlib.contextmanager(lifespan)
+
+        def lifted(app: Any) -> contextlib.AbstractAsyncContextManager[Any]:
+            return _SyncContext(sync_manager(app))
+
+        return lifted
+    checked: Lifespan[Any] = lifespan
+    return checked
 
 
 @contextlib.asynccontextmanager

@@ -283,10 +283,11 @@ def get_route_path(scope: Scope) -> str:
 
     ASGI says ``path`` includes ``root_path`` (uvicorn does so); some servers
     and older apps leave it out, so a path that does not start with the root
-    path is taken as already relative.
+    path is taken as already relative. A ``root_path`` ending in ``/``
+    (``--root-path /api/``) means the same as without it.
     """
     path: str = scope["path"]
-    root_path: str = scope.get("root_path", "") or ""
+    root_path: str = (scope.get("root_path", "") or "").rstrip("/")
     if root_path and path.startswith(root_path):
         rest = path[len(root_path) :]
         if not rest or rest.startswith("/"):

@@ -404,7 +404,7 @@ def _valid_host(host: str) -> bool:
 def _url_from_scope(scope: Scope) -> str:
     default_scheme = "ws" if scope.get("type") == "websocket" else "http"
     scheme = scope.get("scheme") or default_scheme
-    root_path = scope.get("root_path", "") or ""
+    root_path = (scope.get("root_path", "") or "").rstrip("/")
     path = scope.get("path", "") or ""
     # Servers disagree on whether ``path`` already includes ``root_path``
     # (uvicorn ≥ 0.26 includes it, older ones and the ASGI spec's first drafts

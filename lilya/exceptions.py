@@ -98,8 +98,9 @@ class NoMatchFound(LookupError):
         self, name: str, path_params: Mapping[str, Any], *, hint: str | None = None
     ) -> None:
         params = ", ".join(sorted(path_params))
+        # The first sentence is Starlette's, word for word: tests match on it.
         message = (
-            f'No route found for name "{name}" and params "{params}"; check the route '
+            f'No route exists for name "{name}" and params "{params}". Check the route '
             'name ("include-name:route-name" inside an Include) and its path parameters.'
         )
         if hint:

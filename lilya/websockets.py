@@ -297,10 +297,15 @@ class WebSocket(Connection):
         """
         if self.client_state is _CONNECTING:
             await self.receive()
-        message: Message = {"type": "websocket.accept", "subprotocol": subprotocol}
-        if headers is not None:
-            message["headers"] = encode_headers(headers)
-        await self.send(message)
+        # Always a "headers" list (ASGI: default empty), so middleware can
+        # append to message["headers"] without checking for it.
+        await self.send(
+            {
+                "type": "websocket.accept",
+                "subprotocol": subprotocol,
+                "headers": [] if headers is None else encode_headers(headers),
+            }
+        )
 
     async def close(self, code: int = 1000, reason: str | None = None) -> None:
         """Close the connection with *code* and *reason*.

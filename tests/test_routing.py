@@ -462,15 +462,15 @@ def test_path_for_knows_the_protocol_of_the_route() -> None:
 @pytest.mark.parametrize(
     ("name", "params", "message"),
     [
-        ("nope", {}, 'No route found for name "nope"'),
+        ("nope", {}, 'No route exists for name "nope"'),
         ("item", {}, "takes params: id"),
         ("item", {"id": 1, "extra": 2}, "takes params: id"),
         ("item", {"id": -1}, "must be a non-negative int"),
         ("item", {"id": "abc"}, "must be a non-negative int"),
         ("itme", {"id": 1}, "did you mean 'item'"),
         ("orgs:teams:team", {"id": 1}, "needs params: org"),
-        ("orgs:teams:nope", {"org": "a"}, 'No route found for name "orgs:teams:nope"'),
-        ("orgs", {}, 'No route found for name "orgs"'),
+        ("orgs:teams:nope", {"org": "a"}, 'No route exists for name "orgs:teams:nope"'),
+        ("orgs", {}, 'No route exists for name "orgs"'),
         ("search", {"q": ""}, "non-empty string"),
         ("search", {"q": "a/b"}, "without '/'"),
     ],
@@ -561,10 +561,10 @@ async def test_a_mounted_asgi_app_is_closed_when_it_returns() -> None:
 
 def test_route_reprs_name_the_route() -> None:
     assert repr(Path("/a", echo_params, methods=["GET"])) == (
-        "Path('/a', name='echo_params', methods=['GET', 'HEAD'])"
+        "Path(path='/a', name='echo_params', methods=['GET', 'HEAD'])"
     )
-    assert repr(WebSocketPath("/w", raw_app, name="w")) == "WebSocketPath('/w', name='w')"
-    assert repr(Include("/i", app=raw_app)) == "Include('/i', name=None)"
+    assert repr(WebSocketPath("/w", raw_app, name="w")) == "WebSocketPath(path='/w', name='w')"
+    assert repr(Include("/i", app=raw_app)) == f"Include(path='/i', name='', app={raw_app!r})"
 
 
 def test_a_websocket_client_through_the_test_client_sees_a_403_like_close() -> None:
