@@ -36,7 +36,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, Final
 
 from lilya._close import fit_reason
-from lilya._handlers import call_maybe_async
+from lilya._handlers import call_handler
 from lilya._tracker import ConnectionTracker, track
 from lilya.exceptions import (
     HTTPException,
@@ -57,6 +57,7 @@ from lilya.types import ASGIApp, Message, Receive, Scope, Send
 from lilya.websockets import WebSocketDisconnect, WebSocketState, supports_denial
 
 __all__ = [
+    "ESCAPED_DISCONNECT_KEY",
     "HANDLERS_KEY",
     "SERVER_ERROR_HANDLER_KEY",
     "ConnectionTracker",
@@ -85,6 +86,9 @@ ExceptionHandler = Callable[[Any, Any], Any]
 HandlerKey = type[BaseException] | int
 
 HANDLERS_KEY: Final = "lilya.exception_handlers"
+#: Set by the test client's ``raise_websocket_disconnect=True``: a callable the
+#: routing layer hands a ``WebSocketDisconnect`` it treated as a normal end.
+ESCAPED_DISCONNECT_KEY: Final = "lilya.testclient.escaped_disconnect"
 SERVER_ERROR_HANDLER_KEY: Final = "lilya.server_error_handler"
 _TOKEN_KEY: Final = "lilya.connection_token"
 _SEEN: Final = "__lilya_handlers_seen__"
@@ -317,10 +321,10 @@ async def handle_exception(scope: Scope, tracker: ConnectionTracker, exc: Except
                 "Caught handled exception, but response already started. The exception "
                 f"handler registered for {type(exc).__name__} cannot send its answer."
             ) from exc
-        result = await call_maybe_async(handler, Request(scope, tracker.receive, tracker.send), exc)
+        result = await call_handler(handler, Request(scope, tracker.receive, tracker.send), exc)
         await to_response(result, handler)(scope, tracker.receive, tracker.send)
         return True
-    result = await call_maybe_async(handler, tracker.websocket(scope), exc)
+    result = await call_handler(handler, tracker.websocket(scope), exc)
     if result is not None:
         await deny_websocket(scope, tracker, result, WS_1008_POLICY_VIOLATION)
     # A handler that leaves the connection open has dealt with the error.
@@ -340,7 +344,7 @@ async def answer_websocket_error(scope: Scope, tracker: ConnectionTracker, exc: 
     answered_by = ""
     if handler is not None and tracker.open:
         answered_by = "through the server-error handler"
-        result = await call_maybe_async(handler, tracker.websocket(scope), exc)
+        result = await call_handler(handler, tracker.websocket(scope), exc)
         if result is not None:
             await deny_websocket(scope, tracker, result, WS_1011_INTERNAL_ERROR)
     if not tracker.open:
@@ -392,8 +396,10 @@ async def guard_websocket(app: ASGIApp, scope: Scope, receive: Receive, send: Se
     tracker = track(scope, receive, send)
     try:
         await app(scope, tracker.receive, tracker.send)
-    except WebSocketDisconnect:
-        pass
+    except WebSocketDisconnect as exc:
+        report = scope.get(ESCAPED_DISCONNECT_KEY)
+        if report is not None:
+            report(exc)
     except Exception as exc:
         await settle_websocket_error(scope, tracker, exc)
     await close_websocket(tracker, 1000)

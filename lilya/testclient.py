@@ -18,6 +18,7 @@ for it ports by changing its imports.
 from __future__ import annotations
 
 import contextlib
+import inspect
 from collections.abc import Generator, Mapping, Sequence
 from typing import Any, Literal, TypedDict
 from urllib.parse import urljoin
@@ -38,7 +39,7 @@ from lilya._testclient_websocket import (
     WebSocketDenialResponse,
     WebSocketTestSession,
 )
-from lilya.types import ASGIApp
+from lilya.types import ASGIApp, Receive, Scope, Send
 
 __all__ = [
     "AsyncTestClient",
@@ -62,6 +63,7 @@ class _ClientSetup:
     app_state: dict[str, Any]
     root_path: str
     raise_server_exceptions: bool
+    raise_websocket_disconnect: bool
     websocket_timeout: float | None
     _asgi_client: tuple[str, int]
 
@@ -73,8 +75,10 @@ class _ClientSetup:
         root_path: str,
         client: tuple[str, int],
         websocket_timeout: float | None,
+        raise_websocket_disconnect: bool,
     ) -> None:
         self.app = app
+        self.raise_websocket_disconnect = raise_websocket_disconnect
         #: The lifespan's ``scope["state"]``; each connection's scope gets a copy.
         self.app_state = {}
         self.root_path = root_path
@@ -109,12 +113,39 @@ class _ClientSetup:
             request,
             raise_server_exceptions=self.raise_server_exceptions,
             timeout=self.websocket_timeout,
+            raise_websocket_disconnect=self.raise_websocket_disconnect,
         )
 
 
 class _AsyncBackend(TypedDict):
     backend: str
     backend_options: dict[str, Any]
+
+
+def _is_asgi2(app: Any) -> bool:
+    # ASGI 2 is app(scope) -> instance(receive, send); ASGI 3 is app(scope,
+    # receive, send). Read the arity, not whether __call__ is async: an ASGI 3
+    # class (a controller) is called synchronously and awaited after.
+    try:
+        parameters = inspect.signature(app).parameters.values()
+    except (TypeError, ValueError):  # a builtin without a signature: assume ASGI 3
+        return False
+    positional = [p for p in parameters if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    takes_more = any(p.kind is p.VAR_POSITIONAL for p in parameters)
+    return len(positional) == 1 and not takes_more
+
+
+def as_asgi3(app: Any) -> ASGIApp:
+    """Return *app* as an ASGI 3 app, wrapping an ASGI 2 one (``app(scope)(receive, send)``)."""
+    if not _is_asgi2(app):
+        asgi3: ASGIApp = app
+        return asgi3
+
+    async def asgi2_app(scope: Scope, receive: Receive, send: Send) -> None:
+        instance = app(scope)
+        await instance(receive, send)
+
+    return asgi2_app
 
 
 def _default_headers(headers: Mapping[str, str] | None) -> dict[str, str]:
@@ -142,6 +173,17 @@ class TestClient(_ClientSetup, httpx.Client):
         websocket_timeout: how many seconds a WebSocket session's ``receive*``
             waits by default before it raises ``TimeoutError``; ``None`` waits
             forever.
+        raise_websocket_disconnect: re-raise, when the session ends, a
+            ``WebSocketDisconnect`` that the handler let escape. lilya's
+            routing treats it as the normal end of a handler (no error in the
+            server log), so by default the test sees nothing; Starlette's and
+            FastAPI's clients raise it, and a ported test that wraps
+            ``websocket_connect`` in ``pytest.raises(WebSocketDisconnect)``
+            needs this set.
+
+    An ASGI 2 app (``app(scope)`` returning ``instance(receive, send)``) is
+    accepted too, as Starlette's client accepts it: an app whose signature
+    takes exactly one positional argument is taken for one.
 
     Use it as a context manager to run the app's lifespan: startup on entering
     (a failed startup raises), shutdown on leaving. All requests and sessions
@@ -164,13 +206,16 @@ class TestClient(_ClientSetup, httpx.Client):
         follow_redirects: bool = True,
         client: tuple[str, int] = ("testclient", 50000),
         websocket_timeout: float | None = 30.0,
+        raise_websocket_disconnect: bool = False,
     ) -> None:
+        app = as_asgi3(app)
         self._setup(
             app,
             raise_server_exceptions=raise_server_exceptions,
             root_path=root_path,
             client=client,
             websocket_timeout=websocket_timeout,
+            raise_websocket_disconnect=raise_websocket_disconnect,
         )
         self.async_backend = _AsyncBackend(backend=backend, backend_options=backend_options or {})
         transport = SyncTransport(
@@ -249,8 +294,9 @@ class TestClient(_ClientSetup, httpx.Client):
 class AsyncTestClient(_ClientSetup, httpx.AsyncClient):
     """An ``httpx.AsyncClient`` wired to an ASGI app, for tests in an event loop.
 
-    It takes the arguments of :class:`TestClient` except ``backend`` and
-    ``backend_options``: the app runs in the test's own loop, whichever it is.
+    It takes the arguments of :class:`TestClient` (``raise_websocket_disconnect``
+    and ASGI 2 apps included) except ``backend`` and ``backend_options``: the
+    app runs in the test's own loop, whichever it is.
     ``async with client:`` runs the lifespan. A response is read whole before
     it is returned, so an endless streaming response needs ``TestClient``.
     """
@@ -268,13 +314,16 @@ class AsyncTestClient(_ClientSetup, httpx.AsyncClient):
         follow_redirects: bool = True,
         client: tuple[str, int] = ("testclient", 50000),
         websocket_timeout: float | None = 30.0,
+        raise_websocket_disconnect: bool = False,
     ) -> None:
+        app = as_asgi3(app)
         self._setup(
             app,
             raise_server_exceptions=raise_server_exceptions,
             root_path=root_path,
             client=client,
             websocket_timeout=websocket_timeout,
+            raise_websocket_disconnect=raise_websocket_disconnect,
         )
         transport = AsyncTransport(
             app,
