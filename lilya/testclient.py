@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import inspect
+import threading
 from collections.abc import Generator, Mapping, Sequence
 from typing import Any, Literal, TypedDict
 from urllib.parse import urljoin
@@ -218,6 +219,15 @@ class TestClient(_ClientSetup, httpx.Client):
             raise_websocket_disconnect=raise_websocket_disconnect,
         )
         self.async_backend = _AsyncBackend(backend=backend, backend_options=backend_options or {})
+        self._shared_lock = threading.Lock()
+        self._shared: (
+            tuple[
+                contextlib.AbstractContextManager[anyio.from_thread.BlockingPortal],
+                anyio.from_thread.BlockingPortal,
+                list[int],
+            ]
+            | None
+        ) = None
         transport = SyncTransport(
             app,
             self._portal_factory,
@@ -236,13 +246,31 @@ class TestClient(_ClientSetup, httpx.Client):
 
     @contextlib.contextmanager
     def _portal_factory(self) -> Generator[anyio.from_thread.BlockingPortal, None, None]:
-        # Inside ``with client:`` everything shares the lifespan's loop;
-        # otherwise each request or session gets a loop of its own.
+        # Inside ``with client:`` everything shares the lifespan's loop.
+        # Outside it, the requests and sessions open at the same time share
+        # one loop too, started by the first and stopped by the last: an app
+        # that broadcasts from one connection's handler to another's
+        # WebSocket (the FastAPI docs' chat) needs both in one loop, as under
+        # a real server, because anyio's streams are not thread-safe.
         if self.portal is not None:
             yield self.portal
-        else:
-            with anyio.from_thread.start_blocking_portal(**self.async_backend) as portal:
-                yield portal
+            return
+        with self._shared_lock:
+            if self._shared is None:
+                starting = anyio.from_thread.start_blocking_portal(**self.async_backend)
+                self._shared = (starting, starting.__enter__(), [0])
+            manager, portal, users = self._shared
+            users[0] += 1
+        try:
+            yield portal
+        finally:
+            with self._shared_lock:
+                users[0] -= 1
+                last = users[0] == 0
+                if last:
+                    self._shared = None
+            if last:
+                manager.__exit__(None, None, None)
 
     def websocket_connect(
         self,
