@@ -29,6 +29,7 @@ __all__ = [
     "compile_path",
     "get_route_path",
     "matched_scope",
+    "normalize_root_path",
     "own_path_for",
 ]
 
@@ -161,16 +162,37 @@ class Match(enum.Enum):
     FULL = 2
 
 
+def normalize_root_path(scope: Scope) -> None:
+    """Drop a trailing ``/`` from ``scope["root_path"]``, and the ``//`` it left in the path.
+
+    ``--root-path /api/`` means ``/api``; uvicorn joins it to the request path
+    as ``/api//rooms/x``. The router rewrites both once, where it receives the
+    scope, so every layer below (an ``Include``'s own root path, a mounted
+    app, ``websocket.url``) sees ``/api`` and ``/api/rooms/x``.
+    """
+    given = scope.get("root_path") or ""
+    if not given.endswith("/"):
+        return
+    path: str = scope.get("path") or ""
+    if path.startswith(given + "/"):
+        scope["path"] = given + path[len(given) + 1 :]
+    scope["root_path"] = given.rstrip("/")
+
+
 def get_route_path(scope: Scope) -> str:
     """Return the part of ``scope["path"]`` below ``scope["root_path"]``.
 
     ASGI says ``path`` includes ``root_path`` (uvicorn does so); some servers
     and older apps leave it out, so a path that does not start with the root
     path is taken as already relative. A ``root_path`` ending in ``/``
-    (``--root-path /api/``) means the same as without it.
+    (``--root-path /api/``) means the same as without it; uvicorn then joins
+    it to the path as ``/api//items``, which is read as ``/api/items``.
     """
     path: str = scope["path"]
-    root_path: str = (scope.get("root_path", "") or "").rstrip("/")
+    given: str = scope.get("root_path", "") or ""
+    root_path = given.rstrip("/")
+    if given != root_path and path.startswith(given + "/"):
+        path = given + path[len(given) + 1 :]
     if root_path and path.startswith(root_path):
         rest = path[len(root_path) :]
         if not rest or rest.startswith("/"):

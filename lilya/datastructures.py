@@ -517,8 +517,12 @@ def _valid_host(host: str) -> bool:
 def _url_from_scope(scope: Scope) -> str:
     default_scheme = "ws" if scope.get("type") == "websocket" else "http"
     scheme = scope.get("scheme") or default_scheme
-    root_path = (scope.get("root_path", "") or "").rstrip("/")
+    given = scope.get("root_path", "") or ""
+    root_path = given.rstrip("/")
     path = scope.get("path", "") or ""
+    if given != root_path and path.startswith(given + "/"):
+        # "--root-path /api/": uvicorn joins it to the path as "/api//items".
+        path = given + path[len(given) + 1 :]
     # Servers disagree on whether ``path`` already includes ``root_path``
     # (uvicorn ≥ 0.26 includes it, older ones and the ASGI spec's first drafts
     # do not); prefix only when it is missing so the URL never doubles it.

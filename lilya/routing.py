@@ -51,6 +51,7 @@ from lilya._matching import (
     compile_path,
     get_route_path,
     matched_scope,
+    normalize_root_path,
     own_path_for,
 )
 from lilya._tracker import track, websocket_for
@@ -118,6 +119,7 @@ class BaseRoute(abc.ABC):
         scope_type = scope["type"]
         if scope_type not in ("http", "websocket"):
             return
+        normalize_root_path(scope)
         match, child = self.matches(scope, get_route_path(scope))
         if match is Match.NONE:
             if scope_type == "http":
@@ -610,6 +612,7 @@ class Router:
             )
         if "router" not in scope:
             scope["router"] = self
+            normalize_root_path(scope)
         connection_token(scope)
         route_path = get_route_path(scope)
         _, route, child = self.resolve(scope, route_path)

@@ -12,7 +12,6 @@ from __future__ import annotations
 import re
 import sys
 import types
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -64,7 +63,7 @@ def test_every_line_of_the_diff_is_used() -> None:
 
 
 @pytest.fixture
-def chat_module(anyio_backend: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
+def chat_module(anyio_backend: str, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
     """Load the ported chat.py as the module ``chat`` and its tests, on *anyio_backend*."""
     chat = types.ModuleType("chat")
     exec(compile(PORTED[0], "docs/porting.md[chat.py]", "exec"), chat.__dict__)
@@ -83,7 +82,7 @@ def chat_module(anyio_backend: str, monkeypatch: pytest.MonkeyPatch) -> Iterator
     namespace: dict[str, Any] = {"__name__": "test_chat"}
     exec(compile(PORTED[1], "docs/porting.md[test_chat.py]", "exec"), namespace)
     assert namespace["client"].async_backend["backend"] == anyio_backend
-    yield namespace
+    return namespace
 
 
 TESTS = re.findall(r"^def (test_\w+)\(", PORTED[1], re.M)

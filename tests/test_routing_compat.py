@@ -293,3 +293,29 @@ def test_the_builtin_converters_keep_their_types() -> None:
     scope: dict[str, Any] = {"type": "http", "method": "GET"}
     found = route.matches(scope, f"/{value}/3/1.5")[1]["path_params"]
     assert found == {"u": value, "n": 3, "f": 1.5}
+
+
+async def test_uvicorns_double_slash_under_a_slashed_root_path_is_read_as_one() -> None:
+    async def item(request: Request, id: int) -> Response:
+        return PlainText(f"{id} {request.url.path} {request.scope['root_path']}")
+
+    app = chat_app()
+    app.add_route("/items/{id:int}", item)
+    client = AsyncTestClient(app, root_path="/api/")
+    response = await client.get("/api//items/3")
+    assert (response.status_code, response.text) == (200, "3 /api/items/3 /api")
+    async with client.websocket_connect("/api//rooms/x") as session:
+        assert (await session.receive_json())["inner"] == "ws://testserver/api/rooms/y"
+
+
+async def test_a_route_served_alone_reads_a_slashed_root_path_too() -> None:
+    response = await AsyncTestClient(Path("/hello", hello), root_path="/api/").get("/api//hello")
+    assert (response.status_code, response.text) == (200, "hello")
+
+
+def test_get_route_path_reads_a_scope_the_router_has_not_seen() -> None:
+    from lilya.routing import get_route_path
+
+    assert get_route_path({"path": "/api//items", "root_path": "/api/"}) == "/items"
+    assert get_route_path({"path": "/items", "root_path": "/api/"}) == "/items"
+    assert get_route_path({"path": "/api", "root_path": "/api/"}) == ""
