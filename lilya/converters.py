@@ -119,9 +119,12 @@ class FloatConverter(Converter[float]):
 
 
 class UUIDConverter(Converter[uuid.UUID]):
-    """``{name:uuid}``: a hyphenated UUID, converted to :class:`uuid.UUID`."""
+    """``{name:uuid}``: a UUID, hyphens optional, any case, converted to :class:`uuid.UUID`.
 
-    regex = "[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
+    Reverse routing writes the canonical form (lower case, hyphenated).
+    """
+
+    regex = "[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}"
 
     def convert(self, value: str) -> uuid.UUID:
         return uuid.UUID(value)

@@ -111,13 +111,23 @@ async def test_exception_middleware_handles_around_a_bare_router() -> None:
     assert (missing.status_code, missing.text) == (404, "nothing here")
 
 
-def test_exception_middleware_sends_unhandled_error_handlers_outward() -> None:
-    router = Router()
-    with pytest.raises(ImproperlyConfigured, match="ServerErrorMiddleware"):
-        ExceptionMiddleware(router, handlers={Exception: lambda r, e: None})
-    app = ExceptionMiddleware(router)
-    with pytest.raises(ImproperlyConfigured, match="ServerErrorMiddleware"):
-        app.add_exception_handler(500, lambda r, e: None)
+async def test_an_exception_handler_for_exception_answers_and_still_raises() -> None:
+    async def sorry(request: Request, exc: Exception) -> Response:
+        return PlainText(f"sorry: {exc}", 503)
+
+    app = ExceptionMiddleware(Router([Path("/", brew)]), handlers={Exception: sorry})
+    response = await AsyncTestClient(app, raise_server_exceptions=False).get("/")
+    assert (response.status_code, response.text) == (503, "sorry: short and stout")
+    with pytest.raises(Teapot):
+        await AsyncTestClient(app).get("/")
+    later = ExceptionMiddleware(Router([Path("/", brew)]), debug=True)
+    later.add_exception_handler(500, sorry)
+    response = await AsyncTestClient(later, raise_server_exceptions=False).get("/")
+    assert response.status_code == 503
+
+
+def test_exception_middleware_refuses_a_key_that_is_not_a_class_or_code() -> None:
+    app = ExceptionMiddleware(Router())
     with pytest.raises(ImproperlyConfigured, match="exception class or a status"):
         app.add_exception_handler("teapot", lambda r, e: None)  # type: ignore[arg-type]  # the mistake under test
 

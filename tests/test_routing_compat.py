@@ -319,3 +319,20 @@ def test_get_route_path_reads_a_scope_the_router_has_not_seen() -> None:
     assert get_route_path({"path": "/api//items", "root_path": "/api/"}) == "/items"
     assert get_route_path({"path": "/items", "root_path": "/api/"}) == "/items"
     assert get_route_path({"path": "/api", "root_path": "/api/"}) == ""
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "00000000-aaaa-ffff-9999-000000000000",
+        "00000000aaaaffff9999000000000000",
+        "00000000-AAAA-FFFF-9999-000000000000",
+    ],
+)
+async def test_the_uuid_converter_takes_hyphenless_and_upper_case_uuids(text: str) -> None:
+    async def show(request: Request, id: uuid.UUID) -> Response:
+        return PlainText(f"{id} {request.url_for('show', id=id)}")
+
+    client = AsyncTestClient(Router([Path("/u/{id:uuid}", show)]))
+    expected = "00000000-aaaa-ffff-9999-000000000000"
+    assert (await client.get(f"/u/{text}")).text == f"{expected} http://testserver/u/{expected}"

@@ -10,6 +10,12 @@ It answers ``HTTPException`` and ``WebSocketException`` as the app does, and
 each exception class or status / close code you register with its handler:
 ``handler(request_or_websocket, exc)``, async or plain (a plain one runs in a
 worker thread). Whatever no handler takes goes on to the layer outside it.
+
+A handler for ``Exception`` or ``500`` means here what it means on the app: it
+answers *unhandled* errors (through a :class:`ServerErrorMiddleware` this
+layer puts inside itself), and the error is still re-raised for the server to
+log. (Starlette's ``ExceptionMiddleware`` swallows it; lilya never hides an
+unhandled error.)
 """
 
 from __future__ import annotations
@@ -22,7 +28,7 @@ from lilya._exception_handlers import (
     HandlerKey,
     split_handlers,
 )
-from lilya.exceptions import ImproperlyConfigured
+from lilya.middleware.server_error import ServerErrorMiddleware
 from lilya.types import ASGIApp
 
 __all__ = ["ExceptionMiddleware"]
@@ -34,14 +40,11 @@ class ExceptionMiddleware(ExceptionHandlerMiddleware):
     Args:
         app: the app to guard (a router, usually).
         handlers: ``{ExceptionClass or status/close code: handler}``.
-        debug: accepted for Starlette's signature; tracebacks are the
-            server-error middleware's business (``ServerErrorMiddleware(debug=True)``).
+        debug: for the ``Exception`` / ``500`` handler's layer: put the
+            traceback in a 500 it does not answer itself.
 
     Raises:
-        ImproperlyConfigured: a key is neither an exception class nor an int,
-            or it is ``Exception`` / ``500``, which belong to
-            ``ServerErrorMiddleware(handler=...)``: unhandled errors are
-            answered outermost, so the middleware in between sees them.
+        ImproperlyConfigured: a key is neither an exception class nor an int.
     """
 
     def __init__(
@@ -51,24 +54,23 @@ class ExceptionMiddleware(ExceptionHandlerMiddleware):
         debug: bool = False,
     ) -> None:
         regular, server_error = split_handlers(handlers)
-        if server_error is not None:
-            raise ImproperlyConfigured(
-                "A handler for Exception or 500 answers unhandled errors; give it to "
-                "ServerErrorMiddleware(app, handler=...), the outermost layer, not to "
-                "ExceptionMiddleware."
-            )
-        super().__init__(app, regular)
         self.debug = debug
+        self._guarded = app
+        super().__init__(app, regular)
+        if server_error is not None:
+            self._answer_unhandled_with(server_error)
+
+    def _answer_unhandled_with(self, handler: ExceptionHandler) -> None:
+        self.app = ServerErrorMiddleware(self._guarded, handler=handler, debug=self.debug)
 
     def add_exception_handler(self, key: HandlerKey, handler: ExceptionHandler) -> None:
         """Register *handler* for an exception class or a status / close code.
 
         Raises:
-            ImproperlyConfigured: as for ``handlers`` in the constructor.
+            ImproperlyConfigured: *key* is neither an exception class nor an int.
         """
-        if key in (Exception, 500):
-            raise ImproperlyConfigured(
-                "A handler for Exception or 500 belongs to ServerErrorMiddleware(handler=...)."
-            )
-        regular, _ = split_handlers({key: handler})
-        self.handlers[key] = regular[key]
+        regular, server_error = split_handlers({key: handler})
+        if server_error is not None:
+            self._answer_unhandled_with(server_error)
+        else:
+            self.handlers[key] = regular[key]
