@@ -111,9 +111,10 @@ async def run_lifespan(
         async with _combined(app, on_startup, on_shutdown, context) as state:
             if state is not None:
                 if "state" not in scope:
+                    # The first sentence is Starlette's, word for word.
                     raise RuntimeError(
-                        "The lifespan yielded state, but the server does not support "
-                        'lifespan "state"; keep it on app.state instead.'
+                        'The server does not support "state" in the lifespan scope. The '
+                        "lifespan yielded state; keep it on app.state instead."
                     )
                 scope["state"].update(state)
             await send({"type": "lifespan.startup.complete"})

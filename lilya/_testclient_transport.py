@@ -270,8 +270,11 @@ class HTTPExchange:
     async def _receive(self) -> Message:
         if self._request_complete:
             # ASGI: after the body, receive() blocks until the client goes away,
-            # which for us is when the whole response has been sent.
-            await self._response_complete.wait()
+            # which for us is when the whole response has been sent. Once it
+            # has, answer at once, with no checkpoint: request.is_disconnected()
+            # polls in an already-cancelled scope and must see this.
+            if not self._response_complete.is_set():
+                await self._response_complete.wait()
             return {"type": "http.disconnect"}
         chunk = self._lookahead
         if chunk is None:

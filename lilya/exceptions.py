@@ -161,5 +161,9 @@ class HTTPException(Exception):
         return f"{type(self).__name__}(status_code={self.status_code!r}, detail={self.detail!r})"
 
 
-class ImproperlyConfigured(Exception):
-    """The application was set up wrongly (a bad route, middleware or setting)."""
+class ImproperlyConfigured(ValueError):
+    """The application was set up wrongly (a bad route, middleware or setting).
+
+    A :class:`ValueError`, as in Lilya, so that code written for Starlette,
+    which raises ``ValueError`` for a bad route path, keeps catching it.
+    """

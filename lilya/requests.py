@@ -84,40 +84,43 @@ class Request(Connection):
         return self._receive
 
     async def stream(self) -> AsyncIterator[bytes]:
-        """Yield the body in the chunks the server delivers.
+        """Yield the body in the chunks the server delivers, then a last ``b""``.
 
-        The rule for reading twice: after :meth:`body` (or :meth:`json`),
-        ``stream()`` yields the cached body again, as often as you like, from
-        this Request or any other over the same connection. After a
-        ``stream()`` of its own the body is gone (it was never kept), so a
-        second ``stream()``, or a ``body()`` after it, raises ``RuntimeError``
-        rather than wait for chunks that will never come.
+        The rules for reading twice, Starlette's: after :meth:`body` (or
+        :meth:`json`), ``stream()`` yields the cached body again, as often as
+        you like, from this Request or any other over the same connection.
+        Streams of one Request opened before the body has ended share it: each
+        chunk goes to whichever asks next. Once a ``stream()`` has read the
+        body to its end, the body is gone (a stream does not keep it), so a new
+        ``stream()``, or a ``body()``, raises ``RuntimeError`` rather than wait
+        for chunks that will never come.
 
         Raises:
-            RuntimeError: the body was already streamed without being cached.
+            RuntimeError: the body was already streamed to its end, uncached.
             ClientDisconnect: the client left before the body ended.
         """
         if self._body is not None:
             yield self._body
+            yield b""
             return
         if self._stream_consumed:
             raise RuntimeError(
                 "The request body was already streamed, and a streamed body is not kept; "
                 "read it once, or read it with body() and then stream() it again."
             )
-        self._stream_consumed = True
-        self.scope[_BODY_KEY] = (self._receive, _STREAMED)
-        while True:
+        while not self._stream_consumed:
             message = self._pending.pop(0) if self._pending else await self._receive()
             if message["type"] == "http.request":
                 chunk = message.get("body", b"")
+                if not message.get("more_body", False):
+                    self._stream_consumed = True
+                    self.scope[_BODY_KEY] = (self._receive, _STREAMED)
                 if chunk:
                     yield chunk
-                if not message.get("more_body", False):
-                    return
             elif message["type"] == "http.disconnect":
                 self._disconnected = True
                 raise ClientDisconnect()
+        yield b""
 
     async def body(self) -> bytes:
         """Return the whole body (read once, then cached for every Request of the connection)."""

@@ -13,8 +13,9 @@ granian rejects ``more_body`` denial bodies and truncates them
 from __future__ import annotations
 
 import re
-from datetime import datetime, timedelta, timezone
-from email.utils import format_datetime
+import time
+from datetime import datetime
+from email.utils import format_datetime, formatdate
 from http.cookies import SimpleCookie
 from typing import Any, Literal
 from urllib.parse import quote
@@ -128,10 +129,11 @@ class Response:
         if domain is not None:
             attributes["Domain"] = domain
         if expires is not None:
-            if isinstance(expires, (int, float)):
-                expires = datetime.now(timezone.utc) + timedelta(seconds=expires)
             if isinstance(expires, datetime):
                 expires = format_datetime(expires, usegmt=True)
+            elif not isinstance(expires, str):
+                # Seconds from now, read from time.time() as http.cookies does.
+                expires = formatdate(time.time() + expires, usegmt=True)
             attributes["expires"] = expires
         if httponly:
             attributes["HttpOnly"] = None

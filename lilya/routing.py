@@ -120,7 +120,8 @@ class BaseRoute(abc.ABC):
         if scope_type not in ("http", "websocket"):
             return
         normalize_root_path(scope)
-        match, child = self.matches(scope, get_route_path(scope))
+        # Mounted at a prefix and asked for the prefix itself: that is "/".
+        match, child = self.matches(scope, get_route_path(scope) or "/")
         if match is Match.NONE:
             if scope_type == "http":
                 await PlainText("Not Found", 404)(scope, receive, send)
@@ -398,7 +399,11 @@ class Include(BaseRoute):
         own = {key: value for key, value in path_params.items() if key in self._compiled.converters}
         rest = {key: value for key, value in path_params.items() if key not in own}
         if self.name is not None and name == self.name:
-            path = rest.pop("path", "/")
+            if "path" not in rest:
+                raise NoMatchFound(
+                    name, path_params, hint=f'Include {self.path!r} needs path="/..." too'
+                )
+            path = rest.pop("path")
             if rest or set(own) != self._compiled.param_names:
                 raise NoMatchFound(name, path_params)
             return URLPath(self._prefix(name, own, path_params) + "/" + str(path).lstrip("/"))

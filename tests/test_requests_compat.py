@@ -20,7 +20,7 @@ from lilya.requests import ClientDisconnect, Request
 from lilya.responses import JSONResponse, PlainText, Response
 from lilya.routing import Path, WebSocketPath
 from lilya.testclient import AsyncTestClient
-from lilya.types import Message
+from lilya.types import Message, Receive, Scope, Send
 from lilya.websockets import WebSocket
 
 pytestmark = pytest.mark.anyio
@@ -52,7 +52,7 @@ async def test_an_exception_handler_reads_the_body_the_endpoint_read() -> None:
 async def test_a_streamed_body_cannot_be_read_again_from_any_request() -> None:
     async def stream_then_fail(request: Request) -> Response:
         chunks = [chunk async for chunk in request.stream()]
-        assert chunks == [b"abc"]
+        assert chunks == [b"abc", b""]
         raise Refused()
 
     async def read_again(request: Request, exc: Exception) -> Response:
@@ -84,18 +84,33 @@ async def body_of(messages: list[Message]) -> tuple[Request, list[Message]]:
 async def test_stream_after_body_yields_the_cached_body_every_time() -> None:
     request, _ = await body_of([{"type": "http.request", "body": b"x", "more_body": False}])
     assert await request.body() == b"x"
-    assert [chunk async for chunk in request.stream()] == [b"x"]
-    assert [chunk async for chunk in request.stream()] == [b"x"]
+    assert [chunk async for chunk in request.stream()] == [b"x", b""]
+    assert [chunk async for chunk in request.stream()] == [b"x", b""]
     again = Request(request.scope, request.receive)
     assert await again.body() == b"x"
 
 
-async def test_a_second_stream_of_one_request_raises_instead_of_hanging() -> None:
-    request, _ = await body_of([{"type": "http.request", "body": b"x", "more_body": False}])
-    async with contextlib.aclosing(request.stream()) as first:
-        assert await first.__anext__() == b"x"
-        with pytest.raises(RuntimeError, match="already streamed"):
-            await request.stream().__anext__()
+async def test_streams_opened_before_the_end_share_the_body_then_a_new_one_raises() -> None:
+    request, _ = await body_of(
+        [
+            {"type": "http.request", "body": b"1", "more_body": True},
+            {"type": "http.request", "body": b"2", "more_body": True},
+            {"type": "http.request", "body": b"3"},
+        ]
+    )
+    async with (
+        contextlib.aclosing(request.stream()) as first,
+        contextlib.aclosing(request.stream()) as second,
+    ):
+        assert await first.__anext__() == b"1"
+        assert await second.__anext__() == b"2"
+        assert await first.__anext__() == b"3"
+        assert await first.__anext__() == b""  # the end: never waits for more
+        assert await second.__anext__() == b""
+    with pytest.raises(RuntimeError, match="already streamed"):
+        await request.stream().__anext__()
+    with pytest.raises(RuntimeError, match="already streamed"):
+        await Request(request.scope, request.receive).body()
 
 
 async def test_is_disconnected_sees_a_ready_disconnect() -> None:
@@ -116,14 +131,19 @@ async def test_is_disconnected_keeps_a_body_chunk_it_polled() -> None:
     assert await request.body() == b"onetwo"
 
 
-async def test_is_disconnected_does_not_block_while_the_client_is_there() -> None:
-    async def slow(request: Request) -> Response:
+async def test_is_disconnected_is_false_during_and_true_after_the_response() -> None:
+    after: list[bool] = []
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        request = Request(scope, receive)
         await request.body()
-        return PlainText(str(await request.is_disconnected()))
+        await PlainText(str(await request.is_disconnected()))(scope, receive, send)
+        after.append(await request.is_disconnected())
 
     with anyio.fail_after(10):
-        response = await AsyncTestClient(Lilya(routes=[Path("/", slow)])).get("/")
+        response = await AsyncTestClient(app).post("/", content=b"foo")
     assert response.text == "False"
+    assert after == [True]
 
 
 async def test_a_disconnect_while_streaming_is_remembered() -> None:
@@ -222,3 +242,18 @@ async def test_the_request_body_cache_is_per_receive() -> None:
         return {"type": "http.request", "body": b"new", "more_body": False}
 
     assert await Request(request.scope, replay).body() == b"new"
+
+
+def test_expires_in_seconds_counts_from_time_time_as_http_cookies_does(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import datetime
+    import time
+
+    now = datetime.datetime(2037, 1, 22, 12, 0, 0, tzinfo=datetime.timezone.utc)
+    monkeypatch.setattr(time, "time", now.timestamp)
+    response = Response()
+    response.set_cookie("c", "v", expires=10)
+    assert response.headers["set-cookie"] == (
+        "c=v; expires=Thu, 22 Jan 2037 12:00:10 GMT; Path=/; SameSite=lax"
+    )

@@ -439,7 +439,7 @@ def make_tree() -> Router:
         ("chat", {"room": "lobby"}, "/ws/lobby"),
         ("orgs:index", {"org": "acme"}, "/orgs/acme/"),
         ("orgs:teams:team", {"org": "acme", "id": 9}, "/orgs/acme/teams/9"),
-        ("orgs", {"org": "acme"}, "/orgs/acme/"),
+        ("orgs", {"org": "acme", "path": "/"}, "/orgs/acme/"),
         ("orgs", {"org": "acme", "path": "x/y"}, "/orgs/acme/x/y"),
         ("inner", {}, "/plain/inner"),
         ("static", {"path": "/css/site.css"}, "/static/css/site.css"),

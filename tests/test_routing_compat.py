@@ -336,3 +336,51 @@ async def test_the_uuid_converter_takes_hyphenless_and_upper_case_uuids(text: st
     client = AsyncTestClient(Router([Path("/u/{id:uuid}", show)]))
     expected = "00000000-aaaa-ffff-9999-000000000000"
     assert (await client.get(f"/u/{text}")).text == f"{expected} http://testserver/u/{expected}"
+
+
+def test_a_bad_route_is_a_value_error_as_in_starlette_and_lilya() -> None:
+    with pytest.raises(ValueError, match="appears twice"):
+        Path("/{id}/{id}", hello)
+    assert issubclass(ImproperlyConfigured, ValueError)
+
+
+def test_an_include_reversed_by_its_own_name_needs_a_path() -> None:
+    router = Router([Include("/users", PlainText("OK"), name="users")])
+    assert router.url_path_for("users", path="/a") == "/users/a"
+    with pytest.raises(NoMatchFound, match=re.escape('needs path="/..." too')):
+        router.url_path_for("users")
+    with pytest.raises(NoMatchFound):
+        router.url_path_for("users", path="/a", foo="bar")
+
+
+class SetsHeader:
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        async def tagged(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"].append((b"x-test", b"set"))
+            await send(message)
+
+        await self.app(scope, receive, tagged)
+
+
+async def test_a_route_mounted_as_an_app_serves_the_bare_prefix_as_its_root() -> None:
+    app = Lilya(
+        routes=[
+            Include(
+                "/http",
+                app=Path("/", hello, name="route"),
+                middleware=[DefineMiddleware(SetsHeader)],
+            ),
+        ]
+    )
+    client = AsyncTestClient(app)
+    for path in ("/http", "/http/"):
+        response = await client.get(path)
+        assert (response.status_code, response.text, response.headers["x-test"]) == (
+            200,
+            "hello",
+            "set",
+        )
