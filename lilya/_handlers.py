@@ -55,9 +55,14 @@ async def call_handler(func: Callable[..., Any], *args: Any) -> Any:
     awaited if awaitable.
     """
     if is_async_callable(func):
-        result = await func(*args)
-    else:
-        result = await anyio.to_thread.run_sync(func, *args)
+        return await func(*args)
+
+    def in_thread() -> list[Any]:
+        # Boxed: trio refuses a worker function that returns a coroutine
+        # (``lambda r, e: handle(r, e)`` over an async ``handle``).
+        return [func(*args)]
+
+    (result,) = await anyio.to_thread.run_sync(in_thread)
     if inspect.isawaitable(result):
         result = await result
     return result

@@ -249,8 +249,7 @@ for _name in (
     "popitem",
     "clear",
 ):
-    if hasattr(CIMultiDict, _name):
-        setattr(MutableHeader, _name, _writing_back(_name))
+    setattr(MutableHeader, _name, _writing_back(_name))
 
 
 class QueryParam(MultiDictProxy[str]):

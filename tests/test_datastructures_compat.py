@@ -137,3 +137,15 @@ def test_relative_url_drops_scheme_and_host(url: str, relative: str) -> None:
     result = URL(url).relative_url()
     assert isinstance(result, URL)
     assert result == relative
+
+
+def test_a_url_from_a_scope_under_a_slashed_root_path_has_no_double_slash() -> None:
+    scope = {
+        "type": "websocket",
+        "scheme": "ws",
+        "server": ("h", 80),
+        "root_path": "/api/",
+        "path": "/api//rooms/x",  # uvicorn --root-path /api/
+        "headers": [],
+    }
+    assert URL(scope=scope) == "ws://h/api/rooms/x"

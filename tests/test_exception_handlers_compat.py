@@ -250,3 +250,15 @@ def test_with_init_works_under_the_sync_client_on_both_loops(anyio_backend: str)
     with client.websocket_connect("/") as session:
         session.send_text("hi")
         assert session.receive_text() == "Sync: hi"
+
+
+async def test_a_plain_handler_that_returns_an_awaitable_is_awaited_in_the_loop() -> None:
+    async def answer(request: Request, exc: Exception) -> Response:
+        return PlainText("awaited", 418)
+
+    app = Lilya(
+        routes=[Path("/", brew)],
+        exception_handlers={Teapot: lambda request, exc: answer(request, exc)},
+    )
+    response = await AsyncTestClient(app).get("/")
+    assert (response.status_code, response.text) == (418, "awaited")

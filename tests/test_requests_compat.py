@@ -257,3 +257,14 @@ def test_expires_in_seconds_counts_from_time_time_as_http_cookies_does(
     assert response.headers["set-cookie"] == (
         "c=v; expires=Thu, 22 Jan 2037 12:00:10 GMT; Path=/; SameSite=lax"
     )
+
+
+async def test_an_empty_chunk_in_the_middle_of_a_stream_is_skipped() -> None:
+    request, _ = await body_of(
+        [
+            {"type": "http.request", "body": b"a", "more_body": True},
+            {"type": "http.request", "body": b"", "more_body": True},
+            {"type": "http.request", "body": b"b", "more_body": False},
+        ]
+    )
+    assert [chunk async for chunk in request.stream()] == [b"a", b"b", b""]

@@ -77,8 +77,8 @@ class Controller(WebSocketController):
 
 @pytest.mark.parametrize(
     "app",
-    [three, Obj(), Controller, Lilya(), functools.partial(three), Anything(), print],
-    ids=["function", "object", "controller", "app", "partial", "varargs", "builtin"],
+    [three, Obj(), Controller, Lilya(), functools.partial(three), Anything(), print, int],
+    ids=["function", "object", "controller", "app", "partial", "varargs", "builtin", "unsigned"],
 )
 def test_asgi3_apps_are_passed_through_unwrapped(app: Any) -> None:
     assert as_asgi3(app) is app
