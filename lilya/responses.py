@@ -24,7 +24,7 @@ from lilya import _json
 from lilya.datastructures import URL, HeaderInput, MutableHeader
 from lilya.types import Receive, Scope, Send
 
-__all__ = ["HTMLResponse", "JSONResponse", "PlainText", "RedirectResponse", "Response"]
+__all__ = ["HTMLResponse", "JSONResponse", "Ok", "PlainText", "RedirectResponse", "Response"]
 
 # RFC 6265 §4.1.1: a cookie-name is an RFC 2616 token.
 _COOKIE_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
@@ -218,6 +218,10 @@ class JSONResponse(Response):
     def render(self, content: Any) -> bytes:
         """Encode *content* as ``send_json`` does (``TypeError`` if JSON cannot carry it)."""
         return _json.dumps_bytes(content)
+
+
+class Ok(JSONResponse):
+    """Lilya's name for a :class:`JSONResponse`: ``return Ok({"id": 1})`` ports as it is."""
 
 
 class RedirectResponse(Response):

@@ -67,6 +67,7 @@ __all__ = [
     "BaseRoute",
     "Include",
     "Match",
+    "NoMatchFound",
     "Path",
     "Router",
     "WebSocketPath",

@@ -268,3 +268,15 @@ async def test_an_empty_chunk_in_the_middle_of_a_stream_is_skipped() -> None:
         ]
     )
     assert [chunk async for chunk in request.stream()] == [b"a", b"b", b""]
+
+
+async def test_ok_is_lilyas_name_for_a_json_response() -> None:
+    from lilya.responses import Ok
+
+    async def item(request: Request) -> Response:
+        return Ok({"id": 1})
+
+    response = await AsyncTestClient(Lilya(routes=[Path("/", item)])).get("/")
+    assert (response.status_code, response.json()) == (200, {"id": 1})
+    assert response.headers["content-type"] == "application/json"
+    assert isinstance(Ok([]), JSONResponse)

@@ -384,3 +384,10 @@ async def test_a_route_mounted_as_an_app_serves_the_bare_prefix_as_its_root() ->
             "hello",
             "set",
         )
+
+
+def test_no_match_found_is_importable_from_routing_as_both_peers_have_it() -> None:
+    from lilya import routing
+
+    assert routing.NoMatchFound is NoMatchFound
+    assert "NoMatchFound" in routing.__all__
