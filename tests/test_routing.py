@@ -623,9 +623,16 @@ async def test_an_include_prefix_param_that_cannot_be_formatted_is_no_match_with
 async def test_a_route_without_a_name_is_left_out_of_the_suggestions() -> None:
     class Raw:
         async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-            """A raw ASGI app instance: it has no name of its own."""
+            """A raw ASGI app instance: named after its class unless you say otherwise."""
 
-    router = Router([WebSocketPath("/raw", Raw()), Path("/chat", Response, name="chat")])
-    assert router.routes[0].name is None
-    with pytest.raises(NoMatchFound, match="did you mean 'chat'"):
+    router = Router(
+        [
+            WebSocketPath("/raw", Raw()),
+            WebSocketPath("/unnamed", Raw(), name=""),
+            Path("/chat", Response, name="chat"),
+        ]
+    )
+    assert [route.name for route in router.routes] == ["Raw", "", "chat"]
+    with pytest.raises(NoMatchFound, match="did you mean 'chat'") as info:
         router.path_for("chatt")
+    assert "''" not in str(info.value)

@@ -109,6 +109,16 @@ async def test_by_default_a_disconnect_escaping_the_handler_is_a_normal_end() ->
         assert await session.receive_text() == "Message text was: hi"
 
 
+async def test_raise_websocket_disconnect_can_be_switched_on_after_the_client_is_made() -> None:
+    client = AsyncTestClient(APP)
+    assert client.raise_websocket_disconnect is False
+    client.raise_websocket_disconnect = True  # as raise_server_exceptions, for what follows
+    with pytest.raises(WebSocketDisconnect):
+        async with client.websocket_connect("/ws") as session:
+            await session.send_text("hi")
+            assert await session.receive_text() == "Message text was: hi"
+
+
 async def test_raise_websocket_disconnect_shows_it_as_starlettes_client_does() -> None:
     client = AsyncTestClient(APP, raise_websocket_disconnect=True)
     with pytest.raises(WebSocketDisconnect) as left:
