@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 
 from lilya._exception_handlers import ExceptionHandler, HandlerKey, split_handlers
 from lilya.datastructures import State, URLPath
+from lilya.limits import DEFAULT_MAX_MESSAGE_SIZE, check_max_message_size
 from lilya.middleware import DefineMiddleware, wrap_middleware
 from lilya.middleware.exceptions import ExceptionHandlerMiddleware
 from lilya.middleware.origin import OriginMiddleware
@@ -55,9 +56,14 @@ class Lilya:
             403 (see :mod:`lilya.middleware.origin`).
         allow_missing_origin: let handshakes without an ``Origin`` header
             (non-browser clients) through; ``False`` refuses them with 403.
+        max_message_size: the largest WebSocket message (bytes, after
+            decompression) a route takes unless it sets its own; a larger one
+            closes 1009 (see :mod:`lilya.limits`). ``None`` leaves only the
+            server's limit. ``lilya run`` gives the server the largest of them.
 
     Raises:
-        ImproperlyConfigured: an entry of *allowed_origins* is not an origin.
+        ImproperlyConfigured: an entry of *allowed_origins* is not an origin,
+            or *max_message_size* is not a positive ``int`` nor ``None``.
 
     Attributes:
         state: application-wide state (``app.state.db = ...``).
@@ -76,8 +82,10 @@ class Lilya:
         redirect_slashes: bool = True,
         allowed_origins: Sequence[str] = (),
         allow_missing_origin: bool = True,
+        max_message_size: int | None = DEFAULT_MAX_MESSAGE_SIZE,
     ) -> None:
         self.debug = debug
+        self.max_message_size = check_max_message_size(max_message_size, "Lilya")
         self.state = State()
         self.router = Router(
             routes,

@@ -28,6 +28,7 @@ the same from here.
 from __future__ import annotations
 
 import logging
+import sys
 from collections.abc import AsyncIterator, Iterable, Mapping
 from typing import Any, Final, Literal
 
@@ -48,7 +49,8 @@ from lilya.exceptions import (
     WebSocketPeerError,
     WebSocketRuntimeError,
 )
-from lilya.status import WS_1000_NORMAL_CLOSURE
+from lilya.limits import MAX_MESSAGE_SIZE_KEY, too_big_reason
+from lilya.status import WS_1000_NORMAL_CLOSURE, WS_1009_MESSAGE_TOO_BIG
 from lilya.types import Message, Receive, Scope, Send
 
 __all__ = [
@@ -112,6 +114,10 @@ _NOT_CONNECTED: Final = 'WebSocket is not connected. Need to call "accept" first
 _MODES: Final = {"text": ("text", "bytes"), "binary": ("bytes", "text")}
 
 
+#: "No limit" as a number, so the per-message check is one comparison either way.
+_NO_LIMIT: Final = sys.maxsize
+
+
 def _mode_error() -> WebSocketRuntimeError:
     return WebSocketRuntimeError('The "mode" argument should be "text" or "binary".')
 
@@ -151,6 +157,13 @@ class WebSocket(Connection):
         # layers read it too), else this WebSocket's own.
         state: ConnectionState | None = scope.get(_STATE_KEY)
         self._state = ConnectionState() if state is None else state
+        # The route's max_message_size (lilya.limits); a bare WebSocket has
+        # none but the server's. A text message of at most a quarter of it in
+        # characters is within it in UTF-8 bytes, so only longer text is
+        # encoded to be measured.
+        limit: int | None = scope.get(MAX_MESSAGE_SIZE_KEY)
+        self._max_size = _NO_LIMIT if limit is None else limit
+        self._max_chars = self._max_size // 4
 
     @property
     def client_state(self) -> WebSocketState:
@@ -194,6 +207,13 @@ class WebSocket(Connection):
         before = state.check_receive()
         message = await self._receive()
         state.take_receive(message, before)
+        if message.get("type") == "websocket.receive":
+            payload = message.get("text")
+            if payload is None:
+                payload = message.get("bytes") or b""
+            size = self._size(payload)
+            if size > self._max_size:
+                return await self._close_too_big(size)
         return message
 
     async def send(self, message: Message) -> None:
@@ -375,6 +395,8 @@ class WebSocket(Connection):
         text: str | None = message.get("text")
         if text is None:
             raise await self._refuse(WebSocketFrameError("text", "bytes"))
+        if len(text) > self._max_chars:
+            await self._limit(text)
         return text
 
     async def receive_bytes(self) -> bytes:
@@ -396,6 +418,8 @@ class WebSocket(Connection):
         data: bytes | None = message.get("bytes")
         if data is None:
             raise await self._refuse(WebSocketFrameError("bytes", "text"))
+        if len(data) > self._max_size:
+            await self._limit(data)
         return data
 
     async def receive_json(self, mode: Literal["text", "binary"] = "text") -> Any:
@@ -426,6 +450,8 @@ class WebSocket(Connection):
         data = message.get(key)
         if data is None:
             raise await self._refuse(WebSocketFrameError(key, other, json=True))
+        if len(data) > self._max_chars:
+            await self._limit(data)
         try:
             return _loads(data, mode)
         except InvalidJSONError as exc:
@@ -436,6 +462,7 @@ class WebSocket(Connection):
         # cheaper than a new coroutine per message, and iterating is the seed's
         # idiom. Same fast path and fall-back as the receive_* methods.
         state = self._state
+        quick = self._max_chars if key == "text" else self._max_size
         try:
             while True:
                 if state.open:
@@ -451,6 +478,8 @@ class WebSocket(Connection):
                 if data is None:
                     await self._refuse(WebSocketFrameError(key, other), log=True)
                     return
+                if len(data) > quick:
+                    await self._limit(data)  # over it: a WebSocketDisconnect, so we end
                 yield data
         except WebSocketDisconnect:
             return
@@ -492,6 +521,43 @@ class WebSocket(Connection):
                 await self._refuse(exc, log=True)
                 return
             yield value
+
+    @staticmethod
+    def _size(payload: str | bytes) -> int:
+        # RFC 6455 §5.6: a text message's payload is its UTF-8 bytes.
+        if isinstance(payload, str):
+            return len(payload.encode("utf-8", "surrogatepass"))
+        return len(payload)
+
+    async def _limit(self, payload: str | bytes) -> None:
+        """Close 1009 and raise ``WebSocketDisconnect`` if *payload* is over the limit."""
+        size = self._size(payload)
+        if size > self._max_size:
+            await self._close_too_big(size)
+            raise self._disconnect()
+
+    async def _close_too_big(self, size: int) -> Message:
+        """Close 1009 for a message of *size* bytes; return the disconnect the app now sees.
+
+        The peer's fault (lilya.limits): a close code naming the setting, the
+        state moved as if the client had left with it, so ``receive_*`` raise
+        ``WebSocketDisconnect(1009)``, ``iter_*`` end, ``receive()`` returns
+        the disconnect, and your own close after it does nothing.
+        """
+        reason = too_big_reason(size, self._max_size)
+        logger.warning("Closing %s with 1009: %s", self.scope.get("path", "?"), reason)
+        state = self._state
+        disconnect: Message = {
+            "type": "websocket.disconnect",
+            "code": WS_1009_MESSAGE_TOO_BIG,
+            "reason": reason,
+        }
+        if state.application is _CONNECTED:
+            await self.close(WS_1009_MESSAGE_TOO_BIG, reason)
+            state.closed_on_peer_error = True
+        if state.client is not _DISCONNECTED:
+            state.take_receive(disconnect, state.client)
+        return disconnect
 
     async def _refuse(self, error: WebSocketPeerError, *, log: bool = False) -> Exception:
         """Close because the client sent bad data, with the code naming it; return *error*.

@@ -66,6 +66,20 @@ async def echo(websocket: WebSocket) -> None:
         event(websocket, f"disconnect code={exc.code} reason={exc.reason!r}")
 
 
+#: The route limit of ``/limited`` (lilya's own check, far below every server's).
+LIMITED = 64 * 1024
+
+
+async def limited(websocket: WebSocket) -> None:
+    """Reply with the length of each binary message; a route with ``max_message_size=LIMITED``."""
+    await websocket.accept()
+    try:
+        while True:
+            await websocket.send_text(f"len={len(await websocket.receive_bytes())}")
+    except WebSocketDisconnect as exc:
+        event(websocket, f"disconnect code={exc.code} reason={exc.reason!r}")
+
+
 async def reject(websocket: WebSocket) -> None:
     await websocket.close(1008, "not you")
 
@@ -172,5 +186,8 @@ app = Lilya(
         WebSocketPath("/seed/hello", seed_hello),
         WebSocketPath("/seed/echo", seed_echo),
         *(WebSocketPath(path, logged(handler)) for path, handler in ROUTES.items()),
-    ]
+        WebSocketPath("/limited", logged(limited), max_message_size=LIMITED),
+    ],
+    # No app-wide limit of lilya's: the size rows measure each server's own.
+    max_message_size=None,
 )

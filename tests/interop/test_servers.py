@@ -30,6 +30,8 @@ import pytest
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import ClientConnection
 
+from lilya.limits import too_big_reason
+from tests.interop.app import LIMITED
 from tests.support.servers import ROOT, SERVERS, RunningServer, raised, serve
 
 pytestmark = pytest.mark.server
@@ -39,6 +41,7 @@ MiB = 1024 * 1024
 #: Close code the ``websockets`` client reports when the TCP connection ended
 #: without a close frame (RFC 6455 §7.1.5).
 NO_CLOSE_FRAME = 1006
+LIMITED_REASON = too_big_reason(LIMITED + 1, LIMITED)
 
 
 @dataclass(frozen=True)
@@ -250,6 +253,20 @@ EXPECTED: dict[str, dict[str, Expect]] = {
             client=(NO_CLOSE_FRAME,),
             app="disconnect code=1006 reason=''",
             note="daphne drops the TCP connection with no close frame",
+        ),
+    ),
+    # lilya's own limit (a route's max_message_size, 64 KiB here), the same everywhere.
+    # client: the reply to a message of the limit, then the close (code, reason) one byte
+    # over it brings; app: the WebSocketDisconnect the handler got
+    "message over a route's max_message_size": every(
+        Expect(
+            client=("len=65536", (1009, LIMITED_REASON)),
+            app=f"disconnect code=1009 reason={LIMITED_REASON!r}",
+        ),
+        daphne=Expect(
+            client=("len=65536", (4009, "")),
+            app=f"disconnect code=1009 reason={LIMITED_REASON!r}",
+            note=DAPHNE_CODES + "; lilya resends 1009 as 4009, and daphne drops the reason",
         ),
     ),
 }
@@ -563,6 +580,18 @@ def test_a_message_one_byte_over_the_size_limit_closes_the_connection(
             ws.send(bytes(limit + 1))
         code = close_seen(ws)[0]
     assert code in scenario.expect.client  # type: ignore[operator]  # this row holds tuples
+    assert scenario.app_saw() == [scenario.expect.app]
+
+
+@pytest.mark.scenario("message over a route's max_message_size")
+def test_a_message_over_the_routes_max_message_size_closes_1009_with_a_reason(
+    scenario: Scenario,
+) -> None:
+    with scenario.server.connect(scenario.path("/limited"), compression=None) as ws:
+        ws.send(bytes(LIMITED))
+        reply = ws.recv(timeout=10)
+        ws.send(bytes(LIMITED + 1))
+        assert (reply, close_seen(ws)) == scenario.expect.client
     assert scenario.app_saw() == [scenario.expect.app]
 
 
