@@ -555,8 +555,9 @@ class WebSocket(Connection):
         if state.application is _CONNECTED:
             await self.close(WS_1009_MESSAGE_TOO_BIG, reason)
             state.closed_on_peer_error = True
-        if state.client is not _DISCONNECTED:
-            state.take_receive(disconnect, state.client)
+        # As if the client had left with it (after a send found it gone, the
+        # state already says so, and takes this as the disconnect that confirms it).
+        state.take_receive(disconnect, state.client)
         return disconnect
 
     async def _refuse(self, error: WebSocketPeerError, *, log: bool = False) -> Exception:
