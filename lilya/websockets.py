@@ -30,7 +30,7 @@ from __future__ import annotations
 import logging
 import sys
 from collections.abc import AsyncIterator, Iterable, Mapping
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, cast
 
 from lilya._close import check_close, send_with_close_fallback
 from lilya._connection import Connection
@@ -49,8 +49,18 @@ from lilya.exceptions import (
     WebSocketPeerError,
     WebSocketRuntimeError,
 )
-from lilya.limits import MAX_MESSAGE_SIZE_KEY, too_big_reason
-from lilya.status import WS_1000_NORMAL_CLOSURE, WS_1009_MESSAGE_TOO_BIG
+from lilya.limits import (
+    MAX_MESSAGE_SIZE_KEY,
+    RATE_LIMIT_KEY,
+    RateLimit,
+    TokenBucket,
+    too_big_reason,
+)
+from lilya.status import (
+    WS_1000_NORMAL_CLOSURE,
+    WS_1008_POLICY_VIOLATION,
+    WS_1009_MESSAGE_TOO_BIG,
+)
 from lilya.types import Message, Receive, Scope, Send
 
 __all__ = [
@@ -164,6 +174,11 @@ class WebSocket(Connection):
         limit: int | None = scope.get(MAX_MESSAGE_SIZE_KEY)
         self._max_size = _NO_LIMIT if limit is None else limit
         self._max_chars = self._max_size // 4
+        # The route's rate_limit: tokens are counted here, one subtraction per
+        # message; the bucket refills them only once they run out.
+        rate: RateLimit | None = scope.get(RATE_LIMIT_KEY)
+        self._bucket = None if rate is None else TokenBucket(rate)
+        self._tokens: float = _NO_LIMIT if rate is None else rate.burst
 
     @property
     def client_state(self) -> WebSocketState:
@@ -199,6 +214,22 @@ class WebSocket(Connection):
                 may never answer again), or the server sent a message the
                 client's state does not allow.
         """
+        message = await self._receive_unlimited()
+        if message.get("type") == "websocket.receive":
+            self._tokens -= 1
+            if self._tokens < 0:
+                message = await self._over_rate(message)
+                if message["type"] != "websocket.receive":
+                    return message
+            payload = message.get("text")
+            if payload is None:
+                payload = message.get("bytes") or b""
+            size = self._size(payload)
+            if size > self._max_size:
+                return await self._close_too_big(size)
+        return message
+
+    async def _receive_unlimited(self) -> Message:
         state = self._state
         # After a send found the client gone (``lost_on_send``) the server has
         # not yet handed over its disconnect, so asking it again is safe: what
@@ -207,13 +238,6 @@ class WebSocket(Connection):
         before = state.check_receive()
         message = await self._receive()
         state.take_receive(message, before)
-        if message.get("type") == "websocket.receive":
-            payload = message.get("text")
-            if payload is None:
-                payload = message.get("bytes") or b""
-            size = self._size(payload)
-            if size > self._max_size:
-                return await self._close_too_big(size)
         return message
 
     async def send(self, message: Message) -> None:
@@ -390,6 +414,11 @@ class WebSocket(Connection):
             if message.get("type") != "websocket.receive":
                 state.take_receive(message, _CONNECTED)
                 raise self._disconnect()
+            self._tokens -= 1
+            if self._tokens < 0:
+                message = await self._over_rate(message)
+                if message["type"] != "websocket.receive":
+                    raise self._disconnect()
         else:
             message = await self._receive_slow()
         text: str | None = message.get("text")
@@ -413,6 +442,11 @@ class WebSocket(Connection):
             if message.get("type") != "websocket.receive":
                 state.take_receive(message, _CONNECTED)
                 raise self._disconnect()
+            self._tokens -= 1
+            if self._tokens < 0:
+                message = await self._over_rate(message)
+                if message["type"] != "websocket.receive":
+                    raise self._disconnect()
         else:
             message = await self._receive_slow()
         data: bytes | None = message.get("bytes")
@@ -445,6 +479,11 @@ class WebSocket(Connection):
             if message.get("type") != "websocket.receive":
                 state.take_receive(message, _CONNECTED)
                 raise self._disconnect()
+            self._tokens -= 1
+            if self._tokens < 0:
+                message = await self._over_rate(message)
+                if message["type"] != "websocket.receive":
+                    raise self._disconnect()
         else:
             message = await self._receive_slow()
         data = message.get(key)
@@ -470,6 +509,11 @@ class WebSocket(Connection):
                     if message.get("type") != "websocket.receive":
                         state.take_receive(message, _CONNECTED)
                         return
+                    self._tokens -= 1
+                    if self._tokens < 0:
+                        message = await self._over_rate(message)
+                        if message["type"] != "websocket.receive":
+                            return
                 elif state.application is _DISCONNECTED:
                     return  # the app closed it (say, on a "quit" message): done
                 else:
@@ -537,23 +581,51 @@ class WebSocket(Connection):
             raise self._disconnect()
 
     async def _close_too_big(self, size: int) -> Message:
-        """Close 1009 for a message of *size* bytes; return the disconnect the app now sees.
+        return await self._close_over_limit(
+            WS_1009_MESSAGE_TOO_BIG, too_big_reason(size, self._max_size)
+        )
+
+    async def _over_rate(self, message: Message) -> Message:
+        """The client ran out of tokens with *message*: refill, then allow, close or drop.
+
+        Returns *message* if tokens came back for it; else, on ``"close"``,
+        the disconnect 1008 (see :meth:`_close_over_limit`); on ``"drop"``,
+        the first message after the dropped ones that has a token (or the
+        disconnect that came instead), each dropped one answered with the
+        error frame.
+        """
+        bucket = cast(TokenBucket, self._bucket)  # tokens only run out under a limit
+        limit = bucket.limit
+        while True:
+            self._tokens = bucket.refill(self._tokens)
+            if self._tokens >= 0:
+                return message
+            if limit.on_exceed == "close":
+                return await self._close_over_limit(WS_1008_POLICY_VIOLATION, limit.reason())
+            self._tokens += 1  # a dropped message takes no token
+            try:
+                await self.send_text(limit.error_frame)
+            except WebSocketDisconnect:
+                state = self._state
+                return {"type": "websocket.disconnect", "code": state.code, "reason": state.reason}
+            message = await self._receive_unlimited()
+            if message.get("type") != "websocket.receive":
+                return message
+            self._tokens -= 1
+
+    async def _close_over_limit(self, code: int, reason: str) -> Message:
+        """Close with *code* (1008, 1009) and *reason*; return the disconnect the app now sees.
 
         The peer's fault (lilya.limits): a close code naming the setting, the
         state moved as if the client had left with it, so ``receive_*`` raise
-        ``WebSocketDisconnect(1009)``, ``iter_*`` end, ``receive()`` returns
+        ``WebSocketDisconnect(code)``, ``iter_*`` end, ``receive()`` returns
         the disconnect, and your own close after it does nothing.
         """
-        reason = too_big_reason(size, self._max_size)
-        logger.warning("Closing %s with 1009: %s", self.scope.get("path", "?"), reason)
+        logger.warning("Closing %s with %d: %s", self.scope.get("path", "?"), code, reason)
         state = self._state
-        disconnect: Message = {
-            "type": "websocket.disconnect",
-            "code": WS_1009_MESSAGE_TOO_BIG,
-            "reason": reason,
-        }
+        disconnect: Message = {"type": "websocket.disconnect", "code": code, "reason": reason}
         if state.application is _CONNECTED:
-            await self.close(WS_1009_MESSAGE_TOO_BIG, reason)
+            await self.close(code, reason)
             state.closed_on_peer_error = True
         # As if the client had left with it (after a send found it gone, the
         # state already says so, and takes this as the disconnect that confirms it).

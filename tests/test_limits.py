@@ -14,8 +14,12 @@ import pytest
 from lilya.apps import Lilya
 from lilya.controllers import WebSocketController
 from lilya.exceptions import ImproperlyConfigured
+from lilya import limits
 from lilya.limits import (
     DEFAULT_MAX_MESSAGE_SIZE,
+    DEFAULT_RATE_LIMIT,
+    RATE_LIMIT_KEY,
+    RateLimit,
     largest_message_size,
     message_size,
     too_big_reason,
@@ -324,3 +328,317 @@ def test_largest_message_size_is_none_for_a_raw_app_or_an_unlimited_route() -> N
 
 def test_the_reason_fits_a_close_frame_for_absurd_sizes() -> None:
     assert len(too_big_reason(2**63, 2**62).encode()) <= 123
+
+
+# -- rate_limit ---------------------------------------------------------------
+
+
+class Clock:
+    """The token bucket's clock, moved by hand."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
+    fake = Clock()
+    monkeypatch.setattr(limits, "_clock", fake)
+    return fake
+
+
+def echo_app(seen: list[object], reader: Reader = by_receive_text, **route: Any) -> Lilya:
+    async def handler(websocket: WebSocket) -> None:
+        await websocket.accept()
+        try:
+            while True:
+                await websocket.send_text(f"echo {await reader(websocket)}")
+        except WebSocketDisconnect as exc:
+            seen.append((exc.code, exc.reason))
+
+    return Lilya([WebSocketPath("/ws", handler, **route)])
+
+
+@pytest.mark.parametrize(("reader", "_", "__"), READERS)
+def test_a_flood_over_the_rate_limit_closes_1008_and_the_handler_sees_it(
+    reader: Reader, _: Any, __: Any, clock: Clock, caplog: pytest.LogCaptureFixture
+) -> None:
+    seen: list[object] = []
+    limit = RateLimit(per_second=1, burst=3)
+    payload: str | bytes = b"1" if reader is by_receive_bytes else "1"
+    if reader is by_receive_json_binary:
+        payload = b"1"
+    with (
+        TestClient(echo_app(seen, reader, rate_limit=limit)) as client,
+        client.websocket_connect("/ws") as session,
+    ):
+        for _n in range(4):
+            send(session, payload)
+        replies = [session.receive_text() for _n in range(3)]
+        with pytest.raises(WebSocketDisconnect) as closed:
+            session.receive_text()
+    assert len(replies) == 3
+    assert (closed.value.code, closed.value.reason) == (1008, limit.reason())
+    assert seen == [(1008, "over rate_limit (1 messages/s, burst 3)")]
+    assert caplog.messages == [f"Closing /ws with 1008: {limit.reason()}"]
+
+
+def test_tokens_come_back_at_the_rate_up_to_the_burst(clock: Clock) -> None:
+    seen: list[object] = []
+    app = echo_app(seen, rate_limit=RateLimit(per_second=2, burst=2))
+    with TestClient(app) as client, client.websocket_connect("/ws") as session:
+        for text in ["a", "b"]:
+            session.send_text(text)
+            assert session.receive_text() == f"echo {text}"
+        clock.now += 1.0  # two tokens back
+        for text in ["c", "d"]:
+            session.send_text(text)
+            assert session.receive_text() == f"echo {text}"
+        clock.now += 100.0  # many seconds: still only the burst
+        for text in ["e", "f"]:
+            session.send_text(text)
+            assert session.receive_text() == f"echo {text}"
+        clock.now += 0.25  # half a token: not enough
+        session.send_text("g")
+        with pytest.raises(WebSocketDisconnect) as closed:
+            session.receive_text()
+    assert closed.value.code == 1008
+
+
+def test_drop_answers_the_error_frame_and_keeps_the_connection(clock: Clock) -> None:
+    seen: list[object] = []
+    limit = RateLimit(per_second=1, burst=2, on_exceed="drop", error_frame="slow down")
+    with (
+        TestClient(echo_app(seen, rate_limit=limit)) as client,
+        client.websocket_connect("/ws") as session,
+    ):
+        for text in "abcd":
+            session.send_text(text)
+        got = [session.receive_text() for _n in range(4)]
+        clock.now += 1.0
+        session.send_text("e")
+        got.append(session.receive_text())
+        session.close(1000)
+    assert got == ["echo a", "echo b", "slow down", "slow down", "echo e"]
+    assert seen == [(1000, "")]
+
+
+@pytest.mark.parametrize(("reader", "payload", "_"), READERS)
+def test_drop_mode_still_sees_the_client_leave_while_dropping(
+    reader: Reader, payload: Any, _: Any, clock: Clock
+) -> None:
+    seen: list[object] = []
+    limit = RateLimit(per_second=1, burst=1, on_exceed="drop")
+    app = echo_app(seen, reader, rate_limit=limit)
+    with TestClient(app) as client, client.websocket_connect("/ws") as session:
+        send(session, payload)
+        assert session.receive_text().startswith("echo ")
+        send(session, payload)
+        assert session.receive_text() == limit.error_frame
+        session.close(4000, "bye")
+    assert seen == [(4000, "bye")]
+
+
+def test_an_iterator_in_drop_mode_ends_when_the_client_leaves(clock: Clock) -> None:
+    got: list[object] = []
+
+    async def handler(websocket: WebSocket) -> None:
+        await websocket.accept()
+        async for item in websocket.iter_text():
+            got.append(item)
+        got.append("ended")
+
+    limit = RateLimit(per_second=1, burst=1, on_exceed="drop")
+    app = Lilya([WebSocketPath("/ws", handler, rate_limit=limit)])
+    with TestClient(app) as client, client.websocket_connect("/ws") as session:
+        session.send_text("a")
+        session.send_text("b")
+        assert session.receive_text() == limit.error_frame
+        session.close()
+    assert got == ["a", "ended"]
+
+
+@pytest.mark.anyio
+async def test_drop_mode_learns_the_client_is_gone_when_the_error_frame_fails() -> None:
+    incoming: list[dict[str, Any]] = [
+        {"type": "websocket.connect"},
+        {"type": "websocket.receive", "text": "a"},
+        {"type": "websocket.receive", "text": "b"},
+    ]
+
+    async def receive() -> dict[str, Any]:
+        return incoming.pop(0)
+
+    async def send(message: dict[str, Any]) -> None:
+        if message["type"] == "websocket.send":
+            raise OSError("the client is gone")
+
+    limit = RateLimit(per_second=1e-9, burst=1, on_exceed="drop")
+    scope = {"type": "websocket", "path": "/ws", "headers": [], RATE_LIMIT_KEY: limit}
+    websocket = WebSocket(scope, receive, send)
+    await websocket.accept()
+    assert await websocket.receive_text() == "a"
+    with pytest.raises(WebSocketDisconnect) as gone:
+        await websocket.receive_text()
+    assert gone.value.code == 1006
+
+
+@pytest.mark.parametrize("kind", ["text", "json"])
+def test_iterators_end_when_the_rate_limit_closes(kind: str, clock: Clock) -> None:
+    got: list[object] = []
+
+    async def handler(websocket: WebSocket) -> None:
+        await websocket.accept()
+        async for item in websocket.iter_text() if kind == "text" else websocket.iter_json():
+            got.append(item)
+        got.append("ended")
+
+    app = Lilya([WebSocketPath("/ws", handler)], rate_limit=RateLimit(per_second=1, burst=2))
+    with TestClient(app) as client, client.websocket_connect("/ws") as session:
+        for _n in range(3):
+            session.send_text("1")
+        with pytest.raises(WebSocketDisconnect) as closed:
+            session.receive_text()
+    assert closed.value.code == 1008
+    assert got == (["1", "1"] if kind == "text" else [1, 1]) + ["ended"]
+
+
+def test_a_raw_asgi_handler_gets_the_rate_limit_too(clock: Clock) -> None:
+    received: list[dict[str, Any]] = []
+
+    async def raw(scope: Scope, receive: Receive, send: Send) -> None:
+        await receive()
+        await send({"type": "websocket.accept"})
+        while True:
+            message = dict(await receive())
+            received.append(message)
+            if message["type"] == "websocket.disconnect":
+                return
+
+    for on_exceed, expected in [
+        ("close", [1008]),
+        ("drop", ["dropped", 1000]),
+    ]:
+        received.clear()
+        limit = RateLimit(per_second=1, burst=1, on_exceed=on_exceed, error_frame="dropped")  # type: ignore[arg-type]
+        app = Lilya([WebSocketPath("/ws", raw, rate_limit=limit)], max_message_size=None)
+        with TestClient(app) as client, client.websocket_connect("/ws") as session:
+            session.send_text("a")
+            session.send_text("b")
+            if on_exceed == "close":
+                with pytest.raises(WebSocketDisconnect) as closed:
+                    session.receive_text()
+                seen: list[object] = [closed.value.code]
+            else:
+                seen = [session.receive_text()]
+                session.close()
+        seen.append(received[-1]["code"])
+        assert received[0] == {"type": "websocket.receive", "text": "a"}
+        assert seen == expected + ([1008] if on_exceed == "close" else [])
+
+
+def test_a_controller_is_closed_1008_by_the_rate_limit(clock: Clock) -> None:
+    codes: list[int] = []
+
+    class Echo(WebSocketController):
+        encoding = "text"
+
+        async def on_receive(self, websocket: WebSocket, data: Any) -> None:
+            await websocket.send_text(data)
+
+        async def on_disconnect(self, websocket: WebSocket, close_code: int) -> None:
+            codes.append(close_code)
+
+    limit = RateLimit(per_second=1, burst=1)
+    app = Lilya([WebSocketPath("/ws", Echo, rate_limit=limit)])
+    with TestClient(app) as client, client.websocket_connect("/ws") as session:
+        session.send_text("a")
+        session.send_text("b")
+        assert session.receive_text() == "a"
+        with pytest.raises(WebSocketDisconnect) as closed:
+            session.receive_text()
+    assert closed.value.code == 1008
+    assert codes == [1008]
+
+
+def test_the_default_rate_limit_lets_a_burst_of_1000_through_and_none_turns_it_off() -> None:
+    assert DEFAULT_RATE_LIMIT == RateLimit(per_second=100, burst=1000)
+    for rate_limit, count in [(DEFAULT_RATE_LIMIT, 1000), (None, 3000)]:
+        seen: list[object] = []
+
+        async def handler(websocket: WebSocket) -> None:
+            await websocket.accept()
+            total = 0
+            async for _ in websocket.iter_bytes():
+                total += 1
+                if total == count:
+                    await websocket.send_text(str(total))
+
+        app = Lilya([WebSocketPath("/ws", handler)], rate_limit=rate_limit)
+        with TestClient(app) as client, client.websocket_connect("/ws") as session:
+            for _n in range(count):
+                session.send_bytes(b"x")
+            assert session.receive_text() == str(count)
+        assert seen == []
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"per_second": 0, "burst": 1}, "per_second must be a positive number"),
+        ({"per_second": float("inf"), "burst": 1}, "per_second must be a positive number"),
+        ({"per_second": True, "burst": 1}, "per_second must be a positive number"),
+        ({"per_second": "5", "burst": 1}, "per_second must be a positive number"),
+        ({"per_second": 1, "burst": 0}, "burst must be a whole number"),
+        ({"per_second": 1, "burst": 2.5}, "burst must be a whole number"),
+        ({"per_second": 1, "burst": 1, "on_exceed": "ignore"}, 'on_exceed must be "close"'),
+        ({"per_second": 1, "burst": 1, "error_frame": b"x"}, "error_frame must be a str"),
+    ],
+)
+def test_a_bad_rate_limit_is_refused_when_it_is_made(kwargs: Any, message: str) -> None:
+    with pytest.raises(ImproperlyConfigured, match=message):
+        RateLimit(**kwargs)
+
+
+def test_a_rate_limit_that_is_not_a_ratelimit_is_refused_by_the_app_and_route() -> None:
+    with pytest.raises(ImproperlyConfigured, match=r"Lilya: rate_limit must be a lilya"):
+        Lilya(rate_limit=100)  # type: ignore[arg-type]
+    with pytest.raises(ImproperlyConfigured, match=r"WebSocketPath\('/ws'\): rate_limit"):
+        WebSocketPath("/ws", by_receive, rate_limit=(100, 10))  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("where", ["receive", "iter", "raw"])
+def test_a_message_is_let_through_once_its_token_came_back(where: str, clock: Clock) -> None:
+    got: list[object] = []
+
+    async def read(websocket: WebSocket) -> None:
+        await websocket.accept()
+        if where == "iter":
+            async for text in websocket.iter_text():
+                got.append(text)
+                await websocket.send_text("ok")
+        else:
+            while (message := await websocket.receive())["type"] == "websocket.receive":
+                got.append(message["text"])
+                await websocket.send_text("ok")
+
+    async def raw(scope: Scope, receive: Receive, send: Send) -> None:
+        await receive()
+        await send({"type": "websocket.accept"})
+        while (message := await receive())["type"] == "websocket.receive":
+            got.append(message["text"])
+            await send({"type": "websocket.send", "text": "ok"})
+
+    handler: Any = raw if where == "raw" else read
+    limit = RateLimit(per_second=1, burst=1)
+    app = Lilya([WebSocketPath("/ws", handler, rate_limit=limit)])
+    with TestClient(app) as client, client.websocket_connect("/ws") as session:
+        session.send_text("a")
+        assert session.receive_text() == "ok"
+        clock.now += 1.0
+        session.send_text("b")
+        assert session.receive_text() == "ok"
+    assert got == ["a", "b"]
