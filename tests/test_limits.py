@@ -11,10 +11,10 @@ from typing import Any
 
 import pytest
 
+from lilya import limits
 from lilya.apps import Lilya
 from lilya.controllers import WebSocketController
 from lilya.exceptions import ImproperlyConfigured
-from lilya import limits
 from lilya.limits import (
     DEFAULT_MAX_MESSAGE_SIZE,
     DEFAULT_RATE_LIMIT,
@@ -26,7 +26,7 @@ from lilya.limits import (
 )
 from lilya.routing import Include, Path, Router, WebSocketPath
 from lilya.testclient import TestClient
-from lilya.types import ASGIApp, Receive, Scope, Send
+from lilya.types import ASGIApp, Message, Receive, Scope, Send
 from lilya.websockets import WebSocket, WebSocketDisconnect
 
 Reader = Callable[[WebSocket], Awaitable[Any]]
@@ -472,7 +472,7 @@ async def test_drop_mode_learns_the_client_is_gone_when_the_error_frame_fails() 
     async def receive() -> dict[str, Any]:
         return incoming.pop(0)
 
-    async def send(message: dict[str, Any]) -> None:
+    async def send(message: Message) -> None:
         if message["type"] == "websocket.send":
             raise OSError("the client is gone")
 
@@ -518,10 +518,8 @@ def test_a_raw_asgi_handler_gets_the_rate_limit_too(clock: Clock) -> None:
             if message["type"] == "websocket.disconnect":
                 return
 
-    for on_exceed, expected in [
-        ("close", [1008]),
-        ("drop", ["dropped", 1000]),
-    ]:
+    cases: list[tuple[str, list[object]]] = [("close", [1008]), ("drop", ["dropped", 1000])]
+    for on_exceed, expected in cases:
         received.clear()
         limit = RateLimit(per_second=1, burst=1, on_exceed=on_exceed, error_frame="dropped")  # type: ignore[arg-type]
         app = Lilya([WebSocketPath("/ws", raw, rate_limit=limit)], max_message_size=None)
@@ -565,11 +563,11 @@ def test_a_controller_is_closed_1008_by_the_rate_limit(clock: Clock) -> None:
 
 
 def test_the_default_rate_limit_lets_a_burst_of_1000_through_and_none_turns_it_off() -> None:
-    assert DEFAULT_RATE_LIMIT == RateLimit(per_second=100, burst=1000)
+    assert RateLimit(per_second=100, burst=1000) == DEFAULT_RATE_LIMIT
     for rate_limit, count in [(DEFAULT_RATE_LIMIT, 1000), (None, 3000)]:
         seen: list[object] = []
 
-        async def handler(websocket: WebSocket) -> None:
+        async def handler(websocket: WebSocket, count: int = count) -> None:
             await websocket.accept()
             total = 0
             async for _ in websocket.iter_bytes():
