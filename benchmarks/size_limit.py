@@ -143,7 +143,9 @@ def main() -> None:
     args = parser.parse_args()
     print(f"{args.clients} clients x {args.size / MiB:g} MiB against a 64 KiB route")
     default = run("lilya run (default)", [], args.clients, args.size)
-    baseline = run("--ws-max-size 16777216", ["--ws-max-size", str(16 * MiB)], args.clients, args.size)
+    baseline = run(
+        "--ws-max-size 16777216", ["--ws-max-size", str(16 * MiB)], args.clients, args.size
+    )
     print(f"growth of the default: {default / max(1, baseline):.3f}x the baseline's")
 
 
