@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import struct
 import sys
 import time
@@ -87,10 +88,8 @@ async def run(url: str, seconds: float) -> dict[str, Any]:
             await flood_out.drain()
     except (ConnectionError, OSError):
         pass  # the server closed the connection under us: what we measure
-    try:
+    with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(reading, 5)
-    except TimeoutError:
-        pass
     await asyncio.sleep(1.0)  # the others' round trips just after, too
     stop.set()
     await pinger
