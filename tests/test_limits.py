@@ -608,7 +608,7 @@ def test_a_rate_limit_that_is_not_a_ratelimit_is_refused_by_the_app_and_route() 
         WebSocketPath("/ws", by_receive, rate_limit=(100, 10))  # type: ignore[arg-type]
 
 
-@pytest.mark.parametrize("where", ["receive", "iter", "raw"])
+@pytest.mark.parametrize("where", ["receive", "iter", "raw", "bytes", "json"])
 def test_a_message_is_let_through_once_its_token_came_back(where: str, clock: Clock) -> None:
     got: list[object] = []
 
@@ -617,6 +617,16 @@ def test_a_message_is_let_through_once_its_token_came_back(where: str, clock: Cl
         if where == "iter":
             async for text in websocket.iter_text():
                 got.append(text)
+                await websocket.send_text("ok")
+        elif where in ("bytes", "json"):
+            while True:
+                try:
+                    if where == "bytes":
+                        got.append((await websocket.receive_bytes()).decode())
+                    else:
+                        got.append(await websocket.receive_json(mode="binary"))
+                except WebSocketDisconnect:
+                    return
                 await websocket.send_text("ok")
         else:
             while (message := await websocket.receive())["type"] == "websocket.receive":
@@ -634,9 +644,11 @@ def test_a_message_is_let_through_once_its_token_came_back(where: str, clock: Cl
     limit = RateLimit(per_second=1, burst=1)
     app = Lilya([WebSocketPath("/ws", handler, rate_limit=limit)])
     with TestClient(app) as client, client.websocket_connect("/ws") as session:
-        session.send_text("a")
-        assert session.receive_text() == "ok"
-        clock.now += 1.0
-        session.send_text("b")
-        assert session.receive_text() == "ok"
+        for text in ["a", "b"]:
+            if where in ("bytes", "json"):
+                session.send_bytes(f'"{text}"'.encode() if where == "json" else text.encode())
+            else:
+                session.send_text(text)
+            assert session.receive_text() == "ok"
+            clock.now += 1.0
     assert got == ["a", "b"]
