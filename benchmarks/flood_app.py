@@ -3,7 +3,9 @@
 ``/ws/{room}``: the socket is subscribed to the room and relayed; every text
 frame it sends is published to the room. ``LILYA_FLOOD_URL`` picks the
 channels backend (``memory://`` by default), ``LILYA_FLOOD_PREFIX`` the Redis
-key prefix.
+key prefix. ``LILYA_FLOOD_RATE_LIMIT=default`` keeps lilya's default rate limit
+(``benchmarks/rate_limit.py``); otherwise it is off, since ``flood.py``
+measures what the channels do with a flood that gets through.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from typing import Any
 
 from lilya.apps import Lilya
 from lilya.channels import Channels, relay
+from lilya.limits import DEFAULT_RATE_LIMIT
 from lilya.routing import WebSocketPath
 from lilya.websockets import WebSocket
 
@@ -32,4 +35,7 @@ async def room(websocket: WebSocket, name: str) -> None:
         await relay(websocket, sub, on_receive=publish)
 
 
-app = Lilya(routes=[WebSocketPath("/ws/{name}", room)], lifespan=channels.lifespan)
+rate_limit = DEFAULT_RATE_LIMIT if os.environ.get("LILYA_FLOOD_RATE_LIMIT") == "default" else None
+app = Lilya(
+    routes=[WebSocketPath("/ws/{name}", room)], lifespan=channels.lifespan, rate_limit=rate_limit
+)

@@ -19,6 +19,13 @@ from typing import Any, TypeVar
 
 from lilya._exception_handlers import ExceptionHandler, HandlerKey, split_handlers
 from lilya.datastructures import State, URLPath
+from lilya.limits import (
+    DEFAULT_MAX_MESSAGE_SIZE,
+    DEFAULT_RATE_LIMIT,
+    RateLimit,
+    check_max_message_size,
+    check_rate_limit,
+)
 from lilya.middleware import DefineMiddleware, wrap_middleware
 from lilya.middleware.exceptions import ExceptionHandlerMiddleware
 from lilya.middleware.origin import OriginMiddleware
@@ -55,9 +62,19 @@ class Lilya:
             403 (see :mod:`lilya.middleware.origin`).
         allow_missing_origin: let handshakes without an ``Origin`` header
             (non-browser clients) through; ``False`` refuses them with 403.
+        max_message_size: the largest WebSocket message (bytes, after
+            decompression) a route takes unless it sets its own; a larger one
+            closes 1009 (see :mod:`lilya.limits`). ``None`` leaves only the
+            server's limit. ``lilya run`` gives the server the largest of them.
+        rate_limit: how many messages a WebSocket connection may send, a
+            :class:`~lilya.limits.RateLimit` (default 100 a second, bursts of
+            1,000; over it: close 1008); a route can set its own; ``None``
+            turns it off.
 
     Raises:
-        ImproperlyConfigured: an entry of *allowed_origins* is not an origin.
+        ImproperlyConfigured: an entry of *allowed_origins* is not an origin,
+            *max_message_size* is not a positive ``int`` nor ``None``, or
+            *rate_limit* is not a ``RateLimit`` nor ``None``.
 
     Attributes:
         state: application-wide state (``app.state.db = ...``).
@@ -76,8 +93,12 @@ class Lilya:
         redirect_slashes: bool = True,
         allowed_origins: Sequence[str] = (),
         allow_missing_origin: bool = True,
+        max_message_size: int | None = DEFAULT_MAX_MESSAGE_SIZE,
+        rate_limit: RateLimit | None = DEFAULT_RATE_LIMIT,
     ) -> None:
         self.debug = debug
+        self.max_message_size = check_max_message_size(max_message_size, "Lilya")
+        self.rate_limit = check_rate_limit(rate_limit, "Lilya")
         self.state = State()
         self.router = Router(
             routes,

@@ -27,6 +27,7 @@ from typing import Any, Final, TextIO
 
 from lilya import __version__
 from lilya._importer import AppImportError, add_app_dir, import_app
+from lilya.limits import largest_message_size
 
 __all__ = ["DEFAULT_WS", "build_parser", "main", "resolve_ws", "served_url"]
 
@@ -110,7 +111,8 @@ def _add_server_options(run: argparse.ArgumentParser) -> None:
         type=_size,
         metavar="BYTES",
         help="largest incoming WebSocket message; a larger one closes with 1009 "
-        "(uvicorn's default: 16777216)",
+        "(default: the app's largest max_message_size, 1 MiB unless set; "
+        "uvicorn's 16777216 for an app without one)",
     )
     group.add_argument(
         "--ws-ping-interval",
@@ -334,6 +336,11 @@ def _run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         "log_level": args.log_level,
         "log_config": _log_config(args.log_level),
     }
+    # The server buffers a whole message before the app sees it: let it buffer
+    # no more than the app's largest route takes (lilya.limits).
+    largest = largest_message_size(app)
+    if largest is not None:
+        options["ws_max_size"] = largest
     for name in _PASSED_THROUGH:
         value = getattr(args, name)
         if value is not None:

@@ -49,8 +49,19 @@ from lilya._matching import (
     own_path_for,
 )
 from lilya._recorder import enter, server_callables
+from lilya.controllers import WebSocketController
 from lilya.datastructures import URL, URLPath
 from lilya.exceptions import HTTPException, ImproperlyConfigured, NoMatchFound
+from lilya.limits import (
+    DEFAULT_MAX_MESSAGE_SIZE,
+    DEFAULT_RATE_LIMIT,
+    MAX_MESSAGE_SIZE_KEY,
+    RATE_LIMIT_KEY,
+    RateLimit,
+    check_max_message_size,
+    check_rate_limit,
+    limit_receive,
+)
 from lilya.middleware import DefineMiddleware, wrap_middleware
 from lilya.requests import Request
 from lilya.responses import PlainText, RedirectResponse, to_response
@@ -228,6 +239,13 @@ class WebSocketPath(BaseRoute):
             ASGI app.
         name: the name for reverse routing; default: the handler's name.
         middleware: middleware around this route only.
+        max_message_size: the largest message (bytes, after decompression)
+            this route takes; a larger one closes 1009 and the handler sees
+            ``WebSocketDisconnect(1009)``. Default: the app's
+            (``Lilya(max_message_size=...)``, 1 MiB; see :mod:`lilya.limits`).
+        rate_limit: a :class:`~lilya.limits.RateLimit` for this route's
+            connections (over it: close 1008, or an error frame and the
+            message dropped). Default: the app's (100 messages/s, bursts of 1,000).
 
     Whatever the handler does, the connection is closed when it ends: 1000
     after a normal return (before accept: the client sees 403), 1011 after an
@@ -246,9 +264,14 @@ class WebSocketPath(BaseRoute):
         *,
         name: str | None = None,
         middleware: Sequence[DefineMiddleware] | None = None,
+        max_message_size: int | None = None,
+        rate_limit: RateLimit | None = None,
     ) -> None:
         self.path = path
         self.handler = handler
+        where = f"WebSocketPath({path!r})"
+        self.max_message_size = check_max_message_size(max_message_size, where)
+        self.rate_limit = check_rate_limit(rate_limit, where)
         self.name = name if name is not None else name_of(handler)
         self._compiled = compile_path(path)
         self._call: HandlerCall | None = None
@@ -259,6 +282,7 @@ class WebSocketPath(BaseRoute):
                     "an async function (async def): it awaits the connection."
                 )
             self._call = HandlerCall(handler, self._compiled.param_names)
+        self._is_controller = isinstance(handler, type) and issubclass(handler, WebSocketController)
         self.middleware = list(middleware or [])
         self.app = wrap_middleware(self._serve, self.middleware)
 
@@ -274,10 +298,25 @@ class WebSocketPath(BaseRoute):
         await self.app(scope, receive, send)
 
     async def _serve(self, scope: Scope, receive: Receive, send: Send) -> None:
+        # Unset here: the app's default (the innermost lilya app's: a mounted one's own).
+        app = scope.get("app")
+        limit = self.max_message_size
+        if limit is None:
+            limit = getattr(app, "max_message_size", DEFAULT_MAX_MESSAGE_SIZE)
+        scope[MAX_MESSAGE_SIZE_KEY] = limit
+        rate = self.rate_limit
+        if rate is None:
+            rate = getattr(app, "rate_limit", DEFAULT_RATE_LIMIT)
+        scope[RATE_LIMIT_KEY] = rate
         await guard(self._run, scope, receive, send)
 
     async def _run(self, scope: Scope, receive: Receive, send: Send) -> None:
         if self._call is None:
+            limit, rate = scope.get(MAX_MESSAGE_SIZE_KEY), scope.get(RATE_LIMIT_KEY)
+            if (limit is not None or rate is not None) and not self._is_controller:
+                # A raw ASGI handler reads the server's messages itself; a
+                # controller's WebSocket applies the limits from the scope.
+                receive = limit_receive(receive, send, limit, rate)
             await self.handler(scope, receive, send)
         else:
             # Past the recorder, to the server's own callables: the WebSocket

@@ -28,8 +28,9 @@ the same from here.
 from __future__ import annotations
 
 import logging
+import sys
 from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Mapping
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, cast
 
 from lilya._close import check_close, send_with_close_fallback
 from lilya._connection import Connection
@@ -48,7 +49,18 @@ from lilya.exceptions import (
     WebSocketPeerError,
     WebSocketRuntimeError,
 )
-from lilya.status import WS_1000_NORMAL_CLOSURE
+from lilya.limits import (
+    MAX_MESSAGE_SIZE_KEY,
+    RATE_LIMIT_KEY,
+    RateLimit,
+    TokenBucket,
+    too_big_reason,
+)
+from lilya.status import (
+    WS_1000_NORMAL_CLOSURE,
+    WS_1008_POLICY_VIOLATION,
+    WS_1009_MESSAGE_TOO_BIG,
+)
 from lilya.types import Message, Receive, Scope, Send
 
 __all__ = [
@@ -112,6 +124,10 @@ _NOT_CONNECTED: Final = 'WebSocket is not connected. Need to call "accept" first
 _MODES: Final = {"text": ("text", "bytes"), "binary": ("bytes", "text")}
 
 
+#: "No limit" as a number, so the per-message check is one comparison either way.
+_NO_LIMIT: Final = sys.maxsize
+
+
 def _mode_error() -> WebSocketRuntimeError:
     return WebSocketRuntimeError('The "mode" argument should be "text" or "binary".')
 
@@ -151,6 +167,18 @@ class WebSocket(Connection):
         # layers read it too), else this WebSocket's own.
         state: ConnectionState | None = scope.get(_STATE_KEY)
         self._state = ConnectionState() if state is None else state
+        # The route's max_message_size (lilya.limits); a bare WebSocket has
+        # none but the server's. A text message of at most a quarter of it in
+        # characters is within it in UTF-8 bytes, so only longer text is
+        # encoded to be measured.
+        limit: int | None = scope.get(MAX_MESSAGE_SIZE_KEY)
+        self._max_size = _NO_LIMIT if limit is None else limit
+        self._max_chars = self._max_size // 4
+        # The route's rate_limit: tokens are counted here, one subtraction per
+        # message; the bucket refills them only once they run out.
+        rate: RateLimit | None = scope.get(RATE_LIMIT_KEY)
+        self._bucket = None if rate is None else TokenBucket(rate)
+        self._tokens: float = _NO_LIMIT if rate is None else rate.burst
 
     @property
     def client_state(self) -> WebSocketState:
@@ -186,6 +214,22 @@ class WebSocket(Connection):
                 may never answer again), or the server sent a message the
                 client's state does not allow.
         """
+        message = await self._receive_unlimited()
+        if message.get("type") == "websocket.receive":
+            self._tokens -= 1
+            if self._tokens < 0:
+                message = await self._over_rate(message)
+                if message["type"] != "websocket.receive":
+                    return message
+            payload = message.get("text")
+            if payload is None:
+                payload = message.get("bytes") or b""
+            size = self._size(payload)
+            if size > self._max_size:
+                return await self._close_too_big(size)
+        return message
+
+    async def _receive_unlimited(self) -> Message:
         state = self._state
         # After a send found the client gone (``lost_on_send``) the server has
         # not yet handed over its disconnect, so asking it again is safe: what
@@ -375,11 +419,18 @@ class WebSocket(Connection):
             if message.get("type") != "websocket.receive":
                 state.take_receive(message, _CONNECTED)
                 raise self._disconnect()
+            self._tokens -= 1
+            if self._tokens < 0:
+                message = await self._over_rate(message)
+                if message["type"] != "websocket.receive":
+                    raise self._disconnect()
         else:
             message = await self._receive_slow()
         text: str | None = message.get("text")
         if text is None:
             raise await self._refuse(WebSocketFrameError("text", "bytes"))
+        if len(text) > self._max_chars:
+            await self._limit(text)
         return text
 
     async def receive_bytes(self) -> bytes:
@@ -396,11 +447,18 @@ class WebSocket(Connection):
             if message.get("type") != "websocket.receive":
                 state.take_receive(message, _CONNECTED)
                 raise self._disconnect()
+            self._tokens -= 1
+            if self._tokens < 0:
+                message = await self._over_rate(message)
+                if message["type"] != "websocket.receive":
+                    raise self._disconnect()
         else:
             message = await self._receive_slow()
         data: bytes | None = message.get("bytes")
         if data is None:
             raise await self._refuse(WebSocketFrameError("bytes", "text"))
+        if len(data) > self._max_size:
+            await self._limit(data)
         return data
 
     async def receive_json(self, mode: Literal["text", "binary"] = "text") -> Any:
@@ -426,11 +484,18 @@ class WebSocket(Connection):
             if message.get("type") != "websocket.receive":
                 state.take_receive(message, _CONNECTED)
                 raise self._disconnect()
+            self._tokens -= 1
+            if self._tokens < 0:
+                message = await self._over_rate(message)
+                if message["type"] != "websocket.receive":
+                    raise self._disconnect()
         else:
             message = await self._receive_slow()
         data = message.get(key)
         if data is None:
             raise await self._refuse(WebSocketFrameError(key, other, json=True))
+        if len(data) > self._max_chars:
+            await self._limit(data)
         try:
             return _loads(data, mode)
         except InvalidJSONError as exc:
@@ -441,6 +506,7 @@ class WebSocket(Connection):
         # cheaper than a new coroutine per message, and iterating is the seed's
         # idiom. Same fast path and fall-back as the receive_* methods.
         state = self._state
+        quick = self._max_chars if key == "text" else self._max_size
         try:
             while True:
                 if state.open:
@@ -448,6 +514,11 @@ class WebSocket(Connection):
                     if message.get("type") != "websocket.receive":
                         state.take_receive(message, _CONNECTED)
                         return
+                    self._tokens -= 1
+                    if self._tokens < 0:
+                        message = await self._over_rate(message)
+                        if message["type"] != "websocket.receive":
+                            return
                 elif state.application is _DISCONNECTED:
                     return  # the app closed it (say, on a "quit" message): done
                 else:
@@ -456,6 +527,8 @@ class WebSocket(Connection):
                 if data is None:
                     await self._refuse(WebSocketFrameError(key, other), log=True)
                     return
+                if len(data) > quick:
+                    await self._limit(data)  # over it: a WebSocketDisconnect, so we end
                 yield data
         except WebSocketDisconnect:
             return
@@ -499,6 +572,72 @@ class WebSocket(Connection):
                 await self._refuse(exc, log=True)
                 return
             yield value
+
+    @staticmethod
+    def _size(payload: str | bytes) -> int:
+        # RFC 6455 §5.6: a text message's payload is its UTF-8 bytes.
+        if isinstance(payload, str):
+            return len(payload.encode("utf-8", "surrogatepass"))
+        return len(payload)
+
+    async def _limit(self, payload: str | bytes) -> None:
+        """Close 1009 and raise ``WebSocketDisconnect`` if *payload* is over the limit."""
+        size = self._size(payload)
+        if size > self._max_size:
+            await self._close_too_big(size)
+            raise self._disconnect()
+
+    async def _close_too_big(self, size: int) -> Message:
+        return await self._close_over_limit(
+            WS_1009_MESSAGE_TOO_BIG, too_big_reason(size, self._max_size)
+        )
+
+    async def _over_rate(self, message: Message) -> Message:
+        """The client ran out of tokens with *message*: refill, then allow, close or drop.
+
+        Returns *message* if tokens came back for it; else, on ``"close"``,
+        the disconnect 1008 (see :meth:`_close_over_limit`); on ``"drop"``,
+        the first message after the dropped ones that has a token (or the
+        disconnect that came instead), each dropped one answered with the
+        error frame.
+        """
+        bucket = cast(TokenBucket, self._bucket)  # tokens only run out under a limit
+        limit = bucket.limit
+        while True:
+            self._tokens = bucket.refill(self._tokens)
+            if self._tokens >= 0:
+                return message
+            if limit.on_exceed == "close":
+                return await self._close_over_limit(WS_1008_POLICY_VIOLATION, limit.reason())
+            self._tokens += 1  # a dropped message takes no token
+            try:
+                await self.send_text(limit.error_frame)
+            except WebSocketDisconnect:
+                state = self._state
+                return {"type": "websocket.disconnect", "code": state.code, "reason": state.reason}
+            message = await self._receive_unlimited()
+            if message.get("type") != "websocket.receive":
+                return message
+            self._tokens -= 1
+
+    async def _close_over_limit(self, code: int, reason: str) -> Message:
+        """Close with *code* (1008, 1009) and *reason*; return the disconnect the app now sees.
+
+        The peer's fault (lilya.limits): a close code naming the setting, the
+        state moved as if the client had left with it, so ``receive_*`` raise
+        ``WebSocketDisconnect(code)``, ``iter_*`` end, ``receive()`` returns
+        the disconnect, and your own close after it does nothing.
+        """
+        logger.warning("Closing %s with %d: %s", self.scope.get("path", "?"), code, reason)
+        state = self._state
+        disconnect: Message = {"type": "websocket.disconnect", "code": code, "reason": reason}
+        if state.application is _CONNECTED:
+            await self.close(code, reason)
+            state.closed_on_peer_error = True
+        # As if the client had left with it (after a send found it gone, the
+        # state already says so, and takes this as the disconnect that confirms it).
+        state.take_receive(disconnect, state.client)
+        return disconnect
 
     async def _refuse(self, error: WebSocketPeerError, *, log: bool = False) -> Exception:
         """Close because the client sent bad data, with the code naming it; return *error*.

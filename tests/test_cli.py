@@ -33,6 +33,7 @@ from websockets.sync.client import connect
 
 import lilya.__main__
 from lilya import __version__, cli
+from lilya.limits import DEFAULT_MAX_MESSAGE_SIZE
 from tests.support.servers import ROOT, RunningServer, serve
 
 SEED_APP = "tests.support.seed_apps:app"
@@ -344,7 +345,32 @@ def test_server_settings_pass_through_to_uvicorn_and_only_when_given(
     cli.main(["run", CLI_APP, *argv])
     _, options = uvicorn_calls[0]
     given = {key: value for key, value in options.items() if key in cli._PASSED_THROUGH}
-    assert given == expected
+    # The server's message limit is the app's largest unless given (lilya.limits).
+    assert given == {"ws_max_size": DEFAULT_MAX_MESSAGE_SIZE, **expected}
+
+
+@pytest.mark.parametrize(
+    ("app", "limit"),
+    [
+        (CLI_APP, DEFAULT_MAX_MESSAGE_SIZE),
+        ("tests.support.cli_apps:small", 64 * 1024),
+        ("tests.support.cli_apps:mixed", 4 * 1024 * 1024),
+        ("tests.support.cli_apps:unlimited", None),
+        ("tests.support.seed_apps:app", None),
+    ],
+)
+def test_the_servers_message_limit_is_the_apps_largest_max_message_size(
+    uvicorn_calls: list[tuple[Any, dict[str, Any]]], app: str, limit: int | None
+) -> None:
+    cli.main(["run", app])
+    assert uvicorn_calls[0][1].get("ws_max_size") == limit
+
+
+def test_ws_max_size_given_wins_over_the_apps_limit(
+    uvicorn_calls: list[tuple[Any, dict[str, Any]]],
+) -> None:
+    cli.main(["run", "tests.support.cli_apps:small", "--ws-max-size", "1000"])
+    assert uvicorn_calls[0][1]["ws_max_size"] == 1000
 
 
 @pytest.mark.parametrize(
@@ -442,6 +468,24 @@ def test_ws_max_size_reaches_the_server() -> None:
                 ws.recv(timeout=5)
         assert closed.value.rcvd is not None
         assert closed.value.rcvd.code == 1009
+        assert "Traceback" not in server.log()
+
+
+@pytest.mark.server
+def test_the_server_refuses_what_no_route_of_the_app_takes_before_buffering_it() -> None:
+    # No --ws-max-size: the app's largest max_message_size (64 KiB) is the server's.
+    command = lilya_run("tests.support.cli_apps:small")
+    with serve("", "lilya", command=command) as server:
+        with server.connect("/echo", compression=None) as ws:
+            ws.send(bytes(64 * 1024))
+            assert ws.recv(timeout=5) == bytes(64 * 1024)
+            with contextlib.suppress(ConnectionClosed):
+                ws.send(bytes(64 * 1024 + 1))
+            with pytest.raises(ConnectionClosed) as closed:
+                ws.recv(timeout=5)
+        assert closed.value.rcvd is not None
+        assert closed.value.rcvd.code == 1009
+        assert "Message exceeds the maximum size (65536 bytes)" in closed.value.rcvd.reason
         assert "Traceback" not in server.log()
 
 

@@ -19,6 +19,7 @@ import anyio
 from examples.seed import echo as seed_echo
 from examples.seed import hello as seed_hello
 from lilya.apps import Lilya
+from lilya.limits import RateLimit
 from lilya.responses import PlainText
 from lilya.routing import WebSocketPath
 from lilya.websockets import WebSocket, WebSocketDisconnect
@@ -64,6 +65,35 @@ async def echo(websocket: WebSocket) -> None:
                 return
     except WebSocketDisconnect as exc:
         event(websocket, f"disconnect code={exc.code} reason={exc.reason!r}")
+
+
+#: The route limit of ``/limited`` (lilya's own check, far below every server's).
+LIMITED = 64 * 1024
+
+
+async def limited(websocket: WebSocket) -> None:
+    """Reply with the length of each binary message; a route with ``max_message_size=LIMITED``."""
+    await websocket.accept()
+    try:
+        while True:
+            await websocket.send_text(f"len={len(await websocket.receive_bytes())}")
+    except WebSocketDisconnect as exc:
+        event(websocket, f"disconnect code={exc.code} reason={exc.reason!r}")
+
+
+async def rated(websocket: WebSocket) -> None:
+    """Echo text; the routes ``/rated`` and ``/rated-drop`` allow bursts of 3 (``RATED``)."""
+    await websocket.accept()
+    try:
+        while True:
+            await websocket.send_text(await websocket.receive_text())
+    except WebSocketDisconnect as exc:
+        event(websocket, f"disconnect code={exc.code} reason={exc.reason!r}")
+
+
+#: A burst of 3 and one token a minute: a fourth message at once is over the limit.
+RATED = RateLimit(per_second=1 / 60, burst=3)
+RATED_DROP = RateLimit(per_second=1 / 60, burst=3, on_exceed="drop", error_frame="dropped")
 
 
 async def reject(websocket: WebSocket) -> None:
@@ -172,5 +202,10 @@ app = Lilya(
         WebSocketPath("/seed/hello", seed_hello),
         WebSocketPath("/seed/echo", seed_echo),
         *(WebSocketPath(path, logged(handler)) for path, handler in ROUTES.items()),
-    ]
+        WebSocketPath("/limited", logged(limited), max_message_size=LIMITED),
+        WebSocketPath("/rated", logged(rated), rate_limit=RATED),
+        WebSocketPath("/rated-drop", logged(rated), rate_limit=RATED_DROP),
+    ],
+    # No app-wide limit of lilya's: the size rows measure each server's own.
+    max_message_size=None,
 )

@@ -35,6 +35,12 @@ MEANING = {
     "handler raises before accept": "HTTP status the client gets",
     "message at the size limit": "largest message that arrives whole",
     "message over the size limit": "client's close code / handler's `WebSocketDisconnect`",
+    "message over a route's max_message_size": "reply to 64 KiB, then the client's close "
+    "(code, reason) for 64 KiB + 1 / handler's `WebSocketDisconnect`",
+    "message over the route's rate_limit": "echoes of a burst of 3, then the client's close "
+    "(code, reason) for a 4th / handler's `WebSocketDisconnect`",
+    "message over the route's rate_limit, on_exceed='drop'": "replies to 5 messages "
+    "(burst of 3) / handler's `WebSocketDisconnect` after the client's close",
 }
 
 SHORT = {

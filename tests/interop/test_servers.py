@@ -30,6 +30,8 @@ import pytest
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import ClientConnection
 
+from lilya.limits import too_big_reason
+from tests.interop.app import LIMITED, RATED
 from tests.support.servers import ROOT, SERVERS, RunningServer, raised, serve
 
 pytestmark = pytest.mark.server
@@ -39,6 +41,7 @@ MiB = 1024 * 1024
 #: Close code the ``websockets`` client reports when the TCP connection ended
 #: without a close frame (RFC 6455 §7.1.5).
 NO_CLOSE_FRAME = 1006
+LIMITED_REASON = too_big_reason(LIMITED + 1, LIMITED)
 
 
 @dataclass(frozen=True)
@@ -250,6 +253,43 @@ EXPECTED: dict[str, dict[str, Expect]] = {
             client=(NO_CLOSE_FRAME,),
             app="disconnect code=1006 reason=''",
             note="daphne drops the TCP connection with no close frame",
+        ),
+    ),
+    # lilya's own limit (a route's max_message_size, 64 KiB here), the same everywhere.
+    # client: the reply to a message of the limit, then the close (code, reason) one byte
+    # over it brings; app: the WebSocketDisconnect the handler got
+    "message over a route's max_message_size": every(
+        Expect(
+            client=("len=65536", (1009, LIMITED_REASON)),
+            app=f"disconnect code=1009 reason={LIMITED_REASON!r}",
+        ),
+        daphne=Expect(
+            client=("len=65536", (4009, "")),
+            app=f"disconnect code=1009 reason={LIMITED_REASON!r}",
+            note=DAPHNE_CODES + "; lilya resends 1009 as 4009, and daphne drops the reason",
+        ),
+    ),
+    # client: the echoes of a burst of 3, then the close (code, reason) a fourth brings;
+    # app: the WebSocketDisconnect the handler got
+    "message over the route's rate_limit": every(
+        Expect(
+            client=(3, (1008, RATED.reason())),
+            app=f"disconnect code=1008 reason={RATED.reason()!r}",
+        ),
+        daphne=Expect(
+            client=(3, (4008, "")),
+            app=f"disconnect code=1008 reason={RATED.reason()!r}",
+            note=DAPHNE_CODES + "; lilya resends 1008 as 4008, and daphne drops the reason",
+        ),
+    ),
+    # client: what it gets for a burst of 3 and 2 more, then for its own close
+    "message over the route's rate_limit, on_exceed='drop'": every(
+        Expect(
+            client=(("1", "2", "3", "dropped", "dropped"), "disconnect code=1000 reason=''"),
+        ),
+        hypercorn=Expect(
+            client=(("1", "2", "3", "dropped", "dropped"), "disconnect code=1006 reason=''"),
+            note="hypercorn reports 1006 for every close",
         ),
     ),
 }
@@ -564,6 +604,40 @@ def test_a_message_one_byte_over_the_size_limit_closes_the_connection(
         code = close_seen(ws)[0]
     assert code in scenario.expect.client  # type: ignore[operator]  # this row holds tuples
     assert scenario.app_saw() == [scenario.expect.app]
+
+
+@pytest.mark.scenario("message over a route's max_message_size")
+def test_a_message_over_the_routes_max_message_size_closes_1009_with_a_reason(
+    scenario: Scenario,
+) -> None:
+    with scenario.server.connect(scenario.path("/limited"), compression=None) as ws:
+        ws.send(bytes(LIMITED))
+        reply = ws.recv(timeout=10)
+        ws.send(bytes(LIMITED + 1))
+        assert (reply, close_seen(ws)) == scenario.expect.client
+    assert scenario.app_saw() == [scenario.expect.app]
+
+
+@pytest.mark.scenario("message over the route's rate_limit")
+def test_a_burst_over_the_routes_rate_limit_closes_1008_with_a_reason(scenario: Scenario) -> None:
+    with scenario.server.connect(scenario.path("/rated")) as ws:
+        for n in range(4):
+            ws.send(str(n))
+        echoes = [ws.recv(timeout=10) for _ in range(3)]
+        assert (len(echoes), close_seen(ws)) == scenario.expect.client
+    assert scenario.app_saw() == [scenario.expect.app]
+
+
+@pytest.mark.scenario("message over the route's rate_limit, on_exceed='drop'")
+def test_a_burst_over_a_dropping_rate_limit_gets_error_frames_and_stays_open(
+    scenario: Scenario,
+) -> None:
+    with scenario.server.connect(scenario.path("/rated-drop")) as ws:
+        for n in range(1, 6):
+            ws.send(str(n))
+        got = tuple(ws.recv(timeout=10) for _ in range(5))
+        ws.close()
+    assert (got, scenario.app_saw()[0]) == scenario.expect.client
 
 
 def test_docs_servers_md_shows_the_table() -> None:

@@ -5,10 +5,10 @@ from __future__ import annotations
 import anyio
 
 from lilya.apps import Lilya
-from lilya.routing import WebSocketPath
+from lilya.routing import Include, WebSocketPath
 from lilya.websockets import WebSocket
 
-__all__ = ["app"]
+__all__ = ["app", "mixed", "small", "unlimited"]
 
 
 async def echo(websocket: WebSocket) -> None:
@@ -48,3 +48,17 @@ app = Lilya(
         WebSocketPath("/where", where),
     ]
 )
+
+#: An app whose largest message is 64 KiB: ``lilya run`` gives uvicorn that limit.
+small = Lilya(routes=[WebSocketPath("/echo", echo)], max_message_size=64 * 1024)
+
+#: An app with one route beyond the app's default: the route's limit is the largest.
+mixed = Lilya(
+    routes=[
+        WebSocketPath("/echo", echo, max_message_size=1000),
+        Include("/big", routes=[WebSocketPath("/echo", echo, max_message_size=4 * 1024 * 1024)]),
+    ]
+)
+
+#: An app that leaves the size limit to the server.
+unlimited = Lilya(routes=[WebSocketPath("/echo", echo)], max_message_size=None)
