@@ -13,19 +13,20 @@ import math
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
 
 import anyio
 import anyio.lowlevel
 from anyio.abc import TaskGroup, TaskStatus
 
-from lilya.channels._base import (
+from lilya.channels.backend import (
     Backend,
+    BackendSettings,
     HistoryPage,
     check_limit,
     check_max_queue,
     check_message_id,
     check_name,
+    create_backend,
 )
 from lilya.channels.events import Event, Position, encode
 from lilya.channels.exceptions import BackendUnavailableError, NotConnectedError
@@ -140,8 +141,10 @@ class Channels:
             attempts; the delay doubles up to ``max``.
 
     Raises:
-        ImproperlyConfigured: the URL's scheme is not memory, redis or rediss,
-            or a setting is out of range.
+        ImproperlyConfigured: the URL's scheme is neither built in nor
+            registered (:func:`~lilya.channels.register_backend`), its client
+            library is not installed (the message gives the ``pip install``
+            line), or a setting is out of range.
     """
 
     def __init__(
@@ -180,27 +183,9 @@ class Channels:
         self.max_queue = max_queue
         self.policy: Policy = policy
         self.presence_ttl = presence_ttl
-        scheme = urlsplit(url).scheme
-        self._backend: Backend
-        if scheme == "memory":
-            from lilya.channels.memory import MemoryBackend
-
-            self._backend = MemoryBackend(url, history_size=history_size, history_ttl=history_ttl)
-        elif scheme in ("redis", "rediss"):
-            from lilya.channels.redis import RedisBackend
-
-            self._backend = RedisBackend(
-                url,
-                history_size=history_size,
-                history_ttl=history_ttl,
-                key_prefix=key_prefix,
-                reconnect_delay=reconnect_delay,
-            )
-        else:
-            raise ImproperlyConfigured(
-                f"Unsupported channels URL scheme {scheme!r} in {url!r}; "
-                "use memory://, redis:// or rediss://."
-            )
+        self._backend: Backend = create_backend(
+            url, BackendSettings(history_size, history_ttl, key_prefix, reconnect_delay)
+        )
         self._locals: dict[str, _Local] = {}
         self._task_group: TaskGroup | None = None
         # Made at connect(): anyio objects need a running event loop, and you
