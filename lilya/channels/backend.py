@@ -296,6 +296,29 @@ class Backend(ABC):
         the codec).
         """
 
+    async def publish_in_transaction(
+        self,
+        connection: Any,
+        channel: str,
+        tag: str,
+        payload: bytes,
+        data: Any,
+        message_id: str | None,
+    ) -> Event:
+        """Publish as part of the caller's open transaction on *connection*.
+
+        Only a backend that lives in the caller's database can promise it:
+        delivered when the transaction commits, never after a rollback. The
+        default refuses, saying which backends can.
+
+        Raises:
+            TypeError: this backend cannot publish inside your transaction.
+        """
+        raise TypeError(
+            f"{self.safe_url} cannot publish inside your transaction (connection=...): "
+            "only postgres:// channels live in your database. Publish after you commit."
+        )
+
     @abstractmethod
     async def history(self, channel: str, *, after: int | None, limit: int | None) -> HistoryPage:
         """Read retained messages: those after offset *after*, or the last *limit*.
@@ -352,6 +375,8 @@ _BUILTIN: dict[str, tuple[str, str, str | None, str | None]] = {
     "memory": ("lilya.channels.memory", "MemoryBackend", None, None),
     "redis": ("lilya.channels.redis", "RedisBackend", "redis", "redis"),
     "rediss": ("lilya.channels.redis", "RedisBackend", "redis", "redis"),
+    "postgres": ("lilya.channels.postgres", "PostgresBackend", "postgres", "asyncpg"),
+    "postgresql": ("lilya.channels.postgres", "PostgresBackend", "postgres", "asyncpg"),
 }
 _REGISTERED: dict[str, BackendFactory] = {}
 

@@ -278,7 +278,14 @@ class Channels:
 
     # -- the API -------------------------------------------------------------
 
-    async def publish(self, channel: str, data: Any, *, message_id: str | None = None) -> Event:
+    async def publish(
+        self,
+        channel: str,
+        data: Any,
+        *,
+        message_id: str | None = None,
+        connection: Any = None,
+    ) -> Event:
         """Send *data* to every subscriber of *channel* and append it to its history.
 
         Each subscriber gets the event in its queue, in publish order. If a
@@ -294,6 +301,10 @@ class Channels:
                 A publish with an id already published among the channel's
                 last ``history_size`` messages delivers nothing and returns
                 the first publish's event: retrying is safe.
+            connection: on ``postgres://``, an asyncpg connection in an open
+                transaction: the message is part of it, delivered when you
+                commit and never if you roll back (the returned event is what
+                subscribers get if you commit). Other backends refuse it.
 
         Returns:
             The published event, with its ``offset`` and ``epoch``.
@@ -305,12 +316,17 @@ class Channels:
                 lost (a stall longer than ``socket_timeout``): it may have been
                 published; retry with the same *message_id*.
             NotConnectedError: :meth:`connect` has not run.
+            RuntimeError: *connection* is not in a transaction.
         """
         self._require_connected()
         check_name(channel)
         check_message_id(message_id)
         tag, payload = encode(data)
         await self.ready(channel)
+        if connection is not None:
+            return await self._backend.publish_in_transaction(
+                connection, channel, tag, payload, data, message_id
+            )
         return await self._backend.publish(channel, tag, payload, data, message_id)
 
     def subscribe(

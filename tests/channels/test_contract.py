@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from lilya.channels.testing import CHECKS, BackendContract, ContractFailure, run_contract
+from tests.channels.postgres_server import delete_rows
 from tests.channels.redis_server import delete_keys
 
 
@@ -85,3 +86,19 @@ def test_a_contract_subclass_without_a_url_says_what_to_set() -> None:
     # The undecorated function behind the fixture, as pytest would call it.
     with pytest.raises(TypeError, match="must set url"):
         fixture.__wrapped__(_NoUrl())
+
+
+@pytest.mark.postgres
+class TestPostgresBackend(BackendContract):
+    """postgres:// under asyncio (asyncpg runs on asyncio only)."""
+
+    @pytest.fixture
+    def anyio_backend(self) -> str:
+        return "asyncio"
+
+    @pytest.fixture
+    def channels_url(self, postgres_url: str) -> str:
+        return postgres_url
+
+    def cleanup(self, url: str, key_prefix: str) -> None:
+        delete_rows(url, key_prefix)
