@@ -472,8 +472,11 @@ class PostgresBackend(Backend):
             inline = "m" + tag + base64.b64encode(payload).decode()
         else:
             inline = "m" + tag + payload.decode()
-        if len(inline) > _INLINE_LIMIT or "\0" in inline:
-            inline = None  # by reference: too long for NOTIFY, or a NUL it cannot carry
+        # The limit is in bytes, and a character of text may take four.
+        if len(inline) * 4 > _INLINE_LIMIT and len(inline.encode()) > _INLINE_LIMIT:
+            inline = None  # by reference: too long for NOTIFY
+        elif "\0" in inline:
+            inline = None  # by reference: NOTIFY cannot carry a NUL
         return [
             self._ns, channel, secrets.token_hex(8), self._ttl_ms, self._size, tag, payload,
             message_id, self._notify_name(channel), inline,

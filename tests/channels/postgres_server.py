@@ -68,7 +68,11 @@ def _bin(name: str) -> str:
 class PostgresProcess:
     """A private PostgreSQL cluster a test can kill -9 and start again on the same port."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, netns: str | None = None, host: str = "127.0.0.1") -> None:
+        # In a network namespace (the cross-host test), it listens on that
+        # namespace's address and trusts the namespaces' private subnet.
+        self.netns = netns
+        self.host = host
         self.port = free_port()
         self.dir = Path(tempfile.mkdtemp(prefix="lilya-pg-"))
         self.data = self.dir / "data"
@@ -77,20 +81,25 @@ class PostgresProcess:
             shutil.chown(self.dir, "postgres", "postgres")
         self._run(_bin("initdb"), "-D", str(self.data), "-A", "trust", "-U", "postgres",
                   "--no-sync", "-E", "UTF8")  # fmt: skip
+        if netns is not None:
+            with (self.data / "pg_hba.conf").open("a") as hba:
+                hba.write("host all all 10.0.0.0/8 trust\n")
 
     @property
     def url(self) -> str:
-        return f"postgres://postgres@127.0.0.1:{self.port}/postgres"
+        return f"postgres://postgres@{self.host}:{self.port}/postgres"
 
     def _run(self, *command: str) -> None:
         if self._as_postgres:
             command = ("runuser", "-u", "postgres", "--", *command)
+        if self.netns is not None:
+            command = ("ip", "netns", "exec", self.netns, *command)
         subprocess.run(command, check=True, capture_output=True, timeout=60)
 
     def start(self) -> None:
         self._run(
             _bin("pg_ctl"), "-D", str(self.data), "-w", "-t", "30", "-l", str(self.dir / "log"),
-            "-o", f"-p {self.port} -h 127.0.0.1 -k {self.dir} -F", "start",
+            "-o", f"-p {self.port} -h {self.host} -k {self.dir} -F", "start",
         )  # fmt: skip
 
     def kill(self) -> None:
