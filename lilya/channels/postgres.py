@@ -265,6 +265,8 @@ class PostgresBackend(Backend):
         self._inbox: deque[tuple[str, str]] = deque()
         self._wake: anyio.Event | None = None
         self._lost = False
+        #: Seconds of silence after which the listener pings the server.
+        self._ping_every = 5.0
 
     # -- plumbing ------------------------------------------------------------
 
@@ -275,13 +277,17 @@ class PostgresBackend(Backend):
     async def _call(self, operation: str, awaitable: Awaitable[_T]) -> _T:
         try:
             return await awaitable
-        except _UNAVAILABLE as exc:
-            raise BackendUnavailableError(self.safe_url, operation, exc) from exc
-        except asyncpg.PostgresError as exc:
-            raise BackendError(self.safe_url, operation, exc) from exc
-        except asyncpg.InterfaceError as exc:
-            # "the pool is closing", "connection is closed": not reachable now.
-            raise BackendUnavailableError(self.safe_url, operation, exc) from exc
+        except Exception as exc:
+            raise self._translate(operation, exc) from exc
+
+    def _translate(self, operation: str, exc: Exception) -> Exception:
+        """The lilya error for a driver's *exc*; anything else is returned as it is."""
+        if isinstance(exc, (*_UNAVAILABLE, asyncpg.InterfaceError)):
+            # InterfaceError: "the pool is closing", "connection is closed".
+            return BackendUnavailableError(self.safe_url, operation, exc)
+        if isinstance(exc, asyncpg.PostgresError):
+            return BackendError(self.safe_url, operation, exc)
+        return exc
 
     def _require_pool(self) -> asyncpg.Pool:
         if self._pool is None:
@@ -334,7 +340,8 @@ class PostgresBackend(Backend):
         try:
             for name in list(self._wanted):
                 await self._call("listen", connection.add_listener(name, self._on_notify))
-        except BaseException:
+        # The server dying between the connect and a LISTEN: no test stages it on demand.
+        except BaseException:  # pragma: no cover
             connection.terminate()
             raise
         return connection
@@ -373,7 +380,7 @@ class PostgresBackend(Backend):
                 await self._pump()
             except BackendUnavailableError as exc:
                 logger.warning("Postgres LISTEN lost (%s); reconnecting in %.2fs", exc, delay)
-            except _UNAVAILABLE as exc:
+            except _UNAVAILABLE as exc:  # a ping the server took and never answered
                 logger.warning("Postgres LISTEN lost (%s); reconnecting in %.2fs", exc, delay)
             except Exception:
                 logger.exception("Postgres listener failed; reconnecting in %.2fs", delay)
@@ -391,13 +398,12 @@ class PostgresBackend(Backend):
             if self._lost:
                 raise BackendUnavailableError(self.safe_url, "listen", None)
             wake = self._wake = anyio.Event()
-            if self._inbox or self._lost:
-                continue
-            # A silent network (no FIN, no RST) is found by a ping every few seconds.
-            with anyio.move_on_after(5.0) as idle:
-                await wake.wait()
-            if idle.cancelled_caught:
-                await self._ping()
+            if not self._inbox and not self._lost:
+                # A silent network (no FIN, no RST) is found by a ping every few seconds.
+                with anyio.move_on_after(self._ping_every) as idle:
+                    await wake.wait()
+                if idle.cancelled_caught:
+                    await self._ping()
 
     async def _ping(self) -> None:
         listener = self._listener
@@ -412,9 +418,16 @@ class PostgresBackend(Backend):
         sink = self._sink
         if channel is None or sink is None:
             return  # a channel we stopped listening to
-        epoch, offset_text, rest = payload.split("\n", 2)
-        offset = int(offset_text)
-        kind = rest[:1]
+        try:
+            epoch, offset_text, rest = payload.split("\n", 2)
+            offset = int(offset_text)
+            kind = rest[:1]
+            if kind not in ("m", "r", "j", "l"):
+                raise ValueError(kind)
+        except ValueError:
+            # Someone else's NOTIFY on our channel's name: nothing of ours is in it.
+            logger.warning("Ignored a notification lilya did not write on %r: %.80r", name, payload)
+            return
         if kind in ("j", "l"):
             sink.deliver(Event(channel, offset, epoch, loads(rest[1:], "text"), _KINDS[kind]))
             return
@@ -441,9 +454,12 @@ class PostgresBackend(Backend):
         sink.deliver(Event(channel, offset, epoch, data))
 
     def _require_lock(self) -> anyio.Lock:
-        if self._listener_lock is None:
+        lock = self._listener_lock
+        # listen, unlisten and the ping run only once connect() made a
+        # listener, and it made the lock first.
+        if lock is None:  # pragma: no cover
             raise RuntimeError("PostgresBackend used before connect().")
-        return self._listener_lock
+        return lock
 
     async def listen(self, channel: str) -> None:
         name = self._notify_name(channel)
@@ -493,15 +509,12 @@ class PostgresBackend(Backend):
         pool = self._require_pool()
         connection = await self._call("publish", pool.acquire(timeout=5.0))
         try:
-            try:
-                row = await connection.fetchrow(_PUBLISH, *args)
-            except _UNAVAILABLE as exc:
-                # Sent, and the answer lost: it may have committed.
-                raise PublishOutcomeUnknownError(self.safe_url, channel, message_id, exc) from exc
-            except asyncpg.InterfaceError as exc:
-                raise BackendUnavailableError(self.safe_url, "publish", exc) from exc
-            except asyncpg.PostgresError as exc:
-                raise BackendError(self.safe_url, "publish", exc) from exc
+            row = await connection.fetchrow(_PUBLISH, *args)
+        except _UNAVAILABLE as exc:
+            # Sent, and the answer lost: it may have committed.
+            raise PublishOutcomeUnknownError(self.safe_url, channel, message_id, exc) from exc
+        except Exception as exc:
+            raise self._translate("publish", exc) from exc
         finally:
             with anyio.CancelScope(shield=True):
                 await pool.release(connection)
@@ -547,12 +560,8 @@ class PostgresBackend(Backend):
                 # Two processes created the channel at once; the next try sees it.
                 if attempt == 2:  # pragma: no cover - three collisions in a row
                     raise
-            except _UNAVAILABLE as exc:
-                raise BackendUnavailableError(self.safe_url, "read history", exc) from exc
-            except asyncpg.InterfaceError as exc:
-                raise BackendUnavailableError(self.safe_url, "read history", exc) from exc
-            except asyncpg.PostgresError as exc:
-                raise BackendError(self.safe_url, "read history", exc) from exc
+            except Exception as exc:
+                raise self._translate("read history", exc) from exc
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def _read_page(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import AsyncIterator, Iterator
+from typing import Any
 
 import anyio
 import asyncpg
@@ -288,3 +289,173 @@ async def test_subscribers_recover_everything_after_postgres_is_killed_and_resta
             assert [event.data for event in events] == published
             assert sub.recovered is True
             await nothing_more(sub)
+
+
+# -- the listener under hostile conditions ---------------------------------------------
+
+
+async def test_a_notification_lilya_did_not_write_is_ignored_and_delivery_goes_on(
+    make: MakeChannels, db: asyncpg.Connection, caplog: pytest.LogCaptureFixture
+) -> None:
+    channels = await make()
+    name = channels._backend._notify_name("c")  # type: ignore[attr-defined]
+    async with channels.subscribe("c") as sub:
+        for garbage in ("garbage", "e\nnot-a-number\nmx", "e\n1\nzwhat"):
+            await db.execute("SELECT pg_notify($1, $2)", name, garbage)
+        await channels.publish("c", "real")
+        assert [e.data for e in await take(sub, 1)] == ["real"]
+        await nothing_more(sub)
+    assert "Ignored a notification lilya did not write" in caplog.text
+
+
+async def test_a_failure_inside_the_listener_becomes_a_reconnect_that_loses_nothing(
+    make: MakeChannels, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    publisher, reader = (
+        await make(reconnect_delay=(0.05, 0.05)),
+        await make(reconnect_delay=(0.05, 0.05)),
+    )
+    real_deliver = reader.deliver
+    failed: list[bool] = []
+
+    def deliver_failing_once(event: object) -> None:
+        if not failed:
+            failed.append(True)
+            raise RuntimeError("a bug in a sink")
+        real_deliver(event)  # type: ignore[arg-type]
+
+    async with reader.subscribe("c") as sub:
+        await publisher.publish("c", 0)
+        assert [e.data for e in await take(sub, 1)] == [0]
+        monkeypatch.setattr(reader, "deliver", deliver_failing_once)
+        for i in range(1, 6):
+            await publisher.publish("c", i)
+        # The event whose delivery failed comes back from history after the reconnect.
+        assert [e.data for e in await take(sub, 5, within=10)] == [1, 2, 3, 4, 5]
+        await nothing_more(sub)
+    assert "Postgres listener failed; reconnecting" in caplog.text
+
+
+async def test_a_quiet_listener_pings_the_server_and_keeps_delivering(
+    postgres_url: str, prefix: str
+) -> None:
+    channels = Channels(postgres_url, key_prefix=prefix)
+    channels._backend._ping_every = 0.05  # type: ignore[attr-defined]
+    async with channels, channels.subscribe("c") as sub:
+        await anyio.sleep(0.4)  # several idle periods, each ending in a ping
+        await channels.publish("c", "after the quiet")
+        assert [e.data for e in await take(sub, 1)] == ["after the quiet"]
+    delete_rows(postgres_url, prefix)
+
+
+async def test_a_publish_whose_connection_dies_while_it_waits_has_an_unknown_outcome(
+    make: MakeChannels, db: asyncpg.Connection, prefix: str
+) -> None:
+    channels = await make()
+    await channels.publish("c", "first")
+    async with db.transaction():
+        # Hold the channel's row, so the publish is sent and then waits...
+        await db.execute(
+            "SELECT 1 FROM lilya_channel WHERE ns = $1 AND name = 'c' FOR UPDATE", prefix
+        )
+        async with anyio.create_task_group() as group:
+            outcome: list[BaseException] = []
+
+            async def publish() -> None:
+                try:
+                    await channels.publish("c", "in doubt", message_id="m-1")
+                except PublishOutcomeUnknownError as exc:
+                    outcome.append(exc)
+
+            group.start_soon(publish)
+            # ...then its server process is terminated: was it committed? Unknown.
+            with anyio.fail_after(10):
+                while not await db.fetchval(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    "WHERE wait_event_type = 'Lock' AND query LIKE '%lilya_channel_publish%'"
+                ):
+                    await anyio.sleep(0.02)
+    assert len(outcome) == 1
+    assert outcome[0].message_id == "m-1"  # type: ignore[attr-defined]
+    # The retry by id is safe: once published, whatever happened before.
+    retried = await channels.publish("c", "in doubt", message_id="m-1")
+    assert retried.offset == 2
+    assert (await channels.publish("c", "in doubt", message_id="m-1")).offset == 2
+
+
+async def test_what_the_listener_cannot_place_or_translate_is_left_alone(
+    make: MakeChannels,
+) -> None:
+    channels = await make()
+    backend: Any = channels._backend
+    await backend._handle("lilya_not_ours", "e\n1\nmsx")  # a channel nobody listens to
+    error = KeyError("not a driver error")
+    assert backend._translate("publish", error) is error
+
+
+async def test_a_publish_blocked_past_lock_timeout_by_another_transaction_is_a_backend_error(
+    postgres_url: str, prefix: str, channels_factory: MakeChannels, db: asyncpg.Connection
+) -> None:
+    # Server settings ride in the URL; here Postgres gives up waiting for the
+    # channel's row after 200 ms (a caller's transaction holds it).
+    channels = await channels_factory(f"{postgres_url}?lock_timeout=200", key_prefix=prefix)
+    try:
+        await channels.publish("c", "first")
+        async with db.transaction():
+            await db.execute(
+                "SELECT 1 FROM lilya_channel WHERE ns = $1 AND name = 'c' FOR UPDATE", prefix
+            )
+            with pytest.raises(BackendError) as caught:
+                await channels.publish("c", "blocked")
+        assert caught.value.operation == "publish"
+        assert "lock timeout" in str(caught.value)
+        assert (await channels.publish("c", "later")).offset == 2
+    finally:
+        delete_rows(postgres_url, prefix)
+
+
+async def test_a_failed_set_up_after_the_pool_opened_closes_it_again(
+    make: MakeChannels, monkeypatch: pytest.MonkeyPatch, postgres_url: str, prefix: str
+) -> None:
+    from lilya.channels.postgres import PostgresBackend
+
+    async def refuse(self: PostgresBackend) -> None:
+        raise BackendUnavailableError(self.safe_url, "listen", None)
+
+    monkeypatch.setattr(PostgresBackend, "_open_listener", refuse)
+    channels = Channels(postgres_url, key_prefix=prefix)
+    with pytest.raises(BackendUnavailableError, match="Cannot listen"):
+        await channels.connect()
+    assert channels._backend._pool is None  # type: ignore[attr-defined]
+
+
+async def test_a_closed_pool_is_unavailable_not_a_driver_error(make: MakeChannels) -> None:
+    channels = await make()
+    pool = channels._backend._pool  # type: ignore[attr-defined]
+    await pool.close()
+    with pytest.raises(BackendUnavailableError, match="Cannot read presence"):
+        await channels.presence("c")
+
+
+async def test_every_call_on_a_dead_server_is_unavailable_and_the_listener_keeps_trying(
+    channels_factory: MakeChannels, private_postgres: PostgresProcess
+) -> None:
+    channels = await channels_factory(private_postgres.url, reconnect_delay=(0.05, 0.1))
+    sub = channels.subscribe("c", presence={"user": "ann"})
+    await sub.__aenter__()
+    await anyio.to_thread.run_sync(private_postgres.kill)
+    with pytest.raises((BackendUnavailableError, PublishOutcomeUnknownError)):
+        await channels.publish("c", "lost")
+    for call in (
+        channels.publish("c", "lost"),
+        channels.history("c"),
+        channels.presence("c"),
+    ):
+        with pytest.raises(BackendUnavailableError):
+            await call
+    with pytest.raises(BackendUnavailableError):
+        async with channels.subscribe("other"):
+            pass  # pragma: no cover - refused
+    await anyio.sleep(0.3)  # the listener retries in the background, raising nothing
+    with anyio.fail_after(10):
+        await sub.__aexit__(None, None, None)  # leaving, bounded, while the server is down
