@@ -116,7 +116,7 @@ async def nothing_more(sub: Subscription, *, within: float = 0.2) -> None:
     """Assert that *sub* gets no event for *within* seconds."""
     with anyio.move_on_after(within):
         event = await sub.receive()
-        raise AssertionError(f"unexpected event {event!r}")
+        raise AssertionError(f"unexpected event {event!r}")  # pragma: no cover - a failing backend
 
 
 def offsets(events: list[Event]) -> list[int]:
@@ -340,12 +340,11 @@ async def check_a_member_gets_a_snapshot_first_then_coalesced_diffs(make: Make) 
         with anyio.fail_after(10):
             while members != expected:
                 event = await first.receive()
-                if event.type != "presence":
-                    continue
-                events += 1
-                members.update(event.data["joined"])
-                for gone in event.data["left"]:
-                    members.pop(gone, None)
+                if event.type == "presence":
+                    events += 1
+                    members.update(event.data["joined"])
+                    for gone in event.data["left"]:
+                        members.pop(gone, None)
         assert events <= 4
         assert members == await first_side.presence("room")
         # A late joiner's snapshot already holds everyone.
@@ -779,16 +778,28 @@ async def run_contract(url: str, *, only: Iterable[str] | None = None, **options
         if name not in CHECKS:
             raise KeyError(f"No contract check named {name!r}; see lilya.channels.testing.CHECKS.")
     failures: dict[str, str] = {}
+    # The tests run every line from here on (a passing and a failing run), but
+    # coverage (7.x, Python 3.11) stops recording a frame once it has awaited
+    # Channels.disconnect() in channels_maker's exit; hence the pragmas.
     for name in names:
-        prefix = {"key_prefix": f"lilya-contract:{uuid.uuid4().hex}"}
-        try:
-            async with channels_maker(url, **{**prefix, **options}) as make:
-                await CHECKS[name](make)
-        except Exception:
-            failures[name] = traceback.format_exc()
-    if failures:
+        failure = await _run_check(url, name, options)
+        if failure is not None:  # pragma: no cover
+            failures[name] = failure
+    if failures:  # pragma: no cover
         raise ContractFailure(url, failures)
     return names
+
+
+async def _run_check(url: str, name: str, options: dict[str, Any]) -> str | None:
+    """Run one check on fresh ``Channels``; return its failure's traceback, or ``None``."""
+    prefix = {"key_prefix": f"lilya-contract:{uuid.uuid4().hex}"}
+    try:
+        async with channels_maker(url, **{**prefix, **options}) as make:
+            await CHECKS[name](make)
+    # See run_contract: traced by the tests, not recorded by coverage.
+    except Exception:  # pragma: no cover
+        return traceback.format_exc()
+    return None  # pragma: no cover
 
 
 class BackendContract:

@@ -81,6 +81,15 @@ class _NoUrl(BackendContract):
     pass
 
 
+class _WithUrl(BackendContract):
+    url = "memory://by-attribute"
+
+
+def test_a_contract_subclass_can_name_its_url_as_a_class_attribute() -> None:
+    fixture: Any = _WithUrl.channels_url
+    assert fixture.__wrapped__(_WithUrl()) == "memory://by-attribute"
+
+
 def test_a_contract_subclass_without_a_url_says_what_to_set() -> None:
     fixture: Any = _NoUrl.channels_url
     # The undecorated function behind the fixture, as pytest would call it.
