@@ -122,7 +122,10 @@ class Channels:
     ``Channels`` objects of a process, as two app instances in a test would).
     ``Channels("redis://host:6379/0")`` goes through Redis, so every process
     and host using the same URL shares channels; ``rediss://`` uses TLS, and
-    the URL carries the password and database.
+    the URL carries the password and database. ``Channels("postgres://…")``
+    goes through PostgreSQL the same way, and can publish inside your
+    transaction. Backends of your own plug in by
+    :func:`~lilya.channels.register_backend`.
 
     Args:
         url: where channels live.
@@ -141,10 +144,11 @@ class Channels:
             channel: joins and leaves in between are sent as one diff.
         presence_ttl: seconds after which a member whose process stopped
             refreshing it (it died) is dropped and its leave announced.
-        key_prefix: prefix of every Redis key and pub/sub channel, so that
-            several apps can share one Redis database.
-        reconnect_delay: ``(first, max)`` seconds between Redis reconnect
-            attempts; the delay doubles up to ``max``.
+        key_prefix: prefix of every Redis key and pub/sub channel (on
+            Postgres: the namespace of every row), so that several apps can
+            share one Redis or one database.
+        reconnect_delay: ``(first, max)`` seconds between reconnect attempts
+            of the live feed; the delay doubles up to ``max``.
 
     Raises:
         ImproperlyConfigured: the URL's scheme is neither built in nor

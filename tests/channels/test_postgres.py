@@ -459,3 +459,16 @@ async def test_every_call_on_a_dead_server_is_unavailable_and_the_listener_keeps
     await anyio.sleep(0.3)  # the listener retries in the background, raising nothing
     with anyio.fail_after(10):
         await sub.__aexit__(None, None, None)  # leaving, bounded, while the server is down
+
+
+async def test_a_conflicting_publish_in_a_repeatable_read_transaction_is_a_backend_error(
+    make: MakeChannels, db: asyncpg.Connection
+) -> None:
+    channels = await make()
+    await channels.publish("c", "first")
+    with pytest.raises(BackendError, match="serialize"):
+        async with db.transaction(isolation="repeatable_read"):
+            await db.fetchval("SELECT 1")  # the snapshot is taken here
+            await channels.publish("c", "committed meanwhile")
+            await channels.publish("c", "mine", connection=db)
+    assert [e.data for e in await channels.history("c")] == ["first", "committed meanwhile"]
