@@ -10,12 +10,17 @@ JSON line per result on stdout:
 - ``publish FIRST COUNT [HOST]``: wait until a member of HOST is present (if
   given) and print the presence seen, then publish FIRST .. FIRST+COUNT-1.
 - ``presence``: print who is present.
+- ``await-empty``: poll presence until nobody is left; print how long it took.
+
+``LILYA_PRESENCE_TTL`` sets ``presence_ttl`` (default 30 s).
 """
 
 from __future__ import annotations
 
 import json
+import os
 import sys
+import time
 from typing import Any
 
 import anyio
@@ -29,7 +34,9 @@ def say(value: Any) -> None:
 
 async def main(argv: list[str]) -> None:
     command, url, prefix, channel, *rest = argv
-    async with Channels(url, key_prefix=prefix, history_size=1000) as channels:
+    ttl = float(os.environ.get("LILYA_PRESENCE_TTL", "30"))
+    channels = Channels(url, key_prefix=prefix, history_size=1000, presence_ttl=ttl)
+    async with channels:
         with anyio.fail_after(60):
             if command == "subscribe":
                 host, count = rest[0], int(rest[1])
@@ -56,6 +63,11 @@ async def main(argv: list[str]) -> None:
                 for number in range(first, first + count):
                     await channels.publish(channel, {"n": number, "from": "a"})
                 say({"published": count})
+            elif command == "await-empty":
+                started = time.monotonic()
+                while await channels.presence(channel):
+                    await anyio.sleep(0.05)
+                say({"empty_after": time.monotonic() - started})
             else:
                 say({"presence": await channels.presence(channel)})
 

@@ -6,11 +6,11 @@ channels worker (``tests/channels/netns_worker.py``), joined to ``db`` by a
 veth pair each, on private addresses no other interface routes. So every byte
 between the workers crosses a network stack and an interface of its own, as
 between hosts, and nothing leaves the namespaces. It proves fan-out (b gets
-a's 100 messages in order), presence (a sees b join; b's leave empties it)
-and recovery (b resumes from its last position and gets exactly what a
-published while it was gone). It needs root and iproute2, and skips, saying
-why, where namespaces cannot be made; every namespace it made is deleted
-however it ends.
+a's 100 messages in order), presence (a sees b join; b's leave empties it; a
+b killed with -9 drops out within the TTL) and recovery (b resumes from its
+last position and gets exactly what a published while it was gone). It needs
+root and iproute2, and skips, saying why, where namespaces cannot be made;
+every namespace it made is deleted however it ends.
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ pytestmark = [pytest.mark.netns, pytest.mark.slow]
 
 ROOT = Path(__file__).resolve().parents[2]
 WORKER_TIMEOUT = 90
+PRESENCE_TTL = 1.5
 
 
 class Namespaces:
@@ -143,9 +144,10 @@ class Worker:
         command = namespaces.exec(
             role, sys.executable, "-m", "tests.channels.netns_worker", *args[:1], url, *args[1:]
         )
+        # ``ip netns exec`` execs the command: this process is the worker itself.
         self.process = subprocess.Popen(
             command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-            stdin=subprocess.DEVNULL,
+            stdin=subprocess.DEVNULL, env={**os.environ, "LILYA_PRESENCE_TTL": str(PRESENCE_TTL)},
         )  # fmt: skip
 
     def line(self) -> Any:
@@ -168,6 +170,9 @@ class Worker:
         if self.process.poll() is None:
             self.process.kill()
             self.process.wait(10)
+        for pipe in (self.process.stdout, self.process.stderr):
+            if pipe is not None:
+                pipe.close()
 
 
 def run_worker(namespaces: Namespaces, role: str, url: str, *args: str) -> list[Any]:
@@ -221,3 +226,15 @@ def test_workers_in_separate_namespaces_share_channels_through_the_backend(
     assert resumed[1]["recovered"] is True
     assert [item["n"] for item in resumed[1]["data"]] == list(range(101, 151))
     assert resumed[1]["position"] == [epoch, 150]
+
+    # A host that dies (kill -9: no leave announced) drops out of presence
+    # within the TTL, as seen from the other host.
+    doomed = Worker(namespaces, "b", url_b, "subscribe", prefix, channel, "host-b", "1000")
+    try:
+        doomed.line()  # ready: its member is present
+        assert run_worker(namespaces, "a", url_a, "presence", prefix, channel)[0]["presence"]
+        doomed.kill()
+    finally:
+        doomed.kill()
+    empty = run_worker(namespaces, "a", url_a, "await-empty", prefix, channel)
+    assert empty[0]["empty_after"] <= PRESENCE_TTL + PRESENCE_TTL / 3 + 2.0
