@@ -55,7 +55,6 @@ class _Local:
         "epoch",
         "flushed_at",
         "flushing",
-        "fresh",
         "full",
         "last",
         "listening",
@@ -83,10 +82,6 @@ class _Local:
         self.members: dict[str, Any] = {}
         # Subscribers whose queue reached max_queue: publishers wait for them.
         self.full: set[Subscription] = set()
-        # Subscribers whose replay reached further than the live feed has yet
-        # (history is read on another connection than live events arrive on):
-        # each skips live messages up to the top of its replay.
-        self.fresh: dict[Subscription, tuple[str, int]] = {}
         # Presence as this process sees it (every member of every process),
         # and the net changes not yet sent to subscribers (member -> (joined?,
         # info)). Coalescing them is what keeps 1,000 joins from costing each
@@ -111,7 +106,6 @@ class _Local:
         if self._live.pop(sub, 0) is None:
             self._snapshot = None
         self.full.discard(sub)
-        self.fresh.pop(sub, None)
 
 
 class Channels:
@@ -421,24 +415,8 @@ class Channels:
                 return  # already delivered from history while resyncing
             local.epoch = event.epoch
             local.last = event.offset
-            if local.fresh:
-                self._deliver_past_replays(local, event)
-                return
         for sub in local.subs:
             sub._push(event)
-        for sub in local.syncing:
-            sub._pending.append(event)
-
-    def _deliver_past_replays(self, local: _Local, event: Event) -> None:
-        """Deliver *event* to each subscriber whose replay did not already hold it."""
-        fresh = local.fresh
-        for sub in local.subs:
-            mark = fresh.get(sub)
-            if mark is None or mark[0] != event.epoch or event.offset > mark[1]:
-                sub._push(event)
-        for sub, (epoch, top) in list(fresh.items()):
-            if epoch != event.epoch or top <= event.offset:
-                del fresh[sub]  # the live feed has caught up with its replay
         for sub in local.syncing:
             sub._pending.append(event)
 
@@ -608,10 +586,6 @@ class Channels:
     def _catch_up(self, local: _Local, sub: Subscription, page: HistoryPage) -> None:
         if local.epoch is None:
             local.epoch, local.last = page.epoch, page.top
-        elif page.epoch == local.epoch and page.top > local.last:
-            # The page is ahead of the live feed: messages up to its top may
-            # still arrive live, and this subscriber has them already.
-            local.fresh[sub] = (page.epoch, page.top)
         since = sub.since
         if since is not None:
             if page.covers(since.epoch, since.offset):
