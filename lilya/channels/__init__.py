@@ -1,7 +1,9 @@
 """Broadcast channels: publish/subscribe with history, recovery and presence.
 
 ``Channels("memory://")`` works within one process; ``Channels("redis://…")``
-across processes and hosts, with the same behaviour. See ``docs/channels.md``.
+and ``Channels("postgres://…")`` across processes and hosts, with the same
+behaviour (one contract, :class:`Backend`, and one suite,
+:mod:`lilya.channels.testing`). See ``docs/channels.md``.
 """
 
 from lilya.channels.backend import (
