@@ -11,6 +11,9 @@ import pytest
 from lilya.testclient import AsyncTestClient, TestClient
 from tests.support.testclient import ClientFactory
 
+# The contract kit asserts in lilya/channels/testing.py: let pytest explain its failures.
+pytest.register_assert_rewrite("lilya.channels.testing")
+
 
 @pytest.fixture(params=["asyncio", "trio"])
 def anyio_backend(request: pytest.FixtureRequest) -> str:

@@ -33,7 +33,7 @@ from redis.backoff import NoBackoff
 from redis.commands.core import AsyncScript
 
 from lilya._json import loads
-from lilya.channels._base import Backend, HistoryPage, Sink
+from lilya.channels.backend import Backend, BackendSettings, HistoryPage, Sink
 from lilya.channels.events import TAG_JSON, Event, EventType, decode, encode_json
 from lilya.channels.exceptions import (
     BackendError,
@@ -241,22 +241,15 @@ def mask_password(url: str) -> str:
 class RedisBackend(Backend):
     """Channels shared through Redis by every process that uses the same URL and prefix."""
 
-    def __init__(
-        self,
-        url: str,
-        *,
-        history_size: int,
-        history_ttl: float | None,
-        key_prefix: str,
-        reconnect_delay: tuple[float, float],
-    ) -> None:
+    def __init__(self, url: str, settings: BackendSettings) -> None:
         self._url = url
         self.safe_url = mask_password(url)
-        self._size = history_size
-        self._ttl_ms = 0 if history_ttl is None else max(1, round(history_ttl * 1000))
-        self._prefix = key_prefix
-        self._live_prefix = f"{key_prefix}:live:".encode()
-        self._first_delay, self._max_delay = reconnect_delay
+        self._size = settings.history_size
+        ttl = settings.history_ttl
+        self._ttl_ms = 0 if ttl is None else max(1, round(ttl * 1000))
+        self._prefix = settings.key_prefix
+        self._live_prefix = f"{self._prefix}:live:".encode()
+        self._first_delay, self._max_delay = settings.reconnect_delay
         self._client: Redis | None = None
         self._pool: ConnectionPool | None = None
         self._sink: Sink | None = None

@@ -1,8 +1,9 @@
 """The chat room of docs/channels.md, run as written, on memory:// and across processes.
 
-The redis:// case is the cross-process test: two uvicorn processes of the one
-app on two ports, sharing a Redis, a real websocket client on each; what one
-client sends reaches the other, in order.
+The redis:// and postgres:// cases are the cross-process tests: two uvicorn
+processes of the one app on two ports, sharing a Redis (or a PostgreSQL), a
+real websocket client on each; what one client sends reaches the other, in
+order.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import anyio
 import pytest
 from websockets.asyncio.client import ClientConnection, connect
 
+from tests.channels.postgres_server import PostgresProcess
 from tests.channels.redis_server import private_redis
 from tests.support.servers import RunningServer, serve, tracebacks
 
@@ -101,14 +103,34 @@ async def test_the_chat_room_works_across_two_uvicorn_processes_on_redis(tmp_pat
     assert tracebacks(logs) == []
 
 
+@pytest.mark.postgres
+async def test_the_chat_room_works_across_two_uvicorn_processes_on_postgres(
+    tmp_path: Path,
+) -> None:
+    server = PostgresProcess()
+    try:
+        server.start()
+        with ExitStack() as stack:
+            first = stack.enter_context(serve_example(tmp_path, server.url))
+            second = stack.enter_context(serve_example(tmp_path, server.url))
+            await assert_chat_works(first.ws_url, second.ws_url)
+            logs = first.log() + second.log()
+    finally:
+        server.close()
+    assert tracebacks(logs) == []
+
+
 def test_every_test_the_delivery_guarantee_cites_exists() -> None:
     page = DOCS.read_text()
     section = page[page.index("## The delivery guarantee") :]
-    cited = set(re.findall(r"`(test_[a-z0-9_]+)`", section))
+    cited = set(re.findall(r"`((?:test|check)_[a-z0-9_]+)`", section))
     assert len(cited) >= 10
+    kit = DOCS.parents[1] / "lilya" / "channels" / "testing.py"
     defined = {
         name
-        for path in (DOCS.parents[1] / "tests").rglob("test_*.py")
-        for name in re.findall(r"^(?:async )?def (test_[a-z0-9_]+)", path.read_text(), re.M)
+        for path in (*(DOCS.parents[1] / "tests").rglob("test_*.py"), kit)
+        for name in re.findall(
+            r"^(?:async )?def ((?:test|check)_[a-z0-9_]+)", path.read_text(), re.M
+        )
     }
     assert cited <= defined, sorted(cited - defined)

@@ -7,6 +7,7 @@ from typing import Any
 import anyio
 import pytest
 
+from lilya.channels.backend import BackendSettings
 from lilya.channels.events import TAG_TEXT, Event
 from lilya.channels.memory import MemoryBackend
 
@@ -28,7 +29,7 @@ class Sink:
 
 
 def backend() -> MemoryBackend:
-    return MemoryBackend("memory://", history_size=10, history_ttl=None)
+    return MemoryBackend("memory://", BackendSettings(10, None, "", (0.01, 0.02)))
 
 
 async def publish(memory: MemoryBackend, *values: Any) -> None:

@@ -13,7 +13,7 @@ import anyio
 import pytest
 
 from lilya.channels import Channels
-from lilya.channels._base import HistoryPage
+from lilya.channels.backend import BackendSettings, HistoryPage
 from lilya.channels.events import TAG_TEXT, Event
 from lilya.channels.memory import MemoryBackend
 from tests.channels.helpers import take
@@ -46,7 +46,7 @@ class Scripted(MemoryBackend):
 
 
 def scripted(channels: Channels) -> Scripted:
-    backend = Scripted("memory://", history_size=10, history_ttl=None)
+    backend = Scripted("memory://", BackendSettings(10, None, "", (0.01, 0.02)))
     backend.publish_during_history = []
     backend.publish_after_history = []
     backend.refuse_join = False

@@ -14,6 +14,7 @@ from typing import Any
 import anyio
 import pytest
 
+from lilya.channels.backend import BackendSettings
 from lilya.channels.events import Event
 from lilya.channels.exceptions import BackendUnavailableError
 from lilya.channels.redis import RedisBackend
@@ -58,10 +59,9 @@ class Sink:
 def backend() -> RedisBackend:
     return RedisBackend(
         "redis://127.0.0.1:1/0",
-        history_size=10,
-        history_ttl=None,
-        key_prefix="p",
-        reconnect_delay=(0.01, 0.02),
+        BackendSettings(
+            history_size=10, history_ttl=None, key_prefix="p", reconnect_delay=(0.01, 0.02)
+        ),
     )
 
 
