@@ -186,20 +186,28 @@ class Channels:
             from lilya.channels.memory import MemoryBackend
 
             self._backend = MemoryBackend(url, history_size=history_size, history_ttl=history_ttl)
-        elif scheme in ("redis", "rediss"):
+        elif scheme in ("redis", "rediss", "redis+cluster", "redis+sentinel"):
             from lilya.channels.redis import RedisBackend
 
-            self._backend = RedisBackend(
-                url,
-                history_size=history_size,
-                history_ttl=history_ttl,
-                key_prefix=key_prefix,
-                reconnect_delay=reconnect_delay,
-            )
+            backend_class: type[RedisBackend] = RedisBackend
+            if scheme == "redis+cluster":
+                from lilya.channels.redis_cluster import RedisClusterBackend as backend_class
+            elif scheme == "redis+sentinel":
+                from lilya.channels.redis_sentinel import RedisSentinelBackend as backend_class
+            try:
+                self._backend = backend_class(
+                    url,
+                    history_size=history_size,
+                    history_ttl=history_ttl,
+                    key_prefix=key_prefix,
+                    reconnect_delay=reconnect_delay,
+                )
+            except ValueError as exc:
+                raise ImproperlyConfigured(str(exc)) from None
         else:
             raise ImproperlyConfigured(
-                f"Unsupported channels URL scheme {scheme!r} in {url!r}; "
-                "use memory://, redis:// or rediss://."
+                f"Unsupported channels URL scheme {scheme!r} in {url!r}; use memory://, "
+                "redis://, rediss://, redis+cluster:// or redis+sentinel://."
             )
         self._locals: dict[str, _Local] = {}
         self._task_group: TaskGroup | None = None
@@ -581,10 +589,17 @@ class Channels:
     def _catch_up(self, local: _Local, sub: Subscription, page: HistoryPage) -> None:
         if local.epoch is None:
             local.epoch, local.last = page.epoch, page.top
+        # History and live events travel on different connections, so the
+        # page can be ahead of the live stream: what it holds past local.last
+        # is still on its way live (the channel was listened to before the
+        # read), and replaying it too would deliver it twice.
+        live_from = local.last if local.epoch == page.epoch else page.top
         since = sub.since
         if since is not None:
             if page.covers(since.epoch, since.offset):
                 for event in page.events:
+                    if event.offset > live_from:
+                        break
                     sub._push(event)
             else:
                 sub.recovered = False

@@ -20,14 +20,14 @@ import math
 import secrets
 from collections.abc import Awaitable, Mapping
 from typing import Any, ClassVar, NamedTuple, TypeVar
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 import anyio
 from anyio.abc import TaskGroup
 from redis import __version__ as redis_version
 from redis import exceptions as redis_errors
 from redis.asyncio import Redis
-from redis.asyncio.connection import AbstractConnection, ConnectionPool
+from redis.asyncio.connection import AbstractConnection, ConnectionPool, parse_url
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.commands.core import AsyncScript
@@ -213,7 +213,6 @@ return redis.call('HGETALL', KEYS[4])
 )
 
 
-
 class Scripts(NamedTuple):
     """The Lua sources of one flavour of Redis: the same logic, one publish command.
 
@@ -266,6 +265,34 @@ def mask_password(url: str) -> str:
     netloc = parts.netloc.rsplit("@", 1)[1]
     user = parts.username or ""
     return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc}"))
+
+
+def parse_hosts_url(url: str) -> tuple[list[tuple[str, int]], str, dict[str, Any]]:
+    """Split a URL naming several servers (``scheme://[auth@]h1:p1,h2:p2/path?query``).
+
+    Returns the ``(host, port)`` pairs, the path without its leading slash,
+    and the connection settings every server shares (username, password,
+    ``?socket_timeout=``…), read as redis-py reads a ``redis://`` URL.
+
+    Raises:
+        ValueError: a server that is not ``host:port``.
+    """
+    parts = urlsplit(url)
+    auth, _, hosts = parts.netloc.rpartition("@")
+    nodes: list[tuple[str, int]] = []
+    for item in hosts.split(","):
+        host, sep, port = item.strip().rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError(
+                f"Each server of {mask_password(url)!r} must be host:port, got {item!r}; "
+                f"write {parts.scheme}://host1:port1,host2:port2."
+            )
+        nodes.append((unquote(host), int(port)))
+    first = f"{nodes[0][0]}:{nodes[0][1]}"
+    settings = dict(parse_url(f"redis://{auth + '@' if auth else ''}{first}/0?{parts.query}"))
+    for key in ("host", "port", "db"):
+        settings.pop(key, None)
+    return nodes, parts.path.strip("/"), settings
 
 
 class RedisBackend(Backend):

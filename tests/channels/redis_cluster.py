@@ -24,7 +24,15 @@ from pathlib import Path
 import redis
 
 
-__all__ = ["Node", "RedisCluster", "RedisSentinels", "redis_cluster", "redis_sentinels"]
+__all__ = [
+    "Node",
+    "RedisCluster",
+    "RedisSentinels",
+    "delete_cluster_keys",
+    "delete_sentinel_keys",
+    "redis_cluster",
+    "redis_sentinels",
+]
 
 
 def cluster_port() -> int:
@@ -291,3 +299,44 @@ def redis_sentinels() -> Iterator[RedisSentinels]:
     finally:
         group.close()
         shutil.rmtree(root, ignore_errors=True)
+
+
+def _servers(url: str) -> list[tuple[str, int]]:
+    hosts = url.split("//", 1)[1].split("/", 1)[0]
+    return [(host, int(port)) for host, port in (h.rsplit(":", 1) for h in hosts.split(","))]
+
+
+def delete_cluster_keys(url: str, prefix: str) -> None:
+    """Delete every key of *prefix* (tagged ``{prefix:...}``) on every live master."""
+    for host, port in _servers(url):
+        client = redis.Redis(host=host, port=port, socket_connect_timeout=1, socket_timeout=5)
+        try:
+            if client.info("replication").get("role") != "master":
+                continue
+            for key in list(client.scan_iter(match=f"{{{prefix}:*", count=1000)):
+                client.delete(key)
+        except (redis.ConnectionError, redis.TimeoutError, OSError):
+            continue  # a node a test killed
+        finally:
+            client.close()
+
+
+def delete_sentinel_keys(url: str, prefix: str) -> None:
+    """Delete every key of *prefix* on the master the sentinels name."""
+    service = url.rsplit("/", 1)[1]
+    for host, port in _servers(url):
+        client = redis.Redis(host=host, port=port, socket_connect_timeout=1, socket_timeout=5)
+        try:
+            master = client.execute_command("SENTINEL", "GET-MASTER-ADDR-BY-NAME", service)
+        except (redis.ConnectionError, redis.TimeoutError, OSError):
+            continue
+        finally:
+            client.close()
+        master_client = redis.Redis(host=master[0].decode(), port=int(master[1]))
+        try:
+            keys = list(master_client.scan_iter(match=f"{prefix}:*", count=1000))
+            if keys:
+                master_client.delete(*keys)
+        finally:
+            master_client.close()
+        return

@@ -20,6 +20,7 @@ from tests.channels.helpers import (
     take_leave,
     take_type,
 )
+from tests.channels.redis_cluster import delete_cluster_keys, delete_sentinel_keys
 from tests.channels.redis_server import delete_keys
 
 pytestmark = pytest.mark.anyio
@@ -33,6 +34,8 @@ Make = Callable[..., Awaitable[Channels]]
         pytest.param(("memory", "trio"), id="memory-trio"),
         # redis-py's async client only runs on asyncio.
         pytest.param(("redis", "asyncio"), id="redis", marks=pytest.mark.redis),
+        pytest.param(("redis-cluster", "asyncio"), id="redis-cluster", marks=pytest.mark.redis),
+        pytest.param(("redis-sentinel", "asyncio"), id="redis-sentinel", marks=pytest.mark.redis),
     ]
 )
 def backend(request: pytest.FixtureRequest) -> tuple[str, str]:
@@ -50,6 +53,10 @@ def url(backend: tuple[str, str], request: pytest.FixtureRequest) -> str:
         # A named store, so that several Channels of one test share it like
         # several processes share a Redis.
         return f"memory://contract-{uuid.uuid4().hex}"
+    if backend[0] == "redis-cluster":
+        return str(request.getfixturevalue("redis_cluster_url"))
+    if backend[0] == "redis-sentinel":
+        return str(request.getfixturevalue("redis_sentinel_url"))
     return str(request.getfixturevalue("redis_url"))
 
 
@@ -59,7 +66,11 @@ async def make(url: str, prefix: str, channels_factory: Make) -> AsyncIterator[M
         return await channels_factory(url, key_prefix=prefix, **options)
 
     yield make_channels
-    if url.startswith("redis"):
+    if url.startswith("redis+cluster"):
+        delete_cluster_keys(url, prefix)
+    elif url.startswith("redis+sentinel"):
+        delete_sentinel_keys(url, prefix)
+    elif url.startswith("redis"):
         delete_keys(url, prefix)
 
 
