@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+# The contract kit asserts in lilya/channels/testing.py: let pytest explain its failures.
+pytest.register_assert_rewrite("lilya.channels.testing")
+
 
 @pytest.fixture(params=["asyncio", "trio"])
 def anyio_backend(request: pytest.FixtureRequest) -> str:

@@ -4,7 +4,14 @@
 across processes and hosts, with the same behaviour. See ``docs/channels.md``.
 """
 
-from lilya.channels._base import check_position
+from lilya.channels.backend import (
+    Backend,
+    BackendSettings,
+    HistoryPage,
+    Sink,
+    check_position,
+    register_backend,
+)
 from lilya.channels.channels import Channels
 from lilya.channels.events import Event, EventType, Position
 from lilya.channels.exceptions import (
@@ -19,19 +26,24 @@ from lilya.channels.subscription import Policy, Subscription
 from lilya.channels.websocket import default_encode, relay
 
 __all__ = [
+    "Backend",
     "BackendError",
+    "BackendSettings",
     "BackendUnavailableError",
     "Channels",
     "ChannelsError",
     "Event",
     "EventType",
+    "HistoryPage",
     "NotConnectedError",
     "Policy",
     "Position",
     "PublishOutcomeUnknownError",
+    "Sink",
     "SubscriberOverflowError",
     "Subscription",
     "check_position",
     "default_encode",
+    "register_backend",
     "relay",
 ]

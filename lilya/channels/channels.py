@@ -13,19 +13,20 @@ import math
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
 
 import anyio
 import anyio.lowlevel
 from anyio.abc import TaskGroup, TaskStatus
 
-from lilya.channels._base import (
+from lilya.channels.backend import (
     Backend,
+    BackendSettings,
     HistoryPage,
     check_limit,
     check_max_queue,
     check_message_id,
     check_name,
+    create_backend,
 )
 from lilya.channels.events import Event, Position, encode
 from lilya.channels.exceptions import BackendUnavailableError, NotConnectedError
@@ -140,8 +141,10 @@ class Channels:
             attempts; the delay doubles up to ``max``.
 
     Raises:
-        ImproperlyConfigured: the URL's scheme is not memory, redis or rediss,
-            or a setting is out of range.
+        ImproperlyConfigured: the URL's scheme is neither built in nor
+            registered (:func:`~lilya.channels.register_backend`), its client
+            library is not installed (the message gives the ``pip install``
+            line), or a setting is out of range.
     """
 
     def __init__(
@@ -180,35 +183,9 @@ class Channels:
         self.max_queue = max_queue
         self.policy: Policy = policy
         self.presence_ttl = presence_ttl
-        scheme = urlsplit(url).scheme
-        self._backend: Backend
-        if scheme == "memory":
-            from lilya.channels.memory import MemoryBackend
-
-            self._backend = MemoryBackend(url, history_size=history_size, history_ttl=history_ttl)
-        elif scheme in ("redis", "rediss", "redis+cluster", "redis+sentinel"):
-            from lilya.channels.redis import RedisBackend
-
-            backend_class: type[RedisBackend] = RedisBackend
-            if scheme == "redis+cluster":
-                from lilya.channels.redis_cluster import RedisClusterBackend as backend_class
-            elif scheme == "redis+sentinel":
-                from lilya.channels.redis_sentinel import RedisSentinelBackend as backend_class
-            try:
-                self._backend = backend_class(
-                    url,
-                    history_size=history_size,
-                    history_ttl=history_ttl,
-                    key_prefix=key_prefix,
-                    reconnect_delay=reconnect_delay,
-                )
-            except ValueError as exc:
-                raise ImproperlyConfigured(str(exc)) from None
-        else:
-            raise ImproperlyConfigured(
-                f"Unsupported channels URL scheme {scheme!r} in {url!r}; use memory://, "
-                "redis://, rediss://, redis+cluster:// or redis+sentinel://."
-            )
+        self._backend: Backend = create_backend(
+            url, BackendSettings(history_size, history_ttl, key_prefix, reconnect_delay)
+        )
         self._locals: dict[str, _Local] = {}
         self._task_group: TaskGroup | None = None
         # Made at connect(): anyio objects need a running event loop, and you
@@ -301,7 +278,14 @@ class Channels:
 
     # -- the API -------------------------------------------------------------
 
-    async def publish(self, channel: str, data: Any, *, message_id: str | None = None) -> Event:
+    async def publish(
+        self,
+        channel: str,
+        data: Any,
+        *,
+        message_id: str | None = None,
+        connection: Any = None,
+    ) -> Event:
         """Send *data* to every subscriber of *channel* and append it to its history.
 
         Each subscriber gets the event in its queue, in publish order. If a
@@ -317,6 +301,10 @@ class Channels:
                 A publish with an id already published among the channel's
                 last ``history_size`` messages delivers nothing and returns
                 the first publish's event: retrying is safe.
+            connection: on ``postgres://``, an asyncpg connection in an open
+                transaction: the message is part of it, delivered when you
+                commit and never if you roll back (the returned event is what
+                subscribers get if you commit). Other backends refuse it.
 
         Returns:
             The published event, with its ``offset`` and ``epoch``.
@@ -328,12 +316,17 @@ class Channels:
                 lost (a stall longer than ``socket_timeout``): it may have been
                 published; retry with the same *message_id*.
             NotConnectedError: :meth:`connect` has not run.
+            RuntimeError: *connection* is not in a transaction.
         """
         self._require_connected()
         check_name(channel)
         check_message_id(message_id)
         tag, payload = encode(data)
         await self.ready(channel)
+        if connection is not None:
+            return await self._backend.publish_in_transaction(
+                connection, channel, tag, payload, data, message_id
+            )
         return await self._backend.publish(channel, tag, payload, data, message_id)
 
     def subscribe(

@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 from anyio.abc import TaskGroup
 
 from lilya._json import loads
-from lilya.channels._base import Backend, HistoryPage, Sink
+from lilya.channels.backend import Backend, BackendSettings, HistoryPage, Sink
 from lilya.channels.events import TAG_TEXT, Event, decode, encode_json
 
 __all__ = ["MemoryBackend"]
@@ -56,11 +56,11 @@ _NAMED: dict[str, _Store] = {}
 class MemoryBackend(Backend):
     """Channels kept in this process (see the module docstring for sharing by name)."""
 
-    def __init__(self, url: str, *, history_size: int, history_ttl: float | None) -> None:
+    def __init__(self, url: str, settings: BackendSettings) -> None:
         self.safe_url = url
         self._name = urlsplit(url).netloc + urlsplit(url).path.strip("/")
-        self._size = history_size
-        self._ttl = history_ttl
+        self._size = settings.history_size
+        self._ttl = settings.history_ttl
         self._store = _Store()
         self._sink: Sink | None = None
 

@@ -33,13 +33,14 @@ from redis.backoff import NoBackoff
 from redis.commands.core import AsyncScript
 
 from lilya._json import loads
-from lilya.channels._base import Backend, HistoryPage, Sink
+from lilya.channels.backend import Backend, BackendSettings, HistoryPage, Sink
 from lilya.channels.events import TAG_JSON, Event, EventType, decode, encode_json
 from lilya.channels.exceptions import (
     BackendError,
     BackendUnavailableError,
     PublishOutcomeUnknownError,
 )
+from lilya.exceptions import ImproperlyConfigured
 
 __all__ = ["RedisBackend"]
 
@@ -275,7 +276,7 @@ def parse_hosts_url(url: str) -> tuple[list[tuple[str, int]], str, dict[str, Any
     ``?socket_timeout=``…), read as redis-py reads a ``redis://`` URL.
 
     Raises:
-        ValueError: a server that is not ``host:port``.
+        ImproperlyConfigured: a server that is not ``host:port``.
     """
     parts = urlsplit(url)
     auth, _, hosts = parts.netloc.rpartition("@")
@@ -283,7 +284,7 @@ def parse_hosts_url(url: str) -> tuple[list[tuple[str, int]], str, dict[str, Any
     for item in hosts.split(","):
         host, sep, port = item.strip().rpartition(":")
         if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-            raise ValueError(
+            raise ImproperlyConfigured(
                 f"Each server of {mask_password(url)!r} must be host:port, got {item!r}; "
                 f"write {parts.scheme}://host1:port1,host2:port2."
             )
@@ -307,22 +308,15 @@ class RedisBackend(Backend):
     subscribe_kind: ClassVar[bytes] = b"subscribe"
     unsubscribe_kind: ClassVar[bytes] = b"unsubscribe"
 
-    def __init__(
-        self,
-        url: str,
-        *,
-        history_size: int,
-        history_ttl: float | None,
-        key_prefix: str,
-        reconnect_delay: tuple[float, float],
-    ) -> None:
+    def __init__(self, url: str, settings: BackendSettings) -> None:
         self._url = url
         self.safe_url = mask_password(url)
-        self._size = history_size
-        self._ttl_ms = 0 if history_ttl is None else max(1, round(history_ttl * 1000))
-        self._prefix = key_prefix
-        self._live_prefix = f"{key_prefix}:live:".encode()
-        self._first_delay, self._max_delay = reconnect_delay
+        self._size = settings.history_size
+        ttl = settings.history_ttl
+        self._ttl_ms = 0 if ttl is None else max(1, round(ttl * 1000))
+        self._prefix = settings.key_prefix
+        self._live_prefix = f"{self._prefix}:live:".encode()
+        self._first_delay, self._max_delay = settings.reconnect_delay
         self._client: Redis | None = None
         self._pool: ConnectionPool | None = None
         self._sink: Sink | None = None

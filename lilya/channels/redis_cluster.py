@@ -39,9 +39,10 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.crc import key_slot
 
-from lilya.channels._base import Sink
+from lilya.channels.backend import BackendSettings, Sink
 from lilya.channels.exceptions import BackendUnavailableError
 from lilya.channels.redis import _UNAVAILABLE, RedisBackend, Scripts, parse_hosts_url
+from lilya.exceptions import ImproperlyConfigured
 
 __all__ = ["RedisClusterBackend"]
 
@@ -58,29 +59,15 @@ class RedisClusterBackend(RedisBackend):
     subscribe_kind: ClassVar[bytes] = b"ssubscribe"
     unsubscribe_kind: ClassVar[bytes] = b"sunsubscribe"
 
-    def __init__(
-        self,
-        url: str,
-        *,
-        history_size: int,
-        history_ttl: float | None,
-        key_prefix: str,
-        reconnect_delay: tuple[float, float],
-    ) -> None:
-        super().__init__(
-            url,
-            history_size=history_size,
-            history_ttl=history_ttl,
-            key_prefix=key_prefix,
-            reconnect_delay=reconnect_delay,
-        )
+    def __init__(self, url: str, settings: BackendSettings) -> None:
+        super().__init__(url, settings)
         self._seeds, path, self._settings = parse_hosts_url(url)
         if path not in ("", "0"):
-            raise ValueError(
+            raise ImproperlyConfigured(
                 f"A Redis Cluster has only database 0, but {self.safe_url!r} asks for "
                 f"{path!r}; drop the path."
             )
-        self._live_prefix = f"{{{key_prefix}:".encode()
+        self._live_prefix = f"{{{self._prefix}:".encode()
         # (first slot, last slot, "host:port" of its master), from CLUSTER SLOTS.
         self._slots: list[tuple[int, int, str]] = []
         self._known: list[tuple[str, int]] = list(self._seeds)
@@ -91,6 +78,9 @@ class RedisClusterBackend(RedisBackend):
         # The pub/sub side: one connection per master, and which carries what.
         self._readers: dict[str, AbstractConnection] = {}
         self._carried_by: dict[str, str] = {}
+        # SUNSUBSCRIBEs we sent and Redis has not answered yet, per channel: any
+        # other sunsubscribe is Redis telling us the slot moved.
+        self._unsubscribing: dict[str, int] = {}
         self._restart: anyio.Event | None = None
         self._pumps: TaskGroup | None = None
         self._task_group: TaskGroup | None = None
@@ -227,6 +217,7 @@ class RedisClusterBackend(RedisBackend):
     async def _drop_reader(self) -> None:
         readers, self._readers = self._readers, {}
         self._carried_by.clear()
+        self._unsubscribing.clear()
         self._confirmed.clear()
         for waiter in self._confirm_waiters.values():
             waiter.set()
@@ -237,6 +228,15 @@ class RedisClusterBackend(RedisBackend):
 
     def _unsubscribed(self, channel: str) -> None:
         super()._unsubscribed(channel)
+        asked = self._unsubscribing.get(channel, 0)
+        if asked:
+            # The answer to our own SUNSUBSCRIBE (perhaps followed by a new
+            # SSUBSCRIBE already on its way).
+            if asked == 1:
+                del self._unsubscribing[channel]
+            else:
+                self._unsubscribing[channel] = asked - 1
+            return
         self._carried_by.pop(channel, None)
         if channel in self._wanted:
             # Redis unsubscribes a shard channel whose slot moved to another
@@ -355,6 +355,7 @@ class RedisClusterBackend(RedisBackend):
         reader = None if node is None else self._readers.get(node)
         if reader is not None:
             async with self._lock():
+                self._unsubscribing[channel] = self._unsubscribing.get(channel, 0) + 1
                 await self._call(
                     "unsubscribe",
                     reader.send_command(self.unsubscribe_command, self._live_name(channel)),

@@ -17,7 +17,9 @@ from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
 from redis.backoff import NoBackoff
 
+from lilya.channels.backend import BackendSettings
 from lilya.channels.redis import RedisBackend, parse_hosts_url
+from lilya.exceptions import ImproperlyConfigured
 
 __all__ = ["RedisSentinelBackend"]
 
@@ -25,26 +27,12 @@ __all__ = ["RedisSentinelBackend"]
 class RedisSentinelBackend(RedisBackend):
     """Channels on the master that a group of Redis sentinels names."""
 
-    def __init__(
-        self,
-        url: str,
-        *,
-        history_size: int,
-        history_ttl: float | None,
-        key_prefix: str,
-        reconnect_delay: tuple[float, float],
-    ) -> None:
-        super().__init__(
-            url,
-            history_size=history_size,
-            history_ttl=history_ttl,
-            key_prefix=key_prefix,
-            reconnect_delay=reconnect_delay,
-        )
+    def __init__(self, url: str, settings: BackendSettings) -> None:
+        super().__init__(url, settings)
         self._sentinels, path, self._settings = parse_hosts_url(url)
         service, _, db = path.partition("/")
         if not service or (db and not db.isdigit()) or "/" in db:
-            raise ValueError(
+            raise ImproperlyConfigured(
                 f"{self.safe_url!r} must name the service the sentinels watch, and "
                 "optionally a database: redis+sentinel://host:26379,host2:26379/mymaster/0."
             )

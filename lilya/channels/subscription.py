@@ -18,7 +18,7 @@ from uuid import uuid4
 
 import anyio
 
-from lilya.channels._base import check_max_queue, check_name, check_position
+from lilya.channels.backend import check_max_queue, check_name, check_position
 from lilya.channels.events import Event, Position
 from lilya.channels.exceptions import SubscriberOverflowError
 

@@ -61,3 +61,13 @@ async def channels_factory() -> AsyncIterator[Callable[..., Awaitable[Channels]]
     yield make
     for channels in reversed(opened):
         await channels.disconnect()
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> str:
+    """The machine's PostgreSQL (trust auth, database ``test``); skips if it is not there."""
+    from tests.channels.postgres_server import POSTGRES_URL, postgres_available
+
+    if not postgres_available(POSTGRES_URL):
+        pytest.skip(f"no PostgreSQL at {POSTGRES_URL} (.ci/run starts it)")
+    return POSTGRES_URL

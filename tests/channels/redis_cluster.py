@@ -13,8 +13,8 @@ from __future__ import annotations
 import contextlib
 import random
 import shutil
-import socket
 import signal
+import socket
 import subprocess
 import tempfile
 import time
@@ -22,7 +22,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import redis
-
 
 __all__ = [
     "Node",

@@ -8,7 +8,7 @@ import anyio
 import pytest
 
 from lilya.channels import Channels, NotConnectedError, Position, SubscriberOverflowError
-from lilya.channels._base import HistoryPage
+from lilya.channels.backend import HistoryPage
 from lilya.channels.events import decode, encode, encode_json
 from lilya.exceptions import ImproperlyConfigured
 from tests.channels.helpers import nothing_more, offsets, take, take_leave
@@ -33,11 +33,6 @@ pytestmark = pytest.mark.anyio
 def test_settings_out_of_range_are_refused(options: dict[str, float], message: str) -> None:
     with pytest.raises(ImproperlyConfigured, match=message):
         Channels("memory://", **options)  # type: ignore[arg-type]
-
-
-def test_an_unknown_url_scheme_is_refused() -> None:
-    with pytest.raises(ImproperlyConfigured, match="redis\\+cluster:// or redis\\+sentinel://"):
-        Channels("kafka://localhost")
 
 
 def test_channels_can_be_built_outside_an_event_loop() -> None:

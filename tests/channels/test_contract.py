@@ -1,606 +1,137 @@
-"""The behaviour every backend shares, written once, run on memory:// and redis://."""
+"""The backend contract kit (lilya.channels.testing), run on memory:// and redis://."""
 
 from __future__ import annotations
 
-import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
-import anyio
 import pytest
 
-from lilya.channels import Channels, Position, SubscriberOverflowError
-from lilya.channels.subscription import Policy
-from tests.channels.helpers import (
-    nothing_more,
-    offsets,
-    take,
-    take_join,
-    take_leave,
-    take_type,
-)
+from lilya.channels.testing import CHECKS, BackendContract, ContractFailure, run_contract
+from tests.channels.postgres_server import delete_rows
 from tests.channels.redis_cluster import delete_cluster_keys, delete_sentinel_keys
 from tests.channels.redis_server import delete_keys
 
+
+class TestMemoryBackend(BackendContract):
+    """memory:// under asyncio and trio: a named store, shared like a server."""
+
+    @pytest.fixture(params=["asyncio", "trio"])
+    def anyio_backend(self, request: pytest.FixtureRequest) -> str:
+        return str(request.param)
+
+    @pytest.fixture
+    def channels_url(self) -> str:
+        return f"memory://contract-{uuid.uuid4().hex}"
+
+
+@pytest.mark.redis
+class TestRedisBackend(BackendContract):
+    """redis:// under asyncio (redis-py's async client runs on asyncio only)."""
+
+    @pytest.fixture
+    def anyio_backend(self) -> str:
+        return "asyncio"
+
+    @pytest.fixture
+    def channels_url(self, redis_url: str) -> str:
+        return redis_url
+
+    def cleanup(self, url: str, key_prefix: str) -> None:
+        delete_keys(url, key_prefix)
+
+
+@pytest.mark.redis
+class TestRedisClusterBackend(BackendContract):
+    """redis+cluster:// on a private cluster of three masters and three replicas."""
+
+    @pytest.fixture
+    def anyio_backend(self) -> str:
+        return "asyncio"
+
+    @pytest.fixture
+    def channels_url(self, redis_cluster_url: str) -> str:
+        return redis_cluster_url
+
+    def cleanup(self, url: str, key_prefix: str) -> None:
+        delete_cluster_keys(url, key_prefix)
+
+
+@pytest.mark.redis
+class TestRedisSentinelBackend(BackendContract):
+    """redis+sentinel:// on a private master, replica and three sentinels."""
+
+    @pytest.fixture
+    def anyio_backend(self) -> str:
+        return "asyncio"
+
+    @pytest.fixture
+    def channels_url(self, redis_sentinel_url: str) -> str:
+        return redis_sentinel_url
+
+    def cleanup(self, url: str, key_prefix: str) -> None:
+        delete_sentinel_keys(url, key_prefix)
+
+
 pytestmark = pytest.mark.anyio
 
-Make = Callable[..., Awaitable[Channels]]
-
-
-@pytest.fixture(
-    params=[
-        pytest.param(("memory", "asyncio"), id="memory-asyncio"),
-        pytest.param(("memory", "trio"), id="memory-trio"),
-        # redis-py's async client only runs on asyncio.
-        pytest.param(("redis", "asyncio"), id="redis", marks=pytest.mark.redis),
-        pytest.param(("redis-cluster", "asyncio"), id="redis-cluster", marks=pytest.mark.redis),
-        pytest.param(("redis-sentinel", "asyncio"), id="redis-sentinel", marks=pytest.mark.redis),
-    ]
-)
-def backend(request: pytest.FixtureRequest) -> tuple[str, str]:
-    return request.param  # type: ignore[no-any-return]
-
 
 @pytest.fixture
-def anyio_backend(backend: tuple[str, str]) -> str:
-    return backend[1]
+def anyio_backend() -> str:
+    return "asyncio"
 
 
-@pytest.fixture
-def url(backend: tuple[str, str], request: pytest.FixtureRequest) -> str:
-    if backend[0] == "memory":
-        # A named store, so that several Channels of one test share it like
-        # several processes share a Redis.
-        return f"memory://contract-{uuid.uuid4().hex}"
-    if backend[0] == "redis-cluster":
-        return str(request.getfixturevalue("redis_cluster_url"))
-    if backend[0] == "redis-sentinel":
-        return str(request.getfixturevalue("redis_sentinel_url"))
-    return str(request.getfixturevalue("redis_url"))
+async def test_run_contract_runs_the_checks_it_is_given_without_pytest_runner() -> None:
+    names = ["offsets_count_per_channel", "history_size_zero_keeps_nothing_but_counts"]
+    assert await run_contract(f"memory://kit-{uuid.uuid4().hex}", only=names) == names
 
 
-@pytest.fixture
-async def make(url: str, prefix: str, channels_factory: Make) -> AsyncIterator[Make]:
-    async def make_channels(**options: Any) -> Channels:
-        return await channels_factory(url, key_prefix=prefix, **options)
+async def test_run_contract_names_every_check_a_broken_backend_fails() -> None:
+    # history_size=0 makes deduplication impossible (the window is empty):
+    # the report names the checks that failed, with a traceback, and not the others.
+    names = ["a_retry_with_the_same_message_id_is_delivered_once", "offsets_count_per_channel"]
+    with pytest.raises(ContractFailure) as caught:
+        await run_contract("memory://", only=names, history_size=0)
+    assert list(caught.value.failures) == ["a_retry_with_the_same_message_id_is_delivered_once"]
+    assert "1 of the backend contract's checks failed on memory://" in str(caught.value)
+    assert "AssertionError" in str(caught.value)
 
-    yield make_channels
-    if url.startswith("redis+cluster"):
-        delete_cluster_keys(url, prefix)
-    elif url.startswith("redis+sentinel"):
-        delete_sentinel_keys(url, prefix)
-    elif url.startswith("redis"):
-        delete_keys(url, prefix)
 
+async def test_run_contract_refuses_a_check_name_it_does_not_have() -> None:
+    with pytest.raises(KeyError, match="No contract check named 'nope'"):
+        await run_contract("memory://", only=["nope"])
 
-async def test_each_subscriber_gets_a_channels_events_in_publish_order(make: Make) -> None:
-    publisher, reader = await make(), await make()
-    async with reader.subscribe("c") as first, reader.subscribe("c") as second:
-        for i in range(200):
-            await publisher.publish("c", {"i": i})
-        for sub in (first, second):
-            events = await take(sub, 200)
-            assert [event.data["i"] for event in events] == list(range(200))
-            assert offsets(events) == list(range(1, 201))
-            assert len({event.epoch for event in events}) == 1
 
-
-async def test_offsets_count_per_channel(make: Make) -> None:
-    channels = await make()
-    a1 = await channels.publish("a", "x")
-    b1 = await channels.publish("b", "x")
-    a2 = await channels.publish("a", "y")
-    assert (a1.offset, b1.offset, a2.offset) == (1, 1, 2)
-    assert a1.epoch == a2.epoch
-    assert await channels.position("a") == Position(a1.epoch, 2)
-
-
-async def test_str_bytes_and_json_come_back_as_published(make: Make) -> None:
-    channels = await make()
-    async with channels.subscribe("c") as sub:
-        await channels.publish("c", "text ✓")
-        await channels.publish("c", b"\x00\xff")
-        await channels.publish("c", {"list": (1, 2), "nested": {"ok": True}, "n": None})
-        await channels.publish("c", {1: "int keys", "big": 2**70})
-        events = await take(sub, 4)
-    assert [event.data for event in events] == [
-        "text ✓",
-        b"\x00\xff",
-        {"list": [1, 2], "nested": {"ok": True}, "n": None},
-        {"1": "int keys", "big": 2**70},
-    ]
-
-
-async def test_publishing_what_json_cannot_carry_is_refused(make: Make) -> None:
-    channels = await make()
-    with pytest.raises(TypeError, match="JSON-serialisable"):
-        await channels.publish("c", {"when": object()})
-    assert (await channels.position("c")).offset == 0
-
-
-async def test_history_keeps_the_last_history_size_messages(make: Make) -> None:
-    channels = await make(history_size=5)
-    for i in range(8):
-        await channels.publish("c", i)
-    assert [event.data for event in await channels.history("c")] == [3, 4, 5, 6, 7]
-    assert offsets(await channels.history("c")) == [4, 5, 6, 7, 8]
-    assert [event.data for event in await channels.history("c", limit=2)] == [6, 7]
-    assert await channels.history("c", limit=0) == []
-    assert await channels.history("never-used") == []
-
-
-async def test_history_size_zero_keeps_nothing_but_counts(make: Make) -> None:
-    channels = await make(history_size=0)
-    await channels.publish("c", 1)
-    event = await channels.publish("c", 2)
-    assert event.offset == 2
-    assert await channels.history("c") == []
-
-
-async def test_history_ttl_forgets_history_and_starts_a_new_epoch(make: Make) -> None:
-    channels = await make(history_ttl=0.2)
-    first = await channels.publish("c", "old")
-    await anyio.sleep(0.35)
-    assert await channels.history("c") == []
-    second = await channels.publish("c", "new")
-    assert second.epoch != first.epoch
-    assert second.offset == 1
-
-
-async def test_recovery_replays_after_since_then_goes_live_without_gap_or_duplicate(
-    make: Make,
-) -> None:
-    publisher, reader = await make(history_size=1000), await make(history_size=1000)
-    for i in range(1, 11):
-        last = await publisher.publish("c", i)
-    since = Position(last.epoch, 4)
-    done = anyio.Event()
-
-    async def keep_publishing() -> None:
-        # Publishes race with the subscribe, so some events are both in the
-        # replay and live: the seam must show each exactly once.
-        for i in range(11, 211):
-            await publisher.publish("c", i)
-            if i % 10 == 0:
-                await anyio.sleep(0)
-        done.set()
-
-    async with anyio.create_task_group() as group:
-        group.start_soon(keep_publishing)
-        async with reader.subscribe("c", since=since) as sub:
-            assert sub.recovered is True
-            events = await take(sub, 206)
-    assert [event.data for event in events] == list(range(5, 211))
-    assert offsets(events) == list(range(5, 211))
-    assert done.is_set()
-
-
-async def test_since_at_the_newest_offset_recovers_with_nothing_to_replay(make: Make) -> None:
-    channels = await make()
-    last = await channels.publish("c", "a")
-    async with channels.subscribe("c", since=last.position) as sub:
-        assert sub.recovered is True
-        await nothing_more(sub, within=0.1)
-        await channels.publish("c", "b")
-        assert [event.data for event in await take(sub, 1)] == ["b"]
-
-
-async def test_recovery_is_refused_when_the_position_is_older_than_history(make: Make) -> None:
-    channels = await make(history_size=3)
-    for i in range(1, 11):
-        last = await channels.publish("c", i)
-    async with channels.subscribe("c", since=(last.epoch, 2)) as sub:
-        assert sub.recovered is False
-        await nothing_more(sub, within=0.1)
-        await channels.publish("c", 11)
-        assert [event.data for event in await take(sub, 1)] == [11]
-
-
-async def test_recovery_is_refused_after_an_epoch_change(make: Make) -> None:
-    channels = await make(history_ttl=0.2)
-    old = await channels.publish("c", "before the loss")
-    await anyio.sleep(0.35)
-    await channels.publish("c", "after the loss")
-    async with channels.subscribe("c", since=old.position) as sub:
-        assert sub.recovered is False
-    async with channels.subscribe("c", since=("not-an-epoch", 0)) as sub:
-        assert sub.recovered is False
-
-
-async def test_a_position_beyond_the_newest_offset_is_refused(make: Make) -> None:
-    channels = await make()
-    last = await channels.publish("c", "a")
-    async with channels.subscribe("c", since=(last.epoch, 99)) as sub:
-        assert sub.recovered is False
-
-
-async def test_without_since_a_subscription_is_live_only(make: Make) -> None:
-    channels = await make()
-    await channels.publish("c", "before")
-    async with channels.subscribe("c") as sub:
-        assert sub.recovered is True
-        await channels.publish("c", "after")
-        assert [event.data for event in await take(sub, 1)] == ["after"]
-
-
-async def test_presence_lists_members_and_publishes_join_and_leave(make: Make) -> None:
-    observer_side, member_side = await make(), await make()
-    async with observer_side.subscribe("room") as observer:
-        async with member_side.subscribe("room", presence={"user": "ann"}) as ann:
-            assert await take_join(observer) == (ann.member, {"user": "ann"})
-            assert await observer_side.presence("room") == {ann.member: {"user": "ann"}}
-        assert await take_leave(observer) == ann.member
-        assert await observer_side.presence("room") == {}
-
-
-async def test_a_member_gets_a_snapshot_first_then_coalesced_diffs(make: Make) -> None:
-    first_side, other_side = await make(presence_interval=0.2), await make(presence_interval=0.2)
-    async with first_side.subscribe("room", presence={"n": 0}) as first:
-        snapshot = await take_type(first, "presence")
-        assert snapshot.data == {"snapshot": True, "joined": {}, "left": {}}
-        assert await take_join(first) == (first.member, {"n": 0})  # its own join, as a diff
-        subs = [other_side.subscribe("room", presence={"n": i}) for i in range(1, 21)]
-        for sub in subs:
-            await sub.__aenter__()
-        await subs[-1].__aexit__(None, None, None)
-        # Twenty joins and a leave, in a burst: a handful of presence events,
-        # not twenty-one, whose net effect is exact.
-        members = {first.member: {"n": 0}}
-        events = 0
-        expected = {first.member: {"n": 0}, **{s.member: {"n": i + 1} for i, s in enumerate(subs)}}
-        del expected[subs[-1].member]
-        with anyio.fail_after(10):
-            while members != expected:
-                event = await first.receive()
-                if event.type != "presence":
-                    continue
-                events += 1
-                members.update(event.data["joined"])
-                for gone in event.data["left"]:
-                    members.pop(gone, None)
-        assert events <= 4
-        assert members == await first_side.presence("room")
-        # A late joiner's snapshot already holds everyone.
-        async with first_side.subscribe("room", presence={"n": 99}) as late:
-            snap = await take_type(late, "presence")
-            assert snap.data["snapshot"] is True
-            assert set(snap.data["joined"]) == set(expected)
-        for sub in subs[:-1]:
-            await sub.__aexit__(None, None, None)
-
-
-async def test_join_and_leave_do_not_enter_history(make: Make) -> None:
-    channels = await make()
-    async with channels.subscribe("room", presence={"user": "bob"}):
-        pass
-    assert await channels.history("room") == []
-    assert (await channels.position("room")).offset == 0
-
-
-async def test_a_dead_process_drops_out_of_presence_within_the_ttl(make: Make) -> None:
-    ttl = 0.6
-    observer_side, doomed = await make(presence_ttl=ttl), await make(presence_ttl=ttl)
-    async with observer_side.subscribe("room") as observer:
-        sub = doomed.subscribe("room", presence={"user": "zed"})
-        await sub.__aenter__()
-        await take_join(observer)
-        assert sub.member in await observer_side.presence("room")
-        crash(doomed)
-        started = time.monotonic()
-        left = await take_leave(observer, within=ttl * 4)
-        elapsed = time.monotonic() - started
-        assert left == sub.member
-        assert elapsed <= ttl + ttl / 3 + 0.5
-        assert await observer_side.presence("room") == {}
-
-
-async def test_presence_of_a_dead_process_expires_even_with_nobody_listening(make: Make) -> None:
-    ttl = 0.3
-    reader, doomed = await make(presence_ttl=ttl), await make(presence_ttl=ttl)
-    sub = doomed.subscribe("room", presence={"user": "zed"})
-    await sub.__aenter__()
-    assert len(await reader.presence("room")) == 1
-    crash(doomed)
-    await anyio.sleep(ttl + 0.2)
-    assert await reader.presence("room") == {}
-
-
-async def test_live_members_stay_present_past_the_ttl(make: Make) -> None:
-    channels = await make(presence_ttl=0.3)
-    async with channels.subscribe("room", presence={"user": "amy"}) as sub:
-        await anyio.sleep(0.8)
-        assert await channels.presence("room") == {sub.member: {"user": "amy"}}
-
-
-async def test_a_burst_beyond_max_queue_reaches_a_reader_that_keeps_up_whole_and_in_order(
-    make: Make,
-) -> None:
-    # The publisher waits for room at max_queue instead of dropping: a burst
-    # is not a stall.
-    channels = await make()
-    count = 2000
-    async with channels.subscribe("c", max_queue=10) as reader:
-        async with anyio.create_task_group() as group:
-
-            async def publish_all() -> None:
-                for i in range(count):
-                    await channels.publish("c", i)
-
-            group.start_soon(publish_all)
-            events = await take(reader, count, within=30)
-        assert [event.data for event in events] == list(range(count))
-        assert reader.dropped == 0
-
-
-async def test_a_slow_subscriber_that_keeps_taking_events_is_waited_for_not_dropped(
-    make: Make,
-) -> None:
-    # One event per 0.1 s never empties a queue of 4 to its half within the
-    # 0.3 s stall_timeout, but it is progress: the publisher keeps waiting.
-    channels = await make(stall_timeout=0.3)
-    async with channels.subscribe("c", max_queue=4) as slow:
-        got: list[int] = []
-
-        async def read_slowly() -> None:
-            while len(got) < 12:
-                got.append((await slow.receive()).data)
-                await anyio.sleep(0.1)
-
-        async with anyio.create_task_group() as group:
-            group.start_soon(read_slowly)
-            for i in range(12):
-                await channels.publish("c", i)
-        assert got == list(range(12))
-        assert slow.dropped == 0
-        assert not slow.closed
-
-
-async def test_a_queue_of_one_still_names_what_drop_oldest_lost(make: Make) -> None:
-    channels = await make(stall_timeout=0.1)
-    async with channels.subscribe("c", max_queue=1, policy="drop_oldest") as sub:
-        for i in range(4):
-            await channels.publish("c", i)
-        gap, last = await take(sub, 2)
-        assert (gap.type, gap.data) == ("gap", {"first": 1, "last": 3, "dropped": 3})
-        assert (last.type, last.data) == ("message", 3)
-
-
-@pytest.mark.parametrize(
-    ("policy", "expected"),
-    [
-        ("drop_oldest", ["gap:1-8:8", 8, 9]),
-        ("drop_newest", [0, 1, 2, "gap:4-10:7"]),
-    ],
-)
-async def test_a_dropping_policy_tells_the_stalled_subscriber_which_offsets_it_lost(
-    make: Make, policy: Policy, expected: list[Any]
-) -> None:
-    channels = await make(stall_timeout=0.2)
-    async with (
-        channels.subscribe("c", max_queue=3, policy=policy) as slow,
-        channels.subscribe("c") as fast,
-    ):
-        for i in range(10):
-            await channels.publish("c", i)
-        await take(fast, 10)
-        events = await take(slow, len(expected))
-        seen = [
-            f"gap:{e.data['first']}-{e.data['last']}:{e.data['dropped']}"
-            if e.type == "gap"
-            else e.data
-            for e in events
-        ]
-        assert seen == expected
-        gap = next(e for e in events if e.type == "gap")
-        assert slow.dropped == gap.data["dropped"]
-    # The gap is recoverable: since=(epoch, first - 1) replays what was lost.
-    first, last = gap.data["first"], gap.data["last"]
-    async with channels.subscribe("c", since=(gap.epoch, first - 1)) as again:
-        assert again.recovered
-        assert offsets(await take(again, last - first + 1)) == list(range(first, last + 1))
-
-
-async def test_close_policy_ends_the_slow_subscription_only(make: Make) -> None:
-    channels = await make(stall_timeout=0.2)
-    async with (
-        channels.subscribe("c", max_queue=3, policy="close") as slow,
-        channels.subscribe("c") as fast,
-    ):
-        for i in range(10):
-            await channels.publish("c", i)
-        assert [event.data for event in await take(fast, 10)] == list(range(10))
-        assert slow.closed
-        assert slow.dropped == 4  # three queued and the one that did not fit
-        with pytest.raises(SubscriberOverflowError) as caught:
-            await slow.receive()
-        assert (caught.value.channel, caught.value.max_queue) == ("c", 3)
-        await channels.publish("c", "later")
-        assert [event.data for event in await take(fast, 1)] == ["later"]
-
-
-async def test_a_stalled_subscriber_does_not_delay_the_publisher_or_others(make: Make) -> None:
-    channels = await make(stall_timeout=0.2)
-    count = 300
-    async with (
-        channels.subscribe("c", max_queue=10, policy="drop_newest") as _stalled,
-        channels.subscribe("c") as reader,
-    ):
-        started = time.monotonic()
-        for i in range(count):
-            await channels.publish("c", i)
-        publish_time = time.monotonic() - started
-        events = await take(reader, count)
-        delivery_time = time.monotonic() - started
-    assert [event.data for event in events] == list(range(count))
-    assert _stalled.dropped == count - 10
-    # Generous bounds for a 2-core CI box; the publisher waits for the stalled
-    # reader once, stall_timeout, and never again.
-    assert publish_time < 3.0
-    assert delivery_time < 5.0
-
-
-def crash(channels: Channels) -> None:
-    """Make *channels* behave like a process that died: no heartbeat, no cleanup.
-
-    Its heartbeat stops and it forgets its members, so nothing announces
-    their leave; only the TTL can drop them.
-    """
-    assert channels._heartbeat_scope is not None
-    channels._heartbeat_scope.cancel()
-    for local in channels._locals.values():
-        local.members.clear()
-
-
-# -- hostile input: one table, the same answer from every backend ------------------------
-
-#: (what is called, its arguments, the exception, a fragment of its message). Every
-#: row runs on memory:// and redis://, so the two answer each bad call identically.
-HOSTILE: list[tuple[str, dict[str, Any], type[Exception], str]] = [
-    ("publish", {"channel": ""}, ValueError, "A channel name must be a non-empty str"),
-    ("publish", {"channel": 7}, TypeError, "A channel name must be a str, got int"),
-    ("publish", {"channel": b"c"}, TypeError, "A channel name must be a str, got bytes"),
-    ("publish", {"channel": None}, TypeError, "A channel name must be a str, got NoneType"),
-    ("publish", {"channel": "a\ud800"}, ValueError, "lone surrogate at index 1"),
-    ("publish", {"channel": "x" * 1025}, ValueError, "at most 1024 bytes of UTF-8"),
-    ("publish", {"channel": "é" * 513}, ValueError, "at most 1024 bytes of UTF-8"),
-    ("publish", {"data": "\udfff"}, ValueError, "lone surrogate at index 0"),
-    ("publish", {"data": {"a": ["\ud800"]}}, ValueError, "lone surrogate"),
-    ("publish", {"data": object()}, TypeError, "JSON-serialisable"),
-    ("publish", {"data": {1j: 1}}, TypeError, "JSON-serialisable"),
-    ("publish", {"message_id": ""}, ValueError, "message_id must be a non-empty str"),
-    ("publish", {"message_id": 5}, TypeError, "message_id must be a str, got int"),
-    ("publish", {"message_id": "m" * 257}, ValueError, "at most 256 bytes of UTF-8"),
-    ("publish", {"message_id": "\ud800"}, ValueError, "lone surrogate"),
-    ("history", {"channel": ""}, ValueError, "A channel name must be a non-empty str"),
-    ("history", {"limit": -1}, ValueError, "limit must be >= 0"),
-    ("history", {"limit": 1.5}, TypeError, "limit must be an int or None, got float"),
-    ("history", {"limit": "5"}, TypeError, "limit must be an int or None, got str"),
-    ("history", {"limit": True}, TypeError, "limit must be an int or None, got bool"),
-    ("position", {"channel": 3.0}, TypeError, "A channel name must be a str, got float"),
-    ("presence", {"channel": "\ud800"}, ValueError, "lone surrogate"),
-    ("subscribe", {"channel": ""}, ValueError, "A channel name must be a non-empty str"),
-    ("subscribe", {"since": ("e",)}, TypeError, "since must be a Position or an (epoch"),
-    ("subscribe", {"since": ("e", 1, 2)}, TypeError, "since must be a Position or an (epoch"),
-    ("subscribe", {"since": "e:1"}, TypeError, "since must be a Position or an (epoch"),
-    ("subscribe", {"since": ["e", 1]}, TypeError, "since must be a Position or an (epoch"),
-    ("subscribe", {"since": ("", 1)}, ValueError, "The epoch of since must be a non-empty"),
-    ("subscribe", {"since": (1, 1)}, TypeError, "The epoch of since must be a str, got int"),
-    ("subscribe", {"since": ("\ud800", 1)}, ValueError, "lone surrogate"),
-    ("subscribe", {"since": ("e" * 65, 1)}, ValueError, "at most 64 bytes"),
-    ("subscribe", {"since": ("e", -1)}, ValueError, "between 0 and 2**53 - 1, got -1"),
-    ("subscribe", {"since": ("e", 10**30)}, ValueError, "between 0 and 2**53 - 1"),
-    ("subscribe", {"since": ("e", 2**53)}, ValueError, "between 0 and 2**53 - 1"),
-    ("subscribe", {"since": ("e", 1.5)}, TypeError, "offset of since must be an int, got float"),
-    ("subscribe", {"since": ("e", "1")}, TypeError, "offset of since must be an int, got str"),
-    ("subscribe", {"since": ("e", True)}, TypeError, "offset of since must be an int, got bool"),
-    ("subscribe", {"max_queue": 0}, ValueError, "max_queue must be between 1 and"),
-    ("subscribe", {"max_queue": -5}, ValueError, "max_queue must be between 1 and"),
-    ("subscribe", {"max_queue": 10**30}, ValueError, "max_queue must be between 1 and"),
-    ("subscribe", {"max_queue": 1.5}, TypeError, "max_queue must be an int, got float"),
-    ("subscribe", {"max_queue": True}, TypeError, "max_queue must be an int, got bool"),
-    ("subscribe", {"policy": "drop_all"}, ValueError, "policy must be one of"),
-    ("subscribe", {"policy": 1}, ValueError, "policy must be one of"),
-    ("subscribe", {"presence": object()}, TypeError, "JSON-serialisable"),
-    ("subscribe", {"presence": b"bytes"}, TypeError, "bytes are not"),
-    ("subscribe", {"presence": {"nick": "\ud800"}}, ValueError, "lone surrogate"),
-]
-
-
-async def _call_hostile(channels: Channels, operation: str, arguments: dict[str, Any]) -> None:
-    arguments = {"channel": "hostile", **arguments}
-    channel = arguments.pop("channel")
-    if operation == "publish":
-        await channels.publish(
-            channel, arguments.get("data", "x"), message_id=arguments.get("message_id")
-        )
-    elif operation == "history":
-        await channels.history(channel, **arguments)
-    elif operation == "position":
-        await channels.position(channel)
-    elif operation == "presence":
-        await channels.presence(channel)
-    else:
-        async with channels.subscribe(channel, **arguments):
-            pass  # pragma: no cover - every row is refused
-
-
-@pytest.mark.parametrize(
-    ("operation", "arguments", "error", "fragment"),
-    HOSTILE,
-    ids=[f"{row[0]}-{i}" for i, row in enumerate(HOSTILE)],
-)
-async def test_hostile_arguments_get_the_same_specific_error_on_every_backend(
-    make: Make, operation: str, arguments: dict[str, Any], error: type[Exception], fragment: str
-) -> None:
-    channels = await make()
-    with pytest.raises(error) as info:
-        await _call_hostile(channels, operation, arguments)
-    assert type(info.value) is error  # not a subclass such as UnicodeEncodeError
-    assert fragment in str(info.value)
-    # Nothing was half done: the channel is as it was.
-    assert await channels.position("hostile") == Position(
-        (await channels.position("hostile"))[0], 0
+def test_every_hostile_row_and_case_is_a_check_of_its_own() -> None:
+    hostile = [name for name in CHECKS if name.startswith("hostile_arguments")]
+    assert len(hostile) == 47
+    assert "a_dropping_policy_tells_the_stalled_subscriber_which_offsets_it_lost[drop_oldest]" in (
+        CHECKS
     )
 
 
-@pytest.mark.parametrize(
-    "arguments",
-    [
-        {"since": ("no-such-epoch", 99_999_999_999_999)},
-        {"since": ("e", 2**53 - 1)},
-        {"since": Position("e", 0)},
-    ],
-)
-async def test_positions_at_the_edge_of_the_range_are_refused_as_recovery_not_as_errors(
-    make: Make, arguments: dict[str, Any]
-) -> None:
-    channels = await make()
-    await channels.publish("edge", "x")
-    async with channels.subscribe("edge", **arguments) as sub:
-        assert not sub.recovered
+class _NoUrl(BackendContract):
+    pass
 
 
-async def test_a_limit_beyond_anything_retained_returns_all_of_history(make: Make) -> None:
-    channels = await make()
-    for i in range(3):
-        await channels.publish("all", i)
-    assert [event.data for event in await channels.history("all", limit=10**30)] == [0, 1, 2]
+def test_a_contract_subclass_without_a_url_says_what_to_set() -> None:
+    fixture: Any = _NoUrl.channels_url
+    # The undecorated function behind the fixture, as pytest would call it.
+    with pytest.raises(TypeError, match="must set url"):
+        fixture.__wrapped__(_NoUrl())
 
 
-# -- idempotent publishing -----------------------------------------------------------
+@pytest.mark.postgres
+class TestPostgresBackend(BackendContract):
+    """postgres:// under asyncio (asyncpg runs on asyncio only)."""
 
+    @pytest.fixture
+    def anyio_backend(self) -> str:
+        return "asyncio"
 
-async def test_a_retry_with_the_same_message_id_is_delivered_once(make: Make) -> None:
-    publisher, reader = await make(), await make()
-    async with reader.subscribe("c") as sub:
-        first = await publisher.publish("c", {"text": "hi"}, message_id="m-1")
-        again = await publisher.publish("c", {"text": "hi"}, message_id="m-1")
-        other = await publisher.publish("c", {"text": "hi"}, message_id="m-2")
-        plain = await publisher.publish("c", {"text": "hi"})
-        assert (first.offset, again.offset, other.offset, plain.offset) == (1, 1, 2, 3)
-        assert again.epoch == first.epoch
-        assert offsets(await take(sub, 3)) == [1, 2, 3]
-        await nothing_more(sub)
-    assert offsets(await publisher.history("c")) == [1, 2, 3]
+    @pytest.fixture
+    def channels_url(self, postgres_url: str) -> str:
+        return postgres_url
 
-
-async def test_message_ids_are_remembered_for_the_history_window_only(make: Make) -> None:
-    channels = await make(history_size=3)
-    assert (await channels.publish("c", "x", message_id="a")).offset == 1
-    assert (await channels.publish("c", "x", message_id="a")).offset == 1
-    for i in range(3):
-        await channels.publish("c", i)
-    # "a" left the window (it is no longer in history either): a new message.
-    assert (await channels.publish("c", "x", message_id="a")).offset == 5
-    assert (await channels.publish("other", "x", message_id="a")).offset == 1  # per channel
-    for name in "bcde":  # four ids in a window of three: "b" is forgotten
-        await channels.publish("ids", name, message_id=name)
-    assert (await channels.publish("ids", "b", message_id="b")).offset == 5
-    assert (await channels.publish("ids", "e", message_id="e")).offset == 4
-
-
-async def test_without_history_message_ids_deduplicate_nothing(make: Make) -> None:
-    channels = await make(history_size=0)
-    await channels.publish("c", "x", message_id="a")
-    assert (await channels.publish("c", "x", message_id="a")).offset == 2
+    def cleanup(self, url: str, key_prefix: str) -> None:
+        delete_rows(url, key_prefix)

@@ -104,11 +104,14 @@ async def test_the_chat_room_works_across_two_uvicorn_processes_on_redis(tmp_pat
 def test_every_test_the_delivery_guarantee_cites_exists() -> None:
     page = DOCS.read_text()
     section = page[page.index("## The delivery guarantee") :]
-    cited = set(re.findall(r"`(test_[a-z0-9_]+)`", section))
+    cited = set(re.findall(r"`((?:test|check)_[a-z0-9_]+)`", section))
     assert len(cited) >= 10
+    kit = DOCS.parents[1] / "lilya" / "channels" / "testing.py"
     defined = {
         name
-        for path in (DOCS.parents[1] / "tests").rglob("test_*.py")
-        for name in re.findall(r"^(?:async )?def (test_[a-z0-9_]+)", path.read_text(), re.M)
+        for path in (*(DOCS.parents[1] / "tests").rglob("test_*.py"), kit)
+        for name in re.findall(
+            r"^(?:async )?def ((?:test|check)_[a-z0-9_]+)", path.read_text(), re.M
+        )
     }
     assert cited <= defined, sorted(cited - defined)

@@ -378,14 +378,9 @@ async def test_a_pooled_connection_redis_closed_while_idle_is_replaced_before_pu
 
 
 async def test_using_the_redis_backend_before_connect_is_a_clear_error() -> None:
+    from lilya.channels import BackendSettings
     from lilya.channels.redis import RedisBackend
 
-    backend = RedisBackend(
-        "redis://127.0.0.1:1/0",
-        history_size=1,
-        history_ttl=None,
-        key_prefix="p",
-        reconnect_delay=(0.1, 0.1),
-    )
+    backend = RedisBackend("redis://127.0.0.1:1/0", BackendSettings(1, None, "p", (0.1, 0.1)))
     with pytest.raises(RuntimeError, match="before connect"):
         await backend.publish("c", "s", b"x", "x", None)
