@@ -116,7 +116,10 @@ class RedisCluster:
     """Three masters and three replicas on loopback; ``url`` is the ``redis+cluster://`` URL."""
 
     def __init__(self, root: Path) -> None:
-        args = ["--cluster-enabled", "yes", "--cluster-node-timeout", "1000"]
+        # Validity factor 0: a replica takes over however stale it thinks it
+        # is (the tests kill a master seconds after the cluster formed).
+        args = ["--cluster-enabled", "yes", "--cluster-node-timeout", "1000",
+                "--cluster-replica-validity-factor", "0"]  # fmt: skip
         self.nodes = [Node(root, args) for _ in range(6)]
         for node in self.nodes:
             node.extra = [*args, "--cluster-config-file", str(node.dir / "nodes.conf")]
@@ -138,6 +141,18 @@ class RedisCluster:
             check=True, capture_output=True, timeout=max(1.0, deadline - time.monotonic()),
         )  # fmt: skip
         _wait("the cluster reaching state ok", self.healthy, max(1.0, deadline - time.monotonic()))
+        _wait("the replicas syncing", self._replicas_synced, max(1.0, deadline - time.monotonic()))
+
+    def _replicas_synced(self) -> bool:
+        synced = 0
+        for node in self.nodes:
+            client = node.client()
+            try:
+                info = client.info("replication")
+                synced += info.get("role") == "slave" and info.get("master_link_status") == "up"
+            finally:
+                client.close()
+        return synced == 3
 
     def healthy(self) -> bool:
         """Every live node says cluster_state:ok and sees three masters with slots."""
