@@ -236,23 +236,29 @@ class RedisSentinels:
             node.wait_ready(deadline)
         _wait("the replica syncing", self._replica_synced, max(1.0, deadline - time.monotonic()))
         _wait(
-            "the sentinels seeing each other",
+            "the sentinels seeing each other and the replica",
             lambda: all(self._sentinel_peers(s) >= 2 for s in self.sentinels),
             max(1.0, deadline - time.monotonic()),
         )
+
+    def _sentinel_peers(self, sentinel: Node) -> int:
+        """Fellow sentinels *sentinel* knows, or 0 while it has not found the replica.
+
+        Sentinels find replicas from the master's INFO, every ten seconds at
+        first: a master killed before that has nobody to fail over to.
+        """
+        client = sentinel.client()
+        try:
+            if not client.execute_command("SENTINEL", "REPLICAS", self.service):
+                return 0
+            return len(client.execute_command("SENTINEL", "SENTINELS", self.service))
+        finally:
+            client.close()
 
     def _replica_synced(self) -> bool:
         client = self.replica.client()
         try:
             return client.info("replication").get("master_link_status") == "up"
-        finally:
-            client.close()
-
-    def _sentinel_peers(self, sentinel: Node) -> int:
-        client = sentinel.client()
-        try:
-            reply = client.execute_command("SENTINEL", "SENTINELS", self.service)
-            return len(reply)
         finally:
             client.close()
 
