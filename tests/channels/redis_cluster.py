@@ -201,6 +201,44 @@ class RedisCluster:
         _wait("a replica taking over", promoted, timeout)
         return new[-1]
 
+    def move_slot_of(self, key: str) -> Node:
+        """Migrate *key*'s slot, with its keys, to another master; return that master.
+
+        The steps ``redis-cli --cluster reshard`` takes for one slot:
+        IMPORTING/MIGRATING, ``MIGRATE`` the keys, then ``SETSLOT … NODE``
+        on every master.
+        """
+        source = self.master_of(key)
+        masters = [n for n in self.nodes if n.process is not None and self._role(n) == "master"]
+        target = next(n for n in masters if n is not source)
+        src, dst = source.client(), target.client()
+        try:
+            slot = int(src.execute_command("CLUSTER", "KEYSLOT", key))
+            src_id = src.execute_command("CLUSTER", "MYID")
+            dst_id = dst.execute_command("CLUSTER", "MYID")
+            dst.execute_command("CLUSTER", "SETSLOT", slot, "IMPORTING", src_id)
+            src.execute_command("CLUSTER", "SETSLOT", slot, "MIGRATING", dst_id)
+            while keys := src.execute_command("CLUSTER", "GETKEYSINSLOT", slot, 100):
+                src.execute_command("MIGRATE", "127.0.0.1", target.port, "", 0, 5000, "KEYS", *keys)
+            for master in masters:
+                client = master.client()
+                try:
+                    client.execute_command("CLUSTER", "SETSLOT", slot, "NODE", dst_id)
+                finally:
+                    client.close()
+        finally:
+            src.close()
+            dst.close()
+        _wait("every node seeing the move", lambda: self.master_of(key) is target, 30.0)
+        return target
+
+    def _role(self, node: Node) -> str:
+        client = node.client()
+        try:
+            return str(client.info("replication").get("role"))
+        finally:
+            client.close()
+
     def close(self) -> None:
         for node in self.nodes:
             node.kill()

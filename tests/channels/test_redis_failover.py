@@ -118,6 +118,34 @@ async def test_killing_a_cluster_master_mid_stream_ends_in_recovery_or_a_reset(
     assert events[-1].data == 70
 
 
+async def test_a_subscription_follows_its_channels_slot_to_another_master(
+    channels_factory: MakeChannels,
+) -> None:
+    prefix = f"lilya-reshard:{uuid.uuid4().hex}"
+    tag = f"{{{prefix}:c}}"
+    with redis_cluster() as cluster:
+        options = {"key_prefix": prefix, "history_size": 1000, "reconnect_delay": (0.05, 0.5)}
+        publisher = await channels_factory(cluster.url, **options)
+        reader = await channels_factory(cluster.url, **options)
+        bystander = await channels_factory(cluster.url, **options)
+        async with reader.subscribe("c") as sub:
+            published = await publish_numbers(publisher, range(1, 21), pause=0)
+            assert len(await bystander.history("c")) == 20
+            old = cluster.master_of(tag)
+            new = await anyio.to_thread.run_sync(cluster.move_slot_of, tag)
+            assert new is not old
+            # The publisher's slot map is stale: MOVED, which it follows at once.
+            await publisher.publish("c", 21)
+            assert len(await bystander.history("c")) == 21
+            published += [21, *await publish_numbers(publisher, range(22, 41), pause=0)]
+            events = await read_until(sub, 40)
+        # History moved with the keys, so this is exact recovery: no reset.
+        assert [event.type for event in events] == ["message"] * 40
+        assert [event.data for event in events] == published
+        assert [event.offset for event in events] == list(range(1, 41))
+        assert [event.data for event in await reader.history("c")] == published
+
+
 async def test_killing_the_sentinels_master_mid_stream_ends_in_recovery_or_a_reset(
     channels_factory: MakeChannels,
 ) -> None:

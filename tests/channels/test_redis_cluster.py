@@ -1,0 +1,102 @@
+"""Redis Cluster specifics the contract suite cannot stage: a shard without a
+master, readers not up yet, unsubscribes crossing, a subscribe never confirmed."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import anyio
+import pytest
+
+from lilya.channels import BackendUnavailableError, Channels
+from tests.channels.conftest import MakeChannels
+from tests.channels.helpers import take
+
+pytestmark = [pytest.mark.anyio, pytest.mark.redis]
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"  # redis-py's async client only runs on asyncio
+
+
+async def connected(make: MakeChannels, url: str) -> tuple[Channels, Any]:
+    channels = await make(url, key_prefix=f"lilya-cluster:{uuid.uuid4().hex}")
+    return channels, channels._backend
+
+
+async def test_a_slot_no_master_serves_is_unavailable_not_a_crash(
+    channels_factory: MakeChannels, redis_cluster_url: str
+) -> None:
+    channels, backend = await connected(channels_factory, redis_cluster_url)
+    backend._slots = []  # as if the shard of every slot were down
+    with pytest.raises(BackendUnavailableError, match="find the master of slot"):
+        await channels.publish("c", 1)
+    # The next call re-reads the slot map and works again.
+    assert (await channels.publish("c", 2)).offset == 1
+
+
+async def test_concurrent_callers_read_a_stale_slot_map_once(
+    channels_factory: MakeChannels, redis_cluster_url: str
+) -> None:
+    _channels, backend = await connected(channels_factory, redis_cluster_url)
+    reads = 0
+    learn = backend._learn
+
+    def counting(reply: Any) -> None:
+        nonlocal reads
+        reads += 1
+        learn(reply)
+
+    backend._learn = counting
+    backend._stale = True
+    async with anyio.create_task_group() as group:
+        for _ in range(3):
+            group.start_soon(backend._refresh)
+    assert reads == 1
+
+
+async def test_subscribing_while_the_readers_are_being_rebuilt_is_unavailable(
+    channels_factory: MakeChannels, redis_cluster_url: str
+) -> None:
+    channels, backend = await connected(channels_factory, redis_cluster_url)
+    pumps, backend._pumps = backend._pumps, None
+    with pytest.raises(BackendUnavailableError, match="subscribe"):
+        async with channels.subscribe("c"):
+            pass
+    backend._pumps = pumps
+    async with channels.subscribe("c") as sub:
+        await channels.publish("c", "after")
+        assert [event.data for event in await take(sub, 1)] == ["after"]
+
+
+async def test_a_subscribe_redis_never_confirms_is_unavailable_and_dropping_readers_wakes_it(
+    channels_factory: MakeChannels, redis_cluster_url: str
+) -> None:
+    channels, backend = await connected(channels_factory, redis_cluster_url)
+    backend.subscribe_kind = b"never"  # confirmations go unrecognised
+
+    async def drop_soon() -> None:
+        await anyio.sleep(0.2)
+        await backend._drop_reader()
+
+    with anyio.fail_after(10):
+        async with anyio.create_task_group() as group:
+            group.start_soon(drop_soon)
+            with pytest.raises(BackendUnavailableError, match="subscribe"):
+                async with channels.subscribe("c"):
+                    pass
+
+
+async def test_answers_to_our_own_unsubscribes_are_counted_not_taken_for_slot_moves(
+    channels_factory: MakeChannels, redis_cluster_url: str
+) -> None:
+    _channels, backend = await connected(channels_factory, redis_cluster_url)
+    backend._wanted.add("c")
+    backend._unsubscribing["c"] = 2
+    backend._unsubscribed("c")
+    assert backend._unsubscribing == {"c": 1}
+    backend._unsubscribed("c")
+    assert backend._unsubscribing == {}
+    assert not backend._restart.is_set()
