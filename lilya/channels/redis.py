@@ -290,7 +290,10 @@ def parse_hosts_url(url: str) -> tuple[list[tuple[str, int]], str, dict[str, Any
             )
         nodes.append((unquote(host), int(port)))
     first = f"{nodes[0][0]}:{nodes[0][1]}"
-    settings = dict(parse_url(f"redis://{auth + '@' if auth else ''}{first}/0?{parts.query}"))
+    try:
+        settings = dict(parse_url(f"redis://{auth + '@' if auth else ''}{first}/0?{parts.query}"))
+    except ValueError as exc:  # an option redis-py cannot read, such as ?socket_timeout=soon
+        raise ImproperlyConfigured(f"{mask_password(url)!r}: {exc}") from None
     for key in ("host", "port", "db"):
         settings.pop(key, None)
     return nodes, parts.path.strip("/"), settings

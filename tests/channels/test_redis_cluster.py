@@ -11,7 +11,7 @@ import pytest
 
 from lilya.channels import BackendUnavailableError, Channels
 from tests.channels.conftest import MakeChannels
-from tests.channels.helpers import take
+from tests.channels.helpers import take, take_messages
 
 pytestmark = [pytest.mark.anyio, pytest.mark.redis]
 
@@ -100,3 +100,20 @@ async def test_answers_to_our_own_unsubscribes_are_counted_not_taken_for_slot_mo
     backend._unsubscribed("c")
     assert backend._unsubscribing == {}
     assert not backend._restart.is_set()
+
+
+@pytest.mark.parametrize("name", ["a}b", "{x}", "}", "{", "ü{}}{", "a" * 1024])
+async def test_channel_names_with_braces_keep_all_their_keys_in_one_slot(
+    channels_factory: MakeChannels, redis_cluster_url: str, name: str
+) -> None:
+    # A hash tag ends at the first "}": the names' own braces must not split
+    # a channel's keys (and its shard channel) over several slots.
+    channels, _backend = await connected(channels_factory, redis_cluster_url)
+    async with channels.subscribe(name, presence={"n": 1}) as sub:
+        await channels.publish(name, "x", message_id="m")
+        await channels.publish(name, "x", message_id="m")
+        await channels.publish(name, "y")
+        events = await take_messages(sub, 2)
+        assert [(event.channel, event.data) for event in events] == [(name, "x"), (name, "y")]
+        assert [event.data for event in await channels.history(name)] == ["x", "y"]
+        assert len(await channels.presence(name)) == 1

@@ -211,6 +211,8 @@ def _slot(client: object, prefix: str) -> int:
         ("redis+sentinel://127.0.0.1:26379", "must name the service"),
         ("redis+sentinel://127.0.0.1:26379/svc/x", "must name the service"),
         ("redis+sentinel://:secret@127.0.0.1:26379", "must name the service"),
+        ("redis+cluster://:secret@127.0.0.1:7000?socket_timeout=soon", "socket_timeout"),
+        ("redis+cluster://", "must be host:port"),
     ],
 )
 def test_a_malformed_cluster_or_sentinel_url_is_refused_when_built(url: str, message: str) -> None:
