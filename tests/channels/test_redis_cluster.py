@@ -117,3 +117,41 @@ async def test_channel_names_with_braces_keep_all_their_keys_in_one_slot(
         assert [(event.channel, event.data) for event in events] == [(name, "x"), (name, "y")]
         assert [event.data for event in await channels.history(name)] == ["x", "y"]
         assert len(await channels.presence(name)) == 1
+
+
+async def test_a_master_that_cannot_be_reached_makes_every_operation_unavailable(
+    channels_factory: MakeChannels, redis_cluster_url: str
+) -> None:
+    channels, backend = await connected(channels_factory, redis_cluster_url)
+    dead_master = [[0, 16383, [b"127.0.0.1", 1, b"gone"]]]
+    for operation in (
+        lambda: channels.publish("c", 1),
+        lambda: channels.history("c"),
+        lambda: channels.presence("c"),
+    ):
+        backend._learn(dead_master)
+        with pytest.raises(BackendUnavailableError, match="unavailable"):
+            await operation()
+    backend._learn(dead_master)
+    with pytest.raises(BackendUnavailableError, match="subscribe"):
+        async with channels.subscribe("c"):
+            pass
+
+
+async def test_bookkeeping_without_readers_or_subscriptions_changes_nothing(
+    channels_factory: MakeChannels, redis_cluster_url: str
+) -> None:
+    from lilya.channels.backend import BackendSettings
+    from lilya.channels.redis import RedisBackend
+    from lilya.channels.redis_cluster import RedisClusterBackend
+
+    _channels, backend = await connected(channels_factory, redis_cluster_url)
+    await backend.unlisten("never-listened")  # no reader carries it: nothing to send
+    backend._unsubscribed("never-wanted")  # not wanted: no slot move to follow
+    assert not backend._restart.is_set()
+    idle = RedisClusterBackend(redis_cluster_url, BackendSettings(10, None, "p", (0.05, 1.0)))
+    idle._ask_restart()  # before connect(): only marks the slot map stale
+    assert idle._stale
+    single = RedisBackend("redis://127.0.0.1:1/0", BackendSettings(10, None, "p", (0.05, 1.0)))
+    with pytest.raises(RuntimeError, match="before connect"):
+        single._pool_for("c")
