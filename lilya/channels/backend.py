@@ -375,6 +375,8 @@ _BUILTIN: dict[str, tuple[str, str, str | None, str | None]] = {
     "memory": ("lilya.channels.memory", "MemoryBackend", None, None),
     "redis": ("lilya.channels.redis", "RedisBackend", "redis", "redis"),
     "rediss": ("lilya.channels.redis", "RedisBackend", "redis", "redis"),
+    "redis+cluster": ("lilya.channels.redis_cluster", "RedisClusterBackend", "redis", "redis"),
+    "redis+sentinel": ("lilya.channels.redis_sentinel", "RedisSentinelBackend", "redis", "redis"),
     "postgres": ("lilya.channels.postgres", "PostgresBackend", "postgres", "asyncpg"),
     "postgresql": ("lilya.channels.postgres", "PostgresBackend", "postgres", "asyncpg"),
 }

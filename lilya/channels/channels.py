@@ -592,10 +592,17 @@ class Channels:
     def _catch_up(self, local: _Local, sub: Subscription, page: HistoryPage) -> None:
         if local.epoch is None:
             local.epoch, local.last = page.epoch, page.top
+        # History and live events travel on different connections, so the
+        # page can be ahead of the live stream: what it holds past local.last
+        # is still on its way live (the channel was listened to before the
+        # read), and replaying it too would deliver it twice.
+        live_from = local.last if local.epoch == page.epoch else page.top
         since = sub.since
         if since is not None:
             if page.covers(since.epoch, since.offset):
                 for event in page.events:
+                    if event.offset > live_from:
+                        break
                     sub._push(event)
             else:
                 sub.recovered = False

@@ -19,15 +19,15 @@ import logging
 import math
 import secrets
 from collections.abc import Awaitable, Mapping
-from typing import Any, TypeVar
-from urllib.parse import urlsplit, urlunsplit
+from typing import Any, ClassVar, NamedTuple, TypeVar
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 import anyio
 from anyio.abc import TaskGroup
 from redis import __version__ as redis_version
 from redis import exceptions as redis_errors
 from redis.asyncio import Redis
-from redis.asyncio.connection import AbstractConnection, ConnectionPool
+from redis.asyncio.connection import AbstractConnection, ConnectionPool, parse_url
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.commands.core import AsyncScript
@@ -40,6 +40,7 @@ from lilya.channels.exceptions import (
     BackendUnavailableError,
     PublishOutcomeUnknownError,
 )
+from lilya.exceptions import ImproperlyConfigured
 
 __all__ = ["RedisBackend"]
 
@@ -78,7 +79,7 @@ local function now_ms()
 end
 local function announce(kind, member, info)
   local data = '{"member":"' .. member .. '","info":' .. (info or 'null') .. '}'
-  redis.call('PUBLISH', ARGV[3], epoch() .. '\\n' .. int(top()) .. '\\n' .. kind .. 'j' .. data)
+  redis.call('__PUBLISH__', ARGV[3], epoch() .. '\\n' .. int(top()) .. '\\n' .. kind .. 'j' .. data)
 end
 local function sweep()
   local dead = redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', now_ms())
@@ -122,7 +123,7 @@ if ttl > 0 then
     redis.call('PEXPIRE', KEYS[5], ttl)
   end
 end
-redis.call('PUBLISH', ARGV[3], e .. '\\n' .. int(offset) .. '\\nm' .. ARGV[4] .. ARGV[5])
+redis.call('__PUBLISH__', ARGV[3], e .. '\\n' .. int(offset) .. '\\nm' .. ARGV[4] .. ARGV[5])
 return {e, offset, 0}
 """
 )
@@ -212,6 +213,29 @@ return redis.call('HGETALL', KEYS[4])
 """
 )
 
+
+class Scripts(NamedTuple):
+    """The Lua sources of one flavour of Redis: the same logic, one publish command.
+
+    A single Redis (or a Sentinel-watched one) broadcasts with ``PUBLISH``; a
+    cluster uses ``SPUBLISH``, whose message only travels within the shard that
+    owns the channel's slot, instead of to every node.
+    """
+
+    publish: str
+    history: str
+    join: str
+    leave: str
+    refresh: str
+    presence: str
+
+    @classmethod
+    def using(cls, publish_command: str) -> Scripts:
+        """The scripts with every live message sent by *publish_command*."""
+        sources = (_PUBLISH, _HISTORY, _JOIN, _LEAVE, _REFRESH, _PRESENCE)
+        return cls(*(source.replace("__PUBLISH__", publish_command) for source in sources))
+
+
 _KINDS: dict[bytes, EventType] = {b"m": "message", b"j": "join", b"l": "leave"}
 
 #: Errors that mean "Redis is not reachable right now" rather than a bug.
@@ -220,6 +244,17 @@ _UNAVAILABLE = (
     redis_errors.TimeoutError,
     OSError,
     TimeoutError,
+)
+#: Replies of a server that refused a command without running it because it
+#: does not serve that data right now: a slot moved or is migrating, the
+#: cluster lost a shard, a master became a replica. Retrying later, once the
+#: client follows the new topology, is safe (the command never ran).
+_NOT_SERVED = (
+    redis_errors.AskError,  # MovedError is an AskError
+    redis_errors.TryAgainError,
+    redis_errors.ClusterDownError,
+    redis_errors.MasterDownError,
+    redis_errors.ReadOnlyError,
 )
 
 
@@ -238,8 +273,48 @@ def mask_password(url: str) -> str:
     return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc}"))
 
 
+def parse_hosts_url(url: str) -> tuple[list[tuple[str, int]], str, dict[str, Any]]:
+    """Split a URL naming several servers (``scheme://[auth@]h1:p1,h2:p2/path?query``).
+
+    Returns the ``(host, port)`` pairs, the path without its leading slash,
+    and the connection settings every server shares (username, password,
+    ``?socket_timeout=``…), read as redis-py reads a ``redis://`` URL.
+
+    Raises:
+        ImproperlyConfigured: a server that is not ``host:port``.
+    """
+    parts = urlsplit(url)
+    auth, _, hosts = parts.netloc.rpartition("@")
+    nodes: list[tuple[str, int]] = []
+    for item in hosts.split(","):
+        host, sep, port = item.strip().rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ImproperlyConfigured(
+                f"Each server of {mask_password(url)!r} must be host:port, got {item!r}; "
+                f"write {parts.scheme}://host1:port1,host2:port2."
+            )
+        nodes.append((unquote(host), int(port)))
+    first = f"{nodes[0][0]}:{nodes[0][1]}"
+    try:
+        settings = dict(parse_url(f"redis://{auth + '@' if auth else ''}{first}/0?{parts.query}"))
+    except ValueError as exc:  # an option redis-py cannot read, such as ?socket_timeout=soon
+        raise ImproperlyConfigured(f"{mask_password(url)!r}: {exc}") from None
+    for key in ("host", "port", "db"):
+        settings.pop(key, None)
+    return nodes, parts.path.strip("/"), settings
+
+
 class RedisBackend(Backend):
     """Channels shared through Redis by every process that uses the same URL and prefix."""
+
+    #: The Lua scripts, broadcasting live messages with ``PUBLISH``.
+    scripts: ClassVar[Scripts] = Scripts.using("PUBLISH")
+    #: Pub/sub commands and the reply kinds they produce.
+    subscribe_command: ClassVar[str] = "SUBSCRIBE"
+    unsubscribe_command: ClassVar[str] = "UNSUBSCRIBE"
+    message_kind: ClassVar[bytes] = b"message"
+    subscribe_kind: ClassVar[bytes] = b"subscribe"
+    unsubscribe_kind: ClassVar[bytes] = b"unsubscribe"
 
     def __init__(self, url: str, settings: BackendSettings) -> None:
         self._url = url
@@ -259,8 +334,8 @@ class RedisBackend(Backend):
         self._confirm_waiters: dict[str, anyio.Event] = {}
         self._reader: AbstractConnection | None = None
         self._write_lock: anyio.Lock | None = None
-        self._scripts: dict[str, AsyncScript] = {}
-        self._publish_sha = hashlib.sha1(_PUBLISH.encode()).hexdigest()
+        self._scripts: dict[tuple[Redis, str], AsyncScript] = {}
+        self._publish_sha = hashlib.sha1(self.scripts.publish.encode()).hexdigest()
 
     # -- plumbing ------------------------------------------------------------
 
@@ -280,36 +355,52 @@ class RedisBackend(Backend):
     async def _call(self, operation: str, awaitable: Awaitable[_T]) -> _T:
         try:
             return await awaitable
-        except _UNAVAILABLE as exc:
+        except (*_UNAVAILABLE, *_NOT_SERVED) as exc:
+            self._lost()
             raise BackendUnavailableError(self.safe_url, operation, exc) from exc
         except redis_errors.RedisError as exc:
             raise BackendError(self.safe_url, operation, exc) from exc
 
+    def _lost(self) -> None:
+        """Note that a server failed or refused a command: one Redis has nothing to re-learn."""
+
     async def _script(self, operation: str, source: str, channel: str, *extra: Any) -> Any:
-        script = self._scripts.get(source)
+        client = self._client_for(channel)
+        script = self._scripts.get((client, source))
         if script is None:
-            script = self._scripts[source] = self._require_client().register_script(source)
+            script = self._scripts[client, source] = client.register_script(source)
         return await self._call(
             operation, script(keys=self._keys(channel), args=self._args(channel, *extra))
         )
 
-    def _require_client(self) -> Redis:
+    def _client_for(self, channel: str) -> Redis:
+        """The client of the server that holds *channel*: with one Redis, always the same."""
         if self._client is None:
             raise RuntimeError("RedisBackend used before connect().")
         return self._client
 
-    # -- lifecycle -------------------------------------------------------------
+    def _pool_for(self, channel: str) -> ConnectionPool:
+        """The connection pool of the server that holds *channel*."""
+        if self._pool is None:
+            raise RuntimeError("RedisBackend used before connect().")
+        return self._pool
 
-    async def connect(self, sink: Sink, task_group: TaskGroup) -> None:
+    def _make_pool(self) -> ConnectionPool:
+        """The pool of connections to Redis, from the URL."""
         # No automatic retries: a retried publish script could run twice and
         # publish twice. Failures surface as BackendUnavailableError instead.
         # Settings given in the URL (socket_timeout=…) win over these.
-        self._pool = ConnectionPool.from_url(
+        return ConnectionPool.from_url(
             self._url,
             socket_connect_timeout=2.0,
             socket_timeout=5.0,
             retry=Retry(NoBackoff(), 0),
         )
+
+    # -- lifecycle -------------------------------------------------------------
+
+    async def connect(self, sink: Sink, task_group: TaskGroup) -> None:
+        self._pool = self._make_pool()
         self._client = Redis(connection_pool=self._pool)
         self._sink = sink
         self._write_lock = anyio.Lock()
@@ -338,10 +429,8 @@ class RedisBackend(Backend):
 
     # -- the pub/sub reader ------------------------------------------------------
 
-    async def _open_reader(self) -> AbstractConnection:
-        if self._pool is None:
-            raise RuntimeError("RedisBackend used before connect().")
-        pool = self._pool
+    async def _pubsub_connection(self, pool: ConnectionPool) -> AbstractConnection:
+        """A new connection to *pool*'s server, speaking RESP2, for pub/sub only."""
         # RESP2 on purpose: there pub/sub messages are plain replies that
         # read_response() returns in order; RESP3 routes them to push handlers.
         kwargs = {**pool.connection_kwargs, "protocol": 2}
@@ -352,14 +441,25 @@ class RedisBackend(Backend):
 
             kwargs["maint_notifications_config"] = MaintNotificationsConfig(enabled=False)
             kwargs.pop("maint_notifications_pool_handler", None)
-        connection = pool.connection_class(**kwargs)
+        connection: AbstractConnection = pool.connection_class(**kwargs)
         try:
             # redis-py leaves Connection.connect unannotated.
             await self._call("subscribe", connection.connect())  # type: ignore[no-untyped-call]
+        except BaseException:
+            await connection.disconnect()
+            raise
+        return connection
+
+    async def _open_reader(self) -> AbstractConnection:
+        if self._pool is None:
+            raise RuntimeError("RedisBackend used before connect().")
+        connection = await self._pubsub_connection(self._pool)
+        try:
             wanted = sorted(self._wanted)
             if wanted:
                 await self._call(
-                    "subscribe", connection.send_command("SUBSCRIBE", *map(self._live_name, wanted))
+                    "subscribe",
+                    connection.send_command(self.subscribe_command, *map(self._live_name, wanted)),
                 )
         except BaseException:
             await connection.disconnect()
@@ -417,29 +517,40 @@ class RedisBackend(Backend):
                 self._handle(response, None)
         while True:
             response = await reader.read_response(timeout=math.inf)
-            if response[0] == b"message" and self._sink is not None:
-                # Backpressure: while a local subscriber is full (and not
-                # stalled), stop reading; Redis buffers, and if it cuts us off
-                # for buffering too much, the reconnect resyncs from the stream.
-                await self._sink.ready(response[1][len(self._live_prefix) :].decode())
-            self._handle(response, None)
+            await self._take(reader, response)
+
+    async def _take(self, reader: AbstractConnection, response: Any) -> None:
+        """Handle one reply of a pub/sub connection in the live phase."""
+        if response[0] == self.message_kind and self._sink is not None:
+            # Backpressure: while a local subscriber is full (and not
+            # stalled), stop reading; Redis buffers, and if it cuts us off
+            # for buffering too much, the reconnect resyncs from the stream.
+            await self._sink.ready(self._channel_of(response[1]))
+        self._handle(response, None)
 
     def _handle(self, response: Any, held: list[Any] | None) -> None:
         kind = response[0]
-        if kind == b"message":
+        if kind == self.message_kind:
             if held is not None:
                 held.append(response)
             else:
                 self._on_message(response[1], response[2])
-        elif kind == b"subscribe":
-            name = response[1][len(self._live_prefix) :].decode()
+        elif kind == self.subscribe_kind:
+            name = self._channel_of(response[1])
             self._confirmed.add(name)
             waiter = self._confirm_waiters.pop(name, None)
             if waiter is not None:
                 waiter.set()
-        elif kind == b"unsubscribe":
-            name = response[1][len(self._live_prefix) :].decode()
-            self._confirmed.discard(name)
+        elif kind == self.unsubscribe_kind:
+            self._unsubscribed(self._channel_of(response[1]))
+
+    def _unsubscribed(self, channel: str) -> None:
+        """Redis confirmed that this connection no longer carries *channel*."""
+        self._confirmed.discard(channel)
+
+    def _channel_of(self, live_name: bytes) -> str:
+        """The channel a pub/sub channel name carries (the inverse of :meth:`_live_name`)."""
+        return live_name[len(self._live_prefix) :].decode()
 
     def _on_message(self, name: bytes, message: bytes) -> None:
         if self._sink is None:
@@ -447,7 +558,7 @@ class RedisBackend(Backend):
         epoch, offset, rest = message.split(b"\n", 2)
         event_type = _KINDS[rest[:1]]
         event = Event(
-            name[len(self._live_prefix) :].decode(),
+            self._channel_of(name),
             int(offset),
             epoch.decode(),
             decode(rest[1:2].decode(), rest[2:]),
@@ -463,7 +574,7 @@ class RedisBackend(Backend):
         waiter = self._confirm_waiters.setdefault(channel, anyio.Event())
         async with self._lock():
             await self._call(
-                "subscribe", reader.send_command("SUBSCRIBE", self._live_name(channel))
+                "subscribe", reader.send_command(self.subscribe_command, self._live_name(channel))
             )
         with anyio.move_on_after(_CONFIRM_WITHIN):
             await waiter.wait()
@@ -476,7 +587,8 @@ class RedisBackend(Backend):
         if reader is not None:
             async with self._lock():
                 await self._call(
-                    "unsubscribe", reader.send_command("UNSUBSCRIBE", self._live_name(channel))
+                    "unsubscribe",
+                    reader.send_command(self.unsubscribe_command, self._live_name(channel)),
                 )
 
     def _lock(self) -> anyio.Lock:
@@ -497,7 +609,8 @@ class RedisBackend(Backend):
             reply = await self._publish_once(channel, message_id, args)
         except redis_errors.NoScriptError:
             # Redis restarted (or SCRIPT FLUSH): the script never ran; load it, once.
-            await self._call("publish", self._require_client().script_load(_PUBLISH))
+            client = self._client_for(channel)
+            await self._call("publish", client.script_load(self.scripts.publish))
             reply = await self._publish_once(channel, message_id, args)
         epoch, offset = reply[0], reply[1]
         return Event(
@@ -512,9 +625,7 @@ class RedisBackend(Backend):
         went out incomplete, which Redis never runs) was not published, while
         one that went out and lost its reply may have been.
         """
-        pool = self._pool
-        if pool is None:
-            raise RuntimeError("RedisBackend used before connect().")
+        pool = self._pool_for(channel)
         connection = await self._call("publish", _get_connection(pool))
         done = False
         try:
@@ -525,6 +636,7 @@ class RedisBackend(Backend):
                     await connection.disconnect()
                     await connection.connect()  # type: ignore[no-untyped-call]
             except _UNAVAILABLE as exc:
+                self._lost()
                 raise BackendUnavailableError(self.safe_url, "publish", exc) from exc
             try:
                 await connection.send_command(
@@ -534,14 +646,20 @@ class RedisBackend(Backend):
             # The server dying between the health check and this write: a race
             # no test can stage on demand.
             except _UNAVAILABLE as exc:  # pragma: no cover
+                self._lost()
                 raise BackendUnavailableError(self.safe_url, "publish", exc) from exc
             try:
                 reply = await connection.read_response()
             except _UNAVAILABLE as exc:
+                self._lost()
                 raise PublishOutcomeUnknownError(self.safe_url, channel, message_id, exc) from exc
             except redis_errors.NoScriptError:
                 done = True
                 raise
+            except _NOT_SERVED as exc:
+                done = True
+                self._lost()
+                raise BackendUnavailableError(self.safe_url, "publish", exc) from exc
             except redis_errors.RedisError as exc:
                 done = True
                 raise BackendError(self.safe_url, "publish", exc) from exc
@@ -558,7 +676,7 @@ class RedisBackend(Backend):
     async def history(self, channel: str, *, after: int | None, limit: int | None) -> HistoryPage:
         epoch, top, first, entries, reversed_ = await self._script(
             "read history",
-            _HISTORY,
+            self.scripts.history,
             channel,
             -1 if after is None else after,
             -1 if limit is None else limit,
@@ -576,19 +694,19 @@ class RedisBackend(Backend):
         return HistoryPage(epoch, int(top), int(first), events)
 
     async def presence_join(self, channel: str, member: str, info: Any, ttl: float) -> None:
-        await self._script("join", _JOIN, channel, member, encode_json(info), _ms(ttl))
+        await self._script("join", self.scripts.join, channel, member, encode_json(info), _ms(ttl))
 
     async def presence_leave(self, channel: str, member: str) -> None:
-        await self._script("leave", _LEAVE, channel, member)
+        await self._script("leave", self.scripts.leave, channel, member)
 
     async def presence_refresh(self, channel: str, members: Mapping[str, Any], ttl: float) -> None:
         pairs: list[Any] = []
         for member, info in members.items():
             pairs += [member, encode_json(info)]
-        await self._script("refresh presence", _REFRESH, channel, _ms(ttl), *pairs)
+        await self._script("refresh presence", self.scripts.refresh, channel, _ms(ttl), *pairs)
 
     async def presence(self, channel: str) -> Mapping[str, Any]:
-        flat = await self._script("read presence", _PRESENCE, channel)
+        flat = await self._script("read presence", self.scripts.presence, channel)
         return {flat[i].decode(): loads(flat[i + 1], "binary") for i in range(0, len(flat), 2)}
 
 

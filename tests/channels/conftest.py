@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from lilya.channels import Channels
+from tests.channels.redis_cluster import redis_cluster, redis_sentinels
 from tests.channels.redis_server import redis_url_for_tests
 
 MakeChannels = Callable[..., Awaitable[Channels]]
@@ -24,6 +25,20 @@ def redis_url() -> Iterator[str]:
     """A Redis to use: the machine's shared one, or a private one for the session."""
     with redis_url_for_tests(3) as url:
         yield url
+
+
+@pytest.fixture(scope="session")
+def redis_cluster_url() -> Iterator[str]:
+    """A private Redis Cluster (three masters, three replicas) for the session."""
+    with redis_cluster() as cluster:
+        yield cluster.url
+
+
+@pytest.fixture(scope="session")
+def redis_sentinel_url() -> Iterator[str]:
+    """A private master, replica and three sentinels for the session."""
+    with redis_sentinels() as group:
+        yield group.url
 
 
 @pytest.fixture

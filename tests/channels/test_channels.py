@@ -11,7 +11,7 @@ from lilya.channels import Channels, NotConnectedError, Position, SubscriberOver
 from lilya.channels.backend import HistoryPage
 from lilya.channels.events import decode, encode, encode_json
 from lilya.exceptions import ImproperlyConfigured
-from tests.channels.helpers import take, take_leave
+from tests.channels.helpers import nothing_more, offsets, take, take_leave
 
 pytestmark = pytest.mark.anyio
 
@@ -351,3 +351,22 @@ async def test_a_live_event_already_delivered_from_history_is_not_delivered_agai
         await channels.publish("c", "next")
         (second,) = await take(sub, 1)
     assert (first.data, second.data) == ("once", "next")
+
+
+async def test_a_replay_ahead_of_the_live_stream_delivers_each_event_once() -> None:
+    # On a networked backend history and live events travel on different
+    # connections: a page can already hold an event whose live copy is still
+    # on its way. Here live copies are held back to stage exactly that.
+    async with Channels("memory://") as channels:
+        backend: Any = channels._backend
+        deliver_live, held = backend._announce, []
+        backend._announce = held.append
+        epoch = (await channels.position("c")).epoch
+        async with channels.subscribe("c") as first:
+            await channels.publish("c", "one")
+            async with channels.subscribe("c", since=Position(epoch, 0)) as second:
+                for event in held:
+                    deliver_live(event)
+                assert offsets(await take(second, 1)) == [1]
+                await nothing_more(second)
+            assert offsets(await take(first, 1)) == [1]

@@ -9,6 +9,7 @@ import pytest
 
 from lilya.channels.testing import CHECKS, BackendContract, ContractFailure, run_contract
 from tests.channels.postgres_server import delete_rows
+from tests.channels.redis_cluster import delete_cluster_keys, delete_sentinel_keys
 from tests.channels.redis_server import delete_keys
 
 
@@ -38,6 +39,38 @@ class TestRedisBackend(BackendContract):
 
     def cleanup(self, url: str, key_prefix: str) -> None:
         delete_keys(url, key_prefix)
+
+
+@pytest.mark.redis
+class TestRedisClusterBackend(BackendContract):
+    """redis+cluster:// on a private cluster of three masters and three replicas."""
+
+    @pytest.fixture
+    def anyio_backend(self) -> str:
+        return "asyncio"
+
+    @pytest.fixture
+    def channels_url(self, redis_cluster_url: str) -> str:
+        return redis_cluster_url
+
+    def cleanup(self, url: str, key_prefix: str) -> None:
+        delete_cluster_keys(url, key_prefix)
+
+
+@pytest.mark.redis
+class TestRedisSentinelBackend(BackendContract):
+    """redis+sentinel:// on a private master, replica and three sentinels."""
+
+    @pytest.fixture
+    def anyio_backend(self) -> str:
+        return "asyncio"
+
+    @pytest.fixture
+    def channels_url(self, redis_sentinel_url: str) -> str:
+        return redis_sentinel_url
+
+    def cleanup(self, url: str, key_prefix: str) -> None:
+        delete_sentinel_keys(url, key_prefix)
 
 
 pytestmark = pytest.mark.anyio
