@@ -20,6 +20,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import redis
 
@@ -27,11 +28,17 @@ __all__ = [
     "Node",
     "RedisCluster",
     "RedisSentinels",
+    "command",
     "delete_cluster_keys",
     "delete_sentinel_keys",
     "redis_cluster",
     "redis_sentinels",
 ]
+
+
+def command(client: redis.Redis, *args: Any) -> Any:
+    """Run one raw command (redis-py's ``execute_command`` is untyped)."""
+    return client.execute_command(*args)  # type: ignore[no-untyped-call]
 
 
 def cluster_port() -> int:
@@ -161,10 +168,10 @@ class RedisCluster:
                 continue
             client = node.client()
             try:
-                info = client.execute_command("CLUSTER", "INFO")
+                info = command(client, "CLUSTER", "INFO")
                 if b"cluster_state:ok" not in info:
                     return False
-                shards = client.execute_command("CLUSTER", "SLOTS")
+                shards = command(client, "CLUSTER", "SLOTS")
                 if len(shards) < 3:
                     return False
             finally:
@@ -178,8 +185,8 @@ class RedisCluster:
                 continue
             client = node.client()
             try:
-                slot = client.execute_command("CLUSTER", "KEYSLOT", key)
-                for start, end, master, *_ in client.execute_command("CLUSTER", "SLOTS"):
+                slot = command(client, "CLUSTER", "KEYSLOT", key)
+                for start, end, master, *_ in command(client, "CLUSTER", "SLOTS"):
                     if start <= slot <= end:
                         port = int(master[1])
                         return next(n for n in self.nodes if n.port == port)
@@ -213,17 +220,17 @@ class RedisCluster:
         target = next(n for n in masters if n is not source)
         src, dst = source.client(), target.client()
         try:
-            slot = int(src.execute_command("CLUSTER", "KEYSLOT", key))
-            src_id = src.execute_command("CLUSTER", "MYID")
-            dst_id = dst.execute_command("CLUSTER", "MYID")
-            dst.execute_command("CLUSTER", "SETSLOT", slot, "IMPORTING", src_id)
-            src.execute_command("CLUSTER", "SETSLOT", slot, "MIGRATING", dst_id)
-            while keys := src.execute_command("CLUSTER", "GETKEYSINSLOT", slot, 100):
-                src.execute_command("MIGRATE", "127.0.0.1", target.port, "", 0, 5000, "KEYS", *keys)
+            slot = int(command(src, "CLUSTER", "KEYSLOT", key))
+            src_id = command(src, "CLUSTER", "MYID")
+            dst_id = command(dst, "CLUSTER", "MYID")
+            command(dst, "CLUSTER", "SETSLOT", slot, "IMPORTING", src_id)
+            command(src, "CLUSTER", "SETSLOT", slot, "MIGRATING", dst_id)
+            while keys := command(src, "CLUSTER", "GETKEYSINSLOT", slot, 100):
+                command(src, "MIGRATE", "127.0.0.1", target.port, "", 0, 5000, "KEYS", *keys)
             for master in masters:
                 client = master.client()
                 try:
-                    client.execute_command("CLUSTER", "SETSLOT", slot, "NODE", dst_id)
+                    command(client, "CLUSTER", "SETSLOT", slot, "NODE", dst_id)
                 finally:
                     client.close()
         finally:
@@ -287,9 +294,9 @@ class RedisSentinels:
         """
         client = sentinel.client()
         try:
-            if not client.execute_command("SENTINEL", "REPLICAS", self.service):
+            if not command(client, "SENTINEL", "REPLICAS", self.service):
                 return 0
-            return len(client.execute_command("SENTINEL", "SENTINELS", self.service))
+            return len(command(client, "SENTINEL", "SENTINELS", self.service))
         finally:
             client.close()
 
@@ -304,9 +311,7 @@ class RedisSentinels:
         for sentinel in self.sentinels:
             client = sentinel.client()
             try:
-                _host, port = client.execute_command(
-                    "SENTINEL", "GET-MASTER-ADDR-BY-NAME", self.service
-                )
+                _host, port = command(client, "SENTINEL", "GET-MASTER-ADDR-BY-NAME", self.service)
                 return int(port)
             except (redis.RedisError, OSError):
                 continue
@@ -385,7 +390,7 @@ def delete_sentinel_keys(url: str, prefix: str) -> None:
     for host, port in _servers(url):
         client = redis.Redis(host=host, port=port, socket_connect_timeout=1, socket_timeout=5)
         try:
-            master = client.execute_command("SENTINEL", "GET-MASTER-ADDR-BY-NAME", service)
+            master = command(client, "SENTINEL", "GET-MASTER-ADDR-BY-NAME", service)
         except (redis.ConnectionError, redis.TimeoutError, OSError):
             continue
         finally:

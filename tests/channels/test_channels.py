@@ -359,7 +359,8 @@ async def test_a_replay_ahead_of_the_live_stream_delivers_each_event_once() -> N
     # on its way. Here live copies are held back to stage exactly that.
     async with Channels("memory://") as channels:
         backend: Any = channels._backend
-        deliver_live, held = backend._announce, []
+        deliver_live = backend._announce
+        held: list[Any] = []
         backend._announce = held.append
         epoch = (await channels.position("c")).epoch
         async with channels.subscribe("c") as first:

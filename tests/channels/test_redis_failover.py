@@ -14,6 +14,7 @@ from collections.abc import Callable
 
 import anyio
 import pytest
+import redis
 
 from lilya.channels import (
     BackendUnavailableError,
@@ -24,7 +25,7 @@ from lilya.channels import (
 )
 from lilya.exceptions import ImproperlyConfigured
 from tests.channels.conftest import MakeChannels
-from tests.channels.redis_cluster import redis_cluster, redis_sentinels
+from tests.channels.redis_cluster import command, redis_cluster, redis_sentinels
 
 pytestmark = [pytest.mark.anyio, pytest.mark.redis, pytest.mark.slow]
 
@@ -83,7 +84,7 @@ def assert_no_silent_gap(events: list[Event], published: list[int]) -> None:
 
 
 async def stream_through(
-    make: Callable[[], object], kill: Callable[[], None], wait_failover: Callable[[], None]
+    make: Callable[[], object], kill: Callable[[], None], wait_failover: Callable[[], object]
 ) -> tuple[list[Event], list[int]]:
     publisher: Channels = await make()  # type: ignore[misc]
     reader: Channels = await make()  # type: ignore[misc]
@@ -179,7 +180,7 @@ async def test_a_cluster_publish_is_not_broadcast_to_other_shards(
     for host in hosts:
         client = redis.Redis(port=int(host.rsplit(":", 1)[1]))
         try:
-            if client.execute_command("CLUSTER", "COUNTKEYSINSLOT", _slot(client, prefix)):
+            if command(client, "CLUSTER", "COUNTKEYSINSLOT", _slot(client, prefix)):
                 owner = host
                 if client.info("replication")["role"] == "master":
                     break
@@ -197,8 +198,8 @@ async def test_a_cluster_publish_is_not_broadcast_to_other_shards(
             client.close()
 
 
-def _slot(client: object, prefix: str) -> int:
-    return int(client.execute_command("CLUSTER", "KEYSLOT", f"{{{prefix}:c}}"))  # type: ignore[attr-defined]
+def _slot(client: redis.Redis, prefix: str) -> int:
+    return int(command(client, "CLUSTER", "KEYSLOT", f"{{{prefix}:c}}"))
 
 
 @pytest.mark.parametrize(

@@ -129,7 +129,7 @@ async def test_dropping_the_reader_wakes_everyone_waiting_for_a_confirmation() -
 async def test_the_backend_used_before_connect_says_so() -> None:
     redis = backend()
     with pytest.raises(RuntimeError, match="before connect"):
-        redis._require_client()
+        redis._client_for("c")
     with pytest.raises(RuntimeError, match="before connect"):
         await redis._open_reader()
     with pytest.raises(RuntimeError, match="before connect"):
