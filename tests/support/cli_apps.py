@@ -46,5 +46,8 @@ app = Lilya(
         WebSocketPath("/echo", echo),
         WebSocketPath("/linger", linger),
         WebSocketPath("/where", where),
-    ]
+    ],
+    # /linger ignores the drain's close: its drain ends at this timeout, then
+    # uvicorn's --timeout-graceful-shutdown cancels it.
+    drain_timeout=2,
 )
