@@ -38,10 +38,10 @@ import math
 
 import anyio
 
+from lilya._close import check_close
 from lilya._connection_state import ConnectionState
 from lilya._exception_handlers import deny, end
 from lilya._recorder import enter
-from lilya._close import check_close
 from lilya.exceptions import ImproperlyConfigured
 from lilya.responses import PlainText
 from lilya.status import HTTP_503_SERVICE_UNAVAILABLE, WS_1013_TRY_AGAIN_LATER
@@ -59,9 +59,7 @@ def _positive(name: str, value: object, *, whole: bool = False) -> None:
         what = "a whole number" if whole else "a finite number of seconds"
         raise ImproperlyConfigured(f"{name} must be {what}, got {value!r}.")
     if value < (1 if whole else 0):
-        raise ImproperlyConfigured(
-            f"{name} must be at least {1 if whole else 0}, got {value!r}."
-        )
+        raise ImproperlyConfigured(f"{name} must be at least {1 if whole else 0}, got {value!r}.")
 
 
 class Drain:
@@ -81,6 +79,7 @@ class Drain:
     """
 
     __slots__ = (
+        "_closing",
         "_empty",
         "_waiters",
         "batch",
@@ -123,6 +122,9 @@ class Drain:
         self.done = False
         self._waiters: list[anyio.Event] = []
         self._empty: anyio.Event | None = None
+        #: Closes in flight: a handler that returns meanwhile must not end the
+        #: connection (the server would drop it) before its close is sent.
+        self._closing: dict[ConnectionState, anyio.Event] = {}
 
     async def serve(self, app: ASGIApp, scope: Scope, receive: Receive, send: Send) -> None:
         """Run *app* for one WebSocket, refusing it with 503 if the app is draining."""
@@ -134,6 +136,9 @@ class Drain:
         try:
             await app(scope, receive, send)
         finally:
+            closing = self._closing.get(state)
+            if closing is not None:
+                await closing.wait()
             del self.open[state]
             if self._empty is not None and not self.open:
                 self._empty.set()
@@ -164,24 +169,31 @@ class Drain:
                 if start:
                     await anyio.sleep(self.interval)
                 for state, (scope, receive, send) in pending[start : start + self.batch]:
-                    if state in self.open:
-                        await self.close(state, scope, receive, send)
+                    await self.close(state, scope, receive, send)
             if self.open:
                 await self._empty.wait()
         self.done = True
 
-    async def close(self, state: ConnectionState, scope: Scope, receive: Receive, send: Send) -> None:
+    async def close(
+        self, state: ConnectionState, scope: Scope, receive: Receive, send: Send
+    ) -> None:
         """Close one socket with the drain's code; a handshake not yet answered gets the 503.
 
-        Nothing is sent to a connection that has already ended.
+        Nothing is sent to a connection that has already ended (its handler
+        may have returned since the drain began).
         """
         if state.closing_message(self.code) is None:
             return
         state.drained = self.code
-        if not state.started:
-            await deny(scope, state, receive, send, self.refusal(), WS_1013_TRY_AGAIN_LATER)
-        else:
-            await end(state, send, self.code)
+        closing = self._closing[state] = anyio.Event()
+        try:
+            if not state.started:
+                await deny(scope, state, receive, send, self.refusal(), WS_1013_TRY_AGAIN_LATER)
+            else:
+                await end(state, send, self.code)
+        finally:
+            del self._closing[state]
+            closing.set()
 
     def refusal(self) -> PlainText:
         """The 503 denial response a handshake gets while the app drains."""

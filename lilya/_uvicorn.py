@@ -23,7 +23,6 @@ exits 0 too. ``--reload`` stays plain ``uvicorn.run``: it is for development.
 from __future__ import annotations
 
 import contextlib
-import sys
 from collections.abc import Generator, Iterator
 from typing import Any
 
@@ -33,9 +32,6 @@ from uvicorn.supervisors import multiprocess
 from lilya.apps import Lilya
 
 __all__ = ["DrainingServer", "lilya_apps", "run"]
-
-#: uvicorn's exit status for an app that failed to start (``uvicorn.main.STARTUP_FAILURE``).
-STARTUP_FAILURE = 3
 
 
 def lilya_apps(app: Any) -> Iterator[Lilya]:
@@ -89,7 +85,7 @@ class _Multiprocess(multiprocess.Multiprocess):
 def run(app: Any, **options: Any) -> None:
     """Serve *app* as ``uvicorn.run(app, **options)`` does, with draining servers.
 
-    Exits with status 3 (uvicorn's) when the app fails to start.
+    An app that fails to start exits with uvicorn's status (3), as there.
     """
     if options.get("reload"):
         uvicorn.run(app, **options)
@@ -99,7 +95,6 @@ def run(app: Any, **options: Any) -> None:
         _Multiprocess(config, sockets=[config.bind_socket()]).run()
         return
     server = DrainingServer(config=config)
+    # A SIGINT before uvicorn catches signals (or a second, forcing one) is a stop too.
     with contextlib.suppress(KeyboardInterrupt):
         server.run()
-    if not server.started:
-        sys.exit(STARTUP_FAILURE)

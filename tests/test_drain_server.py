@@ -1,4 +1,4 @@
-"""The drain on a real server: ``lilya run`` (uvicorn) stopped with SIGTERM while 1,000 sockets are open.
+"""The drain on a real server: ``lilya run`` stopped with SIGTERM while 1,000 sockets are open.
 
 Every client must get the drain's close code (1012) within the drain window,
 never a dropped connection (1006); a handshake during the drain gets 503 with
@@ -39,7 +39,9 @@ async def open_sockets(server: RunningServer, paths: list[str]) -> list[ClientCo
     return sockets
 
 
-async def read_until_closed(ws: ClientConnection, codes: list[int | None], times: list[float]) -> None:
+async def read_until_closed(
+    ws: ClientConnection, codes: list[int | None], times: list[float]
+) -> None:
     # The send-only route keeps sending: keep reading to see the close.
     with contextlib.suppress(ConnectionClosed):
         async for _ in ws:

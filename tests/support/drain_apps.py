@@ -47,7 +47,11 @@ async def room(websocket: WebSocket) -> None:
 
 
 app = Lilya(
-    routes=[WebSocketPath("/echo", echo), WebSocketPath("/push", push), WebSocketPath("/room", room)],
+    routes=[
+        WebSocketPath("/echo", echo),
+        WebSocketPath("/push", push),
+        WebSocketPath("/room", room),
+    ],
     lifespan=channels.lifespan,
     drain_batch=50,
     drain_interval=0.2,
