@@ -22,7 +22,6 @@ from websockets.sync.client import connect
 
 from lilya import _uvicorn
 from lilya.apps import Lilya
-from lilya.middleware import DefineMiddleware
 from lilya.middleware.trusted_host import TrustedHostMiddleware
 from lilya.routing import WebSocketPath
 from lilya.websockets import WebSocket
@@ -40,7 +39,6 @@ def test_lilya_apps_are_found_under_wrapping_middleware() -> None:
     wrapped = TrustedHostMiddleware(app, allowed_hosts=["*"])
     assert list(_uvicorn.lilya_apps(wrapped)) == [app]
     assert list(_uvicorn.lilya_apps(echo)) == []
-    DefineMiddleware  # noqa: B018  # imported for the example in docs/operations.md
 
 
 @pytest.mark.server
