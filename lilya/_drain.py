@@ -126,6 +126,11 @@ class Drain:
         #: connection (the server would drop it) before its close is sent.
         self._closing: dict[ConnectionState, anyio.Event] = {}
 
+    def reset(self) -> None:
+        """Serve again after a drain (the lifespan ended; the next test's client may start one)."""
+        self.draining = False
+        self.done = False
+
     async def serve(self, app: ASGIApp, scope: Scope, receive: Receive, send: Send) -> None:
         """Run *app* for one WebSocket, refusing it with 503 if the app is draining."""
         state, receive, send = enter(scope, receive, send)

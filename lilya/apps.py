@@ -143,18 +143,24 @@ class Lilya:
             await self._drain.serve(self._stack, scope, receive, send)
             return
         if scope_type == "lifespan":
-            receive = self._drain_on_shutdown(receive)
+            receive, send = self._drain_on_shutdown(receive, send)
         await self._stack(scope, receive, send)
 
     # -- stopping ----------------------------------------------------------------
-    def _drain_on_shutdown(self, receive: Receive) -> Receive:
+    def _drain_on_shutdown(self, receive: Receive, send: Send) -> tuple[Receive, Send]:
         async def receive_then_drain() -> Message:
             message = await receive()
             if message.get("type") == "lifespan.shutdown":
                 await self.drain()
             return message
 
-        return receive_then_drain
+        async def send_then_reset(message: Message) -> None:
+            await send(message)
+            if message.get("type") in ("lifespan.shutdown.complete", "lifespan.shutdown.failed"):
+                # Stopped: a new lifespan may serve again (the next test's client).
+                self._drain.reset()
+
+        return receive_then_drain, send_then_reset
 
     @property
     def draining(self) -> bool:
@@ -185,7 +191,9 @@ class Lilya:
         its ``finally`` blocks run); then it waits for the handlers to return,
         ``drain_timeout`` seconds at most. The server's ``lifespan.shutdown``
         runs it, and ``lilya run`` runs it on SIGTERM / SIGINT before the
-        server closes the sockets itself. A second call does nothing.
+        server closes the sockets itself. A second call does nothing; once the
+        lifespan has ended the app serves again (a test suite may start many
+        clients on one app).
         """
         await self._drain.run()
 

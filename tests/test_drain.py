@@ -246,3 +246,18 @@ def test_bad_drain_settings_are_refused_when_the_app_is_made(
         Drain(**settings)
     with pytest.raises(ImproperlyConfigured, match=message):
         Lilya(**{f"drain_{name}": value for name, value in settings.items()})
+
+
+def test_a_new_lifespan_serves_again_after_a_drain(test_client_factory: Any) -> None:
+    async def hello(websocket: WebSocket) -> None:
+        await websocket.accept()
+        await websocket.send_text("hello")
+
+    app = Lilya(routes=[WebSocketPath("/", hello)])
+    for _ in range(2):  # two tests sharing one module-level app
+        with test_client_factory(app) as client:
+            with client.websocket_connect("/") as session:
+                assert session.receive_text() == "hello"
+        assert not app.draining  # the lifespan ended: stopped, not stopping
+    with test_client_factory(app).websocket_connect("/") as session:  # no lifespan at all
+        assert session.receive_text() == "hello"
