@@ -25,20 +25,20 @@ async def test_the_example_saves_the_draft_and_ends_the_ticker_with_1012() -> No
     namespace = example()
     app = namespace["app"]
     client = AsyncTestClient(app)
-    async with anyio.create_task_group() as tasks:
-        async with (
-            client.websocket_connect("/tick") as ticks,
-            client.websocket_connect("/edit") as edit,
-        ):
-            assert await ticks.receive_text() == "tick"
-            await edit.send_text("hello, ")
-            await edit.send_text("world")
-            await anyio.sleep(0.05)
-            tasks.start_soon(app.drain)
-            for session in (ticks, edit):
-                with pytest.raises(WebSocketDisconnect) as info:
-                    await session.receive_text(timeout=10)
-                assert info.value.code == 1012
+    async with (
+        anyio.create_task_group() as tasks,
+        client.websocket_connect("/tick") as ticks,
+        client.websocket_connect("/edit") as edit,
+    ):
+        assert await ticks.receive_text() == "tick"
+        await edit.send_text("hello, ")
+        await edit.send_text("world")
+        await anyio.sleep(0.05)
+        tasks.start_soon(app.drain)
+        for session in (ticks, edit):
+            with pytest.raises(WebSocketDisconnect) as info:
+                await session.receive_text(timeout=10)
+            assert info.value.code == 1012
         # Leaving the sessions is the clients' answer to the close: the drain ends.
     assert namespace["saved"] == ["hello, world"]
     assert app.draining

@@ -255,9 +255,8 @@ def test_a_new_lifespan_serves_again_after_a_drain(test_client_factory: Any) -> 
 
     app = Lilya(routes=[WebSocketPath("/", hello)])
     for _ in range(2):  # two tests sharing one module-level app
-        with test_client_factory(app) as client:
-            with client.websocket_connect("/") as session:
-                assert session.receive_text() == "hello"
+        with test_client_factory(app) as client, client.websocket_connect("/") as session:
+            assert session.receive_text() == "hello"
         assert not app.draining  # the lifespan ended: stopped, not stopping
     with test_client_factory(app).websocket_connect("/") as session:  # no lifespan at all
         assert session.receive_text() == "hello"
