@@ -28,7 +28,7 @@ the same from here.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Mapping
 from typing import Any, Final, Literal
 
 from lilya._close import check_close, send_with_close_fallback
@@ -280,10 +280,15 @@ class WebSocket(Connection):
         """
         if self._state.client is _CONNECTING:
             await self.receive()
-        message: Message = {"type": "websocket.accept", "subprotocol": subprotocol}
-        if headers is not None:
-            message["headers"] = encode_headers(headers)
-        await self.send(message)
+        # Always a "headers" list (ASGI: default empty), so middleware can
+        # append to message["headers"] without checking for it.
+        await self.send(
+            {
+                "type": "websocket.accept",
+                "subprotocol": subprotocol,
+                "headers": [] if headers is None else encode_headers(headers),
+            }
+        )
 
     async def close(self, code: int = WS_1000_NORMAL_CLOSURE, reason: str | None = None) -> None:
         """Close the connection with *code* and *reason*.
@@ -440,7 +445,7 @@ class WebSocket(Connection):
         except InvalidJSONError as exc:
             raise await self._refuse(exc) from None
 
-    async def _iter_payloads(self, key: str, other: str) -> AsyncIterator[Any]:
+    async def _iter_payloads(self, key: str, other: str) -> AsyncGenerator[Any, None]:
         # receive_text()/receive_bytes() inlined: resuming one generator is
         # cheaper than a new coroutine per message, and iterating is the seed's
         # idiom. Same fast path and fall-back as the receive_* methods.
@@ -494,10 +499,12 @@ class WebSocket(Connection):
             key, other = _MODES[mode]
         except (KeyError, TypeError):
             raise _mode_error() from None
-        async for data in self._iter_payloads(key, other):
+        payloads = self._iter_payloads(key, other)
+        async for data in payloads:
             try:
                 value = _loads(data, mode)
             except InvalidJSONError as exc:
+                await payloads.aclose()  # finished here, not left to the garbage collector
                 await self._refuse(exc, log=True)
                 return
             yield value
