@@ -13,6 +13,7 @@ import pytest
 
 from lilya.apps import Lilya
 from lilya.routing import WebSocketPath
+from lilya.testclient import AsyncTestClient, assert_fanout, assert_fanout_async
 from lilya.websockets import WebSocket, WebSocketDisconnect
 from tests.support.testclient import call, entered
 
@@ -131,3 +132,46 @@ async def test_a_send_timeout_is_testable_with_pause_reading(
             await call(session.receive_text)
         assert info.value.code == 1013
     assert outcome == ["timed out"]
+
+
+async def test_assert_fanout_names_the_session_that_missed_a_message_or_got_it_out_of_order(
+    anyio_backend: str,
+) -> None:
+    async def replay(websocket: WebSocket) -> None:
+        await websocket.accept()
+        for item in websocket.query_params["items"].split(","):
+            await websocket.send_json(int(item))
+        await websocket.receive_text()
+
+    app = Lilya(routes=[WebSocketPath("/", replay)])
+    client = AsyncTestClient(app)
+    async with (
+        client.websocket_connect("/?items=1,2") as good,
+        client.websocket_connect("/?items=2,1") as swapped,
+    ):
+        await assert_fanout_async([good], [1, 2])
+        with pytest.raises(AssertionError, match=r"Session 0 .* got \[2, 1\].*message 0"):
+            await assert_fanout_async([swapped], [1, 2])
+    async with client.websocket_connect("/?items=1") as short:
+        with pytest.raises(AssertionError, match=r"Session 0 .* got \[1\].*message 1"):
+            await assert_fanout_async([short], [1, 2], timeout=0.2)
+
+
+def test_assert_fanout_sync_fails_on_a_missing_or_wrong_message(test_client_factory: Any) -> None:
+    async def replay(websocket: WebSocket) -> None:
+        await websocket.accept()
+        await websocket.send_json({"n": 1})
+        await websocket.receive_text()
+
+    app = Lilya(routes=[WebSocketPath("/", replay)])
+    client = test_client_factory(app)
+    with (
+        client.websocket_connect("/") as session,
+        pytest.raises(AssertionError, match="first difference at message 1"),
+    ):
+        assert_fanout([session], [{"n": 1}, {"n": 2}], timeout=0.2)
+    with (
+        client.websocket_connect("/") as session,
+        pytest.raises(AssertionError, match="first difference at message 0"),
+    ):
+        assert_fanout([session], [{"n": 2}])

@@ -36,7 +36,8 @@ class Outcome:
 
     codes: frozenset[int]
     status: int
-    all_finally_ran: bool
+    #: ``None``: some do, some not, as a race decides.
+    all_finally_ran: bool | None
     traceback: bool = False
     note: str = ""
 
@@ -55,7 +56,11 @@ EXPECTED: dict[str, Outcome] = {
         note="waits its graceful timeout (3 s), then cancels: 1011 and a CancelledError logged",
     ),
     "granian": Outcome(
-        frozenset({1006}), 0, False, note="no close frame; the TCP drops after ~10 s"
+        frozenset({1006, 1012}),
+        0,
+        None,
+        note="granian sends lifespan.shutdown with the sockets still open: the app's drain "
+        "closes some with 1012 before granian drops the rest without a close frame (1006)",
     ),
     "daphne": Outcome(
         frozenset({1006}),
@@ -105,7 +110,9 @@ def test_sigterm_with_sockets_open(setup: str) -> None:
         codes = anyio.run(stop_with_sockets_open, server, paths)
         status = server.process.wait(30)
         log = server.log()
-    assert set(codes) == expected.codes, expected.note
+    assert codes, "no client saw its connection end"
+    assert set(codes) <= expected.codes, expected.note
     assert status == expected.status
-    assert (log.count("ended: ") == len(paths)) == expected.all_finally_ran, log[-2000:]
+    if expected.all_finally_ran is not None:
+        assert (log.count("ended: ") == len(paths)) == expected.all_finally_ran, log[-2000:]
     assert ("Traceback" in log) == expected.traceback, log[-2000:]
