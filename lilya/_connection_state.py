@@ -184,6 +184,10 @@ class ConnectionState:
         closed_on_peer_error: lilya closed the connection because the client
             sent bad data (1003 / 1007): the application's own close after it
             (the seed's, after its ``iter_json()`` loop) has nothing left to do.
+        drained: the close code lilya's drain closed the connection with
+            (:mod:`lilya._drain`), else ``None``: the handler's next send is
+            told the connection is over (``WebSocketDisconnect``), not that it
+            made a mistake.
     """
 
     __slots__ = (
@@ -194,6 +198,7 @@ class ConnectionState:
         "closed_on_peer_error",
         "code",
         "consulted",
+        "drained",
         "lost_on_send",
         "open",
         "reason",
@@ -210,6 +215,7 @@ class ConnectionState:
         self.consulted: BaseException | None = None
         self.answered: BaseException | None = None
         self.closed_on_peer_error = False
+        self.drained: int | None = None
 
     def __repr__(self) -> str:
         return (

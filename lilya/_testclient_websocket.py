@@ -114,6 +114,10 @@ class WebSocketChannel:
         self._client_close: tuple[int, str] | None = None
         self._error: Exception | None = None
         self._error_raised = False
+        #: The test dropped the connection (``drop()``): no close frame either way.
+        self._dropped = False
+        #: Set while the test reads; cleared by ``pause_reading()``.
+        self._reading: anyio.Event | None = None
 
     # -- the app's task ------------------------------------------------
 
@@ -131,7 +135,16 @@ class WebSocketChannel:
                 async with from_app_tx:
 
                     async def send(message: Message) -> None:
-                        await from_app_tx.send(check_app_message(message))
+                        checked = check_app_message(message)
+                        reading = self._reading
+                        if reading is not None:
+                            await reading.wait()  # the test stopped reading: the send waits
+                        if self._dropped:
+                            # ASGI 2.4: a send to a vanished client raises an OSError.
+                            raise ConnectionResetError(
+                                "The client dropped the connection (session.drop())."
+                            )
+                        await from_app_tx.send(checked)
 
                     await self.app(self.scope, to_app_rx.receive, send)
             except Exception as exc:
@@ -221,6 +234,7 @@ class WebSocketChannel:
             Exception: what the app raised, if it has not been raised in the
                 test yet and the client raises server exceptions.
         """
+        self._resume()
         if not self._done.is_set():
             if self._client_close is None:
                 await self.disconnect(WS_1000_NORMAL_CLOSURE, None)
@@ -263,6 +277,30 @@ class WebSocketChannel:
         """Tell the app the client has gone, with *code* and *reason*."""
         await self.send({"type": "websocket.disconnect", "code": code, "reason": reason or ""})
 
+    # -- faults on demand ----------------------------------------------
+
+    async def drop(self) -> None:
+        """Vanish without a close frame: the app sees 1006, its sends raise ``OSError``."""
+        if self._dropped:
+            return
+        await self.disconnect(WS_1006_ABNORMAL_CLOSURE, None)
+        self._dropped = True
+        self._resume()
+
+    async def pause_reading(self) -> None:
+        """Stop taking the app's messages: its next send waits until ``resume_reading()``."""
+        if self._reading is None and not self._dropped:
+            self._reading = anyio.Event()
+
+    async def resume_reading(self) -> None:
+        """Take the app's messages again: its waiting send goes through."""
+        self._resume()
+
+    def _resume(self) -> None:
+        reading, self._reading = self._reading, None
+        if reading is not None:
+            reading.set()
+
     async def receive(self, wait: TimeoutArg, waiting_for: str = "a message") -> Message:
         """Return the app's next message, waiting at most *wait* seconds.
 
@@ -274,6 +312,10 @@ class WebSocketChannel:
                 app raised and 1006 when it just returned.
             WebSocketDenialResponse: the app ended before the handshake (500).
         """
+        if self._dropped:
+            raise WebSocketDisconnect(
+                WS_1006_ABNORMAL_CLOSURE, "The test dropped the connection (session.drop())."
+            )
         if wait is CLIENT_DEFAULT:
             how = "pass timeout= to this call, or websocket_timeout= to the client"
             return await self._next(self.timeout, waiting_for, how)
@@ -413,6 +455,29 @@ class WebSocketTestSession:
         """Disconnect from the app: it receives ``websocket.disconnect`` with *code*."""
         self._call(self._channel.disconnect, code, reason)
 
+    def drop(self) -> None:
+        """Let the connection vanish, as a pulled cable or a killed client does.
+
+        The app's pending ``receive()`` gets a disconnect with 1006 (no close
+        frame); its sends raise ``OSError`` as real servers' do, which a
+        ``WebSocket`` turns into ``WebSocketDisconnect(1006)``. Your own
+        ``receive*`` calls raise ``WebSocketDisconnect(1006)`` from now on.
+        """
+        self._call(self._channel.drop)
+
+    def pause_reading(self) -> None:
+        """Stop reading, as a client on a stalled network does.
+
+        The app's next send waits until :meth:`resume_reading` (or the
+        session ends): this drives send timeouts and the channels'
+        slow-consumer policies.
+        """
+        self._call(self._channel.pause_reading)
+
+    def resume_reading(self) -> None:
+        """Read again: the app's waiting send goes through, in order."""
+        self._call(self._channel.resume_reading)
+
     def receive(self, timeout: TimeoutArg = CLIENT_DEFAULT) -> Message:
         """Return the next raw ASGI message the app sent, waiting at most *timeout* s.
 
@@ -499,6 +564,18 @@ class AsyncWebSocketTestSession:
     async def close(self, code: int = WS_1000_NORMAL_CLOSURE, reason: str | None = None) -> None:
         """Disconnect from the app: it receives ``websocket.disconnect`` with *code*."""
         await self._channel.disconnect(code, reason)
+
+    async def drop(self) -> None:
+        """Let the connection vanish (see :meth:`WebSocketTestSession.drop`)."""
+        await self._channel.drop()
+
+    async def pause_reading(self) -> None:
+        """Stop reading (see :meth:`WebSocketTestSession.pause_reading`)."""
+        await self._channel.pause_reading()
+
+    async def resume_reading(self) -> None:
+        """Read again: the app's waiting send goes through."""
+        await self._channel.resume_reading()
 
     async def receive(
         self,

@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
+from lilya._drain import Drain
 from lilya._exception_handlers import ExceptionHandler, HandlerKey, split_handlers
 from lilya.datastructures import State, URLPath
 from lilya.limits import (
@@ -31,7 +32,8 @@ from lilya.middleware.exceptions import ExceptionHandlerMiddleware
 from lilya.middleware.origin import OriginMiddleware
 from lilya.middleware.server_error import ServerErrorMiddleware
 from lilya.routing import BaseRoute, Router
-from lilya.types import ASGIApp, Lifespan, Receive, Scope, Send
+from lilya.status import WS_1012_SERVICE_RESTART
+from lilya.types import ASGIApp, Lifespan, Message, Receive, Scope, Send
 
 __all__ = ["Lilya"]
 
@@ -70,11 +72,19 @@ class Lilya:
             :class:`~lilya.limits.RateLimit` (default 100 a second, bursts of
             1,000; over it: close 1008); a route can set its own; ``None``
             turns it off.
+        drain_code: the close code open WebSockets get when the app stops
+            (1012 "service restart"; 1001 "going away" to keep clients away).
+        drain_batch, drain_interval: close that many sockets at a time, that
+            many seconds apart, so clients reconnect spread over time.
+        drain_timeout: the longest the drain waits for handlers to finish.
+        drain_retry_after: the ``Retry-After`` of the 503 a handshake gets
+            while the app drains. See :meth:`drain` and ``docs/operations.md``.
 
     Raises:
         ImproperlyConfigured: an entry of *allowed_origins* is not an origin,
-            *max_message_size* is not a positive ``int`` nor ``None``, or
-            *rate_limit* is not a ``RateLimit`` nor ``None``.
+            *max_message_size* is not a positive ``int`` nor ``None``,
+            *rate_limit* is not a ``RateLimit`` nor ``None``, or a ``drain_*``
+            value is out of range.
 
     Attributes:
         state: application-wide state (``app.state.db = ...``).
@@ -95,6 +105,11 @@ class Lilya:
         allow_missing_origin: bool = True,
         max_message_size: int | None = DEFAULT_MAX_MESSAGE_SIZE,
         rate_limit: RateLimit | None = DEFAULT_RATE_LIMIT,
+        drain_code: int = WS_1012_SERVICE_RESTART,
+        drain_batch: int = 100,
+        drain_interval: float = 0.1,
+        drain_timeout: float = 30.0,
+        drain_retry_after: int = 5,
     ) -> None:
         self.debug = debug
         self.max_message_size = check_max_message_size(max_message_size, "Lilya")
@@ -116,6 +131,13 @@ class Lilya:
         self.allow_missing_origin = allow_missing_origin
         # Built once here only to refuse a bad origin now, not at the first handshake.
         OriginMiddleware(self.router, self.allowed_origins, allow_missing_origin)
+        self._drain = Drain(
+            code=drain_code,
+            batch=drain_batch,
+            interval=drain_interval,
+            timeout=drain_timeout,
+            retry_after=drain_retry_after,
+        )
         self._stack: ASGIApp | None = None
 
     @property
@@ -137,7 +159,64 @@ class Lilya:
         scope["app"] = self
         if self._stack is None:
             self._stack = self.build_middleware_stack()
+        scope_type = scope["type"]
+        if scope_type == "websocket":
+            await self._drain.serve(self._stack, scope, receive, send)
+            return
+        if scope_type == "lifespan":
+            receive, send = self._drain_on_shutdown(receive, send)
         await self._stack(scope, receive, send)
+
+    # -- stopping ----------------------------------------------------------------
+    def _drain_on_shutdown(self, receive: Receive, send: Send) -> tuple[Receive, Send]:
+        async def receive_then_drain() -> Message:
+            message = await receive()
+            if message.get("type") == "lifespan.shutdown":
+                await self.drain()
+            return message
+
+        async def send_then_reset(message: Message) -> None:
+            await send(message)
+            if message.get("type") in ("lifespan.shutdown.complete", "lifespan.shutdown.failed"):
+                # Stopped: a new lifespan may serve again (the next test's client).
+                self._drain.reset()
+
+        return receive_then_drain, send_then_reset
+
+    @property
+    def draining(self) -> bool:
+        """Whether the app is stopping: new handshakes get 503, open sockets are being closed."""
+        return self._drain.draining
+
+    @property
+    def open_websockets(self) -> int:
+        """How many WebSockets the app is serving now."""
+        return len(self._drain.open)
+
+    async def wait_for_drain(self) -> None:
+        """Return when the app starts to stop (at once if it has).
+
+        Await it in a task beside your handler's loop to say goodbye before
+        the socket is closed, or to stop work that would outlive it.
+        """
+        await self._drain.wait()
+
+    async def drain(self) -> None:
+        """Stop serving WebSockets without losing a client; return when done.
+
+        New handshakes are refused with a 503 and ``Retry-After``; those
+        waiting in :meth:`wait_for_drain` wake; the open sockets are closed
+        with ``drain_code``, ``drain_batch`` at a time every
+        ``drain_interval`` seconds (a handler's next send raises
+        ``WebSocketDisconnect``, its pending receive gets the disconnect, so
+        its ``finally`` blocks run); then it waits for the handlers to return,
+        ``drain_timeout`` seconds at most. The server's ``lifespan.shutdown``
+        runs it, and ``lilya run`` runs it on SIGTERM / SIGINT before the
+        server closes the sockets itself. A second call does nothing; once the
+        lifespan has ended the app serves again (a test suite may start many
+        clients on one app).
+        """
+        await self._drain.run()
 
     # -- configuration -------------------------------------------------------
     def _check_not_started(self, what: str) -> None:

@@ -1,6 +1,9 @@
 """The ``lilya`` command line: ``lilya run module:app`` serves an app on uvicorn.
 
-It is a thin layer over ``uvicorn.run`` with these additions: the app is loaded
+It is a thin layer over uvicorn with these additions: on SIGTERM or SIGINT a
+lilya app drains (new handshakes refused with 503, open sockets closed in
+batches, handlers finished) before uvicorn stops, and the stop exits 0
+(:mod:`lilya._uvicorn`); the app is loaded
 by lilya first, so an import path that does not load ends in one readable
 paragraph (:mod:`lilya._importer`) and exit code 1; the URL being served is
 printed; the WebSocket implementation defaults to the one that holds against a
@@ -308,7 +311,7 @@ def _run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         print(f"lilya: {problem}", file=err)
         return 2
 
-    import uvicorn  # here, so that `lilya --help` and import errors stay fast
+    from lilya import _uvicorn  # here, so that `lilya --help` and import errors stay fast
 
     ws = resolve_ws(args.ws)
     url = served_url(args.host, args.port, "https" if args.ssl_certfile else "http")
@@ -354,9 +357,9 @@ def _run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             factory=args.factory,
             reload_dirs=[os.path.abspath(args.app_dir)] if args.reload else None,
         )
-        uvicorn.run(args.app, **options)
+        _uvicorn.run(args.app, **options)
     else:
-        uvicorn.run(app, **options)
+        _uvicorn.run(app, **options)
     return 0
 
 

@@ -49,6 +49,8 @@ __all__ = [
     "TestClient",
     "WebSocketDenialResponse",
     "WebSocketTestSession",
+    "assert_fanout",
+    "assert_fanout_async",
 ]
 
 _WEBSOCKET_DEFAULT_HEADERS = {
@@ -399,3 +401,63 @@ class AsyncTestClient(_ClientSetup, httpx.AsyncClient):
             await self._lifespan.shutdown()
         finally:
             await self._exit_stack.aclose()
+
+
+# -- fan-out ------------------------------------------------------------------------
+
+
+def _fanout_error(index: int, got: list[Any], expected: Sequence[Any]) -> AssertionError:
+    position = next(
+        (i for i, (g, e) in enumerate(zip(got, expected, strict=False)) if g != e), len(got)
+    )
+    return AssertionError(
+        f"Session {index} of the fan-out got {got!r}, expected {list(expected)!r} "
+        f"(first difference at message {position}): a message lost, duplicated or out of order."
+    )
+
+
+def assert_fanout(
+    sessions: Sequence[WebSocketTestSession],
+    expected: Sequence[Any],
+    *,
+    mode: Literal["text", "binary"] = "text",
+    timeout: float | None = 5.0,
+) -> None:
+    """Assert that every one of *sessions* received exactly *expected*, in order.
+
+    Each session's next ``len(expected)`` frames are read as JSON (``mode`` as
+    in ``receive_json``), each waiting at most *timeout* seconds: what a
+    channel's publishes must look like to every subscriber.
+
+    Raises:
+        AssertionError: a session got something else (it names the session
+            and the first message that differs), or nothing in time.
+    """
+    for index, session in enumerate(sessions):
+        got: list[Any] = []
+        try:
+            for _ in expected:
+                got.append(session.receive_json(mode, timeout=timeout))
+        except TimeoutError:
+            raise _fanout_error(index, got, expected) from None
+        if got != list(expected):
+            raise _fanout_error(index, got, expected)
+
+
+async def assert_fanout_async(
+    sessions: Sequence[AsyncWebSocketTestSession],
+    expected: Sequence[Any],
+    *,
+    mode: Literal["text", "binary"] = "text",
+    timeout: float | None = 5.0,  # noqa: ASYNC109  # as the sessions' receive_json
+) -> None:
+    """The :func:`assert_fanout` of async sessions."""
+    for index, session in enumerate(sessions):
+        got: list[Any] = []
+        try:
+            for _ in expected:
+                got.append(await session.receive_json(mode, timeout=timeout))
+        except TimeoutError:
+            raise _fanout_error(index, got, expected) from None
+        if got != list(expected):
+            raise _fanout_error(index, got, expected)

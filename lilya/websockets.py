@@ -264,7 +264,16 @@ class WebSocket(Connection):
         # The state moves before the await, so a second task sending at the
         # same time already sees it (no frame after our close); it moves back
         # if the message never leaves.
-        before = state.take_send(message)
+        try:
+            before = state.take_send(message)
+        except WebSocketRuntimeError:
+            if state.drained is None:
+                raise
+            # lilya's drain closed it (the app is stopping): not your mistake.
+            # A close is then done; anything else is told the connection is over.
+            if message.get("type") == "websocket.close":
+                return
+            raise WebSocketDisconnect(state.drained, "the server is shutting down") from None
         is_close = message.get("type") == "websocket.close"
         if state.client is _DISCONNECTED:
             # The client left; servers would raise, hang or drop it silently,

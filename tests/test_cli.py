@@ -1,6 +1,6 @@
 """``lilya run``: options reach uvicorn, the URL is printed, bad app paths end in one paragraph.
 
-The in-process tests replace ``uvicorn.run`` to see what it would get; the
+The in-process tests replace ``lilya._uvicorn.run`` to see what it would get; the
 ``server``-marked ones run the real command in a subprocess and talk to it with
 a real WebSocket client.
 """
@@ -27,12 +27,11 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect
 
 import lilya.__main__
-from lilya import __version__, cli
+from lilya import __version__, _uvicorn, cli
 from lilya.limits import DEFAULT_MAX_MESSAGE_SIZE
 from tests.support.servers import ROOT, RunningServer, serve
 
@@ -41,9 +40,9 @@ SEED_APP = "tests.support.seed_apps:app"
 
 @pytest.fixture
 def uvicorn_calls(monkeypatch: pytest.MonkeyPatch) -> list[tuple[Any, dict[str, Any]]]:
-    """Record ``uvicorn.run`` calls instead of serving."""
+    """Record the calls that would start uvicorn instead of serving."""
     calls: list[tuple[Any, dict[str, Any]]] = []
-    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: calls.append((app, kw)))
+    monkeypatch.setattr(_uvicorn, "run", lambda app, **kw: calls.append((app, kw)))
     monkeypatch.setattr(sys, "path", list(sys.path))  # --app-dir edits it
     return calls
 

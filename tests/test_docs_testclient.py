@@ -18,8 +18,8 @@ def load(*indexes: int) -> dict[str, Any]:
     return namespace
 
 
-def test_the_page_has_four_examples() -> None:
-    assert len(BLOCKS) == 4
+def test_the_page_has_six_examples() -> None:
+    assert len(BLOCKS) == 6
 
 
 def test_the_greeting_example_passes() -> None:
@@ -39,3 +39,17 @@ def test_the_receive_after_close_example_passes() -> None:
 @pytest.mark.anyio
 async def test_the_async_example_passes() -> None:
     await load(0, 3)["test_greeting_async"]()
+
+
+def test_the_fault_examples_pass() -> None:
+    namespace = load(4)
+    namespace["test_every_subscriber_gets_every_message_in_order"]()
+    namespace["test_a_client_that_stops_reading_is_closed_1013"]()
+    namespace["test_a_vanished_client_is_seen_as_1006"]()
+
+
+@pytest.mark.anyio
+async def test_the_async_fault_example_passes() -> None:
+    namespace = load(4, 5)
+    await namespace["test_fanout_and_drop_async"]()
+    assert namespace["left"] == [1006]

@@ -46,7 +46,10 @@ app = Lilya(
         WebSocketPath("/echo", echo),
         WebSocketPath("/linger", linger),
         WebSocketPath("/where", where),
-    ]
+    ],
+    # /linger ignores the drain's close: its drain ends at this timeout, then
+    # uvicorn's --timeout-graceful-shutdown cancels it.
+    drain_timeout=2,
 )
 
 #: An app whose largest message is 64 KiB: ``lilya run`` gives uvicorn that limit.
