@@ -59,6 +59,7 @@ from lilya.exceptions import HTTPException, ImproperlyConfigured, NoMatchFound
 from lilya.middleware import DefineMiddleware, wrap_middleware
 from lilya.requests import Request
 from lilya.responses import PlainText, RedirectResponse
+from lilya.typed import OnInvalid, TypedWebSocket, check_on_invalid, codec_for
 from lilya.types import ASGIApp, Lifespan, Receive, Scope, Send
 from lilya.websockets import WebSocketClose
 
@@ -203,6 +204,14 @@ class WebSocketPath(BaseRoute):
             ASGI app.
         name: the name for reverse routing; default: the handler's name.
         middleware: middleware around this route only.
+        receives, sends: the message types of a function handler
+            (:mod:`lilya.typed`): the handler then gets a
+            :class:`~lilya.typed.TypedWebSocket` whose ``receive_message()``
+            decodes and validates, and whose ``send_message()`` checks and
+            encodes. ``app.asyncapi()`` documents them.
+        on_invalid: ``"error"`` (default: an invalid message gets an
+            ``invalid_message`` frame, the connection stays open) or
+            ``"close"`` (close 1007).
 
     Whatever the handler does, the connection is closed when it ends: 1000
     after a normal return (before accept: the client sees 403), 1011 after an
@@ -211,7 +220,9 @@ class WebSocketPath(BaseRoute):
 
     Raises:
         ImproperlyConfigured: a bad path template, a plain (non-async)
-            function, or a function that needs parameters the path lacks.
+            function, a function that needs parameters the path lacks, a
+            message type lilya cannot validate, or message types given for a
+            handler that is not a function (declare them on the controller).
     """
 
     def __init__(
@@ -221,6 +232,9 @@ class WebSocketPath(BaseRoute):
         *,
         name: str | None = None,
         middleware: Sequence[DefineMiddleware] | None = None,
+        receives: Any = None,
+        sends: Any = None,
+        on_invalid: OnInvalid = "error",
     ) -> None:
         self.path = path
         self.handler = handler
@@ -234,6 +248,21 @@ class WebSocketPath(BaseRoute):
                     "an async function (async def): it awaits the connection."
                 )
             self._call = HandlerCall(handler, self._compiled.param_names)
+        self.receives = receives
+        self.sends = sends
+        self.on_invalid = check_on_invalid(on_invalid)
+        self._typed = receives is not None or sends is not None
+        if self._typed:
+            if self._call is None:
+                raise ImproperlyConfigured(
+                    f"receives= and sends= type the WebSocket a function handler gets; "
+                    f"{handler!r} is not one: set them as attributes of the controller "
+                    "(or endpoint) instead."
+                )
+            # Built now, so a type lilya cannot validate fails at import time.
+            for message_type in (receives, sends):
+                if message_type is not None:
+                    codec_for(message_type)
         self.middleware = list(middleware or [])
         self.app = wrap_middleware(self._serve, self.middleware)
 
@@ -254,6 +283,16 @@ class WebSocketPath(BaseRoute):
     async def _run(self, scope: Scope, receive: Receive, send: Send) -> None:
         if self._call is None:
             await self.handler(scope, receive, send)
+        elif self._typed:
+            typed: TypedWebSocket[Any, Any] = TypedWebSocket(
+                scope,
+                receive,
+                send,
+                receives=self.receives,
+                sends=self.sends,
+                on_invalid=self.on_invalid,
+            )
+            await self._call(typed, scope.get("path_params") or {})
         else:
             # Over the server's own callables when the guard's tracker is
             # ours: no frame between the handler and the server.
@@ -439,9 +478,22 @@ class Router:
         *,
         name: str | None = None,
         middleware: Sequence[DefineMiddleware] | None = None,
+        receives: Any = None,
+        sends: Any = None,
+        on_invalid: OnInvalid = "error",
     ) -> None:
-        """Append a :class:`WebSocketPath`."""
-        self.routes.append(WebSocketPath(path, handler, name=name, middleware=middleware))
+        """Append a :class:`WebSocketPath` (*receives*, *sends*, *on_invalid*: see there)."""
+        self.routes.append(
+            WebSocketPath(
+                path,
+                handler,
+                name=name,
+                middleware=middleware,
+                receives=receives,
+                sends=sends,
+                on_invalid=on_invalid,
+            )
+        )
 
     def include(
         self,
@@ -479,11 +531,22 @@ class Router:
         *,
         name: str | None = None,
         middleware: Sequence[DefineMiddleware] | None = None,
+        receives: Any = None,
+        sends: Any = None,
+        on_invalid: OnInvalid = "error",
     ) -> Callable[[_F], _F]:
         """Decorate a WebSocket handler to add it as a :class:`WebSocketPath`."""
 
         def decorate(handler: _F) -> _F:
-            self.add_websocket_route(path, handler, name=name, middleware=middleware)
+            self.add_websocket_route(
+                path,
+                handler,
+                name=name,
+                middleware=middleware,
+                receives=receives,
+                sends=sends,
+                on_invalid=on_invalid,
+            )
             return handler
 
         return decorate
