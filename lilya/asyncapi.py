@@ -242,9 +242,15 @@ def asyncapi_document(
             directions.append(("receive", codec_for(receives)))
         if sends is not None:
             directions.append(("send", codec_for(sends)))
-        if receives is not None and _declared(route, "on_invalid") in ("error", None):
-            directions.append(("send", codec_for(InvalidMessage)))
         handler = unwrap(route.handler)
+        # The invalid_message frame is lilya's answer where lilya validates:
+        # a route typed with receives=, or a controller (on_invalid="error").
+        if route.receives is not None:
+            on_invalid = route.on_invalid
+        else:
+            on_invalid = getattr(handler, "on_invalid", None)
+        if receives is not None and on_invalid == "error":
+            directions.append(("send", codec_for(InvalidMessage)))
         doc = (getattr(handler, "__doc__", None) or "").strip()
         if doc.startswith(("A WebSocket handler as a class", "Class-based")):
             doc = ""  # the base controller's own docstring says nothing of this route
