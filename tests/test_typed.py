@@ -88,14 +88,15 @@ def test_on_invalid_close_closes_1007_with_a_reason_of_at_most_123_bytes(
 
 
 def test_sending_an_object_of_the_wrong_field_type_raises_and_sends_nothing() -> None:
-    with TestClient(app, raise_server_exceptions=False) as client:
-        with client.websocket_connect("/chat/lobby") as ws:
-            ws.send_text('{"type": "say", "text": "bad-send"}')
-            with pytest.raises(WebSocketDisconnect) as caught:
-                ws.receive_text()
-            assert caught.value.code == 1011
-        # The app's bug surfaces in the app, as a MessageTypeError.
-    with TestClient(app) as client, pytest.raises(MessageTypeError, match=r"at \$\.text"):
+    client = TestClient(app, raise_server_exceptions=False)
+    with client, client.websocket_connect("/chat/lobby") as ws:
+        ws.send_text('{"type": "say", "text": "bad-send"}')
+        with pytest.raises(WebSocketDisconnect) as caught:
+            ws.receive_text()
+        assert caught.value.code == 1011
+    # The app's bug surfaces in the app, as a MessageTypeError.
+    client = TestClient(app)
+    with client, pytest.raises(MessageTypeError, match=r"at \$\.text"):  # noqa: SIM117  # the error ends the session
         with client.websocket_connect("/chat/lobby") as ws:
             ws.send_text('{"type": "say", "text": "bad-send"}')
             ws.receive_text()
@@ -133,7 +134,7 @@ def test_pydantic_models_are_validated_by_pydantic(backend: str) -> None:
 
 
 def test_a_pydantic_model_mutated_to_a_wrong_type_is_refused_on_send() -> None:
-    with TestClient(app) as client, pytest.raises(MessageTypeError, match="PSaid"):
+    with TestClient(app) as client, pytest.raises(MessageTypeError, match="PSaid"):  # noqa: SIM117
         with client.websocket_connect("/pydantic") as ws:
             ws.send_text('{"type": "say", "text": "bad-send"}')
             ws.receive_text()
@@ -247,9 +248,8 @@ def test_receive_message_before_accept_and_after_a_disconnect() -> None:
         except WebSocketDisconnect as exc:
             seen.append(exc.code)
 
-    with TestClient(application) as client:
-        with client.websocket_connect("/early") as ws:
-            ws.close(4001)
+    with TestClient(application) as client, client.websocket_connect("/early") as ws:
+        ws.close(4001)
     assert seen == ['WebSocket is not connected. Need to call "accept" first.', 4001]
 
 

@@ -1,4 +1,4 @@
-"""Typed apps for tests/test_typed.py, importable by a real server (``tests.support.typed_apps:app``)."""
+"""Typed apps for tests/test_typed.py; a real server imports them (tests.support.typed_apps:app)."""
 
 from __future__ import annotations
 
