@@ -92,6 +92,7 @@ _ON_INVALID = ("error", "close")
 # A problem quoted back to the client is bounded: msgspec quotes the value it
 # refused (an unknown tag, say), and a client may send a megabyte of it.
 _MAX_PROBLEM = 200
+_TOO_DEEP = "Nested too deeply"
 
 
 class InvalidMessage(msgspec.Struct, tag="invalid_message", kw_only=True):
@@ -329,6 +330,10 @@ class MessageCodec:
                 return raw_decode(data)
             except msgspec.MsgspecError as exc:
                 raise _msgspec_problem(exc) from None
+            except RecursionError:
+                # msgspec bounds nesting by the recursion limit, and says so
+                # with a RecursionError rather than one of its own errors.
+                raise InvalidMessageError("$", _TOO_DEEP) from None
 
         self.decode = decode
         self._encode = msgspec.json.Encoder().encode
@@ -349,6 +354,8 @@ class MessageCodec:
         def decode(data: str | bytes) -> Any:
             try:
                 return validate(data)
+            except RecursionError:  # pragma: no cover - pydantic-core bounds depth itself
+                raise InvalidMessageError("$", _TOO_DEEP) from None
             except pydantic.ValidationError as exc:
                 error = exc.errors(include_url=False)[0]
                 location = tuple(error.get("loc", ()))

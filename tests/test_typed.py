@@ -339,3 +339,21 @@ def test_pydantic_engine_is_used_for_a_validated_model() -> None:
         n: int
 
     assert MessageCodec(Model).encode(Model(n=1)) == b'{"n":1}'
+
+
+class Box(msgspec.Struct, tag="box"):
+    value: Any
+
+
+class PBox(pydantic.BaseModel):
+    type: Literal["box"]
+    value: Any
+
+
+@pytest.mark.parametrize("message_type", [Box, PBox])
+def test_a_message_nested_too_deeply_is_invalid_input_not_a_crash(message_type: Any) -> None:
+    deep = '{"type": "box", "value": ' + "[" * 200_000 + "]" * 200_000 + "}"
+    with pytest.raises(InvalidMessageError) as caught:
+        MessageCodec(message_type).decode(deep)
+    assert caught.value.path == "$"
+    assert "deep" in caught.value.problem or "recursion" in caught.value.problem
