@@ -252,8 +252,6 @@ def asyncapi_document(
         if receives is not None and on_invalid == "error":
             directions.append(("send", codec_for(InvalidMessage)))
         doc = (getattr(handler, "__doc__", None) or "").strip()
-        if doc.startswith(("A WebSocket handler as a class", "Class-based")):
-            doc = ""  # the base controller's own docstring says nothing of this route
         builder.add_channel(
             _identifier(route.name or address),
             address,

@@ -178,3 +178,22 @@ def test_a_discriminator_object_becomes_the_property_name_asyncapi_expects() -> 
     validate_asyncapi(document)
     item = document["components"]["schemas"]["Outer"]["properties"]["item"]
     assert item["discriminator"] == "type"
+
+
+def _twin(tag: str) -> Any:
+    class Twin(msgspec.Struct, tag=tag):
+        n: int
+
+    return Twin
+
+
+def test_same_named_types_and_routes_get_distinct_keys() -> None:
+    first, second = _twin("one"), _twin("two")
+    application = Lilya()
+    application.add_websocket_route("/a", _untyped, name="same", receives=first)
+    application.add_websocket_route("/b", _untyped, name="same", receives=second)
+    document = application.asyncapi(security={"jwt": bearer_token()})
+    validate_asyncapi(document)
+    assert set(document["channels"]) == {"same", "same_"}
+    assert {"Twin", "Twin_"} <= set(document["components"]["messages"])
+    assert document["components"]["securitySchemes"]["jwt"] == {"type": "http", "scheme": "bearer"}

@@ -357,3 +357,27 @@ def test_a_message_nested_too_deeply_is_invalid_input_not_a_crash(message_type: 
         MessageCodec(message_type).decode(deep)
     assert caught.value.path == "$"
     assert "deep" in caught.value.problem or "recursion" in caught.value.problem
+
+
+@dataclasses.dataclass
+class TwoTags:
+    type: Literal["a", "b"]
+
+
+def test_a_literal_of_two_values_is_not_a_tag() -> None:
+    with pytest.raises(ImproperlyConfigured, match="TwoTags is in the union"):
+        MessageCodec(TwoTags | Join)
+
+
+def test_receive_message_skips_the_connect_of_an_app_that_accepted_through_send() -> None:
+    application = Lilya()
+
+    @application.websocket("/raw-accept", receives=Join, sends=Joined)
+    async def raw_accept(websocket: TypedWebSocket[Join, Joined]) -> None:
+        await websocket.send({"type": "websocket.accept"})
+        message = await websocket.receive_message()
+        await websocket.send_message(Joined(room=message.room))
+
+    with TestClient(application) as client, client.websocket_connect("/raw-accept") as ws:
+        ws.send_text('{"type": "join", "room": "r"}')
+        assert ws.receive_json() == {"type": "joined", "room": "r"}

@@ -22,13 +22,15 @@ def test_every_frame_the_chat_sends_fits_its_declared_sends(client: TestClient, 
     sends, receives = codec_for(handler.sends), codec_for(handler.receives)
     assert receives.decode(json.dumps({"id": "1", "text": "hi"})) == Say(text="hi", id="1")
     seen: list[type] = []
-    with client.websocket_connect(chat_path(nick="ann")) as ann:
-        with client.websocket_connect(chat_path(nick="bob")) as bob:
-            ann.send_text(json.dumps({"id": "m1", "text": "hello"}))
-            ann.send_text("x" * (MAX_MESSAGE + 1))
-            ann.send_text("{not json")
-            frames = [ann.receive_text() for _ in range(6)]
-            frames += [bob.receive_text() for _ in range(3)]
+    with (
+        client.websocket_connect(chat_path(nick="ann")) as ann,
+        client.websocket_connect(chat_path(nick="bob")) as bob,
+    ):
+        ann.send_text(json.dumps({"id": "m1", "text": "hello"}))
+        ann.send_text("x" * (MAX_MESSAGE + 1))
+        ann.send_text("{not json")
+        frames = [ann.receive_text() for _ in range(6)]
+        frames += [bob.receive_text() for _ in range(3)]
     for frame in frames:
         seen.append(type(sends.decode(frame)))
     assert {Welcome, History, Presence, ChatMessage, ChatError} <= set(seen)
