@@ -348,7 +348,6 @@ class MessageCodec:
             ]
             adapter = pydantic.TypeAdapter(annotated)
         validate = adapter.validate_json
-        dump = adapter.dump_json
         union = len(self.members) > 1
 
         def decode(data: str | bytes) -> Any:
@@ -366,7 +365,9 @@ class MessageCodec:
                 raise InvalidMessageError(_json_path(location), str(error["msg"])) from None
 
         def encode(value: Any) -> bytes:
-            return bytes(dump(value, warnings="error"))
+            # The model's own serializer (the caller checked it is a member):
+            # a union's would first try each member in turn.
+            return bytes(type(value).__pydantic_serializer__.to_json(value, warnings="error"))
 
         self.decode = decode
         self._encode = encode
