@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from typing import Final
 
+from lilya.status import WS_1000_NORMAL_CLOSURE, WS_1005_NO_STATUS_RCVD
 from lilya.types import Message, Send
 
 __all__ = [
@@ -79,10 +80,10 @@ def fit_reason(reason: str) -> str:
 def _private_range(message: Message) -> Message | None:
     if message.get("type") != "websocket.close":
         return None
-    code = message.get("code", 1000)
-    if not sendable_code(code) or code == 1000 or code >= 3000:
+    code = message.get("code", WS_1000_NORMAL_CLOSURE)
+    if not sendable_code(code) or code == WS_1000_NORMAL_CLOSURE or code >= 3000:
         return None  # an invalid code, or one autobahn takes: not its refusal
-    return {**message, "code": 4000 + code % 1000}
+    return {**message, "code": 4000 + code % 1000}  # the private range, same last digits
 
 
 async def send_with_close_fallback(send: Send, message: Message) -> None:
@@ -110,7 +111,7 @@ def received_code(message: Message) -> int:
     """The close code of a ``websocket.disconnect`` message, as ASGI defines it.
 
     A missing code means 1005 (no code was received); daphne sends
-    ``code: None`` for that (``shared/asgi-servers.md``).
+    ``code: None`` for that (``docs/servers.md``).
     """
     code = message.get("code")
-    return 1005 if code is None else int(code)
+    return WS_1005_NO_STATUS_RCVD if code is None else int(code)

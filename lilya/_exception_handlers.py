@@ -4,28 +4,33 @@ Theory of operation
 -------------------
 Every layer that may have to answer for an exception (a route, the app's
 exception-handler layer, the server-error middleware) reads the connection's
-:class:`~lilya._tracker.ConnectionTracker` (one per connection, shared by the
-layers: :mod:`lilya._tracker`), so it knows what has already gone out: nothing
-yet, an accepted WebSocket, a started response, a close. That is what decides
-the answer:
+one :class:`~lilya._connection_state.ConnectionState`, so it knows what has
+already gone out: nothing yet, an accepted WebSocket, a started response, a
+close. The flow has three steps, each with one verb:
 
-* A *handled* exception (a handler is registered for its class or its status /
-  close code) is given to the handler. Nothing is logged; the exception stops.
-* An *unhandled* exception on a WebSocket is answered where it is first seen:
-  before accept with a 500 denial response (a close, hence 403, where the server
-  lacks the Denial Response extension), after accept with close 1011. Then it
-  is **re-raised**, and the server logs its traceback, once (uvicorn:
-  "Exception in ASGI application"); the test client raises it in the test when
-  ``raise_server_exceptions`` is true. lilya does not log the traceback itself:
-  that would print it twice on every server. It notes on the ``lilya`` logger,
-  at INFO and without the traceback, what the client was told.
-* An unhandled HTTP exception is answered by the server-error middleware with a
-  500 response (if none has started), noted the same way, and re-raised.
+1. **handle**: the exception's registered handler (for its class or its status
+   / close code, else a built-in one) gives the answer. Nothing is logged; the
+   exception stops.
+2. **answer**: an unhandled exception on a WebSocket is answered where it is
+   first seen: before accept with a 500 denial response (a close, hence 403,
+   where the server lacks the Denial Response extension), after accept with
+   close 1011. Then the layer **re-raises** it, and the server logs its
+   traceback, once (uvicorn: "Exception in ASGI application"); the test client
+   raises it in the test when ``raise_server_exceptions`` is true. lilya does
+   not log the traceback itself: that would print it twice on every server. It
+   **notes** on the ``lilya`` logger, at INFO and without the traceback, what
+   the client was told. (An unhandled HTTP exception is answered by the
+   server-error middleware with a 500 response.)
+3. **end**: whatever happened, a WebSocket is ended with the one message its
+   state still allows (:meth:`ConnectionState.closing_message`), sent straight
+   to the server.
 
-An exception crosses several layers on its way out; two markers on it, tied to
-the connection by a token in the scope, keep the layers from answering or
-consulting handlers twice. (The token, not a bare flag, because an exception
-instance may be raised again by a later request.)
+An exception crosses several layers on its way out; the state notes which one
+was handled and which was answered (``consulted`` and ``answered``), so no
+layer consults the handlers or answers twice.
+
+The peer's bad data (:class:`~lilya.exceptions.WebSocketPeerError`) is the one
+policy shared with ``WebSocketController``: :func:`close_for_peer_error`.
 """
 
 from __future__ import annotations
@@ -35,46 +40,41 @@ import logging
 from collections.abc import Callable, Mapping
 from typing import Any, Final
 
-from lilya._close import fit_reason
+from lilya._close import fit_reason, send_with_close_fallback
+from lilya._connection_state import ConnectionState
 from lilya._handlers import call_maybe_async
-from lilya._tracker import ConnectionTracker, track
+from lilya._recorder import Recorder, enter, server_send
 from lilya.exceptions import (
     HTTPException,
     ImproperlyConfigured,
-    InvalidJSONError,
     WebSocketException,
-    WebSocketFrameError,
+    WebSocketPeerError,
 )
 from lilya.requests import Request
-from lilya.responses import JSONResponse, PlainText, Response
+from lilya.responses import PlainText, to_response
 from lilya.status import (
-    WS_1003_UNSUPPORTED_DATA,
-    WS_1007_INVALID_FRAME_PAYLOAD_DATA,
+    WS_1000_NORMAL_CLOSURE,
     WS_1008_POLICY_VIOLATION,
     WS_1011_INTERNAL_ERROR,
 )
-from lilya.types import ASGIApp, Message, Receive, Scope, Send
-from lilya.websockets import WebSocketDisconnect, WebSocketState, supports_denial
+from lilya.types import ASGIApp, Receive, Scope, Send
+from lilya.websockets import WebSocket, WebSocketDisconnect, WebSocketState, supports_denial
 
 __all__ = [
     "HANDLERS_KEY",
     "SERVER_ERROR_HANDLER_KEY",
-    "ConnectionTracker",
+    "WEBSOCKET_KEY",
     "ExceptionHandler",
-    "ExceptionHandlerMiddleware",
     "HandlerKey",
-    "answer_websocket_error",
-    "bad_data_close_code",
-    "close_websocket",
-    "connection_token",
-    "deny_websocket",
-    "guard_websocket",
-    "handle_exception",
-    "note_answered",
-    "settle_http_error",
-    "settle_websocket_error",
+    "answer",
+    "close_for_peer_error",
+    "deny",
+    "end",
+    "guard",
+    "handle",
+    "handle_or_answer",
+    "note",
     "split_handlers",
-    "to_response",
 ]
 
 logger = logging.getLogger("lilya")
@@ -86,52 +86,38 @@ HandlerKey = type[BaseException] | int
 
 HANDLERS_KEY: Final = "lilya.exception_handlers"
 SERVER_ERROR_HANDLER_KEY: Final = "lilya.server_error_handler"
-_TOKEN_KEY: Final = "lilya.connection_token"
-_SEEN: Final = "__lilya_handlers_seen__"
-_ANSWERED: Final = "__lilya_answered__"
+#: The WebSocket lilya built for the route's handler, given to exception
+#: handlers too, so they see the handler's own object.
+WEBSOCKET_KEY: Final = "lilya.websocket"
 
 
-def connection_token(scope: Scope) -> object:
-    """Return the object that identifies this connection in exception markers."""
-    token = scope.get(_TOKEN_KEY)
-    if token is None:
-        token = scope[_TOKEN_KEY] = object()
-    return token
+# -- end and deny: what goes out -------------------------------------------------------
 
 
-def _marked(exc: BaseException, marker: str, scope: Scope) -> bool:
-    return getattr(exc, marker, None) is connection_token(scope)
+async def end(state: ConnectionState, send: Send, code: int = WS_1000_NORMAL_CLOSURE) -> None:
+    """End the WebSocket with the one message its *state* still allows, if any.
 
-
-def _mark(exc: BaseException, marker: str, scope: Scope) -> None:
-    # Some exception types refuse new attributes (__slots__); a second layer may
-    # then answer again (a no-op on a finished connection) and note it twice,
-    # which beats failing while reporting an error.
-    with contextlib.suppress(AttributeError, TypeError):
-        setattr(exc, marker, connection_token(scope))
-
-
-async def close_websocket(tracker: ConnectionTracker, code: int = 1000) -> None:
-    """Close the WebSocket unless it is already over; a gone client is not an error.
-
-    A denial response left half-sent is finished instead (a close is not
-    allowed once a response has started). With a WebSocket attached to the
-    tracker the message goes through it, so its states stay true.
+    The message moves *state* and goes to *send* (the server's own under a
+    recorder); a server that finds the client gone (``OSError``) has ended it
+    too.
     """
-    if not tracker.open:
+    message = state.closing_message(code)
+    if message is None:
         return
-    if tracker.started and not tracker.accepted:
-        message: Message = {"type": "websocket.http.response.body", "body": b""}
-    else:
-        message = {"type": "websocket.close", "code": code, "reason": ""}
-    # OSError from the server, or WebSocketDisconnect from an attached
-    # WebSocket that saw it: the client is gone, which ends the answer too.
-    with contextlib.suppress(OSError, WebSocketDisconnect):
-        await tracker.send(message)
+    state.take_send(message)
+    try:
+        await send_with_close_fallback(server_send(send), message)
+    except OSError:
+        state.lose()
 
 
-async def deny_websocket(
-    scope: Scope, tracker: ConnectionTracker, response: ASGIApp, fallback_code: int
+async def deny(
+    scope: Scope,
+    state: ConnectionState,
+    receive: Receive,
+    send: Send,
+    response: ASGIApp,
+    fallback_code: int,
 ) -> None:
     """Refuse the handshake with *response*, or close with *fallback_code* (403 to the client).
 
@@ -139,10 +125,17 @@ async def deny_websocket(
     extension (daphne) or the handshake was already answered. A client that
     already left gets nothing: the server is not called once it is over.
     """
-    if not tracker.started and not tracker.client_gone and supports_denial(scope):
-        with contextlib.suppress(OSError, WebSocketDisconnect):
-            await response(scope, tracker.receive, tracker.send)
-    await close_websocket(tracker, fallback_code)
+    if not state.started and not state.client_gone and supports_denial(scope):
+        # The response is raw ASGI code: record what it sends. (If *send*
+        # already leads through the connection's recorder, it notes each
+        # message twice, which changes nothing.)
+        recorder = Recorder(state, receive, send)
+        with contextlib.suppress(OSError):
+            await response(scope, recorder.receive, recorder.send)
+    await end(state, send, fallback_code)
+
+
+# -- note: what the log says --------------------------------------------------------
 
 
 def _describe(scope: Scope) -> str:
@@ -151,48 +144,24 @@ def _describe(scope: Scope) -> str:
     )
 
 
-def note_answered(exc: BaseException, scope: Scope, answer: str) -> None:
-    """Record, once per connection, that lilya answered the unhandled *exc*.
+def note(scope: Scope, state: ConnectionState, exc: BaseException, what: str) -> None:
+    """Record, once per connection, that lilya answered the unhandled *exc* with *what*.
 
     The record is one line on the ``lilya`` logger at INFO, with no traceback:
     the exception is re-raised to the server, and the server logs the
     traceback. Logging it here too would print every traceback twice.
 
     Args:
-        answer: what the client was told (``"with close 1011"``).
+        what: what the client was told (``"with close 1011"``).
     """
-    if _marked(exc, _ANSWERED, scope):
+    if state.answered is exc:
         return
-    _mark(exc, _ANSWERED, scope)
+    state.answered = exc
     logger.info(
         "Answered the unhandled %s in %s %s; re-raised it to the server.",
         type(exc).__name__,
         _describe(scope),
-        answer,
-    )
-
-
-def to_response(result: Any, handler: Any) -> ASGIApp:
-    """Return what a handler returned as a response.
-
-    A Response (any ASGI app) is kept; plain values are a convenience: ``str``
-    is text/plain, ``bytes`` a raw body, ``dict``/``list`` JSON.
-
-    Raises:
-        TypeError: anything else, ``None`` included (a forgotten ``return``).
-    """
-    if isinstance(result, str):
-        return PlainText(result)
-    if isinstance(result, (bytes, bytearray, memoryview)):
-        return Response(bytes(result))
-    if isinstance(result, (dict, list)):
-        return JSONResponse(result)
-    if callable(result):
-        app: ASGIApp = result  # any ASGI app (a Response is one)
-        return app
-    raise TypeError(
-        f"Handler {getattr(handler, '__qualname__', handler)!r} returned {result!r}; return a "
-        "Response, or a str, bytes, dict or list for lilya to wrap in one."
+        what,
     )
 
 
@@ -221,33 +190,28 @@ async def _websocket_exception(connection: Any, exc: WebSocketException) -> None
         await connection.close(exc.code, exc.reason)
 
 
-def bad_data_close_code(exc: Exception) -> int:
-    """1003 for a frame of the wrong kind, 1007 for a payload that is not valid (JSON).
+async def close_for_peer_error(websocket: WebSocket, exc: WebSocketPeerError) -> None:
+    """Close with *exc*'s close code (if still open) and log a warning: the peer's fault.
 
-    RFC 6455 §7.4.1: 1003 "a type of data it cannot accept", 1007 "data within a
-    message that was not consistent with the type of the message".
+    The client broke the app's protocol, so this is a warning and a close code
+    (RFC 6455 §7.4.1), never a server error.
     """
-    if isinstance(exc, WebSocketFrameError):
-        return WS_1003_UNSUPPORTED_DATA
-    return WS_1007_INVALID_FRAME_PAYLOAD_DATA
+    code = exc.close_code
+    logger.warning("Closing %s with %d: %s", _describe(websocket.scope), code, exc)
+    if websocket.application_state is WebSocketState.CONNECTED:
+        await websocket.close(code)
 
 
-async def _client_sent_bad_data(connection: Any, exc: Exception) -> None:
-    # The client broke the app's protocol: its fault, so a warning and a close
-    # code (RFC 6455 §7.4.1), not a server error.
+async def _peer_error(connection: Any, exc: WebSocketPeerError) -> None:
     if isinstance(connection, Request):
         raise exc
-    code = bad_data_close_code(exc)
-    logger.warning("Closing %s with %d: %s", _describe(connection.scope), code, exc)
-    if connection.application_state is WebSocketState.CONNECTED:
-        await connection.close(code)
+    await close_for_peer_error(connection, exc)
 
 
 DEFAULT_HANDLERS: Final[Mapping[HandlerKey, ExceptionHandler]] = {
     HTTPException: _http_exception,
     WebSocketException: _websocket_exception,
-    WebSocketFrameError: _client_sent_bad_data,
-    InvalidJSONError: _client_sent_bad_data,
+    WebSocketPeerError: _peer_error,
 }
 
 
@@ -286,143 +250,133 @@ def _lookup(
         return handlers[exc.status_code]
     if isinstance(exc, WebSocketException) and exc.code in handlers:
         return handlers[exc.code]
-    for cls in type(exc).__mro__:
-        if cls is Exception:
-            break
+    # The classes up to Exception: a handler for Exception (or 500) is the
+    # server-error handler, applied by the server-error middleware instead.
+    mro = type(exc).__mro__
+    for cls in mro[: mro.index(Exception)]:
         if cls in handlers:
             return handlers[cls]
     return None
 
 
-async def handle_exception(scope: Scope, tracker: ConnectionTracker, exc: Exception) -> bool:
+def _websocket(scope: Scope, receive: Receive, send: Send) -> WebSocket:
+    # The handler's own WebSocket when lilya built one, else one over the
+    # connection's state (the scope's): both read the same truth.
+    websocket: WebSocket | None = scope.get(WEBSOCKET_KEY)
+    return WebSocket(scope, receive, send) if websocket is None else websocket
+
+
+# -- handle and answer: the steps -------------------------------------------------------
+
+
+async def handle(
+    scope: Scope, state: ConnectionState, receive: Receive, send: Send, exc: Exception
+) -> bool:
     """Give *exc* to its registered handler; return whether one handled it.
 
     Handlers come from the scope (the app puts them there); a bare router uses
     the built-in ones. A handler that raises declines: its exception goes on.
+    A WebSocket that the handler leaves open is then ended (1000).
 
     Raises:
         RuntimeError: an HTTP response had already started, so the handler's
             response cannot be sent.
     """
-    if _marked(exc, _SEEN, scope) or _marked(exc, _ANSWERED, scope):
+    if state.consulted is exc or state.answered is exc:
         return False
+    state.consulted = exc
     handler = _lookup(scope.get(HANDLERS_KEY) or DEFAULT_HANDLERS, exc)
-    _mark(exc, _SEEN, scope)
     if handler is None:
         return False
     if scope["type"] == "http":
-        if tracker.started:
+        if state.started:
             raise RuntimeError(
                 f"An exception handler is registered for {type(exc).__name__}, but the "
                 "response had already started, so its answer cannot be sent."
             ) from exc
-        result = await call_maybe_async(handler, Request(scope, tracker.receive, tracker.send), exc)
-        await to_response(result, handler)(scope, tracker.receive, tracker.send)
+        result = await call_maybe_async(handler, Request(scope, receive, send), exc)
+        await to_response(result, handler)(scope, receive, send)
         return True
-    result = await call_maybe_async(handler, tracker.websocket(scope), exc)
+    result = await call_maybe_async(handler, _websocket(scope, receive, send), exc)
     if result is not None:
-        await deny_websocket(scope, tracker, result, WS_1008_POLICY_VIOLATION)
+        await deny(scope, state, receive, send, result, WS_1008_POLICY_VIOLATION)
     # A handler that leaves the connection open has dealt with the error.
-    await close_websocket(tracker, 1000)
+    await end(state, send)
     return True
 
 
-async def answer_websocket_error(scope: Scope, tracker: ConnectionTracker, exc: Exception) -> None:
+async def answer(
+    scope: Scope,
+    state: ConnectionState,
+    receive: Receive,
+    send: Send,
+    exc: Exception,
+) -> None:
     """Answer an unhandled exception on a WebSocket, and note the answer (once).
 
-    Before accept: a 500 denial response, or a close (403) without the
-    extension. After accept: close 1011. The caller re-raises *exc*.
+    The app's handler for ``Exception`` / 500, if any, may answer first.
+    Then, if it did not end the connection: before accept a 500 denial
+    response, or a close (403) without the extension; after accept close 1011.
+    The caller re-raises *exc*.
     """
-    if _marked(exc, _ANSWERED, scope):
+    if state.answered is exc:
         return
-    handler = scope.get(SERVER_ERROR_HANDLER_KEY)
     answered_by = ""
-    if handler is not None and tracker.open:
+    handler = scope.get(SERVER_ERROR_HANDLER_KEY)
+    if handler is not None and not state.ended:
         answered_by = "through the server-error handler"
-        result = await call_maybe_async(handler, tracker.websocket(scope), exc)
+        result = await call_maybe_async(handler, _websocket(scope, receive, send), exc)
         if result is not None:
-            await deny_websocket(scope, tracker, result, WS_1011_INTERNAL_ERROR)
-    if not tracker.open:
-        answer = answered_by or "with nothing: the connection was already over"
-    elif not tracker.started:
-        answer = "with a 500 denial" if supports_denial(scope) else "with a close (403)"
-        await deny_websocket(
-            scope, tracker, PlainText("Internal Server Error", 500), WS_1011_INTERNAL_ERROR
-        )
+            await deny(scope, state, receive, send, result, WS_1011_INTERNAL_ERROR)
+    if state.ended:
+        what = answered_by or "with nothing: the connection was already over"
+    elif not state.started:
+        what = "with a 500 denial" if supports_denial(scope) else "with a close (403)"
+        denial = PlainText("Internal Server Error", 500)
+        await deny(scope, state, receive, send, denial, WS_1011_INTERNAL_ERROR)
     else:
-        answer = "with close 1011"
-        await close_websocket(tracker, WS_1011_INTERNAL_ERROR)
-    note_answered(exc, scope, answer)
+        what = "with close 1011"
+        await end(state, send, WS_1011_INTERNAL_ERROR)
+    note(scope, state, exc, what)
 
 
-async def settle_websocket_error(scope: Scope, tracker: ConnectionTracker, exc: Exception) -> None:
-    """Handle *exc* if a handler wants it; else answer it and re-raise it.
+# -- guard: the routing layer's promise ---------------------------------------------------
+
+
+async def handle_or_answer(
+    scope: Scope, state: ConnectionState, receive: Receive, send: Send, exc: Exception
+) -> None:
+    """Handle *exc*; if no handler did, answer it (a WebSocket) and re-raise it.
 
     Raises:
-        Exception: *exc* (or what its handler raised), when not handled.
+        Exception: *exc*, or what its handler raised instead, when not handled.
     """
     try:
-        if await handle_exception(scope, tracker, exc):
+        if await handle(scope, state, receive, send, exc):
             return
-    except Exception as declined:
+    except Exception as declined:  # the handler raised: its error goes on
         exc = declined
-    await answer_websocket_error(scope, tracker, exc)
+    if scope["type"] == "websocket":
+        await answer(scope, state, receive, send, exc)
     raise exc
 
 
-async def settle_http_error(scope: Scope, tracker: ConnectionTracker, exc: Exception) -> None:
-    """Handle *exc* if a handler wants it; else re-raise it for the server-error layer.
-
-    Raises:
-        Exception: *exc* (or what its handler raised), when not handled.
-    """
-    if not await handle_exception(scope, tracker, exc):
-        raise exc
-
-
-async def guard_websocket(app: ASGIApp, scope: Scope, receive: Receive, send: Send) -> None:
-    """Run a WebSocket *app* and make sure the connection is closed when it ends.
+async def guard(app: ASGIApp, scope: Scope, receive: Receive, send: Send) -> None:
+    """Run a WebSocket *app* and make sure the connection is ended when it ends.
 
     This is the routing layer's promise: after a normal return, close 1000 if
     still open (before accept the client sees 403); after an exception, its
     handler or the unhandled-error answer (500 denial / 1011), then re-raise; a
     client that left (``WebSocketDisconnect``) is not an error.
+
+    Raises:
+        Exception: the app's unhandled exception, once answered.
     """
-    tracker = track(scope, receive, send)
+    state, receive, send = enter(scope, receive, send)
     try:
-        await app(scope, tracker.receive, tracker.send)
+        await app(scope, receive, send)
     except WebSocketDisconnect:
         pass
     except Exception as exc:
-        await settle_websocket_error(scope, tracker, exc)
-    await close_websocket(tracker, 1000)
-
-
-class ExceptionHandlerMiddleware:
-    """The app's exception-handler layer, inside the user's middleware.
-
-    It publishes the handlers in the scope for the routes (which apply them
-    first, so route middleware sees handled answers), and applies them to what
-    the middleware between it and the routes raise.
-    """
-
-    def __init__(self, app: ASGIApp, handlers: Mapping[HandlerKey, ExceptionHandler]) -> None:
-        self.app = app
-        self.handlers = dict(handlers)
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        scope_type = scope["type"]
-        if scope_type not in ("http", "websocket"):
-            await self.app(scope, receive, send)
-            return
-        scope[HANDLERS_KEY] = self.handlers
-        tracker = track(scope, receive, send)
-        try:
-            await self.app(scope, tracker.receive, tracker.send)
-        except WebSocketDisconnect:
-            raise
-        except Exception as exc:
-            if scope_type == "http":
-                await settle_http_error(scope, tracker, exc)
-            else:
-                await settle_websocket_error(scope, tracker, exc)
+        await handle_or_answer(scope, state, receive, send, exc)
+    await end(state, send)

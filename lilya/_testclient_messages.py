@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from typing import Any, Literal
 
 from lilya.exceptions import WebSocketRuntimeError
+from lilya.status import WS_1000_NORMAL_CLOSURE
 from lilya.types import Message
 from lilya.websockets import WebSocketDisconnect
 
@@ -196,7 +197,9 @@ def payload(message: Message, kind: Literal["text", "bytes"]) -> Any:
     """
     message_type = message.get("type")
     if message_type == "websocket.close":
-        raise WebSocketDisconnect(message.get("code", 1000), message.get("reason"))
+        raise WebSocketDisconnect(
+            message.get("code", WS_1000_NORMAL_CLOSURE), message.get("reason")
+        )
     if message_type != "websocket.send":
         raise WebSocketRuntimeError(
             'Expected ASGI message "websocket.send" or "websocket.close" '

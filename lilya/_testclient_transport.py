@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import math
 from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass, field
 from typing import Any, cast
 
 import anyio
@@ -31,12 +32,29 @@ _DEFAULT_PORTS = {"http": 80, "ws": 80, "https": 443, "wss": 443}
 PortalFactory = Callable[[], contextlib.AbstractContextManager[anyio.from_thread.BlockingPortal]]
 
 
+@dataclass
+class ClientSettings:
+    """What a test client was set up with: one object, read by its transport and sessions.
+
+    A client keeps one and hands the same object to its transport, its
+    lifespan and every WebSocket session, so a setting changed on the client
+    (``client.raise_server_exceptions = False``) holds for all of them.
+    """
+
+    app: ASGIApp
+    raise_server_exceptions: bool = True
+    root_path: str = ""
+    #: The ``(host, port)`` put in scopes as ``scope["client"]``.
+    client: tuple[str, int] = ("testclient", 50000)
+    websocket_timeout: float | None = 30.0
+    #: The lifespan's ``scope["state"]``; each connection's scope gets a copy.
+    state: dict[str, Any] = field(default_factory=dict)
+
+
 # -- scopes --------------------------------------------------------------------
 
 
-def _connection_scope(
-    request: httpx.Request, *, root_path: str, client: tuple[str, int], state: dict[str, Any]
-) -> dict[str, Any]:
+def _connection_scope(request: httpx.Request, settings: ClientSettings) -> dict[str, Any]:
     """Return the keys an http and a websocket scope share, read from *request*."""
     url = request.url
     port = url.port if url.port is not None else _DEFAULT_PORTS.get(url.scheme, 80)
@@ -47,35 +65,31 @@ def _connection_scope(
         # httpx has already percent-decoded ``url.path``; ``raw_path`` keeps the bytes.
         "path": url.path,
         "raw_path": url.raw_path.split(b"?", 1)[0],
-        "root_path": root_path,
+        "root_path": settings.root_path,
         "query_string": url.query,
         "headers": [(key.lower(), value) for key, value in request.headers.raw],
-        "client": client,
+        "client": settings.client,
         "server": [url.host, port],
         # Each connection gets a shallow copy of the lifespan state, as the ASGI
         # lifespan spec asks, so one request cannot rebind names for the next.
-        "state": dict(state),
+        "state": dict(settings.state),
     }
 
 
-def build_http_scope(
-    request: httpx.Request, *, root_path: str, client: tuple[str, int], state: dict[str, Any]
-) -> Scope:
+def build_http_scope(request: httpx.Request, settings: ClientSettings) -> Scope:
     """Return the ASGI ``http`` scope a server would build for *request*."""
-    scope = _connection_scope(request, root_path=root_path, client=client, state=state)
+    scope = _connection_scope(request, settings)
     scope.update(type="http", method=request.method, extensions={})
     return scope
 
 
-def build_websocket_scope(
-    request: httpx.Request, *, root_path: str, client: tuple[str, int], state: dict[str, Any]
-) -> Scope:
+def build_websocket_scope(request: httpx.Request, settings: ClientSettings) -> Scope:
     """Return the ASGI ``websocket`` scope for the upgrade *request*.
 
     The offered subprotocols come from the ``sec-websocket-protocol`` header, as
     a server reads them, and the denial-response extension is advertised.
     """
-    scope = _connection_scope(request, root_path=root_path, client=client, state=state)
+    scope = _connection_scope(request, settings)
     offered = request.headers.get("sec-websocket-protocol")
     subprotocols = [] if offered is None else [name.strip() for name in offered.split(",")]
     scope.update(
@@ -120,10 +134,10 @@ async def settle(done: anyio.Event, limit: float | None) -> None:
 class Lifespan:
     """One run of the app's ``lifespan`` scope: startup, then later shutdown."""
 
-    def __init__(self, app: ASGIApp, state: dict[str, Any], timeout: float | None) -> None:
-        self._app = app
-        self._state = state
-        self._timeout = timeout
+    def __init__(self, settings: ClientSettings) -> None:
+        self._app = settings.app
+        self._state = settings.state
+        self._timeout = settings.websocket_timeout
         self._error: Exception | None = None
         self._answered = True
 
@@ -209,14 +223,11 @@ class Lifespan:
 # -- one HTTP request ------------------------------------------------------
 
 
-class _SyncChunks:
+class _SyncChunks(AsyncIterator[bytes]):
     """The body of a sync httpx request, read chunk by chunk from the event loop."""
 
     def __init__(self, stream: Any) -> None:
         self._chunks: Iterator[bytes] = iter(stream)
-
-    def __aiter__(self) -> _SyncChunks:
-        return self
 
     async def __anext__(self) -> bytes:
         try:
@@ -387,29 +398,16 @@ class _SyncResponseStream(httpx.SyncByteStream):
 class SyncTransport(httpx.BaseTransport):
     """Runs each request through the app in the portal's event loop."""
 
-    def __init__(
-        self,
-        app: ASGIApp,
-        portal_factory: PortalFactory,
-        *,
-        raise_server_exceptions: bool,
-        root_path: str,
-        client: tuple[str, int],
-        state: dict[str, Any],
-    ) -> None:
-        self._app = app
+    def __init__(self, settings: ClientSettings, portal_factory: PortalFactory) -> None:
+        self._settings = settings
         self._portal_factory = portal_factory
-        self._raise = raise_server_exceptions
-        self._root_path = root_path
-        self._client = client
-        self._state = state
         self._open: set[_SyncResponseStream] = set()
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
-        scope = build_http_scope(
-            request, root_path=self._root_path, client=self._client, state=self._state
-        )
-        exchange = HTTPExchange(self._app, scope, _SyncChunks(request.stream))
+        settings = self._settings
+        raise_errors = settings.raise_server_exceptions
+        scope = build_http_scope(request, settings)
+        exchange = HTTPExchange(settings.app, scope, _SyncChunks(request.stream))
         with contextlib.ExitStack() as stack:
             portal = stack.enter_context(self._portal_factory())
             portal.start_task(exchange.run)
@@ -417,16 +415,16 @@ class SyncTransport(httpx.BaseTransport):
             portal.call(exchange.wait_started)
             if not exchange.response_started:
                 stack.close()
-                return exchange.response(request, None, self._raise)
+                return exchange.response(request, None, raise_errors)
             stream = _SyncResponseStream(
                 exchange,
                 portal,
                 stack.pop_all(),
                 head=request.method == "HEAD",
-                raise_errors=self._raise,
+                raise_errors=raise_errors,
             )
         self._open.add(stream)
-        return exchange.response(request, stream, self._raise)
+        return exchange.response(request, stream, raise_errors)
 
     def close(self) -> None:
         """Close the responses the test left open (and so stop their apps)."""
@@ -443,28 +441,16 @@ class AsyncTransport(httpx.AsyncBaseTransport):
     never ends cannot be tested this way (use ``TestClient`` for that).
     """
 
-    def __init__(
-        self,
-        app: ASGIApp,
-        *,
-        raise_server_exceptions: bool,
-        root_path: str,
-        client: tuple[str, int],
-        state: dict[str, Any],
-    ) -> None:
-        self._app = app
-        self._raise = raise_server_exceptions
-        self._root_path = root_path
-        self._client = client
-        self._state = state
+    def __init__(self, settings: ClientSettings) -> None:
+        self._settings = settings
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        scope = build_http_scope(
-            request, root_path=self._root_path, client=self._client, state=self._state
-        )
+        settings = self._settings
+        raise_errors = settings.raise_server_exceptions
+        scope = build_http_scope(request, settings)
         # httpx itself refuses sync bodies on an AsyncClient before we get here.
         request_body = cast(httpx.AsyncByteStream, request.stream)
-        exchange = HTTPExchange(self._app, scope, request_body.__aiter__())
+        exchange = HTTPExchange(settings.app, scope, request_body.__aiter__())
         chunks: list[bytes] = []
         async with anyio.create_task_group() as group:
             await group.start(exchange.run)
@@ -473,7 +459,7 @@ class AsyncTransport(httpx.AsyncBaseTransport):
                 chunks.append(chunk)
             await exchange.close()
         body = b"" if request.method == "HEAD" else b"".join(chunks)
-        response = exchange.response(request, httpx.ByteStream(body), self._raise)
-        if self._raise and exchange.error is not None:
+        response = exchange.response(request, httpx.ByteStream(body), raise_errors)
+        if raise_errors and exchange.error is not None:
             raise exchange.error
         return response

@@ -33,9 +33,15 @@ from lilya._testclient_messages import (
     payload,
     text_message,
 )
-from lilya._testclient_transport import PortalFactory, settle
+from lilya._testclient_transport import ClientSettings, PortalFactory, settle
 from lilya.exceptions import WebSocketRuntimeError
-from lilya.types import ASGIApp, Message, Scope
+from lilya.status import (
+    WS_1000_NORMAL_CLOSURE,
+    WS_1005_NO_STATUS_RCVD,
+    WS_1006_ABNORMAL_CLOSURE,
+    WS_1011_INTERNAL_ERROR,
+)
+from lilya.types import Message, Scope
 from lilya.websockets import WebSocketDisconnect
 
 __all__ = ["WebSocketDenialResponse"]
@@ -64,7 +70,7 @@ class WebSocketDenialResponse(  # type: ignore[misc]  # httpx.Response and Excep
         httpx.Response.__init__(
             self, status_code, headers=list(headers), content=content, request=request
         )
-        WebSocketDisconnect.__init__(self, 1006, f"HTTP {status_code}")
+        WebSocketDisconnect.__init__(self, WS_1006_ABNORMAL_CLOSURE, f"HTTP {status_code}")
 
     def __str__(self) -> str:
         return f"The application denied the WebSocket handshake with HTTP {self.status_code}."
@@ -90,20 +96,12 @@ _HANDSHAKE_HOW = "pass websocket_timeout= to the test client (TestClient or Asyn
 class WebSocketChannel:
     """One test-to-app WebSocket connection: the app's task, its streams, its state."""
 
-    def __init__(
-        self,
-        app: ASGIApp,
-        scope: Scope,
-        request: httpx.Request,
-        *,
-        raise_server_exceptions: bool,
-        timeout: float | None,
-    ) -> None:
-        self.app = app
+    def __init__(self, settings: ClientSettings, scope: Scope, request: httpx.Request) -> None:
+        self.app = settings.app
         self.scope = scope
         self._request = request
-        self._raise = raise_server_exceptions
-        self.timeout = timeout
+        self._raise = settings.raise_server_exceptions
+        self.timeout = settings.websocket_timeout
         self.accepted_subprotocol: str | None = None
         self.extra_headers: list[tuple[bytes, bytes]] | None = None
         self._accepted = False
@@ -175,7 +173,9 @@ class WebSocketChannel:
             self.extra_headers = [(bytes(k), bytes(v)) for k, v in message.get("headers") or []]
             return
         if message_type == "websocket.close":
-            raise WebSocketDisconnect(message.get("code", 1000), message.get("reason"))
+            raise WebSocketDisconnect(
+                message.get("code", WS_1000_NORMAL_CLOSURE), message.get("reason")
+            )
         if message_type == "websocket.http.response.start":
             await self._raise_denial(message)
         raise WebSocketRuntimeError(
@@ -214,7 +214,7 @@ class WebSocketChannel:
         """
         if not self._done.is_set():
             if self._client_close is None:
-                await self.disconnect(1000, None)
+                await self.disconnect(WS_1000_NORMAL_CLOSURE, None)
             await settle(self._done, self.timeout)
             self._cancel_scope.cancel()
             await self._done.wait()
@@ -237,7 +237,10 @@ class WebSocketChannel:
         """
         if message.get("type") == "websocket.disconnect" and self._client_close is None:
             # ASGI: a disconnect without a code means 1005, "no status received".
-            self._client_close = (message.get("code", 1005), message.get("reason") or "")
+            self._client_close = (
+                message.get("code", WS_1005_NO_STATUS_RCVD),
+                message.get("reason") or "",
+            )
         try:
             self._to_app.send_nowait(message)
         except anyio.BrokenResourceError:
@@ -287,7 +290,10 @@ class WebSocketChannel:
         except anyio.EndOfStream:
             self._raise_app_ended()
         if message.get("type") == "websocket.close":
-            self._close = (message.get("code", 1000), message.get("reason") or "")
+            self._close = (
+                message.get("code", WS_1000_NORMAL_CLOSURE),
+                message.get("reason") or "",
+            )
         return message
 
     def _raise_app_ended(self) -> Any:
@@ -307,8 +313,12 @@ class WebSocketChannel:
             # app does next, so a real client reports its own code and reason.
             raise WebSocketDisconnect(*self._client_close)
         if self._error is not None:
-            raise WebSocketDisconnect(1011, "The application raised an exception.")
-        raise WebSocketDisconnect(1006, "The application returned without closing the WebSocket.")
+            raise WebSocketDisconnect(
+                WS_1011_INTERNAL_ERROR, "The application raised an exception."
+            )
+        raise WebSocketDisconnect(
+            WS_1006_ABNORMAL_CLOSURE, "The application returned without closing the WebSocket."
+        )
 
     async def receive_text(self, wait: TimeoutArg) -> str:
         message = await self.receive(wait, "a text frame")
@@ -390,7 +400,7 @@ class WebSocketTestSession:
         """Send *data* as compact JSON in a text (or, with ``mode="binary"``, binary) frame."""
         self.send(json_message(data, mode))
 
-    def close(self, code: int = 1000, reason: str | None = None) -> None:
+    def close(self, code: int = WS_1000_NORMAL_CLOSURE, reason: str | None = None) -> None:
         """Disconnect from the app: it receives ``websocket.disconnect`` with *code*."""
         self._call(self._channel.disconnect, code, reason)
 
@@ -477,7 +487,7 @@ class AsyncWebSocketTestSession:
         """Send *data* as compact JSON in a text (or binary) frame."""
         await self._channel.send(json_message(data, mode))
 
-    async def close(self, code: int = 1000, reason: str | None = None) -> None:
+    async def close(self, code: int = WS_1000_NORMAL_CLOSURE, reason: str | None = None) -> None:
         """Disconnect from the app: it receives ``websocket.disconnect`` with *code*."""
         await self._channel.disconnect(code, reason)
 

@@ -17,15 +17,11 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
-from lilya._exception_handlers import (
-    ExceptionHandler,
-    ExceptionHandlerMiddleware,
-    HandlerKey,
-    split_handlers,
-)
+from lilya._exception_handlers import ExceptionHandler, HandlerKey, split_handlers
 from lilya.asyncapi import asyncapi_document, asyncapi_page
 from lilya.datastructures import State, URLPath
 from lilya.middleware import DefineMiddleware, wrap_middleware
+from lilya.middleware.exceptions import ExceptionHandlerMiddleware
 from lilya.middleware.origin import OriginMiddleware
 from lilya.middleware.server_error import ServerErrorMiddleware
 from lilya.requests import Request

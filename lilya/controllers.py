@@ -16,15 +16,14 @@ then awaited), so instance attributes are per-connection state.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Generator
 from typing import Any, ClassVar, Literal, cast
 
 from lilya import _json
 from lilya._close import received_code
-from lilya._exception_handlers import bad_data_close_code, guard_websocket
-from lilya._tracker import websocket_for
-from lilya.exceptions import ImproperlyConfigured, InvalidJSONError, WebSocketFrameError
+from lilya._exception_handlers import WEBSOCKET_KEY, close_for_peer_error, guard
+from lilya._recorder import server_callables
+from lilya.exceptions import ImproperlyConfigured, WebSocketFrameError, WebSocketPeerError
 from lilya.responses import PlainText
 from lilya.status import WS_1000_NORMAL_CLOSURE, WS_1011_INTERNAL_ERROR
 from lilya.typed import (
@@ -39,7 +38,6 @@ from lilya.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 __all__ = ["WebSocketController"]
 
-logger = logging.getLogger("lilya")
 
 _ENCODINGS = ("text", "bytes", "json", None)
 
@@ -102,7 +100,7 @@ class WebSocketController:
             await self.dispatch()  # the routing layer guards the connection
             return
         # Served alone: give it the routing layer's promise ourselves.
-        await guard_websocket(self._guarded, self.scope, self.receive, self.send)
+        await guard(self._guarded, self.scope, self.receive, self.send)
 
     async def _guarded(self, scope: Scope, receive: Receive, send: Send) -> None:
         self.receive, self.send = receive, send
@@ -116,18 +114,22 @@ class WebSocketController:
         bad data, 1011 when a handler raised (the error is then re-raised).
         """
         codec = None if self.receives is None else codec_for(self.receives)
+        # Past the recorder, to the server's own callables: the WebSocket
+        # moves the connection's state itself (lilya/_recorder.py).
+        receive, send = server_callables(self.receive, self.send)
         websocket: WebSocket
         if self.receives is None and self.sends is None:
-            websocket = websocket_for(self.scope, self.receive, self.send)
+            websocket = WebSocket(self.scope, receive, send)
         else:
             websocket = TypedWebSocket(
                 self.scope,
-                self.receive,
-                self.send,
+                receive,
+                send,
                 receives=self.receives,
                 sends=self.sends,
                 on_invalid=self.on_invalid,
             )
+        self.scope[WEBSOCKET_KEY] = websocket
         await self.on_connect(websocket)
         if websocket.application_state is not WebSocketState.CONNECTED:
             return  # refused (closed or denied) in on_connect
@@ -150,10 +152,9 @@ class WebSocketController:
                     await cast(TypedWebSocket[Any, Any], websocket).reject(exc)
                     continue
                 await self.on_receive(websocket, decoded)
-        except (WebSocketFrameError, InvalidJSONError) as exc:
-            close_code = bad_data_close_code(exc)
-            logger.warning("Closing %s with %d: %s", self.scope.get("path", "?"), close_code, exc)
-            await websocket.close(close_code)
+        except WebSocketPeerError as exc:
+            close_code = exc.close_code
+            await close_for_peer_error(websocket, exc)
         except WebSocketDisconnect as exc:
             close_code = exc.code  # a send found the client gone
         except Exception:

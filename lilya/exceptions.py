@@ -1,9 +1,18 @@
 """Exceptions an application raises, or that lilya raises at the application.
 
-The split follows wsproto's: *you did it* errors (calling an operation in the
-wrong state, a misconfigured route) raise here, as subclasses of the builtin they
-resemble; *the peer did it* (the client left, sent bad data) becomes a close code
-and, for the client leaving, :class:`lilya.websockets.WebSocketDisconnect`.
+The split follows wsproto's, by whose fault it is:
+
+* *you did it* (calling an operation in the wrong state, a misconfigured
+  route): :class:`WebSocketRuntimeError`, :class:`ImproperlyConfigured`, raised
+  where the mistake was made, as subclasses of the builtin they resemble;
+* *the peer did it* (the client sent data your handler cannot take):
+  :class:`WebSocketPeerError` and its kinds, :class:`WebSocketFrameError` and
+  :class:`InvalidJSONError`, each carrying the close code (from
+  :mod:`lilya.status`) that the routing layer and ``WebSocketController``
+  answer it with. The client leaving is :class:`lilya.websockets.WebSocketDisconnect`.
+
+Neither kind names a connection state of its own making: a
+``WebSocketRuntimeError`` carries the state it was raised in, when one applies.
 """
 
 from __future__ import annotations
@@ -13,7 +22,12 @@ from collections.abc import Mapping
 from typing import Any
 
 from lilya._close import check_close
-from lilya.status import reason_phrase
+from lilya.status import (
+    WS_1003_UNSUPPORTED_DATA,
+    WS_1007_INVALID_FRAME_PAYLOAD_DATA,
+    WS_1008_POLICY_VIOLATION,
+    reason_phrase,
+)
 
 __all__ = [
     "HTTPException",
@@ -22,6 +36,7 @@ __all__ = [
     "NoMatchFound",
     "WebSocketException",
     "WebSocketFrameError",
+    "WebSocketPeerError",
     "WebSocketRuntimeError",
 ]
 
@@ -45,46 +60,62 @@ class WebSocketRuntimeError(RuntimeError):
         self.message_type = message_type
 
 
-class WebSocketFrameError(WebSocketRuntimeError):
+class WebSocketPeerError(ValueError):
+    """The client sent data your handler cannot take: the peer's fault, not yours.
+
+    It is not a :class:`WebSocketRuntimeError` (that one says you used the API
+    wrongly). Left unhandled in a WebSocket handler, the routing layer and
+    ``WebSocketController`` answer it with :attr:`close_code`, log a warning on
+    ``lilya`` and raise nothing to the server: a client cannot cause a server
+    error. Catch it to answer otherwise (or register an exception handler).
+
+    Attributes:
+        close_code: the close code that answers it (RFC 6455 §7.4.1); 1008,
+            the generic "policy violation", unless a subclass says better.
+    """
+
+    close_code: int = WS_1008_POLICY_VIOLATION
+
+
+class WebSocketFrameError(WebSocketPeerError):
     """A frame of the other kind arrived: text where you asked for bytes, or back.
 
-    The client chose the frame kind, so the routing layer and
-    ``WebSocketController`` answer it with close code 1003 (unsupported data).
+    The client chose the frame kind, so it is answered with close code 1003
+    (``WS_1003_UNSUPPORTED_DATA``: "a type of data it cannot accept").
 
     Attributes:
         expected: ``"text"`` or ``"bytes"``, what you asked for.
         received: ``"text"`` or ``"bytes"``, what arrived.
     """
 
+    close_code = WS_1003_UNSUPPORTED_DATA
+
     def __init__(self, expected: str, received: str, *, json: bool = False) -> None:
         if json:
-            other = (
-                'receive_json(mode="text")'
-                if received == "text"
-                else ('receive_json(mode="binary")')
-            )
+            other = f'receive_json(mode="{"text" if received == "text" else "binary"}")'
         else:
             other = "receive_text()" if received == "text" else "receive_bytes()"
         super().__init__(
             f"Expected a {expected} frame but the client sent a {received} frame; "
-            f"use {other} or receive() to accept {received} frames.",
-            state="CONNECTED",
-            message_type="websocket.receive",
+            f"use {other} or receive() to accept {received} frames."
         )
         self.expected = expected
         self.received = received
 
 
-class InvalidJSONError(json.JSONDecodeError):
+class InvalidJSONError(json.JSONDecodeError, WebSocketPeerError):
     """The client sent a frame that is not valid JSON (or, in binary mode, not UTF-8).
 
     It subclasses :class:`json.JSONDecodeError` (a :class:`ValueError`) so code
-    that catches what the standard library raises keeps working. The routing
-    layer and ``WebSocketController`` answer it with close code 1007.
+    that catches what the standard library raises keeps working. It is
+    answered with close code 1007 (``WS_1007_INVALID_FRAME_PAYLOAD_DATA``: "data
+    within a message that was not consistent with the type of the message").
 
     Attributes:
         mode: ``"text"`` or ``"binary"``, the frame kind the JSON came in.
     """
+
+    close_code = WS_1007_INVALID_FRAME_PAYLOAD_DATA
 
     def __init__(self, detail: str, doc: str, pos: int, *, mode: str) -> None:
         super().__init__(f"Received invalid JSON in a {mode} frame: {detail}", doc, pos)

@@ -7,7 +7,7 @@ the ``websocket.`` prefix of the Denial Response extension, which is how
 
 The body always goes out in **one** message with ``content-length`` set:
 granian rejects ``more_body`` denial bodies and truncates them
-(``shared/asgi-servers.md`` §2–5), and a single message is also the fastest.
+(``docs/servers.md``), and a single message is also the fastest.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from urllib.parse import quote
 
 from lilya import _json
 from lilya.datastructures import URL, HeaderInput, MutableHeader
-from lilya.types import Receive, Scope, Send
+from lilya.types import ASGIApp, Receive, Scope, Send
 
 __all__ = ["HTMLResponse", "JSONResponse", "PlainText", "RedirectResponse", "Response"]
 
@@ -170,3 +170,27 @@ class RedirectResponse(Response):
     ) -> None:
         super().__init__(content=b"", status_code=status_code, headers=headers)
         self.headers["location"] = quote(str(url), safe=":/%#?=@[]!$&'()*+,;~")
+
+
+def to_response(result: Any, handler: Any) -> ASGIApp:
+    """Return what a handler returned as a response (lilya's routes and error layer use it).
+
+    A Response (any ASGI app) is kept; plain values are a convenience: ``str``
+    is text/plain, ``bytes`` a raw body, ``dict``/``list`` JSON.
+
+    Raises:
+        TypeError: anything else, ``None`` included (a forgotten ``return``).
+    """
+    if isinstance(result, str):
+        return PlainText(result)
+    if isinstance(result, (bytes, bytearray, memoryview)):
+        return Response(bytes(result))
+    if isinstance(result, (dict, list)):
+        return JSONResponse(result)
+    if callable(result):
+        app: ASGIApp = result  # any ASGI app (a Response is one)
+        return app
+    raise TypeError(
+        f"Handler {getattr(handler, '__qualname__', handler)!r} returned {result!r}; return a "
+        "Response, or a str, bytes, dict or list for lilya to wrap in one."
+    )

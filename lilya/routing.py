@@ -24,7 +24,7 @@ The routing layer owns the end of every WebSocket it dispatches: it sends
 ``websocket.close`` before the handler's task ends, whatever the handler did
 (1000 after a normal return, 1011 after an unhandled error), because real
 servers disagree on what an app that just returns means
-(``shared/asgi-servers.md``, "What a framework must paper over" §8).
+(``docs/servers.md``).
 """
 
 from __future__ import annotations
@@ -37,13 +37,7 @@ from typing import Any, TypeVar, cast
 
 import anyio.to_thread
 
-from lilya._exception_handlers import (
-    HANDLERS_KEY,
-    connection_token,
-    guard_websocket,
-    settle_http_error,
-    to_response,
-)
+from lilya._exception_handlers import HANDLERS_KEY, WEBSOCKET_KEY, guard, handle
 from lilya._handlers import HandlerCall, is_function_handler, name_of
 from lilya._lifespan import run_lifespan
 from lilya._matching import (
@@ -53,15 +47,15 @@ from lilya._matching import (
     matched_scope,
     own_path_for,
 )
-from lilya._tracker import track, websocket_for
+from lilya._recorder import enter, server_callables
 from lilya.datastructures import URL, URLPath
 from lilya.exceptions import HTTPException, ImproperlyConfigured, NoMatchFound
 from lilya.middleware import DefineMiddleware, wrap_middleware
 from lilya.requests import Request
-from lilya.responses import PlainText, RedirectResponse
+from lilya.responses import PlainText, RedirectResponse, to_response
 from lilya.typed import OnInvalid, TypedWebSocket, check_on_invalid, codec_for
 from lilya.types import ASGIApp, Lifespan, Receive, Scope, Send
-from lilya.websockets import WebSocketClose
+from lilya.websockets import WebSocket, WebSocketClose
 
 __all__ = [
     "BaseRoute",
@@ -171,20 +165,21 @@ class Path(BaseRoute):
         await self.app(scope, receive, send)
 
     async def _serve(self, scope: Scope, receive: Receive, send: Send) -> None:
-        tracker = track(scope, receive, send)
+        state, receive, send = enter(scope, receive, send)
         try:
             if self._call is None:
-                await self.handler(scope, tracker.receive, tracker.send)
+                await self.handler(scope, receive, send)
                 return
-            request = Request(scope, tracker.receive, tracker.send)
+            request = Request(scope, receive, send)
             params = scope.get("path_params") or {}
             if self._is_async:
                 result = await self._call(request, params)
             else:
                 result = await anyio.to_thread.run_sync(self._call, request, params)
-            await to_response(result, self.handler)(scope, tracker.receive, tracker.send)
+            await to_response(result, self.handler)(scope, receive, send)
         except Exception as exc:
-            await settle_http_error(scope, tracker, exc)
+            if not await handle(scope, state, receive, send, exc):
+                raise
 
     def path_for(self, name: str, /, **path_params: Any) -> URLPath:
         return own_path_for(self.name, self._compiled, "http", name, path_params)
@@ -278,25 +273,27 @@ class WebSocketPath(BaseRoute):
         await self.app(scope, receive, send)
 
     async def _serve(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await guard_websocket(self._run, scope, receive, send)
+        await guard(self._run, scope, receive, send)
 
     async def _run(self, scope: Scope, receive: Receive, send: Send) -> None:
         if self._call is None:
             await self.handler(scope, receive, send)
         elif self._typed:
+            # As below, with the types: past the recorder, to the server's own
+            # callables, and registered as the connection's WebSocket.
             typed: TypedWebSocket[Any, Any] = TypedWebSocket(
                 scope,
-                receive,
-                send,
+                *server_callables(receive, send),
                 receives=self.receives,
                 sends=self.sends,
                 on_invalid=self.on_invalid,
             )
+            scope[WEBSOCKET_KEY] = typed
             await self._call(typed, scope.get("path_params") or {})
         else:
-            # Over the server's own callables when the guard's tracker is
-            # ours: no frame between the handler and the server.
-            websocket = websocket_for(scope, receive, send)
+            # Past the recorder, to the server's own callables: the WebSocket
+            # moves the connection's state itself (lilya/_recorder.py).
+            websocket = scope[WEBSOCKET_KEY] = WebSocket(scope, *server_callables(receive, send))
             await self._call(websocket, scope.get("path_params") or {})
 
     def path_for(self, name: str, /, **path_params: Any) -> URLPath:
@@ -378,7 +375,7 @@ class Include(BaseRoute):
         if self.router is None and scope["type"] == "websocket":
             # A mounted app gets the routing layer's promise too: it is closed
             # when it ends (a no-op if it closed it itself).
-            await guard_websocket(self.app, scope, receive, send)
+            await guard(self.app, scope, receive, send)
         else:
             await self.app(scope, receive, send)
 
@@ -611,7 +608,6 @@ class Router:
             )
         if "router" not in scope:
             scope["router"] = self
-        connection_token(scope)
         route_path = get_route_path(scope)
         _, route, child = self.resolve(scope, route_path)
         if route is not None:

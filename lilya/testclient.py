@@ -28,6 +28,7 @@ import httpx
 
 from lilya._testclient_transport import (
     AsyncTransport,
+    ClientSettings,
     Lifespan,
     SyncTransport,
     build_websocket_scope,
@@ -56,31 +57,51 @@ _WEBSOCKET_DEFAULT_HEADERS = {
 
 
 class _ClientSetup:
-    """What both clients share: their settings and how a WebSocket connection starts."""
+    """What both clients share: one settings object and how a WebSocket connection starts.
 
-    app: ASGIApp
-    app_state: dict[str, Any]
-    root_path: str
-    raise_server_exceptions: bool
-    websocket_timeout: float | None
-    _asgi_client: tuple[str, int]
+    The settings are made once and handed, as the same object, to the
+    transport, the lifespan and every session; the attributes below read and
+    write it.
+    """
 
-    def _setup(
-        self,
-        app: ASGIApp,
-        *,
-        raise_server_exceptions: bool,
-        root_path: str,
-        client: tuple[str, int],
-        websocket_timeout: float | None,
-    ) -> None:
-        self.app = app
-        #: The lifespan's ``scope["state"]``; each connection's scope gets a copy.
-        self.app_state = {}
-        self.root_path = root_path
-        self.raise_server_exceptions = raise_server_exceptions
-        self.websocket_timeout = websocket_timeout
-        self._asgi_client = client
+    _settings: ClientSettings
+
+    @property
+    def app(self) -> ASGIApp:
+        """The ASGI app under test."""
+        return self._settings.app
+
+    @property
+    def app_state(self) -> dict[str, Any]:
+        """The lifespan's ``scope["state"]``; each connection's scope gets a copy."""
+        return self._settings.state
+
+    @property
+    def root_path(self) -> str:
+        """The ASGI ``root_path`` put in every scope."""
+        return self._settings.root_path
+
+    @root_path.setter
+    def root_path(self, root_path: str) -> None:
+        self._settings.root_path = root_path
+
+    @property
+    def raise_server_exceptions(self) -> bool:
+        """Whether what the app raised is re-raised in the test."""
+        return self._settings.raise_server_exceptions
+
+    @raise_server_exceptions.setter
+    def raise_server_exceptions(self, value: bool) -> None:
+        self._settings.raise_server_exceptions = value
+
+    @property
+    def websocket_timeout(self) -> float | None:
+        """How long a session's ``receive*`` waits by default (``None``: forever)."""
+        return self._settings.websocket_timeout
+
+    @websocket_timeout.setter
+    def websocket_timeout(self, value: float | None) -> None:
+        self._settings.websocket_timeout = value
 
     def _websocket_channel(
         self,
@@ -100,16 +121,8 @@ class _ClientSetup:
         request: httpx.Request = build_request(
             "GET", urljoin("ws://testserver", url), headers=merged, **kwargs
         )
-        scope = build_websocket_scope(
-            request, root_path=self.root_path, client=self._asgi_client, state=self.app_state
-        )
-        return WebSocketChannel(
-            self.app,
-            scope,
-            request,
-            raise_server_exceptions=self.raise_server_exceptions,
-            timeout=self.websocket_timeout,
-        )
+        scope = build_websocket_scope(request, self._settings)
+        return WebSocketChannel(self._settings, scope, request)
 
 
 class _AsyncBackend(TypedDict):
@@ -165,26 +178,14 @@ class TestClient(_ClientSetup, httpx.Client):
         client: tuple[str, int] = ("testclient", 50000),
         websocket_timeout: float | None = 30.0,
     ) -> None:
-        self._setup(
-            app,
-            raise_server_exceptions=raise_server_exceptions,
-            root_path=root_path,
-            client=client,
-            websocket_timeout=websocket_timeout,
+        self._settings = ClientSettings(
+            app, raise_server_exceptions, root_path, client, websocket_timeout
         )
         self.async_backend = _AsyncBackend(backend=backend, backend_options=backend_options or {})
-        transport = SyncTransport(
-            app,
-            self._portal_factory,
-            raise_server_exceptions=raise_server_exceptions,
-            root_path=root_path,
-            client=client,
-            state=self.app_state,
-        )
         super().__init__(
             base_url=base_url,
             headers=_default_headers(headers),
-            transport=transport,
+            transport=SyncTransport(self._settings, self._portal_factory),
             follow_redirects=follow_redirects,
             cookies=cookies,
         )
@@ -234,7 +235,7 @@ class TestClient(_ClientSetup, httpx.Client):
             def reset_portal() -> None:
                 self.portal = None
 
-            lifespan = Lifespan(self.app, self.app_state, self.websocket_timeout)
+            lifespan = Lifespan(self._settings)
             portal.start_task(lifespan.run)
             portal.call(lifespan.startup)
             stack.callback(portal.call, lifespan.shutdown)
@@ -269,24 +270,13 @@ class AsyncTestClient(_ClientSetup, httpx.AsyncClient):
         client: tuple[str, int] = ("testclient", 50000),
         websocket_timeout: float | None = 30.0,
     ) -> None:
-        self._setup(
-            app,
-            raise_server_exceptions=raise_server_exceptions,
-            root_path=root_path,
-            client=client,
-            websocket_timeout=websocket_timeout,
-        )
-        transport = AsyncTransport(
-            app,
-            raise_server_exceptions=raise_server_exceptions,
-            root_path=root_path,
-            client=client,
-            state=self.app_state,
+        self._settings = ClientSettings(
+            app, raise_server_exceptions, root_path, client, websocket_timeout
         )
         super().__init__(
             base_url=base_url,
             headers=_default_headers(headers),
-            transport=transport,
+            transport=AsyncTransport(self._settings),
             follow_redirects=follow_redirects,
             cookies=cookies,
         )
@@ -307,7 +297,7 @@ class AsyncTestClient(_ClientSetup, httpx.AsyncClient):
         # app's own error reaches the test, not an ExceptionGroup around it.
         self._exit_stack = contextlib.AsyncExitStack()
         group = await self._exit_stack.enter_async_context(anyio.create_task_group())
-        self._lifespan = Lifespan(self.app, self.app_state, self.websocket_timeout)
+        self._lifespan = Lifespan(self._settings)
         await group.start(self._lifespan.run)
         try:
             await self._lifespan.startup()

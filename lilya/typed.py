@@ -60,7 +60,7 @@ from typing import Any, Generic, Literal, TypeVar, Union, get_args, get_origin
 import msgspec
 
 from lilya._close import fit_reason, received_code
-from lilya.exceptions import ImproperlyConfigured, WebSocketRuntimeError
+from lilya.exceptions import ImproperlyConfigured, WebSocketPeerError, WebSocketRuntimeError
 from lilya.status import WS_1007_INVALID_FRAME_PAYLOAD_DATA
 from lilya.types import Message, Receive, Scope, Send
 from lilya.websockets import WebSocket, WebSocketDisconnect, WebSocketState
@@ -107,13 +107,20 @@ class InvalidMessage(msgspec.Struct, tag="invalid_message", kw_only=True):
     problem: str
 
 
-class InvalidMessageError(ValueError):
+class InvalidMessageError(WebSocketPeerError):
     """A client's message is not valid JSON or does not fit the declared type.
+
+    The peer's fault (a ``ValueError``, like every
+    :class:`~lilya.exceptions.WebSocketPeerError`): left unhandled it closes
+    with 1007 (``WS_1007_INVALID_FRAME_PAYLOAD_DATA``, a payload that is not
+    what its type promises), never a server error.
 
     Attributes:
         path: where the problem is, as a JSON path (``$``, ``$.text``, ``$.items[2]``).
         problem: what is wrong there, e.g. ``Expected `str`, got `int```.
     """
+
+    close_code = WS_1007_INVALID_FRAME_PAYLOAD_DATA
 
     def __init__(self, path: str, problem: str) -> None:
         if len(problem) > _MAX_PROBLEM:

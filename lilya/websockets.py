@@ -2,7 +2,9 @@
 
 Theory of operation
 -------------------
-An ASGI WebSocket has two sides, and we track each with its own state:
+An ASGI WebSocket has two sides, and a :class:`WebSocket` moves both through
+the connection's one :class:`~lilya._connection_state.ConnectionState` (the
+state table, :data:`TRANSITIONS`, lives there with how it is read):
 
 * ``client_state`` moves on what :meth:`WebSocket.receive` gets from the server
   (``websocket.connect``, ``websocket.receive``, ``websocket.disconnect``);
@@ -10,13 +12,14 @@ An ASGI WebSocket has two sides, and we track each with its own state:
   (``websocket.accept``, ``websocket.send``, ``websocket.close`` and the
   Denial Response extension's ``websocket.http.response.*``).
 
-Every legal move is one row of :data:`TRANSITIONS` (in ``lilya/_transitions.py``,
-with how it is indexed). ``send()`` and ``receive()`` look the message up in the
-table for the side's current state *before* any I/O; a message with no row is
-the application's mistake and raises
+``send()`` and ``receive()`` ask the state *before* any I/O; a message with no
+row is the application's mistake and raises
 :class:`~lilya.exceptions.WebSocketRuntimeError` naming what was expected.
+Inside a lilya app the state is the one in the scope, which the routing and
+error layers read too; a bare ``WebSocket`` over a scope without one has its
+own.
 
-Servers differ (``shared/asgi-servers.md``): some hang if ``receive`` is called
+Servers differ (``docs/servers.md``): some hang if ``receive`` is called
 after a disconnect, some raise, some ignore a send to a gone client. We never
 call the server after we know the connection is over, so every server looks
 the same from here.
@@ -28,22 +31,24 @@ import logging
 from collections.abc import AsyncIterator, Iterable, Mapping
 from typing import Any, Final, Literal
 
-from lilya._close import check_close, received_code, send_with_close_fallback
+from lilya._close import check_close, send_with_close_fallback
 from lilya._connection import Connection
+from lilya._connection_state import CONNECTED as _CONNECTED
+from lilya._connection_state import CONNECTING as _CONNECTING
+from lilya._connection_state import DISCONNECTED as _DISCONNECTED
+from lilya._connection_state import STATE_KEY as _STATE_KEY
+from lilya._connection_state import TRANSITIONS, ConnectionState, WebSocketState
 from lilya._json import dumps_bytes as _dumps_bytes
 from lilya._json import dumps_text as _dumps_text
 from lilya._json import loads as _loads
-from lilya._transitions import BODY as _BODY
-from lilya._transitions import CONNECTED as _CONNECTED
-from lilya._transitions import CONNECTING as _CONNECTING
-from lilya._transitions import DISCONNECTED as _DISCONNECTED
-from lilya._transitions import RECEIVE_MOVES as _RECEIVE_MOVES
-from lilya._transitions import SEND_MOVES as _SEND_MOVES
-from lilya._transitions import TRANSITIONS, WebSocketState
-from lilya._transitions import refused as _refused
 from lilya.datastructures import encode_headers
-from lilya.exceptions import InvalidJSONError, WebSocketFrameError, WebSocketRuntimeError
-from lilya.status import WS_1003_UNSUPPORTED_DATA, WS_1007_INVALID_FRAME_PAYLOAD_DATA
+from lilya.exceptions import (
+    InvalidJSONError,
+    WebSocketFrameError,
+    WebSocketPeerError,
+    WebSocketRuntimeError,
+)
+from lilya.status import WS_1000_NORMAL_CLOSURE
 from lilya.types import Message, Receive, Scope, Send
 
 __all__ = [
@@ -65,7 +70,7 @@ class WebSocketDisconnect(Exception):
         reason: the close reason, ``""`` when there was none.
     """
 
-    def __init__(self, code: int = 1000, reason: str | None = None) -> None:
+    def __init__(self, code: int = WS_1000_NORMAL_CLOSURE, reason: str | None = None) -> None:
         self.code = code
         self.reason = reason or ""
         super().__init__(code, self.reason)
@@ -96,19 +101,26 @@ def _payload_error(message: Message) -> TypeError | None:
     return None
 
 
-#: What the server may still deliver after a send found the client gone.
-_AFTER_LOST_SEND: Final = ("websocket.receive", "websocket.disconnect")
 logger = logging.getLogger("lilya.websockets")
 
-_MODE_ERROR: Final = 'The "mode" argument should be "text" or "binary".'
 _NOT_CONNECTED: Final = 'WebSocket is not connected. Need to call "accept" first.'
+
+# The mode rule of every JSON operation: mode -> (the key of the frame it reads
+# and writes, the other key). Anything else is refused with _mode_error(). The
+# per-message operations look it up inline (a subscript inside a zero-cost
+# ``try``), a third of the cost of a helper call.
+_MODES: Final = {"text": ("text", "bytes"), "binary": ("bytes", "text")}
+
+
+def _mode_error() -> WebSocketRuntimeError:
+    return WebSocketRuntimeError('The "mode" argument should be "text" or "binary".')
 
 
 def supports_denial(scope: Scope) -> bool:
     """Whether the server offers the Websocket Denial Response extension.
 
     Servers that do put ``"websocket.http.response"`` in ``scope["extensions"]``;
-    daphne has no ``extensions`` key at all (``shared/asgi-servers.md``).
+    daphne has no ``extensions`` key at all (``docs/servers.md``).
     """
     return "websocket.http.response" in (scope.get("extensions") or {})
 
@@ -135,36 +147,32 @@ class WebSocket(Connection):
         super().__init__(scope)
         self._receive = receive
         self._send = send
-        self._client_state = _CONNECTING
-        self._application_state = _CONNECTING
-        # True exactly when both sides are CONNECTED: the one condition the
-        # data fast paths test, kept in step by the two setters below.
-        self._open = False
-        self._disconnect_code = 1005
-        self._disconnect_reason = ""
-        self._lost_on_send = False
-        # lilya closed the connection because the client sent bad data (1003/1007).
-        self._closed_for_bad_data = False
+        # The connection's state if a lilya layer keeps one in the scope (the
+        # layers read it too), else this WebSocket's own.
+        state: ConnectionState | None = scope.get(_STATE_KEY)
+        self._state = ConnectionState() if state is None else state
 
     @property
     def client_state(self) -> WebSocketState:
         """The client's side, moved by what :meth:`receive` gets."""
-        return self._client_state
+        return self._state.client
 
     @client_state.setter
     def client_state(self, state: WebSocketState) -> None:
-        self._client_state = state
-        self._open = state is _CONNECTED and self._application_state is _CONNECTED
+        self._state.client = state
 
     @property
     def application_state(self) -> WebSocketState:
         """The application's side, moved by what :meth:`send` sends."""
-        return self._application_state
+        return self._state.application
 
     @application_state.setter
     def application_state(self, state: WebSocketState) -> None:
-        self._application_state = state
-        self._open = state is _CONNECTED and self._client_state is _CONNECTED
+        self._state.application = state
+
+    def _disconnect(self) -> WebSocketDisconnect:
+        state = self._state
+        return WebSocketDisconnect(state.code, state.reason)
 
     # -- the raw messages, through the state table ---------------------------
     async def receive(self) -> Message:
@@ -178,41 +186,15 @@ class WebSocket(Connection):
                 may never answer again), or the server sent a message the
                 client's state does not allow.
         """
-        if self.client_state is _DISCONNECTED and not self._lost_on_send:
-            raise WebSocketRuntimeError(
-                'Cannot call "receive" once a disconnect message has been received.',
-                state=_DISCONNECTED.name,
-            )
-        # After a send found the client gone (``_lost_on_send``) the server has
+        state = self._state
+        # After a send found the client gone (``lost_on_send``) the server has
         # not yet handed over its disconnect, so asking it again is safe: what
-        # the client sent before leaving is still queued there (relay() drains it).
+        # the client sent before leaving is still queued there (relay() drains
+        # it); check_receive() allows exactly that.
+        before = state.check_receive()
         message = await self._receive()
-        self._client_move(message)
+        state.take_receive(message, before)
         return message
-
-    def _client_move(self, message: Message) -> None:
-        # The receive side of the table: refuse, or move and remember a disconnect.
-        state = self.client_state
-        message_type = message.get("type")
-        next_state = _RECEIVE_MOVES[state].get(message_type)
-        if next_state is None:
-            if not self._lost_on_send or message_type not in _AFTER_LOST_SEND:
-                raise _refused("receive", state, message_type)
-            if message_type == "websocket.receive":
-                # A frame the client sent before a send found it gone: the
-                # server queued it first, so it is data, not a protocol error.
-                return
-            # A receive was already waiting when a send found the client gone
-            # (relay() and every reader/writer pair do this): the server's
-            # disconnect confirms what we inferred, and knows the real code.
-            self._lost_on_send = False
-            next_state = _DISCONNECTED
-        self.client_state = next_state
-        if next_state is _DISCONNECTED:
-            # asgi-servers.md: daphne may send ``code: None`` and several
-            # servers omit ``reason``; ASGI says both mean 1005 / "".
-            self._disconnect_code = received_code(message)
-            self._disconnect_reason = message.get("reason") or ""
 
     async def send(self, message: Message) -> None:
         """Send a raw ASGI message to the server.
@@ -234,59 +216,36 @@ class WebSocket(Connection):
                 f"send() takes an ASGI message (a dict with a 'type'), got "
                 f"{type(message).__name__}; use send_text() or send_bytes() for data."
             )
-        state = self.application_state
-        message_type = message.get("type")
-        key = (
-            (message_type, bool(message.get("more_body", False)))
-            if message_type == _BODY
-            else message_type
-        )
-        next_state = _SEND_MOVES[state].get(key)
-        if next_state is None:
-            if state is _DISCONNECTED:
-                raise WebSocketRuntimeError(
-                    'Cannot call "send" once a close message has been sent.',
-                    state=state.name,
-                    message_type=message_type,
-                )
-            raise _refused("send", state, message_type)
-        if self.client_state is _DISCONNECTED:
+        state = self._state
+        # The state moves before the await, so a second task sending at the
+        # same time already sees it (no frame after our close); it moves back
+        # if the message never leaves.
+        before = state.take_send(message)
+        is_close = message.get("type") == "websocket.close"
+        if state.client is _DISCONNECTED:
             # The client left; servers would raise, hang or drop it silently,
             # so we never call them. A close just ends our side; anything else
             # tells the app the client is gone (and leaves close() legal).
-            if message_type == "websocket.close":
-                self.application_state = _DISCONNECTED
+            if is_close:
                 return
-            raise WebSocketDisconnect(self._disconnect_code, self._disconnect_reason)
-        # The state moves before the await, so a second task sending at the
-        # same time already sees it (no frame after our close); it moves back
-        # if the server refuses the message.
-        self.application_state = next_state
+            state.application = before
+            raise self._disconnect()
         try:
             await send_with_close_fallback(self._send, message)
         except OSError:
-            lost = self._lost()
-            if message_type == "websocket.close":
-                self.application_state = _DISCONNECTED
+            state.lose()
+            if is_close:
                 return  # closing a connection that is already gone is done
-            # Our side stays open in the table (the message never left), so a
+            # Our side stays where it was (the message never left), so a
             # following close() is the silent no-op it is after any disconnect.
-            self.application_state = state
-            raise lost from None
+            state.application = before
+            raise self._disconnect() from None
         except Exception as exc:
-            self.application_state = state  # the server refused it: it never left
-            mistake = _payload_error(message) if message_type == "websocket.send" else None
+            state.application = before  # the server refused it: it never left
+            mistake = _payload_error(message) if message.get("type") == "websocket.send" else None
             if mistake is not None:
                 raise mistake from exc
             raise
-
-    def _lost(self) -> WebSocketDisconnect:
-        # ASGI 2.4: a send on a closed connection raises an OSError subclass
-        # (uvicorn's ClientDisconnected): the peer vanished without a close frame.
-        self.client_state = _DISCONNECTED
-        self._lost_on_send = True
-        self._disconnect_code, self._disconnect_reason = 1006, ""
-        return WebSocketDisconnect(1006)
 
     # -- handshake and close -------------------------------------------------
     async def accept(
@@ -310,14 +269,14 @@ class WebSocket(Connection):
 
         Moves ``application_state`` to CONNECTED.
         """
-        if self.client_state is _CONNECTING:
+        if self._state.client is _CONNECTING:
             await self.receive()
         message: Message = {"type": "websocket.accept", "subprotocol": subprotocol}
         if headers is not None:
             message["headers"] = encode_headers(headers)
         await self.send(message)
 
-    async def close(self, code: int = 1000, reason: str | None = None) -> None:
+    async def close(self, code: int = WS_1000_NORMAL_CLOSURE, reason: str | None = None) -> None:
         """Close the connection with *code* and *reason*.
 
         Before ``accept`` the server answers the handshake with HTTP 403. After
@@ -333,7 +292,8 @@ class WebSocket(Connection):
             ValueError: a code no endpoint may send, or a reason too long.
         """
         reason = check_close(code, reason)
-        if self._closed_for_bad_data and self.application_state is _DISCONNECTED:
+        state = self._state
+        if state.closed_on_peer_error and state.application is _DISCONNECTED:
             # lilya closed it (1003/1007) when the client sent bad data; your
             # close, like the seed's after its iter_json() loop, has nothing left to do.
             return
@@ -354,11 +314,12 @@ class WebSocket(Connection):
             raise RuntimeError(
                 "The server doesn't support the Websocket Denial Response extension."
             )
-        if self.application_state is not _CONNECTING:
+        application = self._state.application
+        if application is not _CONNECTING:
             raise WebSocketRuntimeError(
                 "A denial response can only be sent before the connection is accepted; "
-                f"the application side is {self.application_state.name}.",
-                state=self.application_state.name,
+                f"the application side is {application.name}.",
+                state=application.name,
             )
         await response(self.scope, self.receive, self.send)
 
@@ -371,26 +332,27 @@ class WebSocket(Connection):
     # a text echo close to a raw ASGI loop (benchmarks/inproc.py).
 
     async def _receive_slow(self) -> Message:
-        state = self.application_state
-        if state is not _CONNECTED:
-            if state is _DISCONNECTED:
+        state = self._state
+        application = state.application
+        if application is not _CONNECTED:
+            if application is _DISCONNECTED:
                 raise WebSocketRuntimeError(
                     "Cannot receive once the application has closed the connection; "
                     "the client's close is not delivered as data.",
-                    state=state.name,
+                    state=application.name,
                 )
-            raise WebSocketRuntimeError(_NOT_CONNECTED, state=state.name)
-        if self._lost_on_send:
+            raise WebSocketRuntimeError(_NOT_CONNECTED, state=application.name)
+        if state.lost_on_send:
             # A send found the client gone before the app ever read a
             # disconnect: that is the peer's doing, so tell it as one.
-            raise WebSocketDisconnect(self._disconnect_code, self._disconnect_reason)
+            raise self._disconnect()
         while True:
             message = await self.receive()
             message_type = message["type"]
             if message_type == "websocket.receive":
                 return message
             if message_type == "websocket.disconnect":
-                raise WebSocketDisconnect(self._disconnect_code, self._disconnect_reason)
+                raise self._disconnect()
             # "websocket.connect": the app accepted through send() without
             # reading it first; the data comes next.
 
@@ -402,11 +364,12 @@ class WebSocket(Connection):
             WebSocketFrameError: the client sent a binary frame.
             WebSocketRuntimeError: not accepted yet, or already closed.
         """
-        if self._open:
+        state = self._state
+        if state.open:
             message = await self._receive()
             if message.get("type") != "websocket.receive":
-                self._client_move(message)
-                raise WebSocketDisconnect(self._disconnect_code, self._disconnect_reason)
+                state.take_receive(message, _CONNECTED)
+                raise self._disconnect()
         else:
             message = await self._receive_slow()
         text: str | None = message.get("text")
@@ -422,11 +385,12 @@ class WebSocket(Connection):
             WebSocketFrameError: the client sent a text frame.
             WebSocketRuntimeError: not accepted yet, or already closed.
         """
-        if self._open:
+        state = self._state
+        if state.open:
             message = await self._receive()
             if message.get("type") != "websocket.receive":
-                self._client_move(message)
-                raise WebSocketDisconnect(self._disconnect_code, self._disconnect_reason)
+                state.take_receive(message, _CONNECTED)
+                raise self._disconnect()
         else:
             message = await self._receive_slow()
         data: bytes | None = message.get("bytes")
@@ -447,17 +411,16 @@ class WebSocket(Connection):
             lilya.exceptions.InvalidJSONError: not JSON (a ``ValueError``).
             WebSocketRuntimeError: bad *mode*, not accepted yet, or closed.
         """
-        if mode == "text":
-            key, other = "text", "bytes"
-        elif mode == "binary":
-            key, other = "bytes", "text"
-        else:
-            raise WebSocketRuntimeError(_MODE_ERROR)
-        if self._open:
+        try:
+            key, other = _MODES[mode]
+        except (KeyError, TypeError):
+            raise _mode_error() from None
+        state = self._state
+        if state.open:
             message = await self._receive()
             if message.get("type") != "websocket.receive":
-                self._client_move(message)
-                raise WebSocketDisconnect(self._disconnect_code, self._disconnect_reason)
+                state.take_receive(message, _CONNECTED)
+                raise self._disconnect()
         else:
             message = await self._receive_slow()
         data = message.get(key)
@@ -472,14 +435,15 @@ class WebSocket(Connection):
         # receive_text()/receive_bytes() inlined: resuming one generator is
         # cheaper than a new coroutine per message, and iterating is the seed's
         # idiom. Same fast path and fall-back as the receive_* methods.
+        state = self._state
         try:
             while True:
-                if self._open:
+                if state.open:
                     message = await self._receive()
                     if message.get("type") != "websocket.receive":
-                        self._client_move(message)
+                        state.take_receive(message, _CONNECTED)
                         return
-                elif self.application_state is _DISCONNECTED:
+                elif state.application is _DISCONNECTED:
                     return  # the app closed it (say, on a "quit" message): done
                 else:
                     message = await self._receive_slow()
@@ -517,13 +481,11 @@ class WebSocket(Connection):
             WebSocketFrameError, lilya.exceptions.InvalidJSONError: as
                 :meth:`receive_json`.
         """
-        if mode == "text":
-            payloads = self._iter_payloads("text", "bytes")
-        elif mode == "binary":
-            payloads = self._iter_payloads("bytes", "text")
-        else:
-            raise WebSocketRuntimeError(_MODE_ERROR)
-        async for data in payloads:
+        try:
+            key, other = _MODES[mode]
+        except (KeyError, TypeError):
+            raise _mode_error() from None
+        async for data in self._iter_payloads(key, other):
             try:
                 value = _loads(data, mode)
             except InvalidJSONError as exc:
@@ -531,28 +493,33 @@ class WebSocket(Connection):
                 return
             yield value
 
-    async def _refuse(self, error: Exception, *, log: bool = False) -> Exception:
+    async def _refuse(self, error: WebSocketPeerError, *, log: bool = False) -> Exception:
         """Close because the client sent bad data, with the code naming it; return *error*.
 
-        The peer's fault, so a close code (RFC 6455 §7.4.1: 1003 for a frame
-        kind the app does not take, 1007 for a payload that is not what its
-        type promises), not a server error: the client learns why, and a bare
-        ASGI app like the seed's ends cleanly instead of dropping TCP with a
-        traceback. ``receive_*`` then raise *error* (``log=False``: whoever
-        catches it decides); ``iter_*`` end, and say so in the log.
+        The peer's fault, so a close code (``error.close_code``, RFC 6455
+        §7.4.1: 1003 for a frame kind the app does not take, 1007 for a
+        payload that is not what its type promises), not a server error: the
+        client learns why, and a bare ASGI app like the seed's ends cleanly
+        instead of dropping TCP with a traceback. ``receive_*`` then raise
+        *error* (``log=False``: whoever catches it decides); ``iter_*`` end,
+        and say so in the log.
         """
+        code = error.close_code
         if isinstance(error, WebSocketFrameError):
-            code, reason = WS_1003_UNSUPPORTED_DATA, f"expected a {error.expected} frame"
+            reason = f"expected a {error.expected} frame"
         else:
-            code, reason = WS_1007_INVALID_FRAME_PAYLOAD_DATA, "invalid JSON"
+            reason = "invalid JSON"
         if log:
             logger.warning("Closing %s with %d: %s", self.scope.get("path", "?"), code, error)
-        if self.application_state is _CONNECTED:
+        state = self._state
+        if state.application is _CONNECTED:
             await self.close(code, reason)
-            self._closed_for_bad_data = True
+            state.closed_on_peer_error = True
         return error
 
     # -- typed send ----------------------------------------------------------
+    # The three sends repeat their fast path rather than share a helper: a
+    # helper coroutine would cost a frame per message (benchmarks/inproc.py).
     async def send_text(self, data: str) -> None:
         """Send *data* in a text frame.
 
@@ -561,11 +528,12 @@ class WebSocket(Connection):
             WebSocketRuntimeError: not accepted yet, or already closed.
         """
         message = {"type": "websocket.send", "text": data}
-        if self._open:
+        if self._state.open:
             try:
                 await self._send(message)
             except OSError:
-                raise self._lost() from None
+                self._state.lose()
+                raise self._disconnect() from None
             except (TypeError, AttributeError) as exc:
                 mistake = _payload_error(message)
                 if mistake is None:
@@ -582,11 +550,12 @@ class WebSocket(Connection):
             WebSocketRuntimeError: not accepted yet, or already closed.
         """
         message = {"type": "websocket.send", "bytes": data}
-        if self._open:
+        if self._state.open:
             try:
                 await self._send(message)
             except OSError:
-                raise self._lost() from None
+                self._state.lose()
+                raise self._disconnect() from None
             except (TypeError, AttributeError) as exc:
                 mistake = _payload_error(message)
                 if mistake is None:
@@ -606,18 +575,23 @@ class WebSocket(Connection):
             WebSocketRuntimeError: bad *mode*, not accepted yet, or closed.
             WebSocketDisconnect: the client is gone.
         """
+        try:
+            key, _ = _MODES[mode]
+        except (KeyError, TypeError):
+            raise _mode_error() from None
+        # Two literals rather than one with a computed key: a constant-key
+        # dict is the cheaper one to build, once per message.
         message: Message
-        if mode == "text":
+        if key == "text":
             message = {"type": "websocket.send", "text": _dumps_text(data)}
-        elif mode == "binary":
-            message = {"type": "websocket.send", "bytes": _dumps_bytes(data)}
         else:
-            raise WebSocketRuntimeError(_MODE_ERROR)
-        if self._open:
+            message = {"type": "websocket.send", "bytes": _dumps_bytes(data)}
+        if self._state.open:
             try:
                 await self._send(message)
             except OSError:
-                raise self._lost() from None
+                self._state.lose()
+                raise self._disconnect() from None
         else:
             await self.send(message)
 
@@ -629,7 +603,7 @@ class WebSocketClose:
     client sees HTTP 403).
     """
 
-    def __init__(self, code: int = 1000, reason: str | None = None) -> None:
+    def __init__(self, code: int = WS_1000_NORMAL_CLOSURE, reason: str | None = None) -> None:
         self.reason = check_close(code, reason)
         self.code = code
 

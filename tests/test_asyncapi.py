@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 import msgspec
 import pytest
@@ -102,7 +102,7 @@ def test_any_handler_with_receives_and_sends_attributes_is_documented() -> None:
 @pytest.mark.anyio
 async def test_servers_security_and_typed_channels_are_documented() -> None:
     async with Channels("memory://") as channels:
-        rooms: TypedChannel[Say] = TypedChannel(channels, "room:{room}", Join | Say)  # type: ignore[arg-type]
+        rooms: TypedChannel[Join | Say] = TypedChannel(channels, "room:{room}", Join | Say)
         document = app.asyncapi(
             servers={"production": {"host": "chat.example.com", "protocol": "wss"}},
             security={
@@ -131,7 +131,9 @@ async def test_servers_security_and_typed_channels_are_documented() -> None:
 
 
 @pytest.mark.parametrize("backend", ["asyncio", "trio"])
-def test_the_document_and_its_page_are_served_with_the_requests_host(backend: str) -> None:
+def test_the_document_and_its_page_are_served_with_the_requests_host(
+    backend: Literal["asyncio", "trio"],
+) -> None:
     with TestClient(app, backend=backend, base_url="https://api.example.com") as client:
         response = client.get("/asyncapi.json")
         assert response.status_code == 200

@@ -55,7 +55,7 @@ def floor_python() -> Path:
     digest = hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()
     if not stamp.exists() or stamp.read_text() != digest:
         subprocess.run([sys.executable, "-m", "venv", "--clear", venv], check=True, timeout=120)
-        install = [python, "-m", "pip", "install", "-q", "--disable-pip-version-check"]
+        install = [str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check"]
         install += [str(ROOT), *(f"{name}=={pin}" for name, pin in pins.items())]
         subprocess.run(install, check=True, timeout=600)
         stamp.write_text(digest)

@@ -12,6 +12,7 @@ from lilya.controllers import WebSocketController
 from lilya.exceptions import ImproperlyConfigured, WebSocketException
 from lilya.routing import Include, WebSocketPath
 from lilya.testclient import TestClient
+from lilya.types import Message
 from lilya.websockets import WebSocket, WebSocketDisconnect
 from tests.support.asgi import CONNECT, binary, call_http, call_websocket, disconnect, text
 
@@ -175,3 +176,21 @@ async def test_a_controller_answers_http_with_426() -> None:
 async def test_the_default_controller_accepts_and_ignores_messages() -> None:
     outcome = await call_websocket(WebSocketController, "/", [CONNECT, text("x"), disconnect()])
     assert outcome.types == ["websocket.accept"]
+
+
+async def test_a_controller_served_alone_ignores_lifespan_messages_it_does_not_know() -> None:
+    sent: list[Message] = []
+    incoming: list[Message] = [
+        {"type": "lifespan.startup"},
+        {"type": "lifespan.bogus"},
+        {"type": "lifespan.shutdown"},
+    ]
+
+    async def receive() -> Message:
+        return incoming.pop(0)
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    await WebSocketController({"type": "lifespan"}, receive, send)
+    assert [m["type"] for m in sent] == ["lifespan.startup.complete", "lifespan.shutdown.complete"]

@@ -184,7 +184,7 @@ def test_encode_headers_accepts_pairs_and_mappings_and_lowercases_names() -> Non
     with pytest.raises(UnicodeEncodeError):
         encode_headers({"x": "😀"})
     with pytest.raises(TypeError, match="pair"):
-        encode_headers(["x"])  # type: ignore[list-item]
+        encode_headers(["x"])  # type: ignore[arg-type]  # the bad input under test
 
 
 # -- query parameters -----------------------------------------------------------------
@@ -285,7 +285,8 @@ def test_a_malformed_host_header_falls_back_to_the_server_address(host: bytes) -
 
 
 def test_header_names_are_lower_cased_whatever_the_caller_wrote() -> None:
-    assert dict(Header([(b"Host", b"a"), ("X-Custom", "b")])) == {"host": "a", "x-custom": "b"}
+    mixed: Any = [(b"Host", b"a"), ("X-Custom", "b")]  # bytes and str pairs in one list
+    assert dict(Header(mixed)) == {"host": "a", "x-custom": "b"}
     assert MutableHeader({"Content-Type": "x"}).multi_items() == [("content-type", "x")]
 
 
@@ -293,3 +294,14 @@ def test_header_names_are_lower_cased_whatever_the_caller_wrote() -> None:
 def test_header_built_from_malformed_items_says_what_is_wrong(bad: Any) -> None:
     with pytest.raises(TypeError, match=r"(?i)header"):
         Header(bad)
+
+
+def test_the_url_finds_the_host_header_among_others() -> None:
+    scope = {
+        "type": "http",
+        "scheme": "http",
+        "server": ("10.0.0.1", 80),
+        "path": "/p",
+        "headers": [(b"accept", b"*/*"), (b"host", b"example.org:8080")],
+    }
+    assert URL(scope=scope) == "http://example.org:8080/p"

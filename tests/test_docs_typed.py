@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import textwrap
-from typing import Any
+from typing import Any, Literal
 
 import pytest
 
@@ -20,7 +20,9 @@ def _first_example() -> dict[str, Any]:
 
 
 @pytest.mark.parametrize("backend", ["asyncio", "trio"])
-def test_the_pages_chat_answers_say_and_reports_invalid_input(backend: str) -> None:
+def test_the_pages_chat_answers_say_and_reports_invalid_input(
+    backend: Literal["asyncio", "trio"],
+) -> None:
     app = _first_example()["app"]
     with TestClient(app, backend=backend) as client:
         with client.websocket_connect("/ws/ann") as ws:

@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 
 from lilya.websockets import TRANSITIONS, WebSocket
+from tests.support.asgi import CONNECT, Wire, disconnect, text, ws_scope
 from tests.support.docs import DOCS, python_blocks
-from tests.support.wire import CONNECT, Wire, disconnect, text, ws_scope
 
 BLOCKS = python_blocks("websockets.md")
 

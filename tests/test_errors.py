@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from lilya.apps import Lilya
-from lilya.exceptions import HTTPException, WebSocketException
+from lilya.exceptions import HTTPException, WebSocketException, WebSocketFrameError
 from lilya.middleware import DefineMiddleware
 from lilya.requests import Request
 from lilya.responses import JSONResponse, PlainText, Response
@@ -621,3 +621,36 @@ async def test_a_disconnect_raised_in_route_middleware_is_not_an_error(
     outcome = await call_websocket(Lilya(routes=[route]), "/")
     assert outcome.error is None
     assert lilya_errors(caplog) == []
+
+
+async def test_an_http_error_crossing_two_apps_is_noted_once(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async def fails(request: Request) -> str:
+        raise LookupError("deep")
+
+    inner = Lilya(routes=[Path("/x", fails)])
+    outer = Lilya(routes=[Include("/in", app=inner)])
+    with caplog.at_level(logging.INFO, logger="lilya"):
+        outcome = await call_http(outer, "/in/x")
+    assert isinstance(outcome.error, LookupError)
+    assert outcome.status == 500
+    notes = [r.getMessage() for r in caplog.records if r.name == "lilya"]
+    assert len(notes) == 1
+    assert "with 500" in notes[0]
+
+
+async def test_bad_data_after_the_app_closed_is_a_warning_and_no_second_close(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async def closes_then_reads(websocket: WebSocket) -> None:
+        await websocket.accept()
+        await websocket.close(4000)
+        raise WebSocketFrameError("text", "bytes")  # as if read just before the close
+
+    app = Lilya(routes=[WebSocketPath("/ws", closes_then_reads)])
+    outcome = await call_websocket(app, "/ws")
+    assert outcome.error is None
+    assert outcome.types == ["websocket.accept", "websocket.close"]
+    assert outcome.close == (4000, "")
+    assert [r.levelno for r in caplog.records if r.name == "lilya"] == [logging.WARNING]

@@ -12,6 +12,7 @@ from lilya.exceptions import (
     NoMatchFound,
     WebSocketException,
     WebSocketFrameError,
+    WebSocketPeerError,
     WebSocketRuntimeError,
 )
 
@@ -24,11 +25,24 @@ def test_websocket_runtime_error_is_a_runtime_error_with_fields() -> None:
 
 def test_frame_error_names_both_frame_kinds_and_the_way_out() -> None:
     exc = WebSocketFrameError("text", "bytes")
-    assert isinstance(exc, WebSocketRuntimeError)
+    assert isinstance(exc, WebSocketPeerError)
     assert str(exc) == (
         "Expected a text frame but the client sent a bytes frame; "
         "use receive_bytes() or receive() to accept bytes frames."
     )
+
+
+def test_the_peers_bad_data_is_not_an_api_misuse_and_carries_its_close_code() -> None:
+    frame = WebSocketFrameError("bytes", "text")
+    invalid = InvalidJSONError("Expecting value", "x", 0, mode="binary")
+    for exc in (frame, invalid):
+        assert isinstance(exc, WebSocketPeerError)
+        assert isinstance(exc, ValueError)
+        assert not isinstance(exc, WebSocketRuntimeError)
+        assert not hasattr(exc, "state")  # no state of its own making
+    assert frame.close_code == status.WS_1003_UNSUPPORTED_DATA
+    assert invalid.close_code == status.WS_1007_INVALID_FRAME_PAYLOAD_DATA
+    assert WebSocketPeerError.close_code == status.WS_1008_POLICY_VIOLATION
 
 
 def test_invalid_json_error_is_a_json_decode_error() -> None:

@@ -9,7 +9,7 @@ import pytest
 from lilya.exceptions import HTTPException
 from lilya.requests import ClientDisconnect, Request
 from lilya.types import Message
-from tests.support.wire import Wire
+from tests.support.asgi import Wire
 
 pytestmark = pytest.mark.anyio
 
@@ -89,3 +89,18 @@ async def test_a_disconnect_while_reading_raises_client_disconnect() -> None:
 async def test_a_request_without_receive_says_how_to_read_the_body() -> None:
     with pytest.raises(RuntimeError, match="pass receive="):
         await Request(http_scope()).body()
+
+
+async def test_a_request_built_without_send_says_so_when_lilya_sends_through_it() -> None:
+    request = Request({"type": "http", "method": "GET", "path": "/", "headers": []})
+    with pytest.raises(RuntimeError, match="without a send callable"):
+        await request._send({"type": "http.response.start", "status": 200})
+
+
+async def test_the_body_stream_skips_messages_that_are_not_the_body() -> None:
+    wire = Wire(
+        {"type": "http.request.trailers"},  # a message this request does not read
+        {"type": "http.request", "body": b"ok", "more_body": False},
+    )
+    request = Request({"type": "http", "method": "POST", "headers": []}, wire.receive)
+    assert await request.body() == b"ok"

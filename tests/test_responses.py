@@ -9,7 +9,7 @@ import pytest
 
 from lilya.responses import HTMLResponse, JSONResponse, PlainText, RedirectResponse, Response
 from lilya.types import Message
-from tests.support.wire import Wire, ws_scope
+from tests.support.asgi import Wire, ws_scope
 
 pytestmark = pytest.mark.anyio
 

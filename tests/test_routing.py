@@ -606,3 +606,26 @@ def test_a_custom_route_must_implement_the_whole_route_interface() -> None:
 
     with pytest.raises(TypeError, match="abstract"):
         Incomplete()  # type: ignore[abstract]
+
+
+async def test_an_include_matches_no_lifespan_scope() -> None:
+    include = Include("/api", routes=[Path("/x", Response)])
+    assert include.matches({"type": "lifespan"}, "/api/x") == (Match.NONE, {})
+
+
+async def test_an_include_prefix_param_that_cannot_be_formatted_is_no_match_with_a_hint() -> None:
+    router = Router([Include("/orgs/{org:int}", routes=[Path("/x", Response, name="x")])])
+    with pytest.raises(NoMatchFound) as info:
+        router.path_for("x", org="acme")
+    assert info.value.hint is not None
+
+
+async def test_a_route_without_a_name_is_left_out_of_the_suggestions() -> None:
+    class Raw:
+        async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+            """A raw ASGI app instance: it has no name of its own."""
+
+    router = Router([WebSocketPath("/raw", Raw()), Path("/chat", Response, name="chat")])
+    assert router.routes[0].name is None
+    with pytest.raises(NoMatchFound, match="did you mean 'chat'"):
+        router.path_for("chatt")

@@ -13,6 +13,8 @@ from typing import Any
 import pytest
 from multidict import CIMultiDictProxy, MultiDictProxy
 
+from examples.seed import echo as seed_echo
+from examples.seed import hello as seed_hello
 from lilya._connection import Connection
 from lilya.apps import Lilya
 from lilya.requests import Request
@@ -29,7 +31,8 @@ def backend(request: pytest.FixtureRequest) -> str:
 
 
 def client_for(app: Any, backend: str) -> TestClient:
-    return TestClient(app, backend=backend)
+    assert backend in ("asyncio", "trio")
+    return TestClient(app, backend=backend)  # type: ignore[arg-type]  # one of the two, checked
 
 
 Seen = dict[str, Any]
@@ -56,16 +59,9 @@ def test_websocket_is_the_http_requests_counterpart_with_send_and_receive() -> N
         assert callable(getattr(WebSocket, operation))
 
 
-# The first example, unchanged.
-async def seed_example(scope: Scope, receive: Receive, send: Send) -> None:
-    websocket = WebSocket(scope=scope, receive=receive, send=send)
-    await websocket.accept()
-    await websocket.send_json({"message": "Hello, world!"}, mode="binary")
-    await websocket.close()
-
-
+# The first example, unchanged (written once, in examples/seed.py).
 def test_the_first_example_sends_binary_json_and_closes(backend: str) -> None:
-    with client_for(seed_example, backend).websocket_connect("/") as session:
+    with client_for(seed_hello, backend).websocket_connect("/") as session:
         assert session.receive_bytes() == b'{"message":"Hello, world!"}'
         with pytest.raises(WebSocketDisconnect) as info:
             session.receive_text()
@@ -129,7 +125,7 @@ def test_headers_are_a_multidict_with_extras(backend: str) -> None:
     app, seen = recording(handler)
     client = client_for(app, backend)
     tags = [("x-tag", "a"), ("x-tag", "b")]
-    with pytest.raises(WebSocketDisconnect), client.websocket_connect("/", headers=tags):  # type: ignore[arg-type]
+    with pytest.raises(WebSocketDisconnect), client.websocket_connect("/", headers=tags):
         pass
     assert seen == {"multidict": True, "version": "13", "any_case": "13", "extras": ["a", "b"]}
 
@@ -266,18 +262,9 @@ def test_iterators_yield_until_the_disconnect_and_then_end(
     assert seen == {"items": expected, "ended": True}
 
 
-# The second example, unchanged.
-async def seed_iter_example(scope: Scope, receive: Receive, send: Send) -> None:
-    websocket = WebSocket(scope=scope, receive=receive, send=send)
-    await websocket.accept()
-    async for message in websocket.iter_json():
-        data = {"message": f"Message text was: {message}"}
-        await websocket.send_json(data, mode="binary")
-    await websocket.close()
-
-
+# The second example, unchanged (written once, in examples/seed.py).
 def test_the_second_example_echoes_json_until_the_client_leaves(backend: str) -> None:
-    with client_for(seed_iter_example, backend).websocket_connect("/") as session:
+    with client_for(seed_echo, backend).websocket_connect("/") as session:
         session.send_json({"hello": "world"})
         assert session.receive_json(mode="binary") == {
             "message": "Message text was: {'hello': 'world'}"

@@ -1,17 +1,19 @@
-"""AsyncTestClient: the same API, awaited, in the test's own loop (asyncio and trio)."""
+"""AsyncTestClient on its own: what only an in-loop client does (asyncio and trio).
+
+What both clients share is tested once, for both, in the test-client modules
+(the ``any_client`` fixture); here are the scenarios written for this client.
+"""
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import AsyncIterator
-from typing import Any
 
 import anyio
 import pytest
 
 from lilya.exceptions import WebSocketRuntimeError
 from lilya.responses import PlainText
-from lilya.testclient import AsyncTestClient, AsyncWebSocketTestSession, WebSocketDenialResponse
+from lilya.testclient import AsyncTestClient, AsyncWebSocketTestSession
 from lilya.types import Message, Receive, Scope, Send
 from lilya.websockets import WebSocket, WebSocketDisconnect
 
@@ -61,42 +63,6 @@ async def test_an_async_request_body_streams_in_chunks() -> None:
     assert (await client.post("/", content=chunks())).text == "one,two"
 
 
-async def test_a_head_response_has_no_body() -> None:
-    response = await AsyncTestClient(app).head("/")
-    assert (response.status_code, response.content) == (200, b"")
-
-
-async def test_http_app_errors_raise_or_give_500() -> None:
-    async def broken(scope: Scope, receive: Receive, send: Send) -> None:
-        raise ValueError("broken")
-
-    with pytest.raises(ValueError, match="broken"):
-        await AsyncTestClient(broken).get("/")
-    response = await AsyncTestClient(broken, raise_server_exceptions=False).get("/")
-    assert response.status_code == 500
-
-
-async def test_an_app_error_after_the_response_started_is_raised() -> None:
-    async def app(scope: Scope, receive: Receive, send: Send) -> None:
-        await send({"type": "http.response.start", "status": 200, "headers": []})
-        await send({"type": "http.response.body", "body": b"x", "more_body": True})
-        raise ValueError("mid-body")
-
-    with pytest.raises(ValueError, match="mid-body"):
-        await AsyncTestClient(app).get("/")
-
-
-async def test_a_failed_startup_raises_and_stops_the_lifespan() -> None:
-    async def app(scope: Scope, receive: Receive, send: Send) -> None:
-        await receive()
-        await send({"type": "lifespan.startup.failed", "message": "nope"})
-        raise ConnectionError("nope")
-
-    with pytest.raises(ConnectionError, match="nope"):
-        async with AsyncTestClient(app):
-            pass  # pragma: no cover - never entered
-
-
 async def test_websocket_sessions_talk_to_the_app() -> None:
     async with AsyncTestClient(app) as client:
         session = client.websocket_connect("/json", subprotocols=["chat"])
@@ -128,21 +94,7 @@ async def test_websocket_bytes_go_both_ways() -> None:
         assert await session.receive_json(mode="binary") == [1]
 
 
-async def test_closing_the_session_and_the_app_closing_are_both_seen() -> None:
-    seen: list[Any] = []
-
-    async def app(scope: Scope, receive: Receive, send: Send) -> None:
-        websocket = WebSocket(scope, receive, send)
-        await websocket.accept()
-        try:
-            await websocket.receive_text()
-        except WebSocketDisconnect as exc:
-            seen.append((exc.code, exc.reason))
-
-    async with AsyncTestClient(app).websocket_connect("/") as session:
-        await session.close(4000, "done")
-    assert seen == [(4000, "done")]
-
+async def test_the_app_closing_is_seen_and_the_session_then_refuses_sends() -> None:
     async def closer(scope: Scope, receive: Receive, send: Send) -> None:
         websocket = WebSocket(scope, receive, send)
         await websocket.accept()
@@ -156,52 +108,6 @@ async def test_closing_the_session_and_the_app_closing_are_both_seen() -> None:
         await session.send_text("too late")
 
 
-async def test_a_receive_after_the_test_closed_raises_the_tests_own_close_code_and_reason() -> None:
-    async def app(scope: Scope, receive: Receive, send: Send) -> None:
-        websocket = WebSocket(scope, receive, send)
-        await websocket.accept()
-        with contextlib.suppress(WebSocketDisconnect):
-            await websocket.receive_text()
-        await websocket.close()  # a no-op: the client has already gone
-
-    async with AsyncTestClient(app).websocket_connect("/") as session:
-        await session.close(4000, "done")
-        with pytest.raises(WebSocketDisconnect) as caught:
-            await session.receive_json()
-        assert (caught.value.code, caught.value.reason) == (4000, "done")
-
-
-async def test_sending_the_wrong_payload_type_is_a_type_error_naming_the_right_method() -> None:
-    async with AsyncTestClient(app).websocket_connect("/") as session:
-        with pytest.raises(TypeError, match=r"got bytes; call send_bytes\(\)"):
-            await session.send_text(b"raw")  # type: ignore[arg-type]  # the misuse under test
-        with pytest.raises(TypeError, match=r"got str; call send_text\(\)"):
-            await session.send_bytes("text")  # type: ignore[arg-type]  # the misuse under test
-        await session.send_text("still open")
-        assert await session.receive_text() == "still open"
-
-
-async def test_a_malformed_send_from_the_app_raises_type_error_at_its_send() -> None:
-    errors: list[TypeError] = []
-
-    async def app(scope: Scope, receive: Receive, send: Send) -> None:
-        websocket = WebSocket(scope, receive, send)
-        await websocket.accept()
-        try:
-            await send({"type": "websocket.send", "text": b"hi"})
-        except TypeError as exc:
-            errors.append(exc)
-        await websocket.close()
-
-    async with AsyncTestClient(app).websocket_connect("/") as session:
-        with pytest.raises(WebSocketDisconnect):
-            await session.receive_text()
-    assert [str(error) for error in errors] == [
-        'ASGI message "websocket.send" needs "text" to be a str, but the application '
-        "sent a bytes (b'hi'); send bytes under the \"bytes\" key."
-    ]
-
-
 async def test_a_handshake_timeout_names_the_clients_websocket_timeout() -> None:
     async def silent(scope: Scope, receive: Receive, send: Send) -> None:
         await anyio.sleep_forever()
@@ -210,29 +116,6 @@ async def test_a_handshake_timeout_names_the_clients_websocket_timeout() -> None
     with pytest.raises(TimeoutError, match="pass websocket_timeout= to the test client"):
         async with client.websocket_connect("/"):
             pass  # pragma: no cover - never entered
-
-
-async def test_a_denial_response_is_raised_on_entering() -> None:
-    async def app(scope: Scope, receive: Receive, send: Send) -> None:
-        websocket = WebSocket(scope, receive, send)
-        await websocket.send_denial_response(PlainText("no", status_code=401))
-
-    with pytest.raises(WebSocketDenialResponse) as caught:
-        async with AsyncTestClient(app).websocket_connect("/"):
-            pass  # pragma: no cover - never entered
-    assert (caught.value.status_code, caught.value.text) == (401, "no")
-
-
-async def test_an_app_error_after_accept_is_raised_on_leaving() -> None:
-    async def app(scope: Scope, receive: Receive, send: Send) -> None:
-        websocket = WebSocket(scope, receive, send)
-        await websocket.accept()
-        await websocket.receive_text()
-        raise ValueError("handler failed")
-
-    with pytest.raises(ValueError, match="handler failed"):
-        async with AsyncTestClient(app).websocket_connect("/") as session:
-            await session.send_text("go")
 
 
 async def test_receive_times_out_instead_of_hanging() -> None:
@@ -244,26 +127,6 @@ async def test_receive_times_out_instead_of_hanging() -> None:
             await session.receive_bytes(timeout=0.01)
         with pytest.raises(TimeoutError, match="Waited 0 s for a message"):
             await session.receive(timeout=0)
-
-
-async def test_an_app_that_only_pushes_is_stopped_when_the_session_ends() -> None:
-    cancelled = anyio.Event()
-
-    async def pusher(scope: Scope, receive: Receive, send: Send) -> None:
-        websocket = WebSocket(scope, receive, send)
-        await websocket.accept()
-        try:
-            while True:
-                await websocket.send_text("tick")
-                await anyio.sleep(0.01)
-        except anyio.get_cancelled_exc_class():
-            cancelled.set()
-            raise
-
-    with anyio.fail_after(5):
-        async with AsyncTestClient(pusher).websocket_connect("/") as session:
-            assert await session.receive_text() == "tick"
-    assert cancelled.is_set()
 
 
 async def test_the_websocket_scope_matches_the_sync_client() -> None:

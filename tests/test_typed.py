@@ -103,7 +103,9 @@ def test_sending_an_object_of_the_wrong_field_type_raises_and_sends_nothing() ->
 
 
 @pytest.mark.parametrize("backend", ["asyncio", "trio"])
-def test_dataclass_and_typeddict_messages_go_through_msgspec(backend: str) -> None:
+def test_dataclass_and_typeddict_messages_go_through_msgspec(
+    backend: Literal["asyncio", "trio"],
+) -> None:
     with TestClient(app, backend=backend) as client, client.websocket_connect("/ping") as ws:
         ws.send_text('{"type": "ping", "n": 1}')
         assert ws.receive_json() == {"type": "pong", "n": 2}
@@ -116,7 +118,7 @@ def test_dataclass_and_typeddict_messages_go_through_msgspec(backend: str) -> No
 
 
 @pytest.mark.parametrize("backend", ["asyncio", "trio"])
-def test_pydantic_models_are_validated_by_pydantic(backend: str) -> None:
+def test_pydantic_models_are_validated_by_pydantic(backend: Literal["asyncio", "trio"]) -> None:
     with TestClient(app, backend=backend) as client, client.websocket_connect("/pydantic") as ws:
         ws.send_text('{"type": "join", "room": "r1"}')
         assert ws.receive_json() == {"type": "said", "text": "r1"}
@@ -141,7 +143,7 @@ def test_a_pydantic_model_mutated_to_a_wrong_type_is_refused_on_send() -> None:
 
 
 @pytest.mark.parametrize("backend", ["asyncio", "trio"])
-def test_a_typed_controller_gets_decoded_objects(backend: str) -> None:
+def test_a_typed_controller_gets_decoded_objects(backend: Literal["asyncio", "trio"]) -> None:
     with TestClient(app, backend=backend) as client:
         with client.websocket_connect("/room") as ws:
             ws.send_text('{"type": "join", "room": "x"}')
@@ -219,7 +221,9 @@ def test_receive_and_send_message_without_declared_types_say_what_to_do() -> Non
             await websocket.receive_message()
         except WebSocketRuntimeError as exc:
             seen.append(str(exc))
-        typed = TypedWebSocket(websocket.scope, websocket.receive, websocket.send)
+        typed: TypedWebSocket[Any, Any] = TypedWebSocket(
+            websocket.scope, websocket.receive, websocket.send
+        )
         try:
             await typed.send_message(Said(text="x"))
         except WebSocketRuntimeError as exc:

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from lilya.exceptions import WebSocketRuntimeError
 from lilya.websockets import TRANSITIONS, WebSocketDisconnect, WebSocketState
-from tests.support.wire import websocket
+from tests.support.asgi import websocket
 
 S = WebSocketState
 TYPES = sorted({row[2] for row in TRANSITIONS})

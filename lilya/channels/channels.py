@@ -541,20 +541,7 @@ class Channels:
             local = self._locals[name] = _Local(name)
         local.refs += 1
         try:
-            async with local.lock:
-                if not local.listening:
-                    await self._backend.listen(name)
-                    local.listening = True
-                if local.view is None:
-                    # Once per channel and process; from here on, join and
-                    # leave events keep it current.
-                    known = dict(await self._backend.presence(name))
-                    for member, (joined, info) in local.changes.items():
-                        if joined:
-                            known[member] = info
-                        else:
-                            known.pop(member, None)
-                    local.view = known
+            await self._listen(local)
             local.syncing.append(sub)
             try:
                 since = sub.since
@@ -577,6 +564,24 @@ class Channels:
                 await self._detach(sub)
                 raise
             local.members[sub.member] = sub.info
+
+    async def _listen(self, local: _Local) -> None:
+        # Once per channel, however many subscribers attach at the same time:
+        # listen, and load who is present.
+        async with local.lock:
+            if not local.listening:
+                await self._backend.listen(local.name)
+                local.listening = True
+            if local.view is None:
+                # Once per channel and process; from here on, join and
+                # leave events keep it current.
+                known = dict(await self._backend.presence(local.name))
+                for member, (joined, info) in local.changes.items():
+                    if joined:
+                        known[member] = info
+                    else:
+                        known.pop(member, None)
+                local.view = known
 
     def _catch_up(self, local: _Local, sub: Subscription, page: HistoryPage) -> None:
         if local.epoch is None:

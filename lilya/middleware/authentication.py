@@ -18,9 +18,9 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Protocol
 
-from lilya._exception_handlers import deny_websocket
+from lilya._exception_handlers import deny
 from lilya._handlers import call_maybe_async
-from lilya._tracker import track
+from lilya._recorder import enter
 from lilya.requests import Request
 from lilya.responses import PlainText
 from lilya.status import WS_1008_POLICY_VIOLATION
@@ -131,5 +131,5 @@ class AuthenticationMiddleware:
         if scope["type"] == "http":
             await response(scope, receive, send)
         else:
-            tracker = track(scope, receive, send)
-            await deny_websocket(scope, tracker, response, WS_1008_POLICY_VIOLATION)
+            state, receive, send = enter(scope, receive, send)
+            await deny(scope, state, receive, send, response, WS_1008_POLICY_VIOLATION)

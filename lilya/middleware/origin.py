@@ -32,8 +32,8 @@ from collections.abc import Sequence
 from typing import Final
 from urllib.parse import urlsplit
 
-from lilya._exception_handlers import deny_websocket
-from lilya._tracker import track
+from lilya._exception_handlers import deny
+from lilya._recorder import enter
 from lilya.exceptions import ImproperlyConfigured
 from lilya.responses import PlainText
 from lilya.status import HTTP_403_FORBIDDEN, WS_1008_POLICY_VIOLATION
@@ -242,6 +242,6 @@ class OriginMiddleware:
             _clip(hosts) if hosts is not None else None,
             "no Origin header" if origins is None else "not same-origin, not in allowed_origins",
         )
-        tracker = track(scope, receive, send)
+        state, receive, send = enter(scope, receive, send)
         response = PlainText(reason, HTTP_403_FORBIDDEN)
-        await deny_websocket(scope, tracker, response, WS_1008_POLICY_VIOLATION)
+        await deny(scope, state, receive, send, response, WS_1008_POLICY_VIOLATION)

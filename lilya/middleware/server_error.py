@@ -18,16 +18,10 @@ import logging
 import traceback
 from typing import Any
 
-from lilya._exception_handlers import (
-    SERVER_ERROR_HANDLER_KEY,
-    ConnectionTracker,
-    ExceptionHandler,
-    answer_websocket_error,
-    close_websocket,
-    note_answered,
-)
+from lilya._connection_state import ConnectionState
+from lilya._exception_handlers import SERVER_ERROR_HANDLER_KEY, ExceptionHandler, answer, end, note
 from lilya._handlers import call_maybe_async
-from lilya._tracker import track
+from lilya._recorder import enter
 from lilya.requests import Request
 from lilya.responses import PlainText
 from lilya.types import ASGIApp, Receive, Scope, Send
@@ -64,28 +58,32 @@ class ServerErrorMiddleware:
             return
         if self.handler is not None:
             scope[SERVER_ERROR_HANDLER_KEY] = self.handler
-        tracker = track(scope, receive, send)
+        # The outermost lilya layer: the connection's state starts here, and
+        # what raw code inside sends is recorded on its way out.
+        state, receive, send = enter(scope, receive, send)
         try:
-            await self.app(scope, tracker.receive, tracker.send)
+            await self.app(scope, receive, send)
         except Exception as exc:
             if scope_type == "websocket" and isinstance(exc, WebSocketDisconnect):
                 logger.debug("Client left %s (%d).", scope.get("path"), exc.code)
                 return
             if scope_type == "websocket":
-                await answer_websocket_error(scope, tracker, exc)
+                await answer(scope, state, receive, send, exc)
             else:
-                await self._answer_http(scope, tracker, exc)
+                await self._answer_http(scope, state, receive, send, exc)
             raise
         if scope_type == "websocket":
             # Whatever returned without closing (a middleware that did not call
-            # the app, say): close it, as the routing layer would.
-            await close_websocket(tracker, 1000)
+            # the app, say): end it, as the routing layer would.
+            await end(state, send)
 
-    async def _answer_http(self, scope: Scope, tracker: ConnectionTracker, exc: Exception) -> None:
-        if tracker.started:
-            note_answered(exc, scope, "with nothing: the response had already started")
+    async def _answer_http(
+        self, scope: Scope, state: ConnectionState, receive: Receive, send: Send, exc: Exception
+    ) -> None:
+        if state.started:
+            note(scope, state, exc, "with nothing: the response had already started")
             return
-        request = Request(scope, tracker.receive, tracker.send)
+        request = Request(scope, receive, send)
         response: Any = None
         if self.handler is not None:
             response = await call_maybe_async(self.handler, request, exc)
@@ -95,7 +93,6 @@ class ServerErrorMiddleware:
                 body = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
             response = PlainText(body, 500)
         with contextlib.suppress(OSError):  # the client left; the error is what matters
-            await response(scope, tracker.receive, tracker.send)
-        note_answered(
-            exc, scope, "with 500" if self.handler is None else "with the handler's response"
-        )
+            await response(scope, receive, send)
+        what = "with 500" if self.handler is None else "with the handler's response"
+        note(scope, state, exc, what)

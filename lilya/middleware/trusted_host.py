@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from lilya._exception_handlers import deny_websocket
-from lilya._tracker import track
+from lilya._exception_handlers import deny
+from lilya._recorder import enter
 from lilya.datastructures import URL, Header
 from lilya.exceptions import ImproperlyConfigured
 from lilya.responses import PlainText, RedirectResponse
@@ -72,9 +72,9 @@ class TrustedHostMiddleware:
             await self.app(scope, receive, send)
             return
         if scope_type == "websocket":
-            tracker = track(scope, receive, send)
+            state, receive, send = enter(scope, receive, send)
             response = PlainText("Invalid host header", 403)
-            await deny_websocket(scope, tracker, response, WS_1008_POLICY_VIOLATION)
+            await deny(scope, state, receive, send, response, WS_1008_POLICY_VIOLATION)
             return
         if self.www_redirect and "www." + host in self.allowed_hosts:
             url = URL(scope=scope)

@@ -17,7 +17,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 
 from lilya.types import Message
 from lilya.websockets import WebSocket
-from tests.support.wire import ws_scope
+from tests.support.asgi import ws_scope
 
 
 class FakeClient:

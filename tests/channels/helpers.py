@@ -62,7 +62,8 @@ async def take_join(sub: Subscription, *, within: float = 5.0) -> tuple[str, Any
         while True:
             event = await sub.receive()
             if event.type == "presence" and not event.data["snapshot"] and event.data["joined"]:
-                return next(iter(event.data["joined"].items()))
+                member, info = next(iter(event.data["joined"].items()))
+                return str(member), info
 
 
 async def take_leave(sub: Subscription, *, within: float = 5.0) -> str:

@@ -267,3 +267,23 @@ async def test_a_presence_diff_a_stalled_subscriber_cannot_take_becomes_a_gap() 
     assert first.data == "fills the queue"
     assert (gap.type, gap.data["first"], gap.data["last"]) == ("gap", None, None)
     assert gap.data["dropped"] >= 1
+
+
+async def test_two_tasks_can_wait_for_one_subscription_to_close() -> None:
+    closed: list[int] = []
+    async with anyio.create_task_group() as group:
+        channels = Channels("memory://")
+        await channels.connect()
+        sub = channels.subscribe("c")
+        await sub.__aenter__()
+
+        async def wait(n: int) -> None:
+            await sub.wait_closed()
+            closed.append(n)
+
+        group.start_soon(wait, 1)
+        group.start_soon(wait, 2)
+        await anyio.wait_all_tasks_blocked()  # both are waiting
+        await channels.disconnect()  # closes every subscription
+    await sub.__aexit__(None, None, None)
+    assert sorted(closed) == [1, 2]

@@ -350,9 +350,22 @@ async def test_a_queue_of_one_still_names_what_drop_oldest_lost(make: Make) -> N
     async with channels.subscribe("c", max_queue=1, policy="drop_oldest") as sub:
         for i in range(4):
             await channels.publish("c", i)
-        gap, last = await take(sub, 2)
-        assert (gap.type, gap.data) == ("gap", {"first": 1, "last": 3, "dropped": 3})
-        assert (last.type, last.data) == ("message", 3)
+        # How the four split between gaps and messages depends on when the
+        # backend's reader delivers them (on redis:// it runs beside this
+        # task); what may not vary: every offset is delivered or named in a
+        # gap, once, in order, and the last message is delivered.
+        seen: list[int] = []
+        with anyio.fail_after(5):
+            while not seen or seen[-1] != 4:
+                event = await sub.receive()
+                if event.type == "gap":
+                    assert event.data["dropped"] == event.data["last"] - event.data["first"] + 1
+                    seen.extend(range(event.data["first"], event.data["last"] + 1))
+                else:
+                    assert (event.type, event.data) == ("message", event.offset - 1)
+                    seen.append(event.offset)
+        assert seen == [1, 2, 3, 4]
+        assert sub.dropped >= 1
 
 
 @pytest.mark.parametrize(

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import re
 import sys
-from contextlib import ExitStack
+from contextlib import AbstractContextManager, ExitStack
 from pathlib import Path
 
 import anyio
@@ -18,7 +18,7 @@ import pytest
 from websockets.asyncio.client import ClientConnection, connect
 
 from tests.channels.redis_server import private_redis
-from tests.support.servers import serve, tracebacks
+from tests.support.servers import RunningServer, serve, tracebacks
 
 pytestmark = [pytest.mark.anyio, pytest.mark.server]
 
@@ -42,7 +42,7 @@ def test_the_chat_room_example_is_under_40_lines() -> None:
     assert len(chat_example().strip().splitlines()) < 40
 
 
-def serve_example(tmp_path: Path, url: str) -> object:
+def serve_example(tmp_path: Path, url: str) -> AbstractContextManager[RunningServer]:
     (tmp_path / "chat_example.py").write_text(chat_example())
     command = [
         sys.executable, "-m", "uvicorn", "chat_example:app", "--app-dir", str(tmp_path),
@@ -74,7 +74,7 @@ async def assert_chat_works(ann_url: str, bob_url: str) -> None:
         await wait_until_subscribed(ann, "ann")
         for i in range(30):
             await ann.send(f"message {i}")
-        received = []
+        received: list[str] = []
         with anyio.fail_after(10):
             while len(received) < 30:
                 message = json.loads(await bob.recv())
@@ -84,7 +84,7 @@ async def assert_chat_works(ann_url: str, bob_url: str) -> None:
 
 
 async def test_the_chat_room_works_in_one_process_on_memory(tmp_path: Path) -> None:
-    with serve_example(tmp_path, "memory://") as server:  # type: ignore[attr-defined]
+    with serve_example(tmp_path, "memory://") as server:
         await assert_chat_works(server.ws_url, server.ws_url)
         log = server.log()
     assert tracebacks(log) == []
@@ -93,8 +93,8 @@ async def test_the_chat_room_works_in_one_process_on_memory(tmp_path: Path) -> N
 @pytest.mark.redis
 async def test_the_chat_room_works_across_two_uvicorn_processes_on_redis(tmp_path: Path) -> None:
     with private_redis() as redis_server, ExitStack() as stack:
-        first = stack.enter_context(serve_example(tmp_path, redis_server.url))  # type: ignore[arg-type]
-        second = stack.enter_context(serve_example(tmp_path, redis_server.url))  # type: ignore[arg-type]
+        first = stack.enter_context(serve_example(tmp_path, redis_server.url))
+        second = stack.enter_context(serve_example(tmp_path, redis_server.url))
         assert first.port != second.port
         await assert_chat_works(first.ws_url, second.ws_url)
         logs = first.log() + second.log()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import AsyncIterator
+from functools import partial
 from typing import Any
 
 import anyio
@@ -12,6 +13,7 @@ import pytest
 
 from lilya._json import dumps_text
 from lilya.channels import Channels, Event, events, relay
+from lilya.channels.websocket import _close
 from lilya.websockets import WebSocketState
 from tests.channels.fake_client import FakeClient
 from tests.channels.helpers import take
@@ -260,7 +262,7 @@ async def test_a_stalled_client_does_not_slow_the_other_clients(channels: Channe
                 sub = channels.subscribe("c", max_queue=50, policy="close")
                 await sub.__aenter__()
                 subs.append(sub)
-                group.start_soon(lambda c=c, sub=sub: relay(c.websocket, sub, drain_timeout=0.2))
+                group.start_soon(partial(relay, c.websocket, sub, drain_timeout=0.2))
                 await c.next_message()  # accept
             stalled.stall()
 
@@ -492,3 +494,51 @@ async def test_a_shutdown_after_the_app_closed_the_socket_sends_no_second_close(
         client.disconnect(4000)
     await sub.__aexit__(None, None, None)
     assert await client.next_message() == {"type": "websocket.close", "code": 4000, "reason": "bye"}
+
+
+async def test_relay_without_on_receive_reads_and_drops_client_messages(
+    channels: Channels, client: FakeClient
+) -> None:
+    async with channels.subscribe("c") as sub:
+        client.send_text("ignored")
+        client.send_bytes(b"ignored too")
+        client.disconnect()
+        with anyio.fail_after(2):
+            await relay(client.websocket, sub)
+    assert await client.next_message() == {"type": "websocket.accept", "subprotocol": None}
+    assert client.websocket.client_state is WebSocketState.DISCONNECTED
+
+
+async def test_the_relays_close_leaves_a_socket_that_is_no_longer_open_alone(
+    client: FakeClient,
+) -> None:
+    await client.websocket.accept()
+    await client.websocket.close()
+    await _close(client.websocket, 1013, "subscriber too slow", 1.0)  # nothing more is sent
+    assert [await client.next_message() for _ in range(2)][-1]["type"] == "websocket.close"
+
+
+async def test_relay_with_the_default_encoder_sends_messages_and_skips_presence(
+    channels: Channels, client: FakeClient
+) -> None:
+    await client.websocket.accept()
+    await client.next_message()
+    async with anyio.create_task_group() as group, channels.subscribe("c") as sub:
+        group.start_soon(relay, client.websocket, sub)
+        async with channels.subscribe("c", presence={"user": "ann"}):
+            pass  # a join and a leave: not sent
+        await channels.publish("c", "hi")
+        assert await client.next_data() == "hi"
+        client.disconnect()
+
+
+async def test_relay_of_a_subscription_that_already_overflowed_closes_with_1013(
+    channels: Channels, client: FakeClient
+) -> None:
+    async with channels.subscribe("c", max_queue=1, policy="close") as sub:
+        for i in range(3):
+            await channels.publish("c", i)
+        with anyio.fail_after(5):
+            await relay(client.websocket, sub)
+    messages = [await client.next_message() for _ in range(2)]
+    assert messages[-1]["code"] == 1013

@@ -19,13 +19,16 @@ import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import pytest
 
 from lilya.channels import Channels
 from tests.support.servers import ROOT, free_port, serve, tracebacks
+
+if TYPE_CHECKING:
+    from playwright.sync_api import ViewportSize
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_FLAGS = [
@@ -142,7 +145,7 @@ def test_two_pages_chat_reload_and_resume_across_a_server_restart(
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_FLAGS)
         try:
-            viewport = {"width": 630, "height": 500}
+            viewport: ViewportSize = {"width": 630, "height": 500}
             ann = browser.new_page(viewport=viewport)
             bob = browser.new_page(viewport=viewport)
             with serve("", "lilya-run", command=lilya_run(), env=env, port=port) as server:

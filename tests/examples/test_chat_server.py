@@ -20,6 +20,7 @@ import httpx
 import pytest
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import ClientConnection, connect
+from websockets.typing import Origin
 
 from lilya.middleware.origin import CROSS_ORIGIN_REFUSAL
 from tests.support.servers import serve, tracebacks
@@ -70,7 +71,7 @@ def test_the_readme_command_serves_the_page_and_the_chat() -> None:
 
         origin = server.http_url  # what a browser on the printed URL sends
         url = f"{server.ws_url}/ws/lobby?nick=ann"
-        with connect(url, origin=origin, open_timeout=FRAME_TIMEOUT) as ann:
+        with connect(url, origin=Origin(origin), open_timeout=FRAME_TIMEOUT) as ann:
             welcome = receive(ann)
             assert (welcome["type"], welcome["online"][0]["nick"]) == ("welcome", "ann")
             assert receive(ann) == {"type": "history", "reset": False, "messages": []}

@@ -4,7 +4,7 @@ Each server runs ``tests.interop.app:app`` once for the whole module (a
 module-scoped fixture over :data:`SERVERS`) and a real client (``websockets``)
 drives it over loopback. What each server is expected to do is in ONE table,
 :data:`EXPECTED`: scenario → server → :class:`Expect`. Where servers differ, the
-table says so and why; it agrees with ``shared/asgi-servers.md`` (the measured
+table says so and why; it agrees with ``docs/servers.md`` (the measured
 matrix of the raw servers) and shows where lilya papers over the differences.
 ``docs/servers.md`` publishes the same table.
 

@@ -12,7 +12,7 @@ from lilya.middleware import DefineMiddleware, wrap_middleware
 from lilya.requests import Request
 from lilya.routing import Include, Path, WebSocketPath
 from lilya.types import ASGIApp, Receive, Scope, Send
-from lilya.websockets import WebSocket
+from lilya.websockets import WebSocket, WebSocketClose
 from tests.support.asgi import call_http, call_websocket
 
 pytestmark = pytest.mark.anyio
@@ -108,6 +108,6 @@ def test_define_middleware_unpacks_and_describes_itself() -> None:
 
 def test_middleware_entries_must_be_defined() -> None:
     with pytest.raises(ImproperlyConfigured, match="DefineMiddleware"):
-        wrap_middleware(Trace, [Trace])  # type: ignore[list-item]
+        wrap_middleware(WebSocketClose(), [Trace])  # type: ignore[list-item]  # the bad entry under test
     with pytest.raises(ImproperlyConfigured, match="class or factory"):
         DefineMiddleware("Trace")

@@ -14,7 +14,7 @@ from lilya.middleware.origin import OriginMiddleware, request_origin
 from lilya.requests import Request
 from lilya.routing import Path, WebSocketPath
 from lilya.testclient import TestClient, WebSocketDenialResponse
-from lilya.types import Receive, Scope, Send
+from lilya.types import Message, Receive, Scope, Send
 from lilya.websockets import WebSocket
 from tests.support.asgi import call_http, call_websocket, websocket_scope
 
@@ -250,11 +250,11 @@ async def test_the_middleware_guards_a_raw_asgi_app() -> None:
     assert lifespan_seen == ["lifespan"]
 
 
-async def raw_receive() -> dict[str, Any]:
+async def raw_receive() -> Message:
     raise AssertionError("not called")
 
 
-async def raw_send(message: dict[str, Any]) -> None:
+async def raw_send(message: Message) -> None:
     raise AssertionError("not called")
 
 

@@ -1,7 +1,13 @@
-"""Call an ASGI app in-process with scripted messages, and see what it sent.
+"""The fake server: call an ASGI app in-process with scripted messages, and see what it sent.
 
 No test client in between: these helpers show the exact ASGI messages, and let
-a test leave out the Denial Response extension (as daphne does).
+a test leave out the Denial Response extension (as daphne does). Two ways in:
+
+* :func:`call_websocket` / :func:`call_http` run a whole app and return an
+  :class:`Outcome`;
+* :class:`Wire` plays the server side of one connection for a ``WebSocket``
+  driven step by step ("the client does X, the app sent Y"), and
+  :func:`websocket` builds one over a fresh wire.
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ from typing import Any
 import anyio
 
 from lilya.types import ASGIApp, Message
+from lilya.websockets import WebSocket
 
 CONNECT: Message = {"type": "websocket.connect"}
 
@@ -25,8 +32,12 @@ def binary(data: bytes) -> Message:
     return {"type": "websocket.receive", "bytes": data}
 
 
-def disconnect(code: int = 1000) -> Message:
-    return {"type": "websocket.disconnect", "code": code, "reason": ""}
+def disconnect(code: int | None = 1000, reason: str | None = None) -> Message:
+    """A ``websocket.disconnect``; *reason* is left out when ``None``, as several servers do."""
+    message: Message = {"type": "websocket.disconnect", "code": code}
+    if reason is not None:
+        message["reason"] = reason
+    return message
 
 
 @dataclass
@@ -195,3 +206,56 @@ async def call_http(
         except Exception as exc:
             outcome.error = exc
     return outcome
+
+
+def ws_scope(**overrides: Any) -> dict[str, Any]:
+    """A websocket scope as uvicorn builds it, with *overrides* applied."""
+    scope: dict[str, Any] = {
+        "type": "websocket",
+        "asgi": {"version": "3.0", "spec_version": "2.4"},
+        "http_version": "1.1",
+        "scheme": "ws",
+        "server": ("testserver", 80),
+        "client": ("127.0.0.1", 50000),
+        "root_path": "",
+        "path": "/ws",
+        "raw_path": b"/ws",
+        "query_string": b"",
+        "headers": [(b"host", b"testserver")],
+        "subprotocols": [],
+        "extensions": {"websocket.http.response": {}},
+        "state": {},
+    }
+    scope.update(overrides)
+    return scope
+
+
+class Wire:
+    """The server side of one connection: scripted input, recorded output."""
+
+    def __init__(self, *incoming: Message, send_error: BaseException | None = None) -> None:
+        self.incoming = list(incoming)
+        self.sent: list[Message] = []
+        self.receive_calls = 0
+        self.send_error = send_error
+
+    async def receive(self) -> Message:
+        self.receive_calls += 1
+        if not self.incoming:
+            raise AssertionError("the app called receive() but the script has no more messages")
+        return self.incoming.pop(0)
+
+    async def send(self, message: Message) -> None:
+        if self.send_error is not None:
+            raise self.send_error
+        self.sent.append(message)
+
+    @property
+    def sent_types(self) -> list[str]:
+        return [m["type"] for m in self.sent]
+
+
+def websocket(*incoming: Message, **scope: Any) -> tuple[WebSocket, Wire]:
+    """A WebSocket over a fresh Wire scripted with *incoming*."""
+    wire = Wire(*incoming)
+    return WebSocket(ws_scope(**scope), wire.receive, wire.send), wire

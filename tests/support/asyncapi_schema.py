@@ -14,7 +14,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-import jsonschema
+import jsonschema  # type: ignore[import-untyped]  # no stubs; the tests make one call
 import pytest
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT7

@@ -1,40 +1,27 @@
 """Raw ASGI apps (no routing) served by real servers in the WebSocket tests.
 
 They use only what the seed documents, so they prove the seed against real
-servers. One app dispatches on the path to keep to one server per test module.
+servers. The seed's own two examples are written once, in ``examples/seed.py``,
+and imported from there. One app dispatches on the path to keep to one server
+per test module.
 """
 
 from __future__ import annotations
 
 import logging
 import sys
+from typing import Literal
 
 import anyio
 
+from examples.seed import echo as seed_echo
+from examples.seed import hello as seed_hello
 from lilya.responses import PlainText
 from lilya.types import Receive, Scope, Send
 from lilya.websockets import WebSocket, WebSocketDisconnect
 
 log = logging.getLogger("seed_apps")
 logging.basicConfig(stream=sys.stdout, level=logging.INFO, format="APP %(message)s")
-
-
-async def seed_hello(scope: Scope, receive: Receive, send: Send) -> None:
-    # The seed's first example, verbatim.
-    websocket = WebSocket(scope=scope, receive=receive, send=send)
-    await websocket.accept()
-    await websocket.send_json({"message": "Hello, world!"}, mode="binary")
-    await websocket.close()
-
-
-async def seed_echo(scope: Scope, receive: Receive, send: Send) -> None:
-    # The seed's iter_json example, verbatim.
-    websocket = WebSocket(scope=scope, receive=receive, send=send)
-    await websocket.accept()
-    async for message in websocket.iter_json():
-        data = {"message": f"Message text was: {message}"}
-        await websocket.send_json(data, mode="binary")
-    await websocket.close()
 
 
 async def echo(websocket: WebSocket) -> None:
@@ -49,7 +36,7 @@ async def echo(websocket: WebSocket) -> None:
         elif kind == "bytes":
             await websocket.send_bytes(await websocket.receive_bytes())
         elif kind in ("json-text", "json-binary"):
-            mode = "text" if kind == "json-text" else "binary"
+            mode: Literal["text", "binary"] = "text" if kind == "json-text" else "binary"
             data = await websocket.receive_json(mode=mode)
             await websocket.send_json({"got": data}, mode=mode)
         elif kind == "close":

@@ -1,18 +1,21 @@
-"""The connection tracker: one per connection, and handlers' WebSockets on the server's callables.
+"""The recorder: one connection state per connection, and handlers' WebSockets on the server.
 
 The error answers themselves (500 denial, 1011, nothing after the client left)
-are checked row by row in ``test_errors.py``, which now runs through the
-attached path; here: who talks to whom, and how the tracker reads the state.
+are checked row by row in ``test_errors.py``; here: who talks to whom, and how
+the recorder and a ``WebSocket`` share the one state.
 """
 
 from __future__ import annotations
 
+import inspect
 import logging
 from typing import Any, ClassVar
 
 import pytest
 
-from lilya._tracker import ConnectionTracker, track, websocket_for
+from lilya._connection_state import CONNECTED, RESPONSE, STATE_KEY
+from lilya._exception_handlers import ExceptionHandler, HandlerKey
+from lilya._recorder import enter, server_callables
 from lilya.apps import Lilya
 from lilya.controllers import WebSocketController
 from lilya.middleware import DefineMiddleware
@@ -21,7 +24,7 @@ from lilya.middleware.trusted_host import TrustedHostMiddleware
 from lilya.responses import PlainText
 from lilya.routing import Include, Router, WebSocketPath
 from lilya.types import ASGIApp, Message, Receive, Scope, Send
-from lilya.websockets import WebSocket, WebSocketDisconnect, WebSocketState
+from lilya.websockets import WebSocket, WebSocketState
 from tests.support.asgi import CONNECT, disconnect, text, websocket_scope
 
 pytestmark = pytest.mark.anyio
@@ -148,7 +151,7 @@ APPS = [_lilya, _included, _with_middleware, _router]
 
 @pytest.mark.parametrize("make_app", APPS)
 async def test_a_routed_function_handler_talks_to_the_server_callables(make_app: Any) -> None:
-    seen: ClassVar[list[WebSocket]] = []
+    seen: list[WebSocket] = []
     server = Server(CONNECT, text("a"))
     path = "/api/ws" if make_app is _included else "/ws"
     assert await server.run(make_app(echo_recording(seen)), path) is None
@@ -183,7 +186,7 @@ async def test_a_controller_served_alone_talks_to_the_server_callables() -> None
 async def test_a_middleware_that_wraps_send_makes_the_route_wrap_again(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    seen: ClassVar[list[WebSocket]] = []
+    seen: list[WebSocket] = []
 
     async def echo_then_fail(websocket: WebSocket) -> None:
         await echo_recording(seen)(websocket)
@@ -213,7 +216,7 @@ async def test_a_middleware_that_wraps_send_makes_the_route_wrap_again(
 
 
 async def test_exception_handlers_get_the_handlers_own_websocket() -> None:
-    seen: ClassVar[list[WebSocket]] = []
+    seen: list[WebSocket] = []
     given: list[WebSocket] = []
 
     async def fails(websocket: WebSocket) -> None:
@@ -228,7 +231,8 @@ async def test_exception_handlers_get_the_handlers_own_websocket() -> None:
     async def on_error(websocket: WebSocket, exc: Exception) -> None:
         given.append(websocket)
 
-    for handlers in ({Boom: on_boom}, {Exception: on_error}):
+    choices: list[dict[HandlerKey, ExceptionHandler]] = [{Boom: on_boom}, {Exception: on_error}]
+    for handlers in choices:
         seen.clear()
         given.clear()
         app = Lilya(routes=[WebSocketPath("/ws", fails)], exception_handlers=handlers)
@@ -241,7 +245,7 @@ async def test_exception_handlers_get_the_handlers_own_websocket() -> None:
 
 
 async def test_the_error_close_moves_the_handlers_websocket_to_disconnected() -> None:
-    seen: ClassVar[list[WebSocket]] = []
+    seen: list[WebSocket] = []
 
     async def fails(websocket: WebSocket) -> None:
         seen.append(websocket)
@@ -255,7 +259,7 @@ async def test_the_error_close_moves_the_handlers_websocket_to_disconnected() ->
 
 
 async def test_the_error_denial_moves_the_handlers_websocket_to_disconnected() -> None:
-    seen: ClassVar[list[WebSocket]] = []
+    seen: list[WebSocket] = []
 
     async def fails(websocket: WebSocket) -> None:
         seen.append(websocket)
@@ -313,124 +317,78 @@ async def test_a_server_that_fails_midway_through_a_denial_ends_it_quietly() -> 
     assert server.types == ["websocket.http.response.start"]
 
 
-# -- the tracker on its own -------------------------------------------------------------
+# -- the recorder on its own ------------------------------------------------------------
 
 
-async def test_track_reuses_the_tracker_whose_methods_it_is_given() -> None:
-    server = Server()
-    scope = websocket_scope()
-    outer = track(scope, server.receive, server.send)
-    assert track(scope, outer.receive, outer.send) is outer
-    shallow_copy = dict(scope)
-    assert track(shallow_copy, outer.receive, outer.send) is outer
-
-
-async def test_track_wraps_again_what_it_does_not_own_and_shares_the_new_tracker() -> None:
-    server = Server()
-    scope = websocket_scope()
-    outer = track(scope, server.receive, server.send)
-
-    async def other_send(message: Message) -> None:
-        await outer.send(message)
-
-    inner = track(scope, outer.receive, other_send)
-    assert inner is not outer
-    assert track(scope, inner.receive, inner.send) is inner
-
-
-async def test_websocket_for_wraps_nothing_it_does_not_own() -> None:
-    server = Server()
-    scope = websocket_scope()
-    plain = websocket_for(scope, server.receive, server.send)  # no tracker in the scope
-    assert plain._send is server.send
-    tracker = track(scope, server.receive, server.send)
-    attached = websocket_for(scope, tracker.receive, tracker.send)
-    assert attached._send is server.send
-    assert tracker.websocket(scope) is attached
-    # A second one (a raw handler building two) stays on the tracker's methods.
-    second = websocket_for(scope, tracker.receive, tracker.send)
-    assert second is not attached
-    assert second._send == tracker.send
-
-
-async def test_attach_refuses_a_websocket_over_other_callables_or_a_second_one() -> None:
-    server = Server()
-    scope = websocket_scope()
-    tracker = ConnectionTracker(server.receive, server.send)
-    with pytest.raises(ValueError, match="websocket_for"):
-        tracker.attach(WebSocket(scope, tracker.receive, tracker.send))
-    tracker.attach(WebSocket(scope, server.receive, server.send))
-    with pytest.raises(RuntimeError, match="already"):
-        tracker.attach(WebSocket(scope, server.receive, server.send))
-
-
-async def test_attach_hands_what_was_recorded_to_the_websocket() -> None:
+async def test_the_first_layer_to_enter_puts_the_state_in_the_scope_and_records() -> None:
     server = Server(CONNECT)
     scope = websocket_scope()
-    tracker = ConnectionTracker(server.receive, server.send)
-    await tracker.receive()
-    await tracker.send({"type": "websocket.accept"})
-    websocket = WebSocket(scope, server.receive, server.send)
-    tracker.attach(websocket)
-    assert websocket.client_state is WebSocketState.CONNECTED
-    assert websocket.application_state is WebSocketState.CONNECTED
-    assert (tracker.connected, tracker.accepted, tracker.started) == (True, True, True)
-    assert tracker.open
-
-
-async def test_an_attached_tracker_reads_and_moves_the_websockets_states() -> None:
-    server = Server(CONNECT, disconnect(1001))
-    scope = websocket_scope()
-    tracker = ConnectionTracker(server.receive, server.send)
-    websocket = WebSocket(scope, server.receive, server.send)
-    tracker.attach(websocket)
-    assert (tracker.connected, tracker.started, tracker.open) == (False, False, True)
-
-    await tracker.receive()  # through the WebSocket: connect
-    assert websocket.client_state is WebSocketState.CONNECTED
-    assert tracker.connected
-    await tracker.send({"type": "websocket.accept"})
-    assert websocket.application_state is WebSocketState.CONNECTED
-    assert (tracker.accepted, tracker.started, tracker.finished) == (True, True, False)
-
-    await tracker.receive()  # the client leaves
-    assert tracker.client_gone
-    assert not tracker.open
-    with pytest.raises(WebSocketDisconnect):
-        await tracker.send({"type": "websocket.send", "text": "late"})
-    await tracker.send({"type": "websocket.close", "code": 1000})  # a no-op: the client left
-    assert tracker.finished
-    assert not tracker.accepted  # DISCONNECTED says nothing about accept: read it while open
+    state, receive, send = enter(scope, server.receive, server.send)
+    assert scope[STATE_KEY] is state
+    assert receive != server.receive  # the recorder's
+    again = enter(dict(scope), receive, send)  # a later layer, a shallow copy of the scope
+    assert again == (state, receive, send)  # the same state, nothing wrapped twice
+    await receive()
+    await send({"type": "websocket.accept"})
+    assert (state.client, state.application, state.accepted) == (CONNECTED, CONNECTED, True)
     assert server.types == ["websocket.accept"]
 
 
-async def test_a_denial_recorded_before_attach_finishes_the_websocket() -> None:
+async def test_the_recorder_notes_raw_code_leniently_and_a_gone_client_on_send() -> None:
+    server = Server(CONNECT, disconnect(1001), fail_on="websocket.send")
+    state, receive, send = enter(websocket_scope(), server.receive, server.send)
+    # A body with no response started: no row, so noted as nothing (the
+    # server is the one to refuse raw code's mistakes).
+    await send({"type": "websocket.http.response.body", "body": b""})
+    assert state.application is WebSocketState.CONNECTING
+    await receive()
+    await send({"type": "websocket.accept"})
+    with pytest.raises(OSError, match="vanished"):
+        await send({"type": "websocket.send", "text": "lost"})
+    assert (state.client_gone, state.lost_on_send, state.code) == (True, True, 1006)
+    assert state.closing_message(1000) is None  # nothing more may go out
+    await receive()  # the server's disconnect, with the real code
+    assert (state.code, state.lost_on_send) == (1001, False)
+
+
+async def test_server_callables_skip_only_a_recorder() -> None:
+    server = Server()
+    _, receive, send = enter(websocket_scope(), server.receive, server.send)
+    assert server_callables(receive, send) == (server.receive, server.send)
+
+    async def wrapped(message: Message) -> None:
+        await send(message)
+
+    assert server_callables(receive, wrapped) == (server.receive, wrapped)
+    assert server_callables(server.receive, server.send) == (server.receive, server.send)
+
+
+async def test_a_websocket_over_the_recorder_and_the_recorder_agree_on_every_message() -> None:
+    # A raw handler that builds its own WebSocket over what it was handed:
+    # each message is moved strictly by the WebSocket and noted by the
+    # recorder, and seeing it twice changes nothing.
+    server = Server(CONNECT, text("a"), disconnect(1001))
+    scope = websocket_scope()
+    state, receive, send = enter(scope, server.receive, server.send)
+    websocket = WebSocket(scope, receive, send)
+    await websocket.accept()
+    assert await websocket.receive_text() == "a"
+    assert [chunk async for chunk in websocket.iter_text()] == []
+    assert (state.client, state.code) == (WebSocketState.DISCONNECTED, 1001)
+    await websocket.close()  # silent: the client left
+    assert state.application is WebSocketState.DISCONNECTED
+    assert server.types == ["websocket.accept"]
+
+
+async def test_a_denial_recorded_by_the_recorder_is_ended_with_its_last_body() -> None:
     server = Server(CONNECT)
     scope = websocket_scope()
-    tracker = ConnectionTracker(server.receive, server.send)
-    await tracker.send({"type": "websocket.http.response.start", "status": 403, "headers": []})
-    websocket = WebSocket(scope, server.receive, server.send)
-    tracker.attach(websocket)
-    assert websocket.application_state is WebSocketState.RESPONSE
-    assert (tracker.started, tracker.accepted) == (True, False)
-    await tracker.send({"type": "websocket.http.response.body", "body": b""})
-    assert websocket.application_state is WebSocketState.DISCONNECTED
-    assert not tracker.open
-
-
-async def test_an_unattached_tracker_records_what_passes_and_shows_it_in_a_websocket() -> None:
-    server = Server(CONNECT, disconnect(1001))
-    scope = websocket_scope()
-    tracker = ConnectionTracker(server.receive, server.send)
-    await tracker.receive()
-    assert (tracker.connected, tracker.client_gone) == (True, False)
-    await tracker.send({"type": "websocket.close", "code": 1000})
-    await tracker.receive()
-    assert (tracker.finished, tracker.client_gone, tracker.open) == (True, True, False)
-    websocket = tracker.websocket(scope)
-    assert websocket.client_state is WebSocketState.DISCONNECTED
-    assert websocket.application_state is WebSocketState.DISCONNECTED
-    assert tracker.websocket(scope) is not websocket  # nothing is attached
+    state, _, send = enter(scope, server.receive, server.send)
+    await send({"type": "websocket.http.response.start", "status": 403, "headers": []})
+    assert (state.started, state.accepted, state.application) == (True, False, RESPONSE)
+    websocket = WebSocket(scope, server.receive, server.send)  # reads the same state
+    assert websocket.application_state is RESPONSE
+    assert state.closing_message(1000) == {"type": "websocket.http.response.body", "body": b""}
 
 
 class RefusesStandardCodes:
@@ -470,3 +428,29 @@ async def test_the_error_close_falls_back_to_the_private_range_on_every_path(
     with pytest.raises(ValueError, match="boom"):  # the app's own error, not the server's
         await app(websocket_scope("/ws"), server.receive, server.send)
     assert server.sent[-1] == {"type": "websocket.close", "code": 4011, "reason": ""}
+
+
+# -- the end-of-handler close, from the layer that decides it to the server ------------
+
+
+@pytest.mark.parametrize("make_app", APPS)
+async def test_the_end_of_handler_close_reaches_the_server_in_three_hops(make_app: Any) -> None:
+    async def returns(websocket: WebSocket) -> None:
+        await websocket.accept()  # and returns: the route closes it
+
+    hops: list[str] = []
+    server = Server(CONNECT)
+    plain_send = server.send
+
+    async def send(message: Message) -> None:
+        if message["type"] == "websocket.close":
+            frames = [frame.function for frame in inspect.stack()[1:]]
+            hops.extend(frames[: frames.index("guard") + 1])
+        await plain_send(message)
+
+    server.send = send
+    path = "/api/ws" if make_app is _included else "/ws"
+    assert await server.run(make_app(returns), path) is None
+    assert server.types == ["websocket.accept", "websocket.close"]
+    # guard -> end -> send_with_close_fallback -> the server's send.
+    assert hops == ["send_with_close_fallback", "end", "guard"]
