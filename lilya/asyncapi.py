@@ -25,7 +25,7 @@ from __future__ import annotations
 import html
 import re
 from collections.abc import Iterator, Mapping, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 from lilya._handlers import unwrap
 from lilya._json import dumps_text
@@ -84,21 +84,60 @@ def _api_key(location: str, name: str, description: str) -> dict[str, Any]:
 # -- walking the routes ------------------------------------------------------------
 
 
-def _websocket_routes(routes: Sequence[Any], prefix: str = "") -> Iterator[tuple[str, Any]]:
+class _Socket(NamedTuple):
+    """A WebSocket endpoint to document: where, under which name, what it declares."""
+
+    path: str
+    name: str | None
+    handler: Any
+    receives: Any
+    sends: Any
+    on_invalid: Any
+
+
+def _sockets(routes: Sequence[Any], prefix: str = "") -> Iterator[_Socket]:
     from lilya.routing import Include, WebSocketPath
 
     for route in routes:
         if isinstance(route, WebSocketPath):
-            yield prefix + route.path, route
+            handler = unwrap(route.handler)
+            if route.receives is not None or route.sends is not None:
+                # Typed on the route: lilya validates, so on_invalid is the route's.
+                yield _Socket(
+                    prefix + route.path,
+                    route.name,
+                    handler,
+                    route.receives,
+                    route.sends,
+                    route.on_invalid,
+                )
+            else:
+                yield _declared(prefix + route.path, route.name, handler)
         elif isinstance(route, Include):
-            yield from _websocket_routes(route.routes, prefix + route.path)
+            if route.router is None and _declares(route.mounted):
+                # An endpoint mounted as an app (a protocol endpoint, say),
+                # serving WebSockets at the prefix itself.
+                yield _declared(prefix + route.path, route.name, unwrap(route.mounted))
+            yield from _sockets(route.routes, prefix + route.path)
 
 
-def _declared(route: Any, attribute: str) -> Any:
-    value = getattr(route, attribute, None)
-    if value is None:
-        value = getattr(unwrap(route.handler), attribute, None)
-    return value
+def _declares(handler: Any) -> bool:
+    return getattr(handler, "receives", None) is not None or (
+        getattr(handler, "sends", None) is not None
+    )
+
+
+def _declared(path: str, name: str | None, handler: Any) -> _Socket:
+    # The interface any handler object can offer: ``receives`` and ``sends``
+    # attributes; ``on_invalid`` when it validates with lilya's frame.
+    return _Socket(
+        path,
+        name,
+        handler,
+        getattr(handler, "receives", None),
+        getattr(handler, "sends", None),
+        getattr(handler, "on_invalid", None),
+    )
 
 
 def _identifier(text: str) -> str:
@@ -233,27 +272,20 @@ def asyncapi_document(
             payloads to document.
     """
     builder = _Builder()
-    for path, route in _websocket_routes(routes):
-        address, parameters = _address(path)
+    for socket in _sockets(routes):
+        address, parameters = _address(socket.path)
         directions: list[tuple[str, MessageCodec]] = []
-        receives = _declared(route, "receives")
-        sends = _declared(route, "sends")
-        if receives is not None:
-            directions.append(("receive", codec_for(receives)))
-        if sends is not None:
-            directions.append(("send", codec_for(sends)))
-        handler = unwrap(route.handler)
+        if socket.receives is not None:
+            directions.append(("receive", codec_for(socket.receives)))
+        if socket.sends is not None:
+            directions.append(("send", codec_for(socket.sends)))
         # The invalid_message frame is lilya's answer where lilya validates:
         # a route typed with receives=, or a controller (on_invalid="error").
-        if route.receives is not None:
-            on_invalid = route.on_invalid
-        else:
-            on_invalid = getattr(handler, "on_invalid", None)
-        if receives is not None and on_invalid == "error":
+        if socket.receives is not None and socket.on_invalid == "error":
             directions.append(("send", codec_for(InvalidMessage)))
-        doc = (getattr(handler, "__doc__", None) or "").strip()
+        doc = (getattr(socket.handler, "__doc__", None) or "").strip()
         builder.add_channel(
-            _identifier(route.name or address),
+            _identifier(socket.name or address),
             address,
             parameters,
             doc.split("\n\n")[0],

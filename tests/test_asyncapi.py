@@ -199,3 +199,18 @@ def test_same_named_types_and_routes_get_distinct_keys() -> None:
     assert set(document["channels"]) == {"same", "same_"}
     assert {"Twin", "Twin_"} <= set(document["components"]["messages"])
     assert document["components"]["securitySchemes"]["jwt"] == {"type": "http", "scheme": "bearer"}
+
+
+def test_an_endpoint_mounted_as_an_app_is_documented_at_its_prefix() -> None:
+    inner = Lilya(routes=[WebSocketPath("/typed", _untyped, receives=Join)])
+    application = Lilya(
+        routes=[
+            Include("/protocol", app=_ProtocolEndpoint(), name="protocol"),
+            Include("/inner", app=inner),
+        ]
+    )
+    document = application.asyncapi()
+    validate_asyncapi(document)
+    assert document["channels"]["protocol"]["address"] == "/protocol"
+    assert set(document["channels"]["protocol"]["messages"]) == {"Frames", "Said"}
+    assert document["channels"]["untyped"]["address"] == "/inner/typed"
