@@ -38,6 +38,8 @@ __all__ = [
     "cookie_token",
     "header_token",
     "query_token",
+    "subprotocol_token",
+    "token_sources",
 ]
 
 ASYNCAPI_VERSION = "3.0.0"
@@ -61,9 +63,44 @@ def header_token(name: str = "authorization", description: str = "") -> dict[str
     return _api_key("header", name, description)
 
 
-def cookie_token(name: str = "session", description: str = "") -> dict[str, Any]:
+def cookie_token(name: str = "token", description: str = "") -> dict[str, Any]:
     """Return the security scheme of a token in a cookie sent with the handshake."""
     return _api_key("cookie", name, description)
+
+
+def subprotocol_token(description: str = "") -> dict[str, Any]:
+    """Return the security scheme of a token offered as subprotocols ``["bearer", TOKEN]``.
+
+    The one way a browser can send a token in a handshake header
+    (``new WebSocket(url, ["bearer", token])``); the server accepts with the
+    subprotocol ``"bearer"``.
+    """
+    return _api_key(
+        "header",
+        "Sec-WebSocket-Protocol",
+        description or 'Offer the subprotocols "bearer", then the token; accepted as "bearer".',
+    )
+
+
+def token_sources(
+    *, subprotocol: bool = True, cookie: str | None = "token", query: str | None = "token"
+) -> dict[str, dict[str, Any]]:
+    """Return the security schemes of a token looked for in the usual three places.
+
+    The places and defaults of the token lookup of lilya's token
+    authentication: the ``bearer`` subprotocol, a cookie, a query parameter
+    (``None``: not looked at). Pass the result as ``security=``.
+    """
+    schemes: dict[str, dict[str, Any]] = {}
+    if subprotocol:
+        schemes["bearerSubprotocol"] = subprotocol_token()
+    if cookie is not None:
+        schemes["tokenCookie"] = cookie_token(cookie, "A token in this cookie.")
+    if query is not None:
+        schemes["tokenQuery"] = query_token(
+            query, "A token in this query parameter (proxies may log it: prefer the others)."
+        )
+    return schemes
 
 
 def bearer_token(description: str = "") -> dict[str, Any]:
@@ -265,9 +302,10 @@ def asyncapi_document(
         servers: AsyncAPI server objects by name, e.g.
             ``{"production": {"host": "chat.example.com", "protocol": "wss"}}``;
             default: ``localhost:8000`` over ``ws``.
-        security: security schemes by name, from :func:`query_token`,
-            :func:`header_token`, :func:`cookie_token`, :func:`bearer_token`;
-            every server then lists them.
+        security: security schemes by name: :func:`token_sources`, or your
+            pick of :func:`subprotocol_token`, :func:`query_token`,
+            :func:`cookie_token`, :func:`header_token`, :func:`bearer_token`;
+            every server then lists them (a client may use any one).
         channels: the :class:`~lilya.typed.TypedChannel` objects whose
             payloads to document.
     """

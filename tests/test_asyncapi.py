@@ -214,3 +214,17 @@ def test_an_endpoint_mounted_as_an_app_is_documented_at_its_prefix() -> None:
     assert document["channels"]["protocol"]["address"] == "/protocol"
     assert set(document["channels"]["protocol"]["messages"]) == {"Frames", "Said"}
     assert document["channels"]["untyped"]["address"] == "/inner/typed"
+
+
+def test_token_sources_are_the_three_places_a_browser_can_put_a_token() -> None:
+    from lilya.asyncapi import token_sources
+
+    document = app.asyncapi(security=token_sources())
+    validate_asyncapi(document)
+    schemes = document["components"]["securitySchemes"]
+    assert schemes["bearerSubprotocol"]["name"] == "Sec-WebSocket-Protocol"
+    assert (schemes["tokenCookie"]["in"], schemes["tokenCookie"]["name"]) == ("cookie", "token")
+    assert (schemes["tokenQuery"]["in"], schemes["tokenQuery"]["name"]) == ("query", "token")
+    only_query = token_sources(subprotocol=False, cookie=None, query="t")
+    assert list(only_query) == ["tokenQuery"]
+    assert only_query["tokenQuery"]["name"] == "t"
