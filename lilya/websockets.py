@@ -28,7 +28,7 @@ the same from here.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Mapping
 from typing import Any, Final, Literal
 
 from lilya._close import check_close, send_with_close_fallback
@@ -431,7 +431,7 @@ class WebSocket(Connection):
         except InvalidJSONError as exc:
             raise await self._refuse(exc) from None
 
-    async def _iter_payloads(self, key: str, other: str) -> AsyncIterator[Any]:
+    async def _iter_payloads(self, key: str, other: str) -> AsyncGenerator[Any, None]:
         # receive_text()/receive_bytes() inlined: resuming one generator is
         # cheaper than a new coroutine per message, and iterating is the seed's
         # idiom. Same fast path and fall-back as the receive_* methods.
@@ -485,10 +485,12 @@ class WebSocket(Connection):
             key, other = _MODES[mode]
         except (KeyError, TypeError):
             raise _mode_error() from None
-        async for data in self._iter_payloads(key, other):
+        payloads = self._iter_payloads(key, other)
+        async for data in payloads:
             try:
                 value = _loads(data, mode)
             except InvalidJSONError as exc:
+                await payloads.aclose()  # finished here, not left to the garbage collector
                 await self._refuse(exc, log=True)
                 return
             yield value

@@ -9,6 +9,7 @@ from typing import Any
 import lilya
 from lilya.apps import Lilya
 from lilya.middleware.exceptions import ExceptionHandlerMiddleware
+from lilya.middleware.origin import OriginMiddleware
 from lilya.middleware.server_error import ServerErrorMiddleware
 from lilya.routing import Router
 from tests.support.docs import DOCS
@@ -48,6 +49,7 @@ def test_the_diagram_shows_the_layers_in_the_order_the_app_builds_them() -> None
     layers.append(type(inner).__name__)
     assert layers == [
         ServerErrorMiddleware.__name__,
+        OriginMiddleware.__name__,
         ExceptionHandlerMiddleware.__name__,
         Router.__name__,
     ]

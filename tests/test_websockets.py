@@ -1138,3 +1138,24 @@ async def test_a_server_type_error_on_good_bytes_is_the_servers_and_passes_throu
     wire.send_error = TypeError("the server's own trouble")
     with pytest.raises(TypeError, match="the server's own trouble"):
         await ws.send_bytes(b"fine")
+
+
+async def test_a_bad_frame_arriving_after_the_app_closed_is_refused_without_a_second_close() -> (
+    None
+):
+    # One task waits in receive_text() while another closes: the binary frame
+    # the client sent meanwhile is still its mistake, but nothing more is sent.
+    wire = Wire(CONNECT, binary(b"late"))
+
+    async def receive() -> Message:
+        message = await wire.receive()
+        if message["type"] == "websocket.receive":
+            await ws.close(1001)  # the other task closed while this receive waited
+        return message
+
+    ws = WebSocket(ws_scope(), receive, wire.send)
+    await ws.accept()
+    with pytest.raises(WebSocketFrameError):
+        await ws.receive_text()
+    assert wire.sent_types == ["websocket.accept", "websocket.close"]
+    assert wire.sent[-1]["code"] == 1001

@@ -496,9 +496,9 @@ class Channels:
         return Event(local.name, local.last, local.epoch or "", data, "presence")
 
     def _note_full(self, sub: Subscription) -> None:
-        local = self._locals.get(sub.channel)
-        if local is not None:
-            local.full.add(sub)
+        # Events are pushed to a subscription only while it is attached, and an
+        # attached subscription holds a reference on its channel's _Local.
+        self._locals[sub.channel].full.add(sub)
 
     async def resync(self) -> None:
         """Catch every channel up from history after the backend reconnected.
@@ -572,16 +572,17 @@ class Channels:
             if not local.listening:
                 await self._backend.listen(local.name)
                 local.listening = True
-            if local.view is None:
-                # Once per channel and process; from here on, join and
-                # leave events keep it current.
-                known = dict(await self._backend.presence(local.name))
-                for member, (joined, info) in local.changes.items():
-                    if joined:
-                        known[member] = info
-                    else:
-                        known.pop(member, None)
-                local.view = known
+            if local.view is not None:
+                return
+            # Once per channel and process; from here on, join and leave
+            # events keep it current.
+            known = dict(await self._backend.presence(local.name))
+            for member, (joined, info) in local.changes.items():
+                if joined:
+                    known[member] = info
+                else:
+                    known.pop(member, None)
+            local.view = known
 
     def _catch_up(self, local: _Local, sub: Subscription, page: HistoryPage) -> None:
         if local.epoch is None:

@@ -287,3 +287,58 @@ async def test_two_tasks_can_wait_for_one_subscription_to_close() -> None:
         await channels.disconnect()  # closes every subscription
     await sub.__aexit__(None, None, None)
     assert sorted(closed) == [1, 2]
+
+
+async def test_a_publisher_waiting_for_a_full_subscriber_is_released_when_it_leaves() -> None:
+    async with Channels("memory://", stall_timeout=30) as channels:
+        sub = channels.subscribe("c", max_queue=1)
+        await sub.__aenter__()
+        await channels.publish("c", "fills the queue")
+        released = anyio.Event()
+
+        async def publish_more() -> None:
+            await channels.publish("c", "waits for room")
+            released.set()
+
+        async with anyio.create_task_group() as group:
+            group.start_soon(publish_more)
+            await anyio.wait_all_tasks_blocked()
+            assert not released.is_set()  # waiting: the subscriber neither reads nor stalls yet
+            await sub.__aexit__(None, None, None)  # ...and leaves instead
+            with anyio.fail_after(5):
+                await released.wait()
+
+
+async def test_a_second_subscriber_of_a_channel_shares_its_listening_and_members() -> None:
+    async with (
+        Channels("memory://") as channels,
+        channels.subscribe("c", presence={"n": 1}) as first,
+        channels.subscribe("c", presence={"n": 2}) as second,
+    ):
+        await channels.publish("c", "to both")
+        for sub in (first, second):
+            events = [event async for event in _until_message(sub)]
+            assert events[-1].data == "to both"
+        assert len(await channels.presence("c")) == 2
+
+
+async def _until_message(sub: Any) -> Any:
+    with anyio.fail_after(5):
+        while True:
+            event = await sub.receive()
+            yield event
+            if event.type == "message":
+                return
+
+
+def test_a_gap_merged_with_a_lost_presence_event_keeps_its_offsets() -> None:
+    from lilya.channels.events import Event
+    from lilya.channels.subscription import _merge
+
+    gap = Event("c", 3, "e", {"first": 2, "last": 3, "dropped": 2}, "gap")
+    presence = Event("c", 3, "e", {"snapshot": False, "joined": {}, "left": {}}, "presence")
+    merged = _merge(gap, presence)
+    assert merged.data == {"first": 2, "last": 3, "dropped": 3}
+    presence_gap = Event("c", 3, "e", {"first": None, "last": None, "dropped": 1}, "gap")
+    merged = _merge(gap, presence_gap)
+    assert merged.data == {"first": 2, "last": 3, "dropped": 3}
