@@ -228,3 +228,4 @@ def test_token_sources_are_the_three_places_a_browser_can_put_a_token() -> None:
     only_query = token_sources(subprotocol=False, cookie=None, query="t")
     assert list(only_query) == ["tokenQuery"]
     assert only_query["tokenQuery"]["name"] == "t"
+    assert list(token_sources(query=None)) == ["bearerSubprotocol", "tokenCookie"]
