@@ -143,7 +143,7 @@ def main() -> None:
         added = best[f"receive_message() {engine}"] - best["receive_json()"]
         ratio = best[f"send_message() {engine}"] / best["send_json(dict)"]
         print(
-            f"{engine:9} receive: +{added:5.2f} µs over receive_json() (target <= 10)   "
+            f"{engine:9} receive: {added:+5.2f} µs over receive_json() (target <= +10)   "
             f"send: {ratio:4.2f}x send_json(dict) (target <= 1.00)"
         )
 
