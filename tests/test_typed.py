@@ -385,3 +385,21 @@ def test_receive_message_skips_the_connect_of_an_app_that_accepted_through_send(
     with TestClient(application) as client, client.websocket_connect("/raw-accept") as ws:
         ws.send_text('{"type": "join", "room": "r"}')
         assert ws.receive_json() == {"type": "joined", "room": "r"}
+
+
+def test_an_invalid_message_error_left_unhandled_closes_1007_as_the_peers_fault(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    application = Lilya()
+
+    @application.websocket("/manual")
+    async def manual(websocket: WebSocket) -> None:
+        await websocket.accept()
+        MessageCodec(Join).decode(await websocket.receive_text())
+
+    with TestClient(application) as client, client.websocket_connect("/manual") as ws:
+        ws.send_text('{"type": "join"}')
+        with pytest.raises(WebSocketDisconnect) as caught:
+            ws.receive_text()
+    assert caught.value.code == 1007
+    assert "Object missing required field `room`" in caplog.text
