@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from functools import cached_property
+from http.cookies import SimpleCookie
 from typing import Any
 
 from lilya.datastructures import URL, Address, Header, QueryParam, State
@@ -21,18 +22,19 @@ def parse_cookie(cookie: str) -> dict[str, str]:
     """Parse a ``Cookie`` header into a dict, as browsers send it.
 
     Deliberately lenient (RFC 6265 §5.4 is what browsers do, not §4.2.1's
-    grammar): a chunk without ``=`` is a value with an empty name, surrounding
-    quotes are dropped, and the last of duplicate names wins. Malformed chunks
-    never raise: a cookie is client input.
+    grammar): a chunk without ``=`` is a value with an empty name, a quoted
+    value is unquoted as :mod:`http.cookies` quoted it (``"a\\054 b"`` is
+    ``a, b``: what ``set_cookie`` wrote), and the last of duplicate names
+    wins. Malformed chunks never raise: a cookie is client input.
     """
+    decoder = SimpleCookie()
     cookies: dict[str, str] = {}
     for chunk in cookie.split(";"):
         key, sep, value = chunk.partition("=")
         if not sep:
             key, value = "", key
         key, value = key.strip(), value.strip()
-        if len(value) >= 2 and value[0] == value[-1] == '"':
-            value = value[1:-1]
+        value = decoder.value_decode(value)[0]
         if key or value:
             cookies[key] = value
     return cookies
@@ -70,8 +72,14 @@ class Connection(Mapping[str, Any]):
 
     @cached_property
     def base_url(self) -> URL:
-        """The URL of the application root: scheme, host and ``root_path``, ending in ``/``."""
-        root_path = self.scope.get("root_path", "") or ""
+        """The URL of the application root: scheme, host and ``root_path``, ending in ``/``.
+
+        Inside an ``Include`` this is still the application's root (the
+        ``root_path`` the server gave), not the prefix: ``path_for`` joins
+        full paths to it.
+        """
+        scope = self.scope
+        root_path = scope.get("app_root_path", scope.get("root_path", "")) or ""
         return self.url.replace(path=root_path.rstrip("/") + "/", query="", fragment="")
 
     @cached_property
@@ -142,6 +150,14 @@ class Connection(Mapping[str, Any]):
             )
         url: URL = path_for(name, **path_params).make_absolute_url(base_url=self.base_url)
         return url
+
+    def url_for(self, name: str, /, **path_params: Any) -> URL:
+        """Starlette's name for :meth:`path_for` (an absolute URL too)."""
+        return self.path_for(name, **path_params)
+
+    def url_path_for(self, name: str, /, **path_params: Any) -> URL:
+        """Lilya's other name for :meth:`path_for` (an absolute URL too)."""
+        return self.path_for(name, **path_params)
 
     @property
     def user(self) -> Any:

@@ -42,7 +42,7 @@ from typing import Any, Final
 
 from lilya._close import fit_reason, send_with_close_fallback
 from lilya._connection_state import ConnectionState
-from lilya._handlers import call_maybe_async
+from lilya._handlers import call_handler
 from lilya._recorder import Recorder, enter, server_send
 from lilya.exceptions import (
     HTTPException,
@@ -61,6 +61,7 @@ from lilya.types import ASGIApp, Receive, Scope, Send
 from lilya.websockets import WebSocket, WebSocketDisconnect, WebSocketState, supports_denial
 
 __all__ = [
+    "ESCAPED_DISCONNECT_KEY",
     "HANDLERS_KEY",
     "SERVER_ERROR_HANDLER_KEY",
     "WEBSOCKET_KEY",
@@ -85,6 +86,9 @@ ExceptionHandler = Callable[[Any, Any], Any]
 HandlerKey = type[BaseException] | int
 
 HANDLERS_KEY: Final = "lilya.exception_handlers"
+#: Set by the test client's ``raise_websocket_disconnect=True``: a callable the
+#: routing layer hands a ``WebSocketDisconnect`` it treated as a normal end.
+ESCAPED_DISCONNECT_KEY: Final = "lilya.testclient.escaped_disconnect"
 SERVER_ERROR_HANDLER_KEY: Final = "lilya.server_error_handler"
 #: The WebSocket lilya built for the route's handler, given to exception
 #: handlers too, so they see the handler's own object.
@@ -290,14 +294,15 @@ async def handle(
         return False
     if scope["type"] == "http":
         if state.started:
+            # The first sentence is Starlette's, word for word: tests match on it.
             raise RuntimeError(
-                f"An exception handler is registered for {type(exc).__name__}, but the "
-                "response had already started, so its answer cannot be sent."
+                "Caught handled exception, but response already started. The exception "
+                f"handler registered for {type(exc).__name__} cannot send its answer."
             ) from exc
-        result = await call_maybe_async(handler, Request(scope, receive, send), exc)
+        result = await call_handler(handler, Request(scope, receive, send), exc)
         await to_response(result, handler)(scope, receive, send)
         return True
-    result = await call_maybe_async(handler, _websocket(scope, receive, send), exc)
+    result = await call_handler(handler, _websocket(scope, receive, send), exc)
     if result is not None:
         await deny(scope, state, receive, send, result, WS_1008_POLICY_VIOLATION)
     # A handler that leaves the connection open has dealt with the error.
@@ -325,7 +330,7 @@ async def answer(
     handler = scope.get(SERVER_ERROR_HANDLER_KEY)
     if handler is not None and not state.ended:
         answered_by = "through the server-error handler"
-        result = await call_maybe_async(handler, _websocket(scope, receive, send), exc)
+        result = await call_handler(handler, _websocket(scope, receive, send), exc)
         if result is not None:
             await deny(scope, state, receive, send, result, WS_1011_INTERNAL_ERROR)
     if state.ended:
@@ -375,8 +380,10 @@ async def guard(app: ASGIApp, scope: Scope, receive: Receive, send: Send) -> Non
     state, receive, send = enter(scope, receive, send)
     try:
         await app(scope, receive, send)
-    except WebSocketDisconnect:
-        pass
+    except WebSocketDisconnect as exc:
+        report = scope.get(ESCAPED_DISCONNECT_KEY)
+        if report is not None:
+            report(exc)
     except Exception as exc:
         await handle_or_answer(scope, state, receive, send, exc)
     await end(state, send)

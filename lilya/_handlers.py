@@ -13,7 +13,17 @@ import inspect
 from collections.abc import Callable, Mapping
 from typing import Any
 
-__all__ = ["HandlerCall", "call_maybe_async", "is_function_handler", "name_of", "unwrap"]
+import anyio.to_thread
+
+__all__ = [
+    "HandlerCall",
+    "call_handler",
+    "call_maybe_async",
+    "is_async_callable",
+    "is_function_handler",
+    "name_of",
+    "unwrap",
+]
 
 
 async def call_maybe_async(func: Callable[..., Any], *args: Any) -> Any:
@@ -23,6 +33,36 @@ async def call_maybe_async(func: Callable[..., Any], *args: Any) -> Any:
     ``on_error``) may be plain or ``async`` functions alike.
     """
     result = func(*args)
+    if inspect.isawaitable(result):
+        result = await result
+    return result
+
+
+def is_async_callable(func: Any) -> bool:
+    """Whether calling *func* runs ``async`` code: a coroutine function, or an object with one."""
+    target = unwrap(func)
+    return inspect.iscoroutinefunction(target) or inspect.iscoroutinefunction(
+        getattr(target, "__call__", None)  # noqa: B004  # an object with an async __call__
+    )
+
+
+async def call_handler(func: Callable[..., Any], *args: Any) -> Any:
+    """Call an exception handler: ``async`` ones in the loop, plain ones in a worker thread.
+
+    A plain handler may block (a database write, a log shipper) without
+    stalling every other connection, and may reach back into the loop with
+    ``anyio.from_thread.run(...)``, as under Starlette. What it returns is
+    awaited if awaitable.
+    """
+    if is_async_callable(func):
+        return await func(*args)
+
+    def in_thread() -> list[Any]:
+        # Boxed: trio refuses a worker function that returns a coroutine
+        # (``lambda r, e: handle(r, e)`` over an async ``handle``).
+        return [func(*args)]
+
+    (result,) = await anyio.to_thread.run_sync(in_thread)
     if inspect.isawaitable(result):
         result = await result
     return result
@@ -88,5 +128,9 @@ class HandlerCall:
         return self.handler(connection, **kwargs)
 
 
-def name_of(handler: Any) -> str | None:
-    return getattr(unwrap(handler), "__name__", None)
+def name_of(handler: Any) -> str:
+    """A route's default name: a function's or class's name, else its class's (Starlette's rule)."""
+    target = unwrap(handler)
+    if inspect.isroutine(target) or inspect.isclass(target):
+        return str(target.__name__)
+    return type(target).__name__

@@ -2,7 +2,7 @@
 
 Routing matches a request path against a compiled template and gets typed
 parameters back; reverse routing fills the same template from parameters. Both
-directions use one :class:`Converter` per parameter, so what ``path_for`` builds
+directions use one :class:`~lilya.converters.Converter` per parameter, so what ``path_for`` builds
 is exactly what matching accepts.
 
 Values arrive decoded: ASGI servers put the percent-decoded path in
@@ -13,141 +13,25 @@ Values arrive decoded: ASGI servers put the percent-decoded path in
 from __future__ import annotations
 
 import enum
-import math
 import re
-import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar
-from urllib.parse import quote
+from typing import Any
 
+from lilya.converters import CONVERTERS, Converter
 from lilya.datastructures import URLPath
 from lilya.exceptions import ImproperlyConfigured, NoMatchFound
 from lilya.types import Scope
 
 __all__ = [
-    "CONVERTERS",
     "CompiledPath",
-    "Converter",
     "Match",
     "compile_path",
     "get_route_path",
     "matched_scope",
+    "normalize_root_path",
     "own_path_for",
-    "register_converter",
 ]
-
-
-class Converter:
-    """Turns one path segment into a typed value and back.
-
-    Subclass it and :func:`register_converter` an instance to add your own.
-
-    Attributes:
-        regex: what the parameter may look like in a path (no groups).
-    """
-
-    regex: ClassVar[str] = "[^/]+"
-
-    def convert(self, value: str) -> Any:
-        """Return the typed value of a segment the regex matched.
-
-        Raise :class:`ValueError` to refuse it: the route then does not match.
-        """
-        return value
-
-    def to_string(self, value: Any) -> str:
-        """Return *value* as it goes into a path, percent-encoded.
-
-        Raises:
-            ValueError: *value* could never be matched by this converter.
-        """
-        text = str(value)
-        if not text or "/" in text:
-            raise ValueError(f"must be a non-empty string without '/', got {value!r}")
-        return quote(text, safe="")
-
-
-class StringConverter(Converter):
-    """``{name}`` or ``{name:str}``: one non-empty segment, no ``/``."""
-
-
-class PathConverter(Converter):
-    """``{name:path}``: the rest of the path, ``/`` included (may be empty)."""
-
-    regex = ".*"
-
-    def to_string(self, value: Any) -> str:
-        return quote(str(value), safe="/")
-
-
-class IntegerConverter(Converter):
-    """``{name:int}``: decimal digits, converted to a non-negative ``int``."""
-
-    regex = "[0-9]+"
-
-    def convert(self, value: str) -> int:
-        return int(value)
-
-    def to_string(self, value: Any) -> str:
-        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-            if isinstance(value, str) and value.isascii() and value.isdigit():
-                return value
-            raise ValueError(f"must be a non-negative int, got {value!r}")
-        return str(value)
-
-
-class FloatConverter(Converter):
-    """``{name:float}``: ``12`` or ``12.5``, converted to a non-negative ``float``."""
-
-    regex = r"[0-9]+(?:\.[0-9]+)?"
-
-    def convert(self, value: str) -> float:
-        return float(value)
-
-    def to_string(self, value: Any) -> str:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ValueError(f"must be a non-negative number, got {value!r}")
-        if value < 0 or not math.isfinite(value):
-            raise ValueError(f"must be a finite non-negative number, got {value!r}")
-        # Positional notation: "1e-07" would not match the regex.
-        return f"{value:.15f}".rstrip("0").rstrip(".")
-
-
-class UUIDConverter(Converter):
-    """``{name:uuid}``: a hyphenated UUID, converted to :class:`uuid.UUID`."""
-
-    regex = "[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
-
-    def convert(self, value: str) -> uuid.UUID:
-        return uuid.UUID(value)
-
-    def to_string(self, value: Any) -> str:
-        try:
-            return str(value if isinstance(value, uuid.UUID) else uuid.UUID(str(value)))
-        except ValueError:
-            raise ValueError(f"must be a UUID, got {value!r}") from None
-
-
-#: The converters a template may name, by name. Add yours with :func:`register_converter`.
-CONVERTERS: dict[str, Converter] = {
-    "str": StringConverter(),
-    "path": PathConverter(),
-    "int": IntegerConverter(),
-    "float": FloatConverter(),
-    "uuid": UUIDConverter(),
-}
-
-
-def register_converter(name: str, converter: Converter) -> None:
-    """Make ``{param:name}`` use *converter* in templates compiled from now on.
-
-    Raises:
-        ImproperlyConfigured: *name* is already taken.
-    """
-    if name in CONVERTERS:
-        raise ImproperlyConfigured(f"A path converter named {name!r} is already registered.")
-    CONVERTERS[name] = converter
 
 
 _PARAM = re.compile(r"{([^{}:]*)(?::([^{}]*))?}")
@@ -166,7 +50,7 @@ class CompiledPath:
 
     template: str
     regex: re.Pattern[str]
-    converters: Mapping[str, Converter]
+    converters: Mapping[str, Converter[Any]]
     _format: str
 
     @property
@@ -278,15 +162,37 @@ class Match(enum.Enum):
     FULL = 2
 
 
+def normalize_root_path(scope: Scope) -> None:
+    """Drop a trailing ``/`` from ``scope["root_path"]``, and the ``//`` it left in the path.
+
+    ``--root-path /api/`` means ``/api``; uvicorn joins it to the request path
+    as ``/api//rooms/x``. The router rewrites both once, where it receives the
+    scope, so every layer below (an ``Include``'s own root path, a mounted
+    app, ``websocket.url``) sees ``/api`` and ``/api/rooms/x``.
+    """
+    given = scope.get("root_path") or ""
+    if not given.endswith("/"):
+        return
+    path: str = scope.get("path") or ""
+    if path.startswith(given + "/"):
+        scope["path"] = given + path[len(given) + 1 :]
+    scope["root_path"] = given.rstrip("/")
+
+
 def get_route_path(scope: Scope) -> str:
     """Return the part of ``scope["path"]`` below ``scope["root_path"]``.
 
     ASGI says ``path`` includes ``root_path`` (uvicorn does so); some servers
     and older apps leave it out, so a path that does not start with the root
-    path is taken as already relative.
+    path is taken as already relative. A ``root_path`` ending in ``/``
+    (``--root-path /api/``) means the same as without it; uvicorn then joins
+    it to the path as ``/api//items``, which is read as ``/api/items``.
     """
     path: str = scope["path"]
-    root_path: str = scope.get("root_path", "") or ""
+    given: str = scope.get("root_path", "") or ""
+    root_path = given.rstrip("/")
+    if given != root_path and path.startswith(given + "/"):
+        path = given + path[len(given) + 1 :]
     if root_path and path.startswith(root_path):
         rest = path[len(root_path) :]
         if not rest or rest.startswith("/"):

@@ -49,6 +49,10 @@ class ClientSettings:
     websocket_timeout: float | None = 30.0
     #: The lifespan's ``scope["state"]``; each connection's scope gets a copy.
     state: dict[str, Any] = field(default_factory=dict)
+    #: Re-raise in the test a ``WebSocketDisconnect`` the handler let escape
+    #: (Starlette's and FastAPI's test clients do; lilya treats it as the
+    #: normal end of a handler).
+    raise_websocket_disconnect: bool = False
 
 
 # -- scopes --------------------------------------------------------------------
@@ -281,8 +285,11 @@ class HTTPExchange:
     async def _receive(self) -> Message:
         if self._request_complete:
             # ASGI: after the body, receive() blocks until the client goes away,
-            # which for us is when the whole response has been sent.
-            await self._response_complete.wait()
+            # which for us is when the whole response has been sent. Once it
+            # has, answer at once, with no checkpoint: request.is_disconnected()
+            # polls in an already-cancelled scope and must see this.
+            if not self._response_complete.is_set():
+                await self._response_complete.wait()
             return {"type": "http.disconnect"}
         chunk = self._lookahead
         if chunk is None:

@@ -23,6 +23,7 @@ import anyio.abc
 import anyio.from_thread
 import httpx
 
+from lilya._exception_handlers import ESCAPED_DISCONNECT_KEY
 from lilya._testclient_messages import (
     BytesLike,
     Mode,
@@ -99,6 +100,8 @@ class WebSocketChannel:
     def __init__(self, settings: ClientSettings, scope: Scope, request: httpx.Request) -> None:
         self.app = settings.app
         self.scope = scope
+        if settings.raise_websocket_disconnect:
+            scope[ESCAPED_DISCONNECT_KEY] = self._note_escaped
         self._request = request
         self._raise = settings.raise_server_exceptions
         self.timeout = settings.websocket_timeout
@@ -135,6 +138,12 @@ class WebSocketChannel:
                 self._error = exc
             finally:
                 self._done.set()
+
+    def _note_escaped(self, exc: Exception) -> None:
+        # The routing layer ended the handler quietly (so the app's task ends
+        # without an error of its own); the test asked to see the disconnect
+        # raised anyway, as Starlette's client shows it.
+        self._error = exc
 
     def describe(self) -> str:
         """Say in words where the connection stands, for error messages."""

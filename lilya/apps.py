@@ -199,6 +199,10 @@ class Lilya:
         """Return the path of the route called *name* (see :meth:`Router.path_for`)."""
         return self.router.path_for(name, **path_params)
 
+    def url_path_for(self, name: str, /, **path_params: Any) -> URLPath:
+        """Starlette's name for :meth:`path_for`."""
+        return self.router.path_for(name, **path_params)
+
     # -- decorators --------------------------------------------------------------
     def route(
         self,

@@ -17,7 +17,7 @@ then awaited), so instance attributes are per-connection state.
 from __future__ import annotations
 
 from collections.abc import Generator
-from typing import Any, ClassVar, Literal, cast
+from typing import Any, ClassVar, Literal, TypeVar, cast
 
 from lilya import _json
 from lilya._close import received_code
@@ -40,6 +40,8 @@ __all__ = ["WebSocketController"]
 
 
 _ENCODINGS = ("text", "bytes", "json", None)
+
+_C = TypeVar("_C", bound="WebSocketController")
 
 
 class WebSocketController:
@@ -86,6 +88,28 @@ class WebSocketController:
 
     def __await__(self) -> Generator[Any, None, None]:
         return self._run().__await__()
+
+    @classmethod
+    def with_init(cls: type[_C], *init_args: Any, **init_kwargs: Any) -> type[_C]:
+        """Return this controller with extra constructor arguments baked in (as Lilya's).
+
+        The framework builds a controller per connection as ``cls(scope,
+        receive, send)``; a controller whose ``__init__`` takes more (a
+        prefix, a repository) is routed as ``WebSocketPath("/ws",
+        Echo.with_init(prefix="echo"))`` and built as ``Echo(scope, receive,
+        send, prefix="echo")`` each time.
+
+        The result is a subclass with the same name, so the route's default
+        name and ``isinstance`` checks stay as they were.
+        """
+        parent = cls
+
+        def __init__(self: Any, scope: Scope, receive: Receive, send: Send) -> None:
+            parent.__init__(self, scope, receive, send, *init_args, **init_kwargs)
+
+        namespace = {"__init__": __init__, "__qualname__": cls.__qualname__}
+        namespace["__module__"] = cls.__module__
+        return type(cls.__name__, (cls,), namespace)
 
     async def _run(self) -> None:
         scope_type = self.scope.get("type")

@@ -8,8 +8,9 @@ users know (``getlist``, ``multi_items``) and the ASGI encodings (``raw``).
 
 from __future__ import annotations
 
+import functools
 import re
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, MutableMapping, Sequence
 from typing import Any, NamedTuple
 from urllib.parse import SplitResult, parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -112,18 +113,52 @@ def _to_cimultidict(headers: HeaderInput | None) -> CIMultiDict[str]:
     )
 
 
+def _one_source(
+    cls: str, headers: HeaderInput | None, raw: Any, scope: Mapping[str, Any] | None
+) -> HeaderInput | None:
+    """The one header source given: *headers*, *raw* pairs or a *scope*'s ``headers``."""
+    given = [
+        name
+        for name, value in (("headers", headers), ("raw", raw), ("scope", scope))
+        if value is not None
+    ]
+    if len(given) > 1:
+        raise TypeError(
+            f"{cls}() takes one of headers, raw= and scope=, got {' and '.join(given)}."
+        )
+    if scope is not None:
+        source: HeaderInput = scope.get("headers") or ()
+        return source
+    return raw if raw is not None else headers
+
+
 class Header(_HeaderMixin, CIMultiDictProxy[str]):
     """Read-only, case-insensitive headers of a connection.
 
     ``h["Sec-WebSocket-Version"]`` is the first value; ``h.getlist(name)`` all of
     them. Bytes from the scope are decoded as latin-1, so no header a client
     sends can make reading them fail.
+
+    Build it from a mapping or pairs, from ASGI pairs with ``raw=``, or from a
+    scope (or message) with ``scope=``, as Starlette's ``Headers``. ``h | other``
+    is a new ``Header`` with *other*'s values replacing those of the same names.
     """
 
     __slots__ = ()
 
-    def __init__(self, headers: HeaderInput | None = None) -> None:
-        super().__init__(_to_cimultidict(headers))
+    def __init__(
+        self,
+        headers: HeaderInput | None = None,
+        *,
+        raw: Iterable[tuple[bytes, bytes]] | None = None,
+        scope: Mapping[str, Any] | None = None,
+    ) -> None:
+        super().__init__(_to_cimultidict(_one_source("Header", headers, raw, scope)))
+
+    def __or__(self, other: HeaderInput) -> Header:
+        merged = self.mutablecopy()
+        merged.update(MutableHeader(other))
+        return Header(merged.items())
 
     @classmethod
     def from_scope(cls, scope: Scope) -> Header:
@@ -136,12 +171,85 @@ class Header(_HeaderMixin, CIMultiDictProxy[str]):
 
 
 class MutableHeader(_HeaderMixin, CIMultiDict[str]):
-    """Case-insensitive headers you can change, used by responses."""
+    """Case-insensitive headers you can change, used by responses.
 
-    __slots__ = ()
+    ``MutableHeader(scope=message)`` edits an ASGI message's (or scope's)
+    headers in place, the middleware idiom Starlette users know::
 
-    def __init__(self, headers: HeaderInput | None = None) -> None:
-        super().__init__(_to_cimultidict(headers))
+        async def send_wrapper(message):
+            if message["type"] == "http.response.start":
+                MutableHeader(scope=message).append("x-served-by", "lilya")
+            await send(message)
+
+    Every change is written back to ``message["headers"]`` at once. ``h |
+    other`` is a new copy with *other*'s values replacing those of the same
+    names; ``h |= other`` does that in place.
+    """
+
+    __slots__ = ("_target",)
+
+    def __init__(
+        self,
+        headers: HeaderInput | None = None,
+        *,
+        raw: Iterable[tuple[bytes, bytes]] | None = None,
+        scope: MutableMapping[str, Any] | None = None,
+    ) -> None:
+        super().__init__(_to_cimultidict(_one_source("MutableHeader", headers, raw, scope)))
+        self._target = scope
+        self._write_back()
+
+    def _write_back(self) -> None:
+        if self._target is not None:
+            self._target["headers"] = self.raw
+
+    def append(self, key: str, value: str) -> None:
+        """Add a value for *key*, keeping those it has (Starlette's name for ``add``)."""
+        self.add(key, value)
+
+    def add_vary_header(self, vary: str) -> None:
+        """Add *vary* to the ``Vary`` header, keeping the names already there."""
+        existing = self.get("vary")
+        self["vary"] = vary if existing is None else f"{existing}, {vary}"
+
+    def __or__(self, other: HeaderInput) -> MutableHeader:
+        merged = MutableHeader(self.items())
+        merged.update(MutableHeader(other))
+        return merged
+
+    def __ior__(self, other: HeaderInput) -> MutableHeader:
+        self.update(MutableHeader(other))
+        return self
+
+
+def _writing_back(name: str) -> Any:
+    method = getattr(CIMultiDict, name)
+
+    @functools.wraps(method)
+    def changed(self: MutableHeader, *args: Any, **kwargs: Any) -> Any:
+        result = method(self, *args, **kwargs)
+        self._write_back()
+        return result
+
+    return changed
+
+
+# Each way of changing a multidict, followed by the write-back to a scope.
+for _name in (
+    "__setitem__",
+    "__delitem__",
+    "add",
+    "extend",
+    "update",
+    "merge",
+    "setdefault",
+    "pop",
+    "popone",
+    "popall",
+    "popitem",
+    "clear",
+):
+    setattr(MutableHeader, _name, _writing_back(_name))
 
 
 class QueryParam(MultiDictProxy[str]):
@@ -369,6 +477,10 @@ class URL(str):
             parts["netloc"] = netloc
         return URL(urlunsplit(self.components._replace(**parts)))
 
+    def relative_url(self) -> URL:
+        """Return the URL without scheme and host: path, query and fragment (as Lilya's)."""
+        return URL(urlunsplit(("", "", self.path, self.query, self.fragment)))
+
     def include_query_params(self, **params: Any) -> URL:
         """Return a copy with *params* set, replacing existing values of those names."""
         query = MultiDict(parse_qsl(self.query, keep_blank_values=True))
@@ -404,8 +516,12 @@ def _valid_host(host: str) -> bool:
 def _url_from_scope(scope: Scope) -> str:
     default_scheme = "ws" if scope.get("type") == "websocket" else "http"
     scheme = scope.get("scheme") or default_scheme
-    root_path = scope.get("root_path", "") or ""
+    given = scope.get("root_path", "") or ""
+    root_path = given.rstrip("/")
     path = scope.get("path", "") or ""
+    if given != root_path and path.startswith(given + "/"):
+        # "--root-path /api/": uvicorn joins it to the path as "/api//items".
+        path = given + path[len(given) + 1 :]
     # Servers disagree on whether ``path`` already includes ``root_path``
     # (uvicorn ≥ 0.26 includes it, older ones and the ASGI spec's first drafts
     # do not); prefix only when it is missing so the URL never doubles it.

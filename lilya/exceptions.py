@@ -129,8 +129,9 @@ class NoMatchFound(LookupError):
         self, name: str, path_params: Mapping[str, Any], *, hint: str | None = None
     ) -> None:
         params = ", ".join(sorted(path_params))
+        # The first sentence is Starlette's, word for word: tests match on it.
         message = (
-            f'No route found for name "{name}" and params "{params}"; check the route '
+            f'No route exists for name "{name}" and params "{params}". Check the route '
             'name ("include-name:route-name" inside an Include) and its path parameters.'
         )
         if hint:
@@ -191,5 +192,9 @@ class HTTPException(Exception):
         return f"{type(self).__name__}(status_code={self.status_code!r}, detail={self.detail!r})"
 
 
-class ImproperlyConfigured(Exception):
-    """The application was set up wrongly (a bad route, middleware or setting)."""
+class ImproperlyConfigured(ValueError):
+    """The application was set up wrongly (a bad route, middleware or setting).
+
+    A :class:`ValueError`, as in Lilya, so that code written for Starlette,
+    which raises ``ValueError`` for a bad route path, keeps catching it.
+    """

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
-from typing import Any
+from collections.abc import AsyncGenerator, Mapping
+from typing import Any, Final
+
+import anyio
 
 from lilya import _json
 from lilya._connection import Connection
@@ -15,6 +17,15 @@ __all__ = ["ClientDisconnect", "Request"]
 
 class ClientDisconnect(Exception):
     """The client went away while you were reading the request body."""
+
+
+# A body is read from the server once per connection, but several Request
+# objects may want it: the handler's, then an exception handler's. The body
+# (or the fact that it was streamed away uncached) is kept in the scope, for
+# Requests over the same ``receive``: one over another receive (a middleware
+# that replays a rewritten body) reads its own.
+_BODY_KEY: Final = "lilya.request_body"
+_STREAMED: Final = object()
 
 
 async def _empty_receive() -> Message:
@@ -53,6 +64,14 @@ class Request(Connection):
         self._send = send
         self._body: bytes | None = None
         self._stream_consumed = False
+        self._pending: list[Message] = []
+        self._disconnected = False
+        cached = scope.get(_BODY_KEY)
+        if cached is not None and cached[0] == receive:
+            if cached[1] is _STREAMED:
+                self._stream_consumed = True
+            else:
+                self._body = cached[1]
 
     @property
     def method(self) -> str:
@@ -64,37 +83,71 @@ class Request(Connection):
         """The raw ASGI receive callable."""
         return self._receive
 
-    async def stream(self) -> AsyncIterator[bytes]:
-        """Yield the body in the chunks the server delivers.
+    async def stream(self) -> AsyncGenerator[bytes, None]:
+        """Yield the body in the chunks the server delivers, then a last ``b""``.
+
+        The rules for reading twice, Starlette's: after :meth:`body` (or
+        :meth:`json`), ``stream()`` yields the cached body again, as often as
+        you like, from this Request or any other over the same connection.
+        Streams of one Request opened before the body has ended share it: each
+        chunk goes to whichever asks next. Once a ``stream()`` has read the
+        body to its end, the body is gone (a stream does not keep it), so a new
+        ``stream()``, or a ``body()``, raises ``RuntimeError`` rather than wait
+        for chunks that will never come.
 
         Raises:
-            RuntimeError: the body was already streamed without being cached.
+            RuntimeError: the body was already streamed to its end, uncached.
             ClientDisconnect: the client left before the body ended.
         """
         if self._body is not None:
             yield self._body
+            yield b""
             return
         if self._stream_consumed:
             raise RuntimeError(
-                "The request body was already streamed; read it once, or use body()."
+                "The request body was already streamed, and a streamed body is not kept; "
+                "read it once, or read it with body() and then stream() it again."
             )
-        self._stream_consumed = True
-        while True:
-            message = await self._receive()
+        while not self._stream_consumed:
+            message = self._pending.pop(0) if self._pending else await self._receive()
             if message["type"] == "http.request":
                 chunk = message.get("body", b"")
+                if not message.get("more_body", False):
+                    self._stream_consumed = True
+                    self.scope[_BODY_KEY] = (self._receive, _STREAMED)
                 if chunk:
                     yield chunk
-                if not message.get("more_body", False):
-                    return
             elif message["type"] == "http.disconnect":
+                self._disconnected = True
                 raise ClientDisconnect()
+        yield b""
 
     async def body(self) -> bytes:
-        """Return the whole body (read once, then cached)."""
+        """Return the whole body (read once, then cached for every Request of the connection)."""
         if self._body is None:
-            self._body = b"".join([chunk async for chunk in self.stream()])
+            body = b"".join([chunk async for chunk in self.stream()])
+            self._body = body
+            self.scope[_BODY_KEY] = (self._receive, body)
         return self._body
+
+    async def is_disconnected(self) -> bool:
+        """Return whether the client has gone, without waiting.
+
+        You can poll it in a long handler to stop working for nobody. It
+        looks at what the server has ready right now; a body chunk that
+        arrives instead is kept for :meth:`stream`, never lost.
+        """
+        if not self._disconnected:
+            message: Message | None = None
+            with anyio.CancelScope() as scope:
+                scope.cancel()  # take only what is ready: never block
+                message = await self._receive()
+            if message is not None:
+                if message["type"] == "http.disconnect":
+                    self._disconnected = True
+                else:
+                    self._pending.append(message)
+        return self._disconnected
 
     async def json(self) -> Any:
         """Parse the body as JSON.

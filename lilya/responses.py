@@ -12,8 +12,11 @@ granian rejects ``more_body`` denial bodies and truncates them
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
-from email.utils import format_datetime
+import re
+import time
+from datetime import datetime
+from email.utils import format_datetime, formatdate
+from http.cookies import SimpleCookie
 from typing import Any, Literal
 from urllib.parse import quote
 
@@ -21,7 +24,10 @@ from lilya import _json
 from lilya.datastructures import URL, HeaderInput, MutableHeader
 from lilya.types import ASGIApp, Receive, Scope, Send
 
-__all__ = ["HTMLResponse", "JSONResponse", "PlainText", "RedirectResponse", "Response"]
+__all__ = ["HTMLResponse", "JSONResponse", "Ok", "PlainText", "RedirectResponse", "Response"]
+
+# RFC 6265 §4.1.1: a cookie-name is an RFC 2616 token.
+_COOKIE_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 
 
 class Response:
@@ -85,42 +91,97 @@ class Response:
         key: str,
         value: str = "",
         max_age: int | None = None,
-        expires: Any = None,
+        expires: datetime | str | int | float | None = None,
         path: str | None = "/",
         domain: str | None = None,
         secure: bool = False,
         httponly: bool = False,
         samesite: Literal["lax", "strict", "none"] | None = "lax",
+        partitioned: bool = False,
     ) -> None:
         """Add a ``Set-Cookie`` header (RFC 6265 §4.1).
 
+        The value is quoted as the standard library's :mod:`http.cookies` does
+        (``"Hello\\054 cookies!"``), which is what ``request.cookies`` and
+        ``websocket.cookies`` undo, so what you set is what you read back. The
+        attributes come in the order Starlette writes them, so a test that
+        compares the whole header ports unchanged.
+
         Args:
-            expires: a :class:`datetime.datetime` or a number of seconds.
+            max_age: seconds until the cookie expires.
+            expires: a :class:`datetime.datetime`, a number of seconds from
+                now, or a date string sent as it is.
+            samesite: ``"lax"``, ``"strict"`` or ``"none"`` in any case; it is
+                written as you spell it.
+            partitioned: add ``Partitioned`` (CHIPS), for third-party contexts.
+
+        Raises:
+            ValueError: *samesite* is another word, or *key* is not a valid
+                cookie name.
         """
-        parts = [f"{key}={quote(value, safe='')}"]
-        if max_age is not None:
-            parts.append(f"Max-Age={max_age}")
-        if expires is not None:
-            if isinstance(expires, (int, float)):
-                expires = datetime.now(timezone.utc) + timedelta(seconds=expires)
-            parts.append(f"expires={format_datetime(expires, usegmt=True)}")
-        if path is not None:
-            parts.append(f"Path={path}")
+        if not key or not _COOKIE_NAME.fullmatch(key):
+            raise ValueError(
+                f"Cookie name {key!r} is not a valid token (RFC 6265 §4.1.1); use letters, "
+                "digits and !#$%&'*+-.^_`|~."
+            )
+        _, coded = SimpleCookie().value_encode(value)
+        attributes: dict[str, str | None] = {}
         if domain is not None:
-            parts.append(f"Domain={domain}")
-        if secure:
-            parts.append("Secure")
+            attributes["Domain"] = domain
+        if expires is not None:
+            if isinstance(expires, datetime):
+                expires = format_datetime(expires, usegmt=True)
+            elif not isinstance(expires, str):
+                # Seconds from now, read from time.time() as http.cookies does.
+                expires = formatdate(time.time() + expires, usegmt=True)
+            attributes["expires"] = expires
         if httponly:
-            parts.append("HttpOnly")
+            attributes["HttpOnly"] = None
+        if max_age is not None:
+            attributes["Max-Age"] = str(max_age)
+        if partitioned:
+            attributes["Partitioned"] = None
+        if path is not None:
+            attributes["Path"] = path
         if samesite is not None:
             if samesite.lower() not in ("lax", "strict", "none"):
                 raise ValueError(f'samesite must be "lax", "strict" or "none", got {samesite!r}.')
-            parts.append(f"SameSite={samesite.capitalize()}")
+            attributes["SameSite"] = samesite
+        if secure:
+            attributes["Secure"] = None
+        parts = [f"{key}={coded}"]
+        parts += [name if text is None else f"{name}={text}" for name, text in attributes.items()]
         self.headers.add("set-cookie", "; ".join(parts))
 
-    def delete_cookie(self, key: str, path: str = "/", domain: str | None = None) -> None:
-        """Tell the client to drop cookie *key* (an expired ``Set-Cookie``)."""
-        self.set_cookie(key, max_age=0, path=path, domain=domain)
+    def delete_cookie(
+        self,
+        key: str,
+        path: str = "/",
+        domain: str | None = None,
+        secure: bool = False,
+        httponly: bool = False,
+        samesite: Literal["lax", "strict", "none"] | None = "lax",
+    ) -> None:
+        """Tell the client to drop cookie *key* (an expired ``Set-Cookie``).
+
+        Pass the *path* and *domain* it was set with: a browser only drops the
+        cookie they name.
+        """
+        self.set_cookie(
+            key,
+            max_age=0,
+            expires=0,
+            path=path,
+            domain=domain,
+            secure=secure,
+            httponly=httponly,
+            samesite=samesite,
+        )
+
+    @property
+    def raw_headers(self) -> list[tuple[bytes, bytes]]:
+        """The headers as ASGI ``(bytes, bytes)`` pairs (Starlette's name for ``headers.raw``)."""
+        return self.headers.raw
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         prefix = "websocket." if scope.get("type") == "websocket" else ""
@@ -157,6 +218,10 @@ class JSONResponse(Response):
     def render(self, content: Any) -> bytes:
         """Encode *content* as ``send_json`` does (``TypeError`` if JSON cannot carry it)."""
         return _json.dumps_bytes(content)
+
+
+class Ok(JSONResponse):
+    """Lilya's name for a :class:`JSONResponse`: ``return Ok({"id": 1})`` ports as it is."""
 
 
 class RedirectResponse(Response):

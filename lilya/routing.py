@@ -39,12 +39,13 @@ import anyio.to_thread
 
 from lilya._exception_handlers import HANDLERS_KEY, WEBSOCKET_KEY, guard, handle
 from lilya._handlers import HandlerCall, is_function_handler, name_of
-from lilya._lifespan import run_lifespan
+from lilya._lifespan import lifespan_context, run_lifespan
 from lilya._matching import (
     Match,
     compile_path,
     get_route_path,
     matched_scope,
+    normalize_root_path,
     own_path_for,
 )
 from lilya._recorder import enter, server_callables
@@ -61,6 +62,7 @@ __all__ = [
     "BaseRoute",
     "Include",
     "Match",
+    "NoMatchFound",
     "Path",
     "Router",
     "WebSocketPath",
@@ -97,6 +99,33 @@ class BaseRoute(abc.ABC):
         Raises:
             NoMatchFound: this route is not called *name* or takes other params.
         """
+
+    def url_path_for(self, name: str, /, **path_params: Any) -> URLPath:
+        """Starlette's name for :meth:`path_for`."""
+        return self.path_for(name, **path_params)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Serve a connection with this route alone: a route is an ASGI app too.
+
+        A connection it does not match gets what a router would answer: 404
+        for HTTP, a close before accept (HTTP 403) for a WebSocket. Lifespan
+        scopes are ignored (a route has no startup); the server goes on
+        without lifespan.
+        """
+        scope_type = scope["type"]
+        if scope_type not in ("http", "websocket"):
+            return
+        normalize_root_path(scope)
+        # Mounted at a prefix and asked for the prefix itself: that is "/".
+        match, child = self.matches(scope, get_route_path(scope) or "/")
+        if match is Match.NONE:
+            if scope_type == "http":
+                await PlainText("Not Found", 404)(scope, receive, send)
+            else:
+                await WebSocketClose()(scope, receive, send)
+            return
+        scope.update(child)
+        await self.handle(scope, receive, send)
 
 
 class Path(BaseRoute):
@@ -185,8 +214,9 @@ class Path(BaseRoute):
         return own_path_for(self.name, self._compiled, "http", name, path_params)
 
     def __repr__(self) -> str:
-        methods = sorted(self.methods) if self.methods is not None else "any"
-        return f"Path({self.path!r}, name={self.name!r}, methods={methods})"
+        # Starlette's form; an ASGI app that takes every method shows [].
+        methods = sorted(self.methods or [])
+        return f"Path(path={self.path!r}, name={self.name!r}, methods={methods!r})"
 
 
 class WebSocketPath(BaseRoute):
@@ -300,7 +330,7 @@ class WebSocketPath(BaseRoute):
         return own_path_for(self.name, self._compiled, "websocket", name, path_params)
 
     def __repr__(self) -> str:
-        return f"WebSocketPath({self.path!r}, name={self.name!r})"
+        return f"WebSocketPath(path={self.path!r}, name={self.name!r})"
 
 
 class Include(BaseRoute):
@@ -311,6 +341,9 @@ class Include(BaseRoute):
             ``"/"`` for the root; a trailing ``/`` is dropped). It matches
             ``/api`` and everything under ``/api/``, never ``/apix``.
         routes: the routes below the prefix (nestable: an Include among them).
+            An ASGI app passed here, second, is mounted as *app*: Starlette's
+            ``Mount(path, app)`` and Lilya's ``Include(path, app)`` port as
+            they are.
         app: an ASGI app to mount instead; it sees the prefix added to
             ``scope["root_path"]`` and the full ``scope["path"]``.
         name: the namespace for reverse routing: ``"name:route-name"``.
@@ -324,16 +357,34 @@ class Include(BaseRoute):
     def __init__(
         self,
         path: str,
-        routes: Sequence[BaseRoute] | None = None,
+        routes: Sequence[BaseRoute] | ASGIApp | None = None,
         app: ASGIApp | None = None,
         *,
         name: str | None = None,
         middleware: Sequence[DefineMiddleware] | None = None,
     ) -> None:
-        if (routes is None) == (app is None):
+        given: Any = routes  # checked here: a port may pass anything second
+        if given is not None and not isinstance(given, Sequence) and callable(given):
+            if app is not None:
+                raise ImproperlyConfigured(
+                    f"Include({path!r}) got two apps: {given!r} second and app={app!r}; "
+                    "mount one of them."
+                )
+            given, app = None, given  # Include(path, app), as both peers take it
+        if (given is None) == (app is None):
             raise ImproperlyConfigured(
                 f"Include({path!r}) needs either routes=[...] or app=..., not both or neither."
             )
+        if given is not None and (isinstance(given, str) or not isinstance(given, Sequence)):
+            raise ImproperlyConfigured(
+                f"Include({path!r}) takes a list of routes or an ASGI app second, got "
+                f"{type(given).__name__} {given!r}."
+            )
+        if app is not None and not callable(app):
+            raise ImproperlyConfigured(
+                f"Include({path!r}, app=...) needs an ASGI app (a callable), got {app!r}."
+            )
+        routes = given
         self.path = path.rstrip("/")
         self.name = name
         self._compiled = compile_path(self.path, prefix=True)
@@ -363,9 +414,11 @@ class Include(BaseRoute):
             return Match.NONE, {}
         params, rest = found
         child = matched_scope(scope, params)
-        child["root_path"] = (scope.get("root_path", "") or "") + route_path[
-            : len(route_path) - len(rest)
-        ]
+        root_path = (scope.get("root_path", "") or "").rstrip("/")
+        child["root_path"] = root_path + route_path[: len(route_path) - len(rest)]
+        # Reverse routing builds full paths from the app's root, not from
+        # this prefix: keep the root the server gave (as Starlette's Mount).
+        child["app_root_path"] = scope.get("app_root_path", root_path)
         if self.router is None:
             return Match.FULL, child
         match, _, _ = self.router.resolve({**scope, **child}, rest)
@@ -383,7 +436,11 @@ class Include(BaseRoute):
         own = {key: value for key, value in path_params.items() if key in self._compiled.converters}
         rest = {key: value for key, value in path_params.items() if key not in own}
         if self.name is not None and name == self.name:
-            path = rest.pop("path", "/")
+            if "path" not in rest:
+                raise NoMatchFound(
+                    name, path_params, hint=f'Include {self.path!r} needs path="/..." too'
+                )
+            path = rest.pop("path")
             if rest or set(own) != self._compiled.param_names:
                 raise NoMatchFound(name, path_params)
             return URLPath(self._prefix(name, own, path_params) + "/" + str(path).lstrip("/"))
@@ -415,7 +472,7 @@ class Include(BaseRoute):
             raise NoMatchFound(name, params, hint=str(exc)) from None
 
     def __repr__(self) -> str:
-        return f"Include({self.path!r}, name={self.name!r})"
+        return f"Include(path={self.path!r}, name={self.name or ''!r}, app={self.mounted!r})"
 
 
 # -- the router ---------------------------------------------------------------
@@ -433,6 +490,8 @@ class Router:
             and shutdown, around *lifespan*.
         lifespan: ``lifespan(app)`` returning an async context manager; what
             it yields (a mapping) is added to the lifespan ``state``.
+        middleware: middleware around the whole router (the first entry
+            outermost), lifespan scopes included, as Starlette's ``Router``.
     """
 
     def __init__(
@@ -443,6 +502,7 @@ class Router:
         on_startup: Sequence[Callable[[], Any]] | None = None,
         on_shutdown: Sequence[Callable[[], Any]] | None = None,
         lifespan: Lifespan[Any] | None = None,
+        middleware: Sequence[DefineMiddleware] | None = None,
     ) -> None:
         self.routes: list[BaseRoute] = list(routes or [])
         for route in self.routes:
@@ -453,7 +513,9 @@ class Router:
         self.redirect_slashes = redirect_slashes
         self.on_startup = list(on_startup or [])
         self.on_shutdown = list(on_shutdown or [])
-        self.lifespan_context = lifespan
+        self.lifespan_context = lifespan_context(lifespan)
+        self.middleware = list(middleware or [])
+        self._stack: ASGIApp = wrap_middleware(self.dispatch, self.middleware)
 
     # -- building ----------------------------------------------------------
     def add_route(
@@ -570,6 +632,10 @@ class Router:
                 hint = "did you mean " + " or ".join(repr(found) for found in close) + "?"
         raise NoMatchFound(name, path_params, hint=hint)
 
+    def url_path_for(self, name: str, /, **path_params: Any) -> URLPath:
+        """Starlette's name for :meth:`path_for`."""
+        return self.path_for(name, **path_params)
+
     def _names(self, prefix: str = "") -> Iterator[str]:
         for route in self.routes:
             if isinstance(route, Include):
@@ -598,6 +664,10 @@ class Router:
         return Match.NONE, None, {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self._stack(scope, receive, send)
+
+    async def dispatch(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Route one connection (inside the router's middleware), or run the lifespan."""
         scope_type = scope["type"]
         if scope_type == "lifespan":
             await self.lifespan(scope, receive, send)
@@ -608,6 +678,7 @@ class Router:
             )
         if "router" not in scope:
             scope["router"] = self
+            normalize_root_path(scope)
         route_path = get_route_path(scope)
         _, route, child = self.resolve(scope, route_path)
         if route is not None:
@@ -617,7 +688,7 @@ class Router:
         if scope_type == "http" and self.redirect_slashes and route_path not in ("", "/"):
             other = route_path[:-1] if route_path.endswith("/") else route_path + "/"
             if self.resolve(scope, other)[0] is not Match.NONE:
-                full = (scope.get("root_path", "") or "") + other
+                full = (scope.get("root_path", "") or "").rstrip("/") + other
                 url = URL(scope=scope).replace(path=full)
                 await RedirectResponse(url)(scope, receive, send)
                 return

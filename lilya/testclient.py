@@ -18,6 +18,8 @@ for it ports by changing its imports.
 from __future__ import annotations
 
 import contextlib
+import inspect
+import threading
 from collections.abc import Generator, Mapping, Sequence
 from typing import Any, Literal, TypedDict
 from urllib.parse import urljoin
@@ -39,7 +41,7 @@ from lilya._testclient_websocket import (
     WebSocketDenialResponse,
     WebSocketTestSession,
 )
-from lilya.types import ASGIApp
+from lilya.types import ASGIApp, Receive, Scope, Send
 
 __all__ = [
     "AsyncTestClient",
@@ -103,6 +105,15 @@ class _ClientSetup:
     def websocket_timeout(self, value: float | None) -> None:
         self._settings.websocket_timeout = value
 
+    @property
+    def raise_websocket_disconnect(self) -> bool:
+        """Whether a ``WebSocketDisconnect`` the handler let escape is re-raised in the test."""
+        return self._settings.raise_websocket_disconnect
+
+    @raise_websocket_disconnect.setter
+    def raise_websocket_disconnect(self, value: bool) -> None:
+        self._settings.raise_websocket_disconnect = value
+
     def _websocket_channel(
         self,
         build_request: Any,
@@ -130,6 +141,32 @@ class _AsyncBackend(TypedDict):
     backend_options: dict[str, Any]
 
 
+def _is_asgi2(app: Any) -> bool:
+    # ASGI 2 is app(scope) -> instance(receive, send); ASGI 3 is app(scope,
+    # receive, send). Read the arity, not whether __call__ is async: an ASGI 3
+    # class (a controller) is called synchronously and awaited after.
+    try:
+        parameters = inspect.signature(app).parameters.values()
+    except (TypeError, ValueError):  # a builtin without a signature: assume ASGI 3
+        return False
+    positional = [p for p in parameters if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    takes_more = any(p.kind is p.VAR_POSITIONAL for p in parameters)
+    return len(positional) == 1 and not takes_more
+
+
+def as_asgi3(app: Any) -> ASGIApp:
+    """Return *app* as an ASGI 3 app, wrapping an ASGI 2 one (``app(scope)(receive, send)``)."""
+    if not _is_asgi2(app):
+        asgi3: ASGIApp = app
+        return asgi3
+
+    async def asgi2_app(scope: Scope, receive: Receive, send: Send) -> None:
+        instance = app(scope)
+        await instance(receive, send)
+
+    return asgi2_app
+
+
 def _default_headers(headers: Mapping[str, str] | None) -> dict[str, str]:
     merged = dict(headers or {})
     merged.setdefault("user-agent", "testclient")
@@ -155,6 +192,17 @@ class TestClient(_ClientSetup, httpx.Client):
         websocket_timeout: how many seconds a WebSocket session's ``receive*``
             waits by default before it raises ``TimeoutError``; ``None`` waits
             forever.
+        raise_websocket_disconnect: re-raise, when the session ends, a
+            ``WebSocketDisconnect`` that the handler let escape. lilya's
+            routing treats it as the normal end of a handler (no error in the
+            server log), so by default the test sees nothing; Starlette's and
+            FastAPI's clients raise it, and a ported test that wraps
+            ``websocket_connect`` in ``pytest.raises(WebSocketDisconnect)``
+            needs this set.
+
+    An ASGI 2 app (``app(scope)`` returning ``instance(receive, send)``) is
+    accepted too, as Starlette's client accepts it: an app whose signature
+    takes exactly one positional argument is taken for one.
 
     Use it as a context manager to run the app's lifespan: startup on entering
     (a failed startup raises), shutdown on leaving. All requests and sessions
@@ -177,11 +225,26 @@ class TestClient(_ClientSetup, httpx.Client):
         follow_redirects: bool = True,
         client: tuple[str, int] = ("testclient", 50000),
         websocket_timeout: float | None = 30.0,
+        raise_websocket_disconnect: bool = False,
     ) -> None:
         self._settings = ClientSettings(
-            app, raise_server_exceptions, root_path, client, websocket_timeout
+            as_asgi3(app),
+            raise_server_exceptions,
+            root_path,
+            client,
+            websocket_timeout,
+            raise_websocket_disconnect=raise_websocket_disconnect,
         )
         self.async_backend = _AsyncBackend(backend=backend, backend_options=backend_options or {})
+        self._shared_lock = threading.Lock()
+        self._shared: (
+            tuple[
+                contextlib.AbstractContextManager[anyio.from_thread.BlockingPortal],
+                anyio.from_thread.BlockingPortal,
+                list[int],
+            ]
+            | None
+        ) = None
         super().__init__(
             base_url=base_url,
             headers=_default_headers(headers),
@@ -192,13 +255,31 @@ class TestClient(_ClientSetup, httpx.Client):
 
     @contextlib.contextmanager
     def _portal_factory(self) -> Generator[anyio.from_thread.BlockingPortal, None, None]:
-        # Inside ``with client:`` everything shares the lifespan's loop;
-        # otherwise each request or session gets a loop of its own.
+        # Inside ``with client:`` everything shares the lifespan's loop.
+        # Outside it, the requests and sessions open at the same time share
+        # one loop too, started by the first and stopped by the last: an app
+        # that broadcasts from one connection's handler to another's
+        # WebSocket (the FastAPI docs' chat) needs both in one loop, as under
+        # a real server, because anyio's streams are not thread-safe.
         if self.portal is not None:
             yield self.portal
-        else:
-            with anyio.from_thread.start_blocking_portal(**self.async_backend) as portal:
-                yield portal
+            return
+        with self._shared_lock:
+            if self._shared is None:
+                starting = anyio.from_thread.start_blocking_portal(**self.async_backend)
+                self._shared = (starting, starting.__enter__(), [0])
+            manager, portal, users = self._shared
+            users[0] += 1
+        try:
+            yield portal
+        finally:
+            with self._shared_lock:
+                users[0] -= 1
+                last = users[0] == 0
+                if last:
+                    self._shared = None
+            if last:
+                manager.__exit__(None, None, None)
 
     def websocket_connect(
         self,
@@ -250,8 +331,9 @@ class TestClient(_ClientSetup, httpx.Client):
 class AsyncTestClient(_ClientSetup, httpx.AsyncClient):
     """An ``httpx.AsyncClient`` wired to an ASGI app, for tests in an event loop.
 
-    It takes the arguments of :class:`TestClient` except ``backend`` and
-    ``backend_options``: the app runs in the test's own loop, whichever it is.
+    It takes the arguments of :class:`TestClient` (``raise_websocket_disconnect``
+    and ASGI 2 apps included) except ``backend`` and ``backend_options``: the
+    app runs in the test's own loop, whichever it is.
     ``async with client:`` runs the lifespan. A response is read whole before
     it is returned, so an endless streaming response needs ``TestClient``.
     """
@@ -269,9 +351,15 @@ class AsyncTestClient(_ClientSetup, httpx.AsyncClient):
         follow_redirects: bool = True,
         client: tuple[str, int] = ("testclient", 50000),
         websocket_timeout: float | None = 30.0,
+        raise_websocket_disconnect: bool = False,
     ) -> None:
         self._settings = ClientSettings(
-            app, raise_server_exceptions, root_path, client, websocket_timeout
+            as_asgi3(app),
+            raise_server_exceptions,
+            root_path,
+            client,
+            websocket_timeout,
+            raise_websocket_disconnect=raise_websocket_disconnect,
         )
         super().__init__(
             base_url=base_url,

@@ -6,7 +6,7 @@ extra keys in scopes and messages, and the framework must pass them through.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, MutableMapping
 from contextlib import AbstractAsyncContextManager
 from typing import Any, TypeVar
 
@@ -24,4 +24,6 @@ _AppT = TypeVar("_AppT")
 
 #: A lifespan is a callable taking the app and returning an async context
 #: manager: code before ``yield`` runs at startup, code after it at shutdown.
-Lifespan = Callable[[_AppT], AbstractAsyncContextManager[Any]]
+#: A bare generator function, async or plain, is taken as one too (the older
+#: form Starlette and Lilya still accept).
+Lifespan = Callable[[_AppT], AbstractAsyncContextManager[Any] | AsyncIterator[Any] | Iterator[Any]]

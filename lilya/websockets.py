@@ -271,10 +271,15 @@ class WebSocket(Connection):
         """
         if self._state.client is _CONNECTING:
             await self.receive()
-        message: Message = {"type": "websocket.accept", "subprotocol": subprotocol}
-        if headers is not None:
-            message["headers"] = encode_headers(headers)
-        await self.send(message)
+        # Always a "headers" list (ASGI: default empty), so middleware can
+        # append to message["headers"] without checking for it.
+        await self.send(
+            {
+                "type": "websocket.accept",
+                "subprotocol": subprotocol,
+                "headers": [] if headers is None else encode_headers(headers),
+            }
+        )
 
     async def close(self, code: int = WS_1000_NORMAL_CLOSURE, reason: str | None = None) -> None:
         """Close the connection with *code* and *reason*.

@@ -229,7 +229,7 @@ async def test_lifespan_state_needs_a_server_that_supports_it() -> None:
 
     sent, error = await _run_lifespan(Lilya(lifespan=lifespan), state=False)
     assert sent[0]["type"] == "lifespan.startup.failed"
-    assert 'does not support lifespan "state"' in sent[0]["message"]
+    assert 'does not support "state" in the lifespan scope' in sent[0]["message"]
     assert isinstance(error, RuntimeError)
 
 

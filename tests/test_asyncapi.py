@@ -90,7 +90,7 @@ def test_any_handler_with_receives_and_sends_attributes_is_documented() -> None:
     )
     document = application.asyncapi()
     validate_asyncapi(document)
-    proto = document["channels"]["api_proto_id"]
+    proto = document["channels"]["ProtocolEndpoint"]  # an instance is named for its class
     assert proto["address"] == "/api/proto/{id}"
     assert proto["parameters"] == {"id": {"description": "the id part of the path"}}
     assert set(proto["messages"]) == {"Frames", "Said"}

@@ -142,7 +142,7 @@ async def test_on_connect_chooses_a_subprotocol_and_sees_path_params() -> None:
     outcome = await call_websocket(
         app, "/rooms/lobby", [CONNECT, disconnect()], subprotocols=["chat.v1", "chat.v2"]
     )
-    assert outcome.sent[0] == {"type": "websocket.accept", "subprotocol": "chat.v2"}
+    assert outcome.sent[0] == {"type": "websocket.accept", "subprotocol": "chat.v2", "headers": []}
     assert EVENTS == [{"room": "lobby"}]
 
 

@@ -504,7 +504,7 @@ async def test_a_handled_exception_after_the_response_started_is_a_clear_error()
 
     outcome = await call_http(Lilya(routes=[Path("/", half)]), "/")
     assert isinstance(outcome.error, RuntimeError)
-    assert "response had already started" in str(outcome.error)
+    assert "response already started" in str(outcome.error)
 
 
 async def test_websocket_exception_in_http_is_a_server_error() -> None:

@@ -58,14 +58,14 @@ async def test_body_joins_chunks_and_is_cached() -> None:
     request = Request(http_scope(), wire.receive)
     assert await request.body() == b"abcd"
     assert await request.body() == b"abcd"
-    assert [chunk async for chunk in request.stream()] == [b"abcd"]
+    assert [chunk async for chunk in request.stream()] == [b"abcd", b""]  # b"" ends, as Starlette
     assert wire.receive_calls == 3
     assert request.receive == wire.receive
 
 
 async def test_stream_yields_chunks_once() -> None:
     request = Request(http_scope(), Wire(*body(b"a", b"b")).receive)
-    assert [chunk async for chunk in request.stream()] == [b"a", b"b"]
+    assert [chunk async for chunk in request.stream()] == [b"a", b"b", b""]
     with pytest.raises(RuntimeError, match="already streamed"):
         await request.body()
 

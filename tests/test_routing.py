@@ -8,7 +8,8 @@ from typing import Any
 
 import pytest
 
-from lilya._matching import Converter, compile_path, register_converter
+from lilya._matching import compile_path
+from lilya.converters import Converter, register_converter
 from lilya.exceptions import ImproperlyConfigured, NoMatchFound
 from lilya.requests import Request
 from lilya.responses import PlainText, Response
@@ -110,7 +111,7 @@ def test_a_prefix_matches_only_up_to_a_slash() -> None:
 
 
 def test_a_registered_converter_is_usable_in_templates() -> None:
-    class Hex(Converter):
+    class Hex(Converter[int]):
         regex = "[0-9a-f]+"
 
         def convert(self, value: str) -> int:
@@ -123,8 +124,7 @@ def test_a_registered_converter_is_usable_in_templates() -> None:
     compiled = compile_path("/c/{n:hex_for_test}")
     assert compiled.match("/c/ff") == ({"n": 255}, "")
     assert compiled.format({"n": 255}) == "/c/ff"
-    with pytest.raises(ImproperlyConfigured, match="already registered"):
-        register_converter("hex_for_test", Hex())
+    register_converter("hex_for_test", Hex())  # registering again replaces, as Starlette
 
 
 # -- dispatch ---------------------------------------------------------------
@@ -439,7 +439,7 @@ def make_tree() -> Router:
         ("chat", {"room": "lobby"}, "/ws/lobby"),
         ("orgs:index", {"org": "acme"}, "/orgs/acme/"),
         ("orgs:teams:team", {"org": "acme", "id": 9}, "/orgs/acme/teams/9"),
-        ("orgs", {"org": "acme"}, "/orgs/acme/"),
+        ("orgs", {"org": "acme", "path": "/"}, "/orgs/acme/"),
         ("orgs", {"org": "acme", "path": "x/y"}, "/orgs/acme/x/y"),
         ("inner", {}, "/plain/inner"),
         ("static", {"path": "/css/site.css"}, "/static/css/site.css"),
@@ -462,15 +462,15 @@ def test_path_for_knows_the_protocol_of_the_route() -> None:
 @pytest.mark.parametrize(
     ("name", "params", "message"),
     [
-        ("nope", {}, 'No route found for name "nope"'),
+        ("nope", {}, 'No route exists for name "nope"'),
         ("item", {}, "takes params: id"),
         ("item", {"id": 1, "extra": 2}, "takes params: id"),
         ("item", {"id": -1}, "must be a non-negative int"),
         ("item", {"id": "abc"}, "must be a non-negative int"),
         ("itme", {"id": 1}, "did you mean 'item'"),
         ("orgs:teams:team", {"id": 1}, "needs params: org"),
-        ("orgs:teams:nope", {"org": "a"}, 'No route found for name "orgs:teams:nope"'),
-        ("orgs", {}, 'No route found for name "orgs"'),
+        ("orgs:teams:nope", {"org": "a"}, 'No route exists for name "orgs:teams:nope"'),
+        ("orgs", {}, 'No route exists for name "orgs"'),
         ("search", {"q": ""}, "non-empty string"),
         ("search", {"q": "a/b"}, "without '/'"),
     ],
@@ -561,10 +561,10 @@ async def test_a_mounted_asgi_app_is_closed_when_it_returns() -> None:
 
 def test_route_reprs_name_the_route() -> None:
     assert repr(Path("/a", echo_params, methods=["GET"])) == (
-        "Path('/a', name='echo_params', methods=['GET', 'HEAD'])"
+        "Path(path='/a', name='echo_params', methods=['GET', 'HEAD'])"
     )
-    assert repr(WebSocketPath("/w", raw_app, name="w")) == "WebSocketPath('/w', name='w')"
-    assert repr(Include("/i", app=raw_app)) == "Include('/i', name=None)"
+    assert repr(WebSocketPath("/w", raw_app, name="w")) == "WebSocketPath(path='/w', name='w')"
+    assert repr(Include("/i", app=raw_app)) == f"Include(path='/i', name='', app={raw_app!r})"
 
 
 def test_a_websocket_client_through_the_test_client_sees_a_403_like_close() -> None:
@@ -583,7 +583,7 @@ async def test_positional_only_connection_and_star_args_are_supported() -> None:
 
 
 def test_a_converter_that_refuses_a_value_means_no_match() -> None:
-    class Even(Converter):
+    class Even(Converter[int]):
         regex = "[0-9]+"
 
         def convert(self, value: str) -> int:
@@ -623,9 +623,16 @@ async def test_an_include_prefix_param_that_cannot_be_formatted_is_no_match_with
 async def test_a_route_without_a_name_is_left_out_of_the_suggestions() -> None:
     class Raw:
         async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-            """A raw ASGI app instance: it has no name of its own."""
+            """A raw ASGI app instance: named after its class unless you say otherwise."""
 
-    router = Router([WebSocketPath("/raw", Raw()), Path("/chat", Response, name="chat")])
-    assert router.routes[0].name is None
-    with pytest.raises(NoMatchFound, match="did you mean 'chat'"):
+    router = Router(
+        [
+            WebSocketPath("/raw", Raw()),
+            WebSocketPath("/unnamed", Raw(), name=""),
+            Path("/chat", Response, name="chat"),
+        ]
+    )
+    assert [route.name for route in router.routes] == ["Raw", "", "chat"]
+    with pytest.raises(NoMatchFound, match="did you mean 'chat'") as info:
         router.path_for("chatt")
+    assert "''" not in str(info.value)

@@ -59,7 +59,7 @@ async def test_seed_first_example_accepts_sends_binary_json_and_closes() -> None
     wire = Wire(CONNECT)
     await app(ws_scope(), wire.receive, wire.send)
     assert wire.sent == [
-        {"type": "websocket.accept", "subprotocol": None},
+        {"type": "websocket.accept", "subprotocol": None, "headers": []},
         {"type": "websocket.send", "bytes": b'{"message":"Hello, world!"}'},
         {"type": "websocket.close", "code": 1000, "reason": ""},
     ]
@@ -77,7 +77,7 @@ async def test_seed_iter_json_example_echoes_then_closes_after_the_client_left()
     wire = Wire(CONNECT, text('{"a": 1}'), text("[1]"), disconnect(1001))
     await app(ws_scope(), wire.receive, wire.send)
     assert wire.sent == [
-        {"type": "websocket.accept", "subprotocol": None},
+        {"type": "websocket.accept", "subprotocol": None, "headers": []},
         {"type": "websocket.send", "bytes": b'{"message":"Message text was: {\'a\': 1}"}'},
         {"type": "websocket.send", "bytes": b'{"message":"Message text was: [1]"}'},
     ]  # the final close() sent nothing: the client had already gone

@@ -14,16 +14,24 @@ is logged at DEBUG and ends the connection quietly.
 from __future__ import annotations
 
 import contextlib
+import html
 import logging
 import traceback
 from typing import Any
 
 from lilya._connection_state import ConnectionState
-from lilya._exception_handlers import SERVER_ERROR_HANDLER_KEY, ExceptionHandler, answer, end, note
-from lilya._handlers import call_maybe_async
+from lilya._exception_handlers import (
+    ESCAPED_DISCONNECT_KEY,
+    SERVER_ERROR_HANDLER_KEY,
+    ExceptionHandler,
+    answer,
+    end,
+    note,
+)
+from lilya._handlers import call_handler
 from lilya._recorder import enter
 from lilya.requests import Request
-from lilya.responses import PlainText
+from lilya.responses import HTMLResponse, PlainText, Response
 from lilya.types import ASGIApp, Receive, Scope, Send
 from lilya.websockets import WebSocketDisconnect
 
@@ -40,8 +48,10 @@ class ServerErrorMiddleware:
         handler: ``handler(connection, exc)`` to customize the answer (a
             response for HTTP; for a WebSocket it may close it or return a
             denial response). The error is still re-raised.
-        debug: put the traceback in the HTTP 500 body. Never for WebSockets:
-            denial bodies are rarely shown; the server's log has it.
+        debug: put the traceback in the HTTP 500 body: an HTML page when the
+            client accepts ``text/html`` (a browser), plain text otherwise.
+            Never for WebSockets: denial bodies are rarely shown; the
+            server's log has it.
     """
 
     def __init__(
@@ -66,6 +76,9 @@ class ServerErrorMiddleware:
         except Exception as exc:
             if scope_type == "websocket" and isinstance(exc, WebSocketDisconnect):
                 logger.debug("Client left %s (%d).", scope.get("path"), exc.code)
+                report = scope.get(ESCAPED_DISCONNECT_KEY)
+                if report is not None:
+                    report(exc)
                 return
             if scope_type == "websocket":
                 await answer(scope, state, receive, send, exc)
@@ -77,6 +90,23 @@ class ServerErrorMiddleware:
             # the app, say): end it, as the routing layer would.
             await end(state, send)
 
+    def _default_response(self, request: Request, exc: Exception) -> Response:
+        if not self.debug:
+            return PlainText("Internal Server Error", 500)
+        trace = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+        if "text/html" not in request.headers.get("accept", ""):
+            return PlainText(trace, 500)
+        # A browser asked: a page it renders, every part escaped (the
+        # message may well contain what a client sent).
+        title = html.escape(f"{type(exc).__name__}: {exc}")
+        page = (
+            '<!DOCTYPE html>\n<html><head><meta charset="utf-8">'
+            "<title>500 Internal Server Error</title></head><body>"
+            f"<h1>500 Internal Server Error</h1><h2>{title}</h2>"
+            f"<pre>{html.escape(trace)}</pre></body></html>\n"
+        )
+        return HTMLResponse(page, 500)
+
     async def _answer_http(
         self, scope: Scope, state: ConnectionState, receive: Receive, send: Send, exc: Exception
     ) -> None:
@@ -86,12 +116,9 @@ class ServerErrorMiddleware:
         request = Request(scope, receive, send)
         response: Any = None
         if self.handler is not None:
-            response = await call_maybe_async(self.handler, request, exc)
+            response = await call_handler(self.handler, request, exc)
         if response is None:
-            body = "Internal Server Error"
-            if self.debug:
-                body = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
-            response = PlainText(body, 500)
+            response = self._default_response(request, exc)
         with contextlib.suppress(OSError):  # the client left; the error is what matters
             await response(scope, receive, send)
         what = "with 500" if self.handler is None else "with the handler's response"

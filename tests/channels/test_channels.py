@@ -342,3 +342,17 @@ def test_a_gap_merged_with_a_lost_presence_event_keeps_its_offsets() -> None:
     presence_gap = Event("c", 3, "e", {"first": None, "last": None, "dropped": 1}, "gap")
     merged = _merge(gap, presence_gap)
     assert merged.data == {"first": 2, "last": 3, "dropped": 3}
+
+
+async def test_a_live_event_already_delivered_from_history_is_not_delivered_again() -> None:
+    # A backend that resynced from history may then hand over, live, events
+    # the replay already had: the offset says so, and it is dropped once.
+    from lilya.channels.events import Event
+
+    async with Channels("memory://") as channels, channels.subscribe("c") as sub:
+        position = await channels.publish("c", "once")
+        (first,) = await take(sub, 1)
+        channels.deliver(Event("c", position.offset, position.epoch, "once", "message"))
+        await channels.publish("c", "next")
+        (second,) = await take(sub, 1)
+    assert (first.data, second.data) == ("once", "next")

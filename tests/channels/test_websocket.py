@@ -505,7 +505,11 @@ async def test_relay_without_on_receive_reads_and_drops_client_messages(
         client.disconnect()
         with anyio.fail_after(2):
             await relay(client.websocket, sub)
-    assert await client.next_message() == {"type": "websocket.accept", "subprotocol": None}
+    assert await client.next_message() == {
+        "type": "websocket.accept",
+        "subprotocol": None,
+        "headers": [],
+    }
     assert client.websocket.client_state is WebSocketState.DISCONNECTED
 
 
