@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 
 from lilya._drain import Drain
 from lilya._exception_handlers import ExceptionHandler, HandlerKey, split_handlers
+from lilya.asyncapi import asyncapi_document, asyncapi_page
 from lilya.datastructures import State, URLPath
 from lilya.limits import (
     DEFAULT_MAX_MESSAGE_SIZE,
@@ -31,8 +32,11 @@ from lilya.middleware import DefineMiddleware, wrap_middleware
 from lilya.middleware.exceptions import ExceptionHandlerMiddleware
 from lilya.middleware.origin import OriginMiddleware
 from lilya.middleware.server_error import ServerErrorMiddleware
+from lilya.requests import Request
+from lilya.responses import HTMLResponse, JSONResponse
 from lilya.routing import BaseRoute, Router
 from lilya.status import WS_1012_SERVICE_RESTART
+from lilya.typed import OnInvalid
 from lilya.types import ASGIApp, Lifespan, Message, Receive, Scope, Send
 
 __all__ = ["Lilya"]
@@ -129,6 +133,7 @@ class Lilya:
             [allowed_origins] if isinstance(allowed_origins, str) else list(allowed_origins)
         )
         self.allow_missing_origin = allow_missing_origin
+        self._asyncapi_options: dict[str, Any] = {}
         # Built once here only to refuse a bad origin now, not at the first handshake.
         OriginMiddleware(self.router, self.allowed_origins, allow_missing_origin)
         self._drain = Drain(
@@ -264,9 +269,20 @@ class Lilya:
         *,
         name: str | None = None,
         middleware: Sequence[DefineMiddleware] | None = None,
+        receives: Any = None,
+        sends: Any = None,
+        on_invalid: OnInvalid = "error",
     ) -> None:
         """Add a WebSocket route (see :class:`~lilya.routing.WebSocketPath`)."""
-        self.router.add_websocket_route(path, handler, name=name, middleware=middleware)
+        self.router.add_websocket_route(
+            path,
+            handler,
+            name=name,
+            middleware=middleware,
+            receives=receives,
+            sends=sends,
+            on_invalid=on_invalid,
+        )
 
     def include(
         self,
@@ -335,6 +351,55 @@ class Lilya:
         *,
         name: str | None = None,
         middleware: Sequence[DefineMiddleware] | None = None,
+        receives: Any = None,
+        sends: Any = None,
+        on_invalid: OnInvalid = "error",
     ) -> Callable[[_F], _F]:
-        """Decorate a WebSocket handler for *path*."""
-        return self.router.websocket(path, name=name, middleware=middleware)
+        """Decorate a WebSocket handler for *path* (typed with *receives* / *sends*)."""
+        return self.router.websocket(
+            path,
+            name=name,
+            middleware=middleware,
+            receives=receives,
+            sends=sends,
+            on_invalid=on_invalid,
+        )
+
+    # -- AsyncAPI ------------------------------------------------------------
+    def asyncapi(self, **options: Any) -> dict[str, Any]:
+        """Return the AsyncAPI 3.0 document of this app's WebSocket routes.
+
+        Every WebSocket route is a channel; its ``receives`` / ``sends`` (on
+        the route or its handler) are its operations and messages. *options*
+        (``title``, ``version``, ``description``, ``servers``, ``security``,
+        ``channels``) are those of :func:`lilya.asyncapi.asyncapi_document`;
+        those given to :meth:`serve_asyncapi` are the defaults.
+        """
+        return asyncapi_document(self.routes, **{**self._asyncapi_options, **options})
+
+    def serve_asyncapi(
+        self, json_path: str = "/asyncapi.json", page_path: str = "/asyncapi", **options: Any
+    ) -> None:
+        """Serve the AsyncAPI document at *json_path* and a page rendering it at *page_path*.
+
+        Unless *options* name ``servers``, the served document's server is the
+        one the request reached (its ``Host``, ``ws`` or ``wss``), so the page
+        shows URLs a client can use as they are.
+        """
+        self._asyncapi_options = dict(options)
+
+        def document(request: Request) -> dict[str, Any]:
+            if "servers" in self._asyncapi_options:
+                return self.asyncapi()
+            url = request.url
+            protocol = "wss" if url.scheme == "https" else "ws"
+            return self.asyncapi(servers={"default": {"host": url.netloc, "protocol": protocol}})
+
+        async def asyncapi_json(request: Request) -> JSONResponse:
+            return JSONResponse(document(request))
+
+        async def asyncapi_html(request: Request) -> HTMLResponse:
+            return HTMLResponse(asyncapi_page(document(request)))
+
+        self.add_route(json_path, asyncapi_json, name="asyncapi_json")
+        self.add_route(page_path, asyncapi_html, name="asyncapi_page")

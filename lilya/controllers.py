@@ -17,7 +17,7 @@ then awaited), so instance attributes are per-connection state.
 from __future__ import annotations
 
 from collections.abc import Generator
-from typing import Any, ClassVar, Literal, TypeVar
+from typing import Any, ClassVar, Literal, TypeVar, cast
 
 from lilya import _json
 from lilya._close import received_code
@@ -26,6 +26,13 @@ from lilya._recorder import server_callables
 from lilya.exceptions import ImproperlyConfigured, WebSocketFrameError, WebSocketPeerError
 from lilya.responses import PlainText
 from lilya.status import WS_1000_NORMAL_CLOSURE, WS_1011_INTERNAL_ERROR
+from lilya.typed import (
+    InvalidMessageError,
+    OnInvalid,
+    TypedWebSocket,
+    check_on_invalid,
+    codec_for,
+)
 from lilya.types import Message, Receive, Scope, Send
 from lilya.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
@@ -47,10 +54,21 @@ class WebSocketController:
             invalid JSON closes with 1007) or ``None`` (``str`` or ``bytes``, as
             sent). A wrong frame or bad JSON is the client's fault: it is logged
             as a warning on ``lilya``, never raised as a server error.
+        receives: a message type (:mod:`lilya.typed`): ``on_receive`` then
+            gets decoded, validated objects (``encoding`` is ignored), and an
+            invalid message is answered as ``on_invalid`` says.
+        sends: the message type ``websocket.send_message()`` checks and encodes;
+            with either set, the ``websocket`` you get is a
+            :class:`~lilya.typed.TypedWebSocket`.
+        on_invalid: ``"error"`` (default: an ``invalid_message`` frame, the
+            connection stays open) or ``"close"`` (close 1007).
         scope: the connection's ASGI scope (``path_params`` included).
     """
 
     encoding: ClassVar[Literal["text", "bytes", "json"] | None] = None
+    receives: ClassVar[Any] = None
+    sends: ClassVar[Any] = None
+    on_invalid: ClassVar[OnInvalid] = "error"
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -58,6 +76,10 @@ class WebSocketController:
             raise ImproperlyConfigured(
                 f'{cls.__name__}.encoding is {cls.encoding!r}; use "text", "bytes", "json" or None.'
             )
+        check_on_invalid(cls.on_invalid)
+        for message_type in (cls.receives, cls.sends):
+            if message_type is not None:
+                codec_for(message_type)  # a type lilya cannot validate fails at import
 
     def __init__(self, scope: Scope, receive: Receive, send: Send) -> None:
         self.scope = scope
@@ -115,9 +137,22 @@ class WebSocketController:
         whatever ended it, with the close code: the client's, 1003 / 1007 for
         bad data, 1011 when a handler raised (the error is then re-raised).
         """
+        codec = None if self.receives is None else codec_for(self.receives)
         # Past the recorder, to the server's own callables: the WebSocket
         # moves the connection's state itself (lilya/_recorder.py).
-        websocket = WebSocket(self.scope, *server_callables(self.receive, self.send))
+        receive, send = server_callables(self.receive, self.send)
+        websocket: WebSocket
+        if self.receives is None and self.sends is None:
+            websocket = WebSocket(self.scope, receive, send)
+        else:
+            websocket = TypedWebSocket(
+                self.scope,
+                receive,
+                send,
+                receives=self.receives,
+                sends=self.sends,
+                on_invalid=self.on_invalid,
+            )
         self.scope[WEBSOCKET_KEY] = websocket
         await self.on_connect(websocket)
         if websocket.application_state is not WebSocketState.CONNECTED:
@@ -129,7 +164,18 @@ class WebSocketController:
                 if message["type"] == "websocket.disconnect":
                     close_code = received_code(message)
                     break
-                await self.on_receive(websocket, self._decode(message))
+                if codec is None:
+                    await self.on_receive(websocket, self._decode(message))
+                    continue
+                data = message.get("text")
+                try:
+                    decoded = codec.decode(
+                        data if data is not None else message.get("bytes") or b""
+                    )
+                except InvalidMessageError as exc:
+                    await cast(TypedWebSocket[Any, Any], websocket).reject(exc)
+                    continue
+                await self.on_receive(websocket, decoded)
         except WebSocketPeerError as exc:
             close_code = exc.close_code
             await close_for_peer_error(websocket, exc)

@@ -65,6 +65,7 @@ from lilya.limits import (
 from lilya.middleware import DefineMiddleware, wrap_middleware
 from lilya.requests import Request
 from lilya.responses import PlainText, RedirectResponse, to_response
+from lilya.typed import OnInvalid, TypedWebSocket, check_on_invalid, codec_for
 from lilya.types import ASGIApp, Lifespan, Receive, Scope, Send
 from lilya.websockets import WebSocket, WebSocketClose
 
@@ -246,6 +247,14 @@ class WebSocketPath(BaseRoute):
         rate_limit: a :class:`~lilya.limits.RateLimit` for this route's
             connections (over it: close 1008, or an error frame and the
             message dropped). Default: the app's (100 messages/s, bursts of 1,000).
+        receives, sends: the message types of a function handler
+            (:mod:`lilya.typed`): the handler then gets a
+            :class:`~lilya.typed.TypedWebSocket` whose ``receive_message()``
+            decodes and validates, and whose ``send_message()`` checks and
+            encodes. ``app.asyncapi()`` documents them.
+        on_invalid: ``"error"`` (default: an invalid message gets an
+            ``invalid_message`` frame, the connection stays open) or
+            ``"close"`` (close 1007).
 
     Whatever the handler does, the connection is closed when it ends: 1000
     after a normal return (before accept: the client sees 403), 1011 after an
@@ -254,7 +263,9 @@ class WebSocketPath(BaseRoute):
 
     Raises:
         ImproperlyConfigured: a bad path template, a plain (non-async)
-            function, or a function that needs parameters the path lacks.
+            function, a function that needs parameters the path lacks, a
+            message type lilya cannot validate, or message types given for a
+            handler that is not a function (declare them on the controller).
     """
 
     def __init__(
@@ -266,6 +277,9 @@ class WebSocketPath(BaseRoute):
         middleware: Sequence[DefineMiddleware] | None = None,
         max_message_size: int | None = None,
         rate_limit: RateLimit | None = None,
+        receives: Any = None,
+        sends: Any = None,
+        on_invalid: OnInvalid = "error",
     ) -> None:
         self.path = path
         self.handler = handler
@@ -283,6 +297,21 @@ class WebSocketPath(BaseRoute):
                 )
             self._call = HandlerCall(handler, self._compiled.param_names)
         self._is_controller = isinstance(handler, type) and issubclass(handler, WebSocketController)
+        self.receives = receives
+        self.sends = sends
+        self.on_invalid = check_on_invalid(on_invalid)
+        self._typed = receives is not None or sends is not None
+        if self._typed:
+            if self._call is None:
+                raise ImproperlyConfigured(
+                    f"receives= and sends= type the WebSocket a function handler gets; "
+                    f"{handler!r} is not one: set them as attributes of the controller "
+                    "(or endpoint) instead."
+                )
+            # Built now, so a type lilya cannot validate fails at import time.
+            for message_type in (receives, sends):
+                if message_type is not None:
+                    codec_for(message_type)
         self.middleware = list(middleware or [])
         self.app = wrap_middleware(self._serve, self.middleware)
 
@@ -318,6 +347,18 @@ class WebSocketPath(BaseRoute):
                 # controller's WebSocket applies the limits from the scope.
                 receive = limit_receive(receive, send, limit, rate)
             await self.handler(scope, receive, send)
+        elif self._typed:
+            # As below, with the types: past the recorder, to the server's own
+            # callables, and registered as the connection's WebSocket.
+            typed: TypedWebSocket[Any, Any] = TypedWebSocket(
+                scope,
+                *server_callables(receive, send),
+                receives=self.receives,
+                sends=self.sends,
+                on_invalid=self.on_invalid,
+            )
+            scope[WEBSOCKET_KEY] = typed
+            await self._call(typed, scope.get("path_params") or {})
         else:
             # Past the recorder, to the server's own callables: the WebSocket
             # moves the connection's state itself (lilya/_recorder.py).
@@ -535,9 +576,22 @@ class Router:
         *,
         name: str | None = None,
         middleware: Sequence[DefineMiddleware] | None = None,
+        receives: Any = None,
+        sends: Any = None,
+        on_invalid: OnInvalid = "error",
     ) -> None:
-        """Append a :class:`WebSocketPath`."""
-        self.routes.append(WebSocketPath(path, handler, name=name, middleware=middleware))
+        """Append a :class:`WebSocketPath` (*receives*, *sends*, *on_invalid*: see there)."""
+        self.routes.append(
+            WebSocketPath(
+                path,
+                handler,
+                name=name,
+                middleware=middleware,
+                receives=receives,
+                sends=sends,
+                on_invalid=on_invalid,
+            )
+        )
 
     def include(
         self,
@@ -575,11 +629,22 @@ class Router:
         *,
         name: str | None = None,
         middleware: Sequence[DefineMiddleware] | None = None,
+        receives: Any = None,
+        sends: Any = None,
+        on_invalid: OnInvalid = "error",
     ) -> Callable[[_F], _F]:
         """Decorate a WebSocket handler to add it as a :class:`WebSocketPath`."""
 
         def decorate(handler: _F) -> _F:
-            self.add_websocket_route(path, handler, name=name, middleware=middleware)
+            self.add_websocket_route(
+                path,
+                handler,
+                name=name,
+                middleware=middleware,
+                receives=receives,
+                sends=sends,
+                on_invalid=on_invalid,
+            )
             return handler
 
         return decorate

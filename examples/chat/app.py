@@ -64,6 +64,8 @@ from lilya.responses import HTMLResponse
 from lilya.routing import Path, WebSocketPath
 from lilya.websockets import WebSocket
 
+from .messages import ChatError, ChatMessage, Gap, History, Presence, Reset, Say, Welcome
+
 __all__ = [
     "HISTORY",
     "MAX_ID",
@@ -286,6 +288,10 @@ def create_app(
 
             await relay(websocket, sub, on_receive=say, encode=encode)
 
+    # What the socket takes and sends, for app.asyncapi() (examples/chat/messages.py).
+    chat.receives = Say  # type: ignore[attr-defined]  # documentation attributes
+    chat.sends = Welcome | History | ChatMessage | Presence | Gap | Reset | ChatError  # type: ignore[attr-defined]
+
     middleware = []
     if allowed_hosts:
         middleware.append(
@@ -298,6 +304,10 @@ def create_app(
         allowed_origins=[origin.strip() for origin in allowed_origins],
     )
     app.state.channels = channels
+    app.serve_asyncapi(
+        title="lilya chat",
+        description="Rooms at /ws/{room}?nick=NAME (and since=EPOCH:OFFSET to resume).",
+    )
     return app
 
 

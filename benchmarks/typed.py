@@ -1,0 +1,152 @@
+"""What typed messages cost per message, against untyped JSON in the same run.
+
+Run by hand (never in the test suite; machines are shared and noisy):
+
+    python benchmarks/typed.py [--messages 100000] [--repeat 7]
+
+Every variant reads the same ~200-byte JSON message from the same in-memory
+``receive`` (a list iterator), or sends the same message to an in-memory
+``send`` (a list append), through a real ``WebSocket`` / ``TypedWebSocket``;
+the best of ``--repeat`` runs, in microseconds per message.
+
+* receive: ``receive_json()`` (parse only) against ``receive_message()``
+  (parse + validate into a msgspec Struct, or a pydantic model).
+  Target (issue 14): typed adds at most 10 µs.
+* send: ``send_json(dict)`` against ``send_message(obj)`` (check + encode).
+  Target: typed costs no more than ``send_json`` of the equivalent dict.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, Literal
+
+import msgspec
+import pydantic
+
+from lilya.typed import TypedWebSocket
+from lilya.websockets import WebSocket
+
+
+class Say(msgspec.Struct, tag="say"):
+    room: str
+    nick: str
+    text: str
+    id: str
+    ts: float
+    tags: list[str]
+
+
+class Leave(msgspec.Struct, tag="leave"):
+    room: str
+
+
+class PSay(pydantic.BaseModel):
+    type: Literal["say"]
+    room: str
+    nick: str
+    text: str
+    id: str
+    ts: float
+    tags: list[str]
+
+
+class PLeave(pydantic.BaseModel):
+    type: Literal["leave"]
+    room: str
+
+
+FIELDS: dict[str, Any] = {
+    "room": "lobby",
+    "nick": "ann",
+    "text": "Hello everyone, this is a message of typical chat length!",
+    "id": "0f8fad5b-d9cb-469f-a165-70867728950e",
+    "ts": 1764614400.125,
+    "tags": ["greeting", "en"],
+}
+DICT = {"type": "say", **FIELDS}
+FRAME = msgspec.json.encode(DICT).decode()
+SCOPE = {"type": "websocket", "path": "/", "headers": [], "query_string": b""}
+
+
+def _socket(cls: Any, n: int, **options: Any) -> tuple[Any, list[Any]]:
+    messages = iter(
+        [{"type": "websocket.connect"}] + [{"type": "websocket.receive", "text": FRAME}] * n
+    )
+    sent: list[Any] = []
+
+    async def receive() -> Any:
+        return next(messages)
+
+    async def send(message: Any) -> None:
+        sent.append(message)
+
+    socket = cls(dict(SCOPE), receive, send, **options)
+    return socket, sent
+
+
+async def _time(n: int, body: Callable[[Any], Awaitable[None]], socket: Any) -> float:
+    await socket.accept()
+    gc.collect()
+    start = time.perf_counter()
+    for _ in range(n):
+        await body(socket)
+    return (time.perf_counter() - start) / n * 1e6
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--messages", type=int, default=100_000)
+    parser.add_argument("--repeat", type=int, default=7)
+    args = parser.parse_args()
+    n = args.messages
+    print(f"message: {len(FRAME)} bytes of JSON; best of {args.repeat} x {n} messages")
+
+    async def rjson(ws: Any) -> None:
+        await ws.receive_json()
+
+    async def rtyped(ws: Any) -> None:
+        await ws.receive_message()
+
+    async def sjson(ws: Any) -> None:
+        await ws.send_json(DICT)
+
+    say, psay = Say(**FIELDS), PSay(type="say", **FIELDS)
+
+    async def styped(ws: Any) -> None:
+        await ws.send_message(say)
+
+    async def sptyped(ws: Any) -> None:
+        await ws.send_message(psay)
+
+    variants: list[tuple[str, Callable[[Any], Awaitable[None]], Any, dict[str, Any]]] = [
+        ("receive_json()", rjson, WebSocket, {}),
+        ("receive_message() msgspec", rtyped, TypedWebSocket, {"receives": Say | Leave}),
+        ("receive_message() pydantic", rtyped, TypedWebSocket, {"receives": PSay | PLeave}),
+        ("send_json(dict)", sjson, WebSocket, {}),
+        ("send_message() msgspec", styped, TypedWebSocket, {"sends": Say | Leave}),
+        ("send_message() pydantic", sptyped, TypedWebSocket, {"sends": PSay | PLeave}),
+    ]
+    best: dict[str, float] = {}
+    for _ in range(args.repeat):
+        for name, body, cls, options in variants:
+            socket, _sent = _socket(cls, n, **options)
+            took = asyncio.run(_time(n, body, socket))
+            best[name] = min(best.get(name, took), took)
+    for name, *_ in variants:
+        print(f"{name:30} {best[name]:6.2f} µs")
+    for engine in ("msgspec", "pydantic"):
+        added = best[f"receive_message() {engine}"] - best["receive_json()"]
+        ratio = best[f"send_message() {engine}"] / best["send_json(dict)"]
+        print(
+            f"{engine:9} receive: {added:+5.2f} µs over receive_json() (target <= +10)   "
+            f"send: {ratio:4.2f}x send_json(dict) (target <= 1.00)"
+        )
+
+
+if __name__ == "__main__":
+    main()
