@@ -397,13 +397,14 @@ class PostgresBackend(Backend):
                 await self._handle(name, payload)
             if self._lost:
                 raise BackendUnavailableError(self.safe_url, "listen", None)
+            # The inbox is empty and the connection alive here (nothing awaited
+            # since the checks above, so no callback ran): wait for either.
             wake = self._wake = anyio.Event()
-            if not self._inbox and not self._lost:
-                # A silent network (no FIN, no RST) is found by a ping every few seconds.
-                with anyio.move_on_after(self._ping_every) as idle:
-                    await wake.wait()
-                if idle.cancelled_caught:
-                    await self._ping()
+            # A silent network (no FIN, no RST) is found by a ping every few seconds.
+            with anyio.move_on_after(self._ping_every) as idle:
+                await wake.wait()
+            if idle.cancelled_caught:
+                await self._ping()
 
     async def _ping(self) -> None:
         listener = self._listener
