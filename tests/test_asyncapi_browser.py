@@ -12,25 +12,13 @@ from typing import Any
 
 import pytest
 
+from tests.support.browser import CHROMIUM, CHROMIUM_FLAGS, needs_chromium
 from tests.support.servers import ROOT, serve, tracebacks
-
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_FLAGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 
 pytestmark = [
     pytest.mark.browser,
     pytest.mark.server,
-    pytest.mark.skipif(
-        not CHROMIUM.exists(),
-        reason="/usr/bin/chromium is absent: apt-get install chromium (.ci/run does)",
-    ),
+    needs_chromium,
 ]
 
 

@@ -25,20 +25,12 @@ import anyio
 import pytest
 
 from lilya.channels import Channels
+from tests.support.browser import CHROMIUM, CHROMIUM_FLAGS, needs_chromium
 from tests.support.servers import ROOT, free_port, serve, tracebacks
 
 if TYPE_CHECKING:
     from playwright.sync_api import ViewportSize
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_FLAGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 #: Milliseconds any one thing a page shows may take to appear.
 WAIT_MS = 20_000
 
@@ -47,10 +39,7 @@ pytestmark = [
     pytest.mark.server,
     pytest.mark.redis,
     pytest.mark.slow,
-    pytest.mark.skipif(
-        not CHROMIUM.exists(),
-        reason="/usr/bin/chromium is absent: apt-get install chromium (.ci/run does)",
-    ),
+    needs_chromium,
 ]
 
 

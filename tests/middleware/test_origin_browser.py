@@ -16,26 +16,15 @@ from typing import Any
 
 import pytest
 
+from tests.support.browser import CHROMIUM, CHROMIUM_FLAGS, needs_chromium
 from tests.support.servers import serve, tracebacks
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_FLAGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 WAIT_MS = 20_000
 
 pytestmark = [
     pytest.mark.browser,
     pytest.mark.server,
-    pytest.mark.skipif(
-        not CHROMIUM.exists(),
-        reason="/usr/bin/chromium is absent: apt-get install chromium (.ci/run does)",
-    ),
+    needs_chromium,
 ]
 
 #: Opens a socket and resolves with what happened to it: "open", or "closed CODE".
