@@ -8,6 +8,8 @@ import json
 import sys
 import threading
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from typing import Any
 
@@ -268,3 +270,20 @@ def test_kill_9_of_redis_mid_stream_gives_unavailable_then_a_reset_never_a_trace
                 client.ok("publish", channel="live", data="after")
                 assert client.messages(1)[0]["data"] == "after"
             assert_quiet(server)
+
+
+def test_lilya_run_shows_a_query_token_as_stars_in_its_log() -> None:
+    command = [sys.executable, "-m", "lilya", "run", APP, "--port", "{port}"]
+    with serve(APP, command=command) as server:
+        with server.connect("/ws?token=ann&room=1") as connection:
+            assert Peer(connection).ok("ping") == {}
+        with pytest.raises(InvalidStatus):
+            server.connect("/ws?token=not-a-user-secret").close()
+        with pytest.raises(urllib.error.HTTPError) as caught:  # an HTTP request: the access log
+            urllib.request.urlopen(server.http_url + "/ws?token=http-secret", timeout=5)
+        assert caught.value.code == 404  # WebSocketPath routes only WebSockets
+        log = server.wait_for_log("token=***&room=1")
+        server.wait_for_log('"GET /ws?token=*** HTTP/1.1" 404')
+        log = server.log()
+        assert "not-a-user-secret" not in log and "token=ann" not in log
+        assert "http-secret" not in log
