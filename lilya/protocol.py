@@ -810,8 +810,15 @@ class _Session:
     async def _writer(self) -> None:
         websocket = self.websocket
         try:
+            queued = self._queued
             with self._writer_scope:
-                async for frame in self._queued:
+                while True:
+                    # Without a checkpoint while frames are queued: the send
+                    # below is one, and a queue of pushes goes out in a run.
+                    try:
+                        frame = queued.receive_nowait()
+                    except anyio.WouldBlock:
+                        frame = await queued.receive()
                     if not frame:  # _FLUSH
                         return
                     await websocket.send_text(frame)
@@ -1139,7 +1146,11 @@ class _Session:
                 async for event in entry.subscription:
                     kind = event.type
                     if kind == "message":
-                        await out.send(self._message_frame(channel_json, event))
+                        frame = self._message_frame(channel_json, event)
+                        try:
+                            out.send_nowait(frame)  # the common case: room in the queue
+                        except anyio.WouldBlock:
+                            await out.send(frame)  # the writer is behind: wait for it
                     elif kind == "presence":
                         if entry.presence:
                             for frame in _presence_frames(channel_json, event):
