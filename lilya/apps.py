@@ -20,6 +20,13 @@ from typing import Any, TypeVar
 from lilya._drain import Drain
 from lilya._exception_handlers import ExceptionHandler, HandlerKey, split_handlers
 from lilya.asyncapi import asyncapi_document, asyncapi_page
+from lilya.caps import (
+    DEFAULT_CONNECTION_CAPS,
+    ConnectionCaps,
+    RedisCounter,
+    check_connection_caps,
+    make_counter,
+)
 from lilya.datastructures import State, URLPath
 from lilya.limits import (
     DEFAULT_MAX_MESSAGE_SIZE,
@@ -76,6 +83,14 @@ class Lilya:
             :class:`~lilya.limits.RateLimit` (default 100 a second, bursts of
             1,000; over it: close 1008); a route can set its own; ``None``
             turns it off.
+        connection_caps: how many WebSockets may be open at once, a
+            :class:`~lilya.caps.ConnectionCaps` (default 10,000 per process:
+            503 over it; 100 per client address and 50 per authenticated
+            user: 429 over them; both with ``Retry-After`` 5); a route can
+            set its own; ``None`` turns them off (see :mod:`lilya.caps`).
+        connection_counter: where the address and user caps are counted:
+            ``None`` in this process, a ``redis://`` URL or a
+            :class:`~lilya.caps.RedisCounter` across every worker sharing it.
         drain_code: the close code open WebSockets get when the app stops
             (1012 "service restart"; 1001 "going away" to keep clients away).
         drain_batch, drain_interval: close that many sockets at a time, that
@@ -87,12 +102,17 @@ class Lilya:
     Raises:
         ImproperlyConfigured: an entry of *allowed_origins* is not an origin,
             *max_message_size* is not a positive ``int`` nor ``None``,
-            *rate_limit* is not a ``RateLimit`` nor ``None``, or a ``drain_*``
+            *rate_limit* is not a ``RateLimit`` nor ``None``,
+            *connection_caps* is not a ``ConnectionCaps`` nor ``None``,
+            *connection_counter* is not ``None``, a Redis URL nor a
+            ``RedisCounter``, or a ``drain_*``
             value is out of range.
 
     Attributes:
         state: application-wide state (``app.state.db = ...``).
         router: the :class:`~lilya.routing.Router` holding the routes.
+        connection_counter: the :class:`~lilya.caps.ConnectionCounter` of
+            the app's open WebSockets (``.counts``).
     """
 
     def __init__(
@@ -109,6 +129,8 @@ class Lilya:
         allow_missing_origin: bool = True,
         max_message_size: int | None = DEFAULT_MAX_MESSAGE_SIZE,
         rate_limit: RateLimit | None = DEFAULT_RATE_LIMIT,
+        connection_caps: ConnectionCaps | None = DEFAULT_CONNECTION_CAPS,
+        connection_counter: str | RedisCounter | None = None,
         drain_code: int = WS_1012_SERVICE_RESTART,
         drain_batch: int = 100,
         drain_interval: float = 0.1,
@@ -118,6 +140,8 @@ class Lilya:
         self.debug = debug
         self.max_message_size = check_max_message_size(max_message_size, "Lilya")
         self.rate_limit = check_rate_limit(rate_limit, "Lilya")
+        self.connection_caps = check_connection_caps(connection_caps, "Lilya")
+        self.connection_counter = make_counter(connection_counter)
         self.state = State()
         self.router = Router(
             routes,
