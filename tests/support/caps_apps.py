@@ -11,7 +11,9 @@ import os
 
 from lilya.apps import Lilya
 from lilya.caps import ConnectionCaps, RedisCounter
-from lilya.routing import WebSocketPath
+from lilya.requests import Request
+from lilya.responses import JSONResponse
+from lilya.routing import Path, WebSocketPath
 from lilya.websockets import WebSocket
 
 
@@ -34,5 +36,11 @@ app = Lilya(
     connection_counter=counter,
 )
 
+
+async def counts(request: Request) -> JSONResponse:
+    """The app's local counts, so a test can wait until every slot is back."""
+    return JSONResponse(default_app.connection_counter.counts)
+
+
 #: The same route with the default caps, counted in process (100 per address).
-default_app = Lilya(routes=[WebSocketPath("/", hold)])
+default_app = Lilya(routes=[WebSocketPath("/", hold), Path("/counts", counts)])
