@@ -23,6 +23,7 @@ from lilya.asyncapi import asyncapi_document, asyncapi_page
 from lilya.caps import (
     DEFAULT_CONNECTION_CAPS,
     ConnectionCaps,
+    HasURL,
     RedisCounter,
     check_connection_caps,
     make_counter,
@@ -89,8 +90,9 @@ class Lilya:
             user: 429 over them; both with ``Retry-After`` 5); a route can
             set its own; ``None`` turns them off (see :mod:`lilya.caps`).
         connection_counter: where the address and user caps are counted:
-            ``None`` in this process, a ``redis://`` URL or a
-            :class:`~lilya.caps.RedisCounter` across every worker sharing it.
+            ``None`` in this process, a ``redis://`` URL, a
+            :class:`~lilya.caps.RedisCounter`, or the app's ``Channels`` (on
+            ``redis://``), across every worker sharing it.
         drain_code: the close code open WebSockets get when the app stops
             (1012 "service restart"; 1001 "going away" to keep clients away).
         drain_batch, drain_interval: close that many sockets at a time, that
@@ -104,8 +106,8 @@ class Lilya:
             *max_message_size* is not a positive ``int`` nor ``None``,
             *rate_limit* is not a ``RateLimit`` nor ``None``,
             *connection_caps* is not a ``ConnectionCaps`` nor ``None``,
-            *connection_counter* is not ``None``, a Redis URL nor a
-            ``RedisCounter``, or a ``drain_*``
+            *connection_counter* is not ``None``, a Redis URL, a
+            ``RedisCounter`` nor channels on ``memory://`` or ``redis://``, or a ``drain_*``
             value is out of range.
 
     Attributes:
@@ -130,7 +132,7 @@ class Lilya:
         max_message_size: int | None = DEFAULT_MAX_MESSAGE_SIZE,
         rate_limit: RateLimit | None = DEFAULT_RATE_LIMIT,
         connection_caps: ConnectionCaps | None = DEFAULT_CONNECTION_CAPS,
-        connection_counter: str | RedisCounter | None = None,
+        connection_counter: str | RedisCounter | HasURL | None = None,
         drain_code: int = WS_1012_SERVICE_RESTART,
         drain_batch: int = 100,
         drain_interval: float = 0.1,

@@ -59,7 +59,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, Protocol
 
 import anyio
 
@@ -80,6 +80,7 @@ __all__ = [
     "LOG_INTERVAL",
     "ConnectionCaps",
     "ConnectionCounter",
+    "HasURL",
     "RedisCounter",
     "Refusal",
     "Slot",
@@ -643,15 +644,23 @@ class RedisCounter:
         return int(await client.zcard(full))
 
 
-def make_counter(value: Any) -> ConnectionCounter:
+class HasURL(Protocol):
+    """Anything with a channels URL: the app's :class:`~lilya.channels.Channels`."""
+
+    url: str
+
+
+def make_counter(value: str | RedisCounter | HasURL | None) -> ConnectionCounter:
     """Build an app's counter from ``Lilya(connection_counter=...)``.
 
     Args:
-        value: ``None`` (count in this process), a Redis URL, or a
-            :class:`RedisCounter`.
+        value: ``None`` (count in this process), a Redis URL, a
+            :class:`RedisCounter`, or the app's ``Channels``: on ``redis://``
+            they count there too, on ``memory://`` in this process.
 
     Raises:
-        ImproperlyConfigured: anything else, or a bad URL.
+        ImproperlyConfigured: anything else, a bad URL, or channels elsewhere
+            (PostgreSQL, a Redis Cluster or Sentinel) where leases cannot live.
     """
     if value is None:
         return ConnectionCounter()
@@ -659,9 +668,19 @@ def make_counter(value: Any) -> ConnectionCounter:
         return ConnectionCounter(value)
     if isinstance(value, str):
         return ConnectionCounter(RedisCounter(value))
+    url = getattr(value, "url", None)
+    if isinstance(url, str):
+        if url.startswith("memory://"):
+            return ConnectionCounter()
+        if url.startswith(("redis://", "rediss://", "unix://")):
+            return ConnectionCounter(RedisCounter(url))
+        raise ImproperlyConfigured(
+            f"connection_counter: channels at {url.split('@')[-1]!r} cannot hold the "
+            "connection counts (they need one plain Redis); give a redis:// URL instead."
+        )
     raise ImproperlyConfigured(
-        "connection_counter must be None (count in this process), a redis:// URL or a "
-        f"lilya.caps.RedisCounter, got {value!r}."
+        "connection_counter must be None (count in this process), a redis:// URL, a "
+        f"lilya.caps.RedisCounter or the app's Channels, got {value!r}."
     )
 
 

@@ -22,6 +22,7 @@ from lilya.caps import (
     make_counter,
     user_key,
 )
+from lilya.channels import Channels
 from lilya.exceptions import ImproperlyConfigured
 from lilya.middleware import DefineMiddleware
 from lilya.middleware.authentication import AuthenticationMiddleware
@@ -126,6 +127,27 @@ def test_redis_counter_settings_out_of_range_are_refused(
 ) -> None:
     with pytest.raises(ImproperlyConfigured, match=message):
         RedisCounter("redis://127.0.0.1:6379/0", **options)
+
+
+def test_the_apps_channels_count_where_they_live() -> None:
+    assert Lilya(connection_counter=Channels("memory://")).connection_counter.shared is None
+    shared = Lilya(connection_counter=Channels("redis://127.0.0.1:6379/2")).connection_counter
+    assert shared.shared is not None
+    assert shared.shared.url == "redis://127.0.0.1:6379/2"
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgres://user:secret@db/app",
+        "redis+cluster://127.0.0.1:7000",
+        "redis+sentinel://127.0.0.1:26379/m",
+    ],
+)
+def test_channels_elsewhere_than_one_plain_redis_cannot_hold_the_counts(url: str) -> None:
+    with pytest.raises(ImproperlyConfigured, match="cannot hold the connection counts") as info:
+        Lilya(connection_counter=Channels(url))
+    assert "secret" not in str(info.value)
 
 
 def test_a_redis_url_or_counter_makes_a_shared_counter() -> None:
