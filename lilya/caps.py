@@ -11,7 +11,8 @@ runs:
 * ``per_process`` (default 10,000): the whole process is full. The answer is
   a **503** denial response with ``Retry-After``: the client should try again
   later, probably on another worker.
-* ``per_address`` (default 100): the client address (``scope["client"]``)
+* ``per_address`` (default 100): the client address (``scope["client"]``;
+  an IPv6 address counts as its /64 network, see :func:`address_key`)
   already holds that many. ``per_user`` (default 50): the authenticated user
   (``scope["user"]``, set by
   :class:`~lilya.middleware.authentication.AuthenticationMiddleware`) does.
@@ -52,6 +53,8 @@ wrong the other way.
 from __future__ import annotations
 
 import asyncio
+import functools
+import ipaddress
 import itertools
 import logging
 import math
@@ -84,6 +87,7 @@ __all__ = [
     "RedisCounter",
     "Refusal",
     "Slot",
+    "address_key",
     "check_connection_caps",
     "make_counter",
     "serve_capped",
@@ -182,11 +186,33 @@ def user_key(scope: Scope) -> str | None:
     return str(name)[:_KEY_LIMIT] if name else None
 
 
+@functools.lru_cache(maxsize=1024)
+def address_key(host: str) -> str:
+    """The name the per-address cap counts a client *host* under.
+
+    An IPv4 address is itself (an IPv4-mapped IPv6 address too). An IPv6
+    address counts as its **/64** network: one subscriber usually gets a
+    whole /64 and can pick any of its 2**64 addresses, so counting single
+    IPv6 addresses would let one client hold unlimited sockets. Anything else
+    (a Unix socket's name, a test client's ``"testclient"``) is itself,
+    clipped to 200 characters.
+    """
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        return host[:_KEY_LIMIT]
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.IPv6Network((ip, 64), strict=False))
+    return str(ip)
+
+
 def _address(scope: Scope) -> str | None:
     client = scope.get("client")
     if not client:
         return None
-    return str(client[0])[:_KEY_LIMIT]
+    return address_key(str(client[0]))
 
 
 # -- refusals ---------------------------------------------------------------------

@@ -19,6 +19,7 @@ from lilya.caps import (
     ConnectionCounter,
     RedisCounter,
     Refusal,
+    address_key,
     make_counter,
     user_key,
 )
@@ -463,6 +464,33 @@ def test_the_per_user_key_is_the_identity_else_the_display_name(
     if user is not None:
         scope["user"] = user
     assert user_key(scope) == key
+
+
+@pytest.mark.parametrize(
+    ("host", "key"),
+    [
+        ("203.0.113.7", "203.0.113.7"),
+        ("::ffff:203.0.113.7", "203.0.113.7"),
+        ("2001:db8:1:2:3:4:5:6", "2001:db8:1:2::/64"),
+        ("2001:db8:1:2:ffff::1", "2001:db8:1:2::/64"),
+        ("testclient", "testclient"),
+        ("x" * 500, "x" * 200),
+    ],
+)
+def test_an_ipv6_client_counts_as_its_slash_64_network(host: str, key: str) -> None:
+    assert address_key(host) == key
+
+
+async def test_one_ipv6_subscriber_rotating_addresses_is_still_one_address() -> None:
+    app = capped_app(connection_caps=ConnectionCaps(per_address=2))
+    async with (
+        sessions(AsyncTestClient(app, client=("2001:db8::1", 1)), 1),
+        sessions(AsyncTestClient(app, client=("2001:db8::2", 1)), 1),
+    ):
+        denied = await refusal(AsyncTestClient(app, client=("2001:db8::3", 1)))
+        async with sessions(AsyncTestClient(app, client=("2001:db8:0:1::1", 1)), 1):
+            pass  # another /64
+    assert denied.status_code == 429
 
 
 def test_a_refusal_names_status_close_code_and_setting() -> None:
