@@ -527,6 +527,7 @@ class RedisCounter:
         self._worker = uuid.uuid4().hex
         self._ids = itertools.count()
         self._client: Any = None
+        self._scripts: tuple[Any, Any] = (None, None)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._refresher: asyncio.Task[None] | None = None
 
@@ -538,6 +539,11 @@ class RedisCounter:
 
             self._client = redis.asyncio.Redis.from_url(
                 self.url, socket_timeout=self.timeout, socket_connect_timeout=self.timeout
+            )
+            # EVALSHA, falling back to EVAL once when Redis does not know the script yet.
+            self._scripts = (
+                self._client.register_script(_ACQUIRE),
+                self._client.register_script(_REFRESH),
             )
             self._loop = loop
         return self._client
@@ -581,7 +587,7 @@ class RedisCounter:
         caps = (limit or 0 for _, limit in limits)
         answered, full = await self._attempt(
             "counting a handshake",
-            lambda redis: redis.eval(_ACQUIRE, len(keys), *keys, self.ttl, lease.member, *caps),
+            lambda redis: self._scripts[0](keys=keys, args=[self.ttl, lease.member, *caps]),
         )
         if not answered:
             return None
@@ -619,7 +625,7 @@ class RedisCounter:
         if keys:
             await self._attempt(
                 "refreshing leases",
-                lambda redis: redis.eval(_REFRESH, len(keys), *keys, self.ttl, *members),
+                lambda redis: self._scripts[1](keys=keys, args=[self.ttl, *members]),
             )
 
     async def _attempt(self, what: str, call: Callable[[Any], Awaitable[Any]]) -> tuple[bool, Any]:
@@ -635,7 +641,8 @@ class RedisCounter:
 
         async def run() -> tuple[bool, Any]:
             try:
-                result = await asyncio.wait_for(call(self._redis()), self.timeout)
+                with anyio.fail_after(self.timeout):
+                    result = await call(self._redis())
             except Exception as exc:  # OSError, redis.RedisError, TimeoutError: Redis is away
                 self._failed(what, exc)
                 return False, None
