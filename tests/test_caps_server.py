@@ -23,7 +23,7 @@ import redis
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import InvalidStatus
 
-from tests.channels.redis_server import redis_url_for_tests
+from tests.channels.redis_server import private_redis, redis_url_for_tests
 from tests.support.servers import RunningServer, serve, tracebacks
 
 pytestmark = [pytest.mark.server, pytest.mark.slow]
@@ -159,3 +159,38 @@ async def test_two_workers_share_the_count_and_a_killed_workers_slots_expire(
 
 def refusal_lines_of(log: str) -> list[str]:
     return [line for line in log.splitlines() if "Refused a WebSocket handshake" in line]
+
+
+@pytest.mark.redis
+@pytest.mark.anyio
+async def test_redis_killed_mid_stream_fails_open_logs_once_and_counts_again_when_back() -> None:
+    env_of = {"LILYA_TEST_CAPS_TTL": "1", "LILYA_TEST_CAPS_PREFIX": "lilya:test-caps-kill:"}
+    command = lilya_run("tests.support.caps_apps:app")
+    with private_redis() as backend, contextlib.ExitStack() as stack:
+        env = {**env_of, "LILYA_TEST_CAPS_REDIS": backend.url}
+        first = stack.enter_context(serve("", command=command, env=env))
+        second = stack.enter_context(serve("", command=command, env=env))
+        held = [await try_connect(first), await try_connect(first)]
+        assert await try_connect(second) == 429
+        backend.kill()  # kill -9, mid-stream: two sockets hold leases
+        # Fail open: the second worker lets handshakes in (per-process cap only).
+        during = [await try_connect(second) for _ in range(3)]
+        for ws in [*held, *during]:
+            assert not isinstance(ws, int)
+            await ws.close()  # the first worker cannot remove its leases: logged
+        backend.start()  # back, and empty
+        with anyio.fail_after(15):
+            while True:
+                two = [await try_connect(second), await try_connect(second)]
+                third = await try_connect(second)
+                for ws in (*two, third):
+                    if not isinstance(ws, int):
+                        await ws.close()
+                if third == 429:
+                    break  # counted in Redis again
+                await anyio.sleep(0.1)
+        logs = first.log(), second.log()
+    for log in logs:
+        assert tracebacks(log) == []
+        assert len([line for line in log.splitlines() if "did not answer" in line]) == 1
+    assert "let in under the per-process cap only" in logs[1]
