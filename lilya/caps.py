@@ -231,6 +231,15 @@ _FIX: Final = {
 }
 
 
+_CAPS_WHERE: Final = "Lilya(connection_caps=...) or WebSocketPath(..., connection_caps=...)"
+_WHERE: Final = {
+    "per_process": _CAPS_WHERE,
+    "per_address": _CAPS_WHERE,
+    "per_user": _CAPS_WHERE,
+    "counter": "Lilya(connection_counter=RedisCounter(...))",
+}
+
+
 @dataclass(frozen=True)
 class Refusal:
     """Why a handshake was refused: the cap that was full, and how to answer it.
@@ -268,7 +277,7 @@ class Refusal:
         return (
             f"WebSocket handshake refused: {what}. Connect again in {self.retry_after} s. "
             f"To allow more, the server's owner can change {_FIX[self.kind]} "
-            "(Lilya(connection_caps=...) or WebSocketPath(..., connection_caps=...))."
+            f"({_WHERE[self.kind]})."
         )
 
     def response(self) -> PlainText:

@@ -198,6 +198,8 @@ async def test_redis_away_fails_closed_with_503_naming_on_error(prefix: str) -> 
     assert denied.status_code == 503
     assert denied.headers["retry-after"] == "5"
     assert 'RedisCounter(..., on_error="open")' in denied.text
+    assert "(Lilya(connection_counter=RedisCounter(...)))" in denied.text
+    assert "connection_caps" not in denied.text
     assert app.connection_counter.counts == {}
     await counter.aclose()
 
