@@ -622,14 +622,13 @@ def test_the_limit_reasons_are_the_documented_ones() -> None:
 
 async def test_a_resync_that_history_cannot_bridge_counts_a_reset(anyio_backend: str) -> None:
     metrics = Metrics()
-    async with Channels("memory://", history_size=1) as channels:
-        async with channels.subscribe("room") as sub:
-            for n in range(3):
-                await channels.publish("room", n)
-            # Staged outage: this process last saw offset 0, history keeps only offset 3.
-            channels._locals["room"].last = 0
-            await channels.resync()
-            assert not sub.recovered
+    async with Channels("memory://", history_size=1) as channels, channels.subscribe("room") as sub:
+        for n in range(3):
+            await channels.publish("room", n)
+        # Staged outage: this process last saw offset 0, history keeps only offset 3.
+        channels._locals["room"].last = 0
+        await channels.resync()
+        assert not sub.recovered
     samples = scrape(metrics)
     assert samples.value("lilya_channel_recoveries_total", outcome="reset") == 1
     assert samples.value("lilya_channel_backend_reconnects_total", backend="memory") == 1
