@@ -37,6 +37,7 @@ import weakref
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, Protocol
 
+from lilya._connection_state import STATE_KEY, ConnectionState
 from lilya.types import ASGIApp, Message, Receive, Scope, Send
 
 __all__ = [
@@ -192,14 +193,13 @@ def _serve_watched(
             watch.close_reason = message.get("reason") or ""
         return message
 
-    async def watched_send(message: Message) -> None:
-        kind = message.get("type")
+    def watched_send(message: Message) -> Awaitable[None]:
+        # A plain function handing back the server's awaitable: no coroutine
+        # frame of its own per message. So a message is noted as it is handed
+        # to the server; a send the server fails (the client vanished) is
+        # read from the connection's state at the end (see watch()).
+        kind = message["type"]
         if kind == "websocket.send":
-            try:
-                await send(message)
-            except OSError:
-                _vanished(watch)
-                raise
             text = message.get("text")
             size = len(text) if text is not None and text.isascii() else message_size(message)
             watch.sent += 1
@@ -207,13 +207,7 @@ def _serve_watched(
             watch.countdown -= 1
             if not watch.countdown:
                 watch.tick("sent", size)
-            return
-        try:
-            await send(message)
-        except OSError:
-            _vanished(watch)
-            raise
-        if kind == "websocket.accept":
+        elif kind == "websocket.accept":
             if watch.status is None:
                 watch.status = 101
                 watch.accepted = time.monotonic()
@@ -230,15 +224,9 @@ def _serve_watched(
         elif kind == "websocket.http.response.start" and watch.status is None:
             watch.status = int(message.get("status", 0))
             _refused(watch)
+        return send(message)
 
     return watch, watched_receive, watched_send
-
-
-def _vanished(watch: Watch) -> None:
-    # The server failed a send: the client is gone (lilya.websockets raises 1006).
-    if watch.close_side is None and watch.accepted is not None:
-        watch.close_side = "client"
-        watch.close_code = 1006
 
 
 def _refused(watch: Watch) -> None:
@@ -266,9 +254,13 @@ async def watch(
         raise
     finally:
         if watch.accepted is not None and watch.close_side is None:
-            # Ended with no close seen either way: the server drops the
-            # connection (its client sees 1006).
-            watch.close_side = "server"
+            # No close seen either way. Either a send found the client gone
+            # (ASGI: an OSError, raised to here or noted in the state), or the
+            # app ended without closing and the server drops the connection
+            # (its client sees 1006 too).
+            state: ConnectionState | None = scope.get(STATE_KEY)
+            lost = isinstance(error, OSError) or (state is not None and state.lost_on_send)
+            watch.close_side = "client" if lost else "server"
             watch.close_code = 1006
         for index, observer in enumerate(observers):
             observer.ended(watch, index, error)
