@@ -189,7 +189,7 @@ def _serve_watched(
         kind = message["type"]
         if kind == "websocket.disconnect" and watch.close_side is None:
             watch.close_side = "client"
-            watch.close_code = message.get("code", 1005)
+            watch.close_code = message.get("code") or 1005  # daphne may send None
             watch.close_reason = message.get("reason") or ""
         return message
 

@@ -676,3 +676,21 @@ async def test_raw_code_s_odd_sequences_keep_the_gauge_exact(anyio_backend: str)
     assert samples.value("lilya_websocket_closes_total", code="4000", side="client") == 1
     assert samples.value("lilya_websocket_closes_total", code="1006", side="client") == 1
     assert samples.value("lilya_websocket_connections_active", route="/odd") == 0
+
+
+async def test_a_disconnect_without_a_code_counts_as_1005(anyio_backend: str) -> None:
+    metrics = Metrics()
+    app = Lilya(routes=[WebSocketPath("/ws", echo)], metrics=metrics)
+    scope = {"type": "websocket", "path": "/ws", "headers": [], "query_string": b""}
+    messages: Iterator[dict[str, Any]] = iter(
+        [{"type": "websocket.connect"}, {"type": "websocket.disconnect", "code": None}]
+    )
+
+    async def receive() -> dict[str, Any]:
+        return next(messages)
+
+    async def send(message: Any) -> None:
+        pass
+
+    await app(scope, receive, send)  # daphne sends code None (docs/servers.md)
+    assert scrape(metrics).value("lilya_websocket_closes_total", code="1005", side="client") == 1
