@@ -252,7 +252,8 @@ class Metrics:
 
     def tick(self, watch: Watch, index: int, direction: str, size: int) -> None:
         """``flush_every`` messages passed: add the connection's counts to the counters."""
-        self._flush(watch, index)
+        if watch.states[index] is not None:  # None: raw code sent before accepting
+            self._flush(watch, index)
 
     def limit(self, watch: Watch, index: int, reason: str) -> None:
         """lilya closed or refused the connection for *reason*."""

@@ -694,3 +694,26 @@ async def test_a_disconnect_without_a_code_counts_as_1005(anyio_backend: str) ->
 
     await app(scope, receive, send)  # daphne sends code None (docs/servers.md)
     assert scrape(metrics).value("lilya_websocket_closes_total", code="1005", side="client") == 1
+
+
+async def test_raw_code_sending_before_its_accept_gets_the_server_s_error_not_ours(
+    anyio_backend: str,
+) -> None:
+    async def eager(scope: Scope, receive: Receive, send: Send) -> None:
+        await receive()
+        await send({"type": "websocket.send", "text": "too early"})
+
+    metrics = Metrics(flush_every=1)  # the early message would flush at once
+    app = Lilya(routes=[WebSocketPath("/ws", eager)], metrics=metrics)
+    scope = {"type": "websocket", "path": "/ws", "headers": [], "query_string": b""}
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "websocket.connect"}
+
+    async def send(message: Any) -> None:
+        if message["type"] == "websocket.send":
+            raise RuntimeError("Expected ASGI message 'websocket.accept' (the server's words)")
+
+    with pytest.raises(RuntimeError, match="the server's words"):
+        await app(scope, receive, send)
+    assert scrape(metrics).value("lilya_websocket_connections_active", route="/ws") == 0
