@@ -40,6 +40,7 @@ sums them all (the active gauge is ``livesum``).
 from __future__ import annotations
 
 import os
+import re
 import threading
 import time
 from collections.abc import Sequence
@@ -90,6 +91,39 @@ def _prometheus() -> Any:
 
 def _multiprocess_dir() -> str | None:
     return os.environ.get("PROMETHEUS_MULTIPROC_DIR") or None
+
+
+#: A live gauge's file in the multi-process directory: ``gauge_livesum_<pid>.db``.
+_LIVE_GAUGE_FILE = re.compile(r"gauge_live[a-z]*_(\d+)\.db")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process: alive
+        return True
+    return True
+
+
+def _forget_dead_workers(directory: str, mark_process_dead: Any) -> None:
+    """Drop the live-gauge files of workers that died without saying so (``kill -9``).
+
+    A worker's ``livesum`` gauge file stays in the directory after it dies,
+    and the sockets it held would be counted as open for ever; supervisors
+    are meant to call ``mark_process_dead`` (gunicorn's ``child_exit``), and
+    uvicorn's has no hook. So each scrape checks the pids of those files (the
+    workers share the host: the directory is local) and forgets the dead.
+    """
+    pids = set()
+    for name in os.listdir(directory):
+        found = _LIVE_GAUGE_FILE.fullmatch(name)
+        if found is not None:
+            pids.add(int(found.group(1)))
+    for pid in pids:
+        if not _alive(pid):
+            mark_process_dead(pid, directory)
 
 
 class _Connection:
@@ -326,7 +360,8 @@ class Metrics:
         """Return the metrics in Prometheus' text format, and its content type.
 
         With ``PROMETHEUS_MULTIPROC_DIR`` set, the values of every worker
-        (read from that directory); otherwise this registry's.
+        (read from that directory; the live gauges of workers that died are
+        forgotten first); otherwise this registry's.
         """
         self.flush()
         prometheus = self._prometheus
@@ -335,6 +370,7 @@ class Metrics:
         if directory is not None:
             from prometheus_client import multiprocess
 
+            _forget_dead_workers(directory, multiprocess.mark_process_dead)
             registry = prometheus.CollectorRegistry()
             # prometheus_client leaves this one constructor unannotated.
             multiprocess.MultiProcessCollector(registry, path=directory)  # type: ignore[no-untyped-call]

@@ -601,6 +601,43 @@ def test_in_multiprocess_mode_the_page_reads_the_directory(
     assert scrape(metrics) == {}
 
 
+def test_a_scrape_forgets_the_live_gauges_of_workers_that_died(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Any
+) -> None:
+    import subprocess
+
+    from prometheus_client.mmap_dict import MmapedDict
+
+    finished = subprocess.Popen(["true"])  # a pid that has exited
+    finished.wait()
+
+    def value_file(name: str) -> None:
+        # An empty values file, as a worker leaves it (prometheus_client's class is untyped).
+        MmapedDict(str(tmp_path / name)).close()  # type: ignore[no-untyped-call]
+
+    for pid in (finished.pid, 1):  # 1: init, alive
+        value_file(f"gauge_livesum_{pid}.db")
+    value_file(f"counter_{finished.pid}.db")  # counters stay
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
+    Metrics().render()
+    assert sorted(path.name for path in tmp_path.iterdir()) == [
+        f"counter_{finished.pid}.db",
+        "gauge_livesum_1.db",
+    ]
+
+
+def test_a_process_we_may_not_signal_counts_as_alive(monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    from lilya.metrics import _alive
+
+    def refuse(pid: int, signal: int) -> None:
+        raise PermissionError(pid)
+
+    monkeypatch.setattr(os, "kill", refuse)
+    assert _alive(12345)
+
+
 async def test_an_http_request_through_an_include_is_not_watched(anyio_backend: str) -> None:
     async def hello(request: Request) -> PlainText:
         return PlainText("hi")

@@ -9,6 +9,8 @@ worker answers ``/metrics`` reports the sockets open on both.
 from __future__ import annotations
 
 import contextlib
+import os
+import signal
 import socket
 import sys
 import time
@@ -136,3 +138,38 @@ def test_two_workers_report_every_open_socket_whichever_answers(tmp_path: Path) 
         assert samples.value("lilya_websocket_closes_total", code="1000", side="client") == count
         assert tracebacks(server.log()) == []
     assert {path.name.split("_")[0] for path in directory.iterdir()} >= {"counter", "gauge"}
+
+
+def test_a_worker_killed_with_sigkill_stops_being_counted(tmp_path: Path) -> None:
+    directory = tmp_path / "prometheus"
+    directory.mkdir()
+    command = [
+        sys.executable, "-m", "uvicorn", APP, "--host", "127.0.0.1", "--port", "{port}",
+        "--workers", "2", "--log-level", "warning",
+    ]  # fmt: skip
+    env = {"PROMETHEUS_MULTIPROC_DIR": str(directory)}
+    with serve(APP, "uvicorn-workers", command=command, env=env) as server:
+        held: list[tuple[ClientConnection, str]] = []
+        with contextlib.ExitStack() as stack:
+            while len(held) < 400 and (len({pid for _, pid in held}) < 2 or len(held) < 20):
+                connection = stack.enter_context(server.connect("/ws"))
+                held.append((connection, str(connection.recv(timeout=10))))
+            pids = sorted({pid for _, pid in held})
+            assert len(pids) == 2, f"every connection went to one worker: {pids}"
+            victim = pids[0]
+            survivors = sum(1 for _, pid in held if pid != victim)
+            assert scrape(server).value("lilya_websocket_connections_active", route="/ws") == len(
+                held
+            )
+            os.kill(int(victim), signal.SIGKILL)  # no drain, no goodbye: its files stay
+            samples = settle(server, "lilya_websocket_connections_active", survivors, route="/ws")
+            assert samples.value("lilya_websocket_connections_active", route="/ws") == survivors
+            # Its counters are history and stay summed: every accept still counts.
+            handshakes = samples.value(
+                "lilya_websocket_handshakes_total", outcome="accepted", status="101"
+            )
+            assert handshakes == len(held)
+            for connection, pid in held:
+                if pid == victim:
+                    with contextlib.suppress(ConnectionClosed):
+                        connection.recv(timeout=10)
