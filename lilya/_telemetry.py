@@ -14,6 +14,8 @@ additions on that object; observers are told only of the rare events:
 * ``tick`` every ``every`` messages it asked for (both directions counted
   together: metrics flush their counters, tracing records a sampled event),
 * ``limit`` when lilya closes or refuses for a limit (:func:`note_limit`),
+* ``dropped`` when lilya drops a client's message (:func:`note_dropped`: the
+  rate limit's ``on_exceed="drop"``),
 * ``ended`` once, in a ``finally``, however the connection ended (the client
   vanished, the handler raised, the handshake was denied).
 
@@ -53,6 +55,7 @@ __all__ = [
     "channel_published",
     "channel_recovery",
     "message_size",
+    "note_dropped",
     "note_limit",
     "note_route",
     "watch",
@@ -90,6 +93,7 @@ class ConnectionObserver(Protocol):
     def refused(self, watch: Watch, index: int) -> None: ...
     def tick(self, watch: Watch, index: int, direction: str, size: int) -> None: ...
     def limit(self, watch: Watch, index: int, reason: str) -> None: ...
+    def dropped(self, watch: Watch, index: int, reason: str) -> None: ...
     def ended(self, watch: Watch, index: int, error: BaseException | None) -> None: ...
 
 
@@ -107,6 +111,7 @@ class Watch:
         close_code, close_side: the first close (``"server"`` or ``"client"``).
         received, received_bytes, sent, sent_bytes: data messages and their
             payload sizes (UTF-8 bytes for text) from and to the client.
+        dropped: the client's messages lilya dropped (counted in *received*).
         states: one slot per observer for its own per-connection data.
     """
 
@@ -116,6 +121,7 @@ class Watch:
         "close_reason",
         "close_side",
         "countdown",
+        "dropped",
         "every",
         "observers",
         "received",
@@ -140,6 +146,7 @@ class Watch:
         self.close_reason = ""
         self.close_side: str | None = None
         self.received = self.received_bytes = self.sent = self.sent_bytes = 0
+        self.dropped = 0
         # Ticks come every gcd of what the observers asked for; each is told on its own multiples.
         self.every = math.gcd(*(observer.every for observer in observers))
         self.countdown = self.every
@@ -157,6 +164,12 @@ class Watch:
         """Tell the observers lilya closed (or refused) this connection for *reason*."""
         for index, observer in enumerate(self.observers):
             observer.limit(self, index, reason)
+
+    def drop(self, reason: str) -> None:
+        """Count a client's message lilya dropped for *reason*; tell the observers."""
+        self.dropped += 1
+        for index, observer in enumerate(self.observers):
+            observer.dropped(self, index, reason)
 
 
 def message_size(message: Message) -> int:
@@ -285,6 +298,16 @@ def note_limit(scope: Mapping[str, Any], reason: str) -> None:
     watch: Watch | None = scope.get(WATCH_KEY)
     if watch is not None:
         watch.limit(reason)
+
+
+def note_dropped(scope: Mapping[str, Any], reason: str) -> None:
+    """Tell the observers lilya dropped one of the client's messages for *reason* (``"rate"``).
+
+    Call it where the message is dropped; it does nothing when the app is not watched.
+    """
+    watch: Watch | None = scope.get(WATCH_KEY)
+    if watch is not None:
+        watch.drop(reason)
 
 
 class ChannelObserver(Protocol):

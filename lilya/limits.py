@@ -46,7 +46,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final, Literal, cast
 
-from lilya._telemetry import note_limit
+from lilya._telemetry import note_dropped, note_limit
 from lilya.exceptions import ImproperlyConfigured
 from lilya.status import WS_1008_POLICY_VIOLATION, WS_1009_MESSAGE_TOO_BIG
 from lilya.types import Message, Receive, Send
@@ -286,6 +286,7 @@ def limit_receive(
                     if limited.limit.on_exceed == "close":
                         return await closed(WS_1008_POLICY_VIOLATION, limited.limit.reason())
                     tokens += 1  # a dropped message takes no token
+                    note_dropped(scope, "rate")
                     await send({"type": "websocket.send", "text": limited.limit.error_frame})
                     continue
             size = message_size(message)

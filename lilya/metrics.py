@@ -16,6 +16,7 @@ metric                                                 type       labels
 ``websocket_closes_total``                             counter    ``code``, ``side``
 ``websocket_connection_duration_seconds``              histogram  ``route``
 ``websocket_limit_closes_total``                       counter    ``reason``
+``websocket_dropped_messages_total``                   counter    ``reason``
 ``channel_publishes_total``                            counter    ``backend``
 ``channel_dropped_events_total``                       counter    ``policy``
 ``channel_gaps_total``                                 counter    ``policy``
@@ -69,6 +70,7 @@ METRIC_NAMES = (
     "lilya_websocket_closes_total",
     "lilya_websocket_connection_duration_seconds",
     "lilya_websocket_limit_closes_total",
+    "lilya_websocket_dropped_messages_total",
     "lilya_channel_publishes_total",
     "lilya_channel_dropped_events_total",
     "lilya_channel_gaps_total",
@@ -234,6 +236,13 @@ class Metrics:
             ["reason"],
             registry=reg,
         )
+        self.dropped_messages = counter(
+            "lilya_websocket_dropped_messages",
+            "Client messages lilya dropped instead of closing, by reason "
+            '(rate: a RateLimit with on_exceed="drop").',
+            ["reason"],
+            registry=reg,
+        )
         self.publishes = counter(
             "lilya_channel_publishes",
             "Messages published through lilya.channels, by backend (URL scheme).",
@@ -292,6 +301,10 @@ class Metrics:
     def limit(self, watch: Watch, index: int, reason: str) -> None:
         """lilya closed or refused the connection for *reason*."""
         self.limit_closes.labels(reason).inc()
+
+    def dropped(self, watch: Watch, index: int, reason: str) -> None:
+        """lilya dropped one of the client's messages for *reason*."""
+        self.dropped_messages.labels(reason).inc()
 
     def ended(self, watch: Watch, index: int, error: BaseException | None) -> None:
         """The connection is over: flush, and count its close and duration."""

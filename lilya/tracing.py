@@ -20,7 +20,8 @@ attribute                       value
 ``websocket.close.side``        ``"client"`` or ``"server"``, whoever closed first
 ``websocket.close.reason``      the close reason, when there is one
 ``websocket.limit``             the limit lilya closed for (``rate``, ``drain``…)
-``websocket.messages.*``        ``received``, ``sent``, ``received_bytes``, ``sent_bytes``
+``websocket.messages.*``        ``received``, ``sent``, ``received_bytes``, ``sent_bytes``,
+                                ``dropped`` (by the rate limit's ``"drop"``, if any)
 ==============================  ===================================================
 
 Why message events are sampled: a span event per message would make a
@@ -125,6 +126,9 @@ class Tracing:
         """lilya closed or refused the connection for *reason*."""
         watch.states[index].set_attribute("websocket.limit", reason)
 
+    def dropped(self, watch: Watch, index: int, reason: str) -> None:
+        """lilya dropped a client's message (the total is set at the end)."""
+
     def ended(self, watch: Watch, index: int, error: BaseException | None) -> None:
         """The connection is over: set the outcome's attributes and end the span."""
         span = watch.states[index]
@@ -147,6 +151,8 @@ class Tracing:
                 "websocket.messages.sent_bytes": watch.sent_bytes,
             }
         )
+        if watch.dropped:
+            span.set_attribute("websocket.messages.dropped", watch.dropped)
         if error is not None:
             span.record_exception(error)
             span.set_status(self._error)

@@ -24,8 +24,8 @@ def exported() -> dict[str, set[str]]:
     metrics = Metrics()
     for collector in (
         metrics.active, metrics.handshakes, metrics.messages, metrics.message_bytes,
-        metrics.closes, metrics.limit_closes, metrics.publishes, metrics.dropped_events,
-        metrics.gaps, metrics.recoveries, metrics.reconnects,
+        metrics.closes, metrics.limit_closes, metrics.dropped_messages, metrics.publishes,
+        metrics.dropped_events, metrics.gaps, metrics.recoveries, metrics.reconnects,
     ):  # fmt: skip
         collector.labels(*("x" for _ in collector._labelnames)).inc()
     metrics.duration.labels("/ws").observe(1)

@@ -422,6 +422,7 @@ def test_every_documented_metric_is_on_the_page_once_it_has_a_sample() -> None:
     metrics = Metrics()
     for reason in LIMIT_REASONS:
         metrics.limit_closes.labels(reason).inc()
+    metrics.dropped_messages.labels("rate").inc()
     metrics.channel_published("memory")
     metrics.channel_dropped("drop_oldest", 2)
     metrics.channel_gap("drop_oldest")
@@ -754,3 +755,56 @@ async def test_raw_code_sending_before_its_accept_gets_the_server_s_error_not_ou
     with pytest.raises(RuntimeError, match="the server's words"):
         await app(scope, receive, send)
     assert scrape(metrics).value("lilya_websocket_connections_active", route="/ws") == 0
+
+
+async def test_a_client_that_stops_reading_then_vanishes_leaves_the_gauge_at_zero(
+    anyio_backend: str,
+) -> None:
+    async def pusher(websocket: WebSocket) -> None:
+        await websocket.accept()
+        while True:
+            await websocket.send_text("tick")  # blocks while the client reads nothing
+
+    metrics = Metrics()
+    app = Lilya(routes=[WebSocketPath("/push", pusher)], metrics=metrics)
+    async with AsyncTestClient(app).websocket_connect("/push") as session:
+        assert await session.receive_text() == "tick"
+        await session.pause_reading()
+        await anyio.sleep(0.05)  # the handler's send now waits for the client
+        assert scrape(metrics).value("lilya_websocket_connections_active", route="/push") == 1
+        await session.drop()
+    samples = scrape(metrics)
+    assert samples.value("lilya_websocket_connections_active", route="/push") == 0
+    assert samples.value("lilya_websocket_closes_total", code="1006", side="client") == 1
+
+
+async def test_messages_the_rate_limit_drops_are_counted_on_both_handler_kinds(
+    anyio_backend: str,
+) -> None:
+    async def raw(scope: Scope, receive: Receive, send: Send) -> None:
+        await receive()
+        await send({"type": "websocket.accept"})
+        while (await receive())["type"] == "websocket.receive":
+            await send({"type": "websocket.send", "text": "ok"})
+
+    metrics = Metrics()
+    limit = RateLimit(per_second=0.001, burst=1, on_exceed="drop", error_frame="slow down")
+    app = Lilya(
+        routes=[WebSocketPath("/ws", echo), WebSocketPath("/raw", raw)],
+        metrics=metrics,
+        rate_limit=limit,
+    )
+    client = AsyncTestClient(app)
+    for path, first in (("/ws", "a"), ("/raw", "ok")):
+        async with client.websocket_connect(path) as session:
+            for text in ("a", "b", "c"):
+                await session.send_text(text)
+            assert [await session.receive_text() for _ in range(3)] == [
+                first,
+                "slow down",
+                "slow down",
+            ]
+    samples = scrape(metrics)
+    assert samples.value("lilya_websocket_dropped_messages_total", reason="rate") == 4
+    assert samples.value("lilya_websocket_messages_total", route="/ws", direction="received") == 3
+    assert samples.total("lilya_websocket_limit_closes_total") == 0

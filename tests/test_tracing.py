@@ -233,3 +233,25 @@ def test_without_opentelemetry_the_error_gives_the_pip_line(
     monkeypatch.setitem(sys.modules, "opentelemetry", None)
     with pytest.raises(ImproperlyConfigured, match=r"pip install 'lilya\[otel\]'"):
         Tracing()
+
+
+async def test_messages_the_rate_limit_drops_are_a_total_on_the_span(
+    anyio_backend: str, exporter: InMemorySpanExporter
+) -> None:
+    from lilya.limits import RateLimit
+
+    limit = RateLimit(per_second=0.001, burst=1, on_exceed="drop", error_frame="slow down")
+    app = Lilya(
+        routes=[WebSocketPath("/rooms/{name}", room)],
+        tracing=tracing_to(exporter),
+        rate_limit=limit,
+    )
+    async with AsyncTestClient(app).websocket_connect("/rooms/a") as session:
+        await session.send_text("a")
+        await session.send_text("b")
+        assert await session.receive_text() == "a"
+        assert await session.receive_text() == "slow down"
+    span = only_span(exporter)
+    assert span.attributes is not None
+    assert span.attributes["websocket.messages.dropped"] == 1
+    assert span.attributes["websocket.messages.received"] == 2
