@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 
 from lilya._drain import Drain
 from lilya._exception_handlers import ExceptionHandler, HandlerKey, split_handlers
+from lilya._telemetry import ConnectionObserver, watch
 from lilya.asyncapi import asyncapi_document, asyncapi_page
 from lilya.caps import (
     DEFAULT_CONNECTION_CAPS,
@@ -29,6 +30,7 @@ from lilya.caps import (
     make_counter,
 )
 from lilya.datastructures import State, URLPath
+from lilya.exceptions import ImproperlyConfigured
 from lilya.limits import (
     DEFAULT_MAX_MESSAGE_SIZE,
     DEFAULT_RATE_LIMIT,
@@ -36,6 +38,7 @@ from lilya.limits import (
     check_max_message_size,
     check_rate_limit,
 )
+from lilya.metrics import Metrics, default_metrics
 from lilya.middleware import DefineMiddleware, wrap_middleware
 from lilya.middleware.exceptions import ExceptionHandlerMiddleware
 from lilya.middleware.origin import OriginMiddleware
@@ -44,12 +47,27 @@ from lilya.requests import Request
 from lilya.responses import HTMLResponse, JSONResponse
 from lilya.routing import BaseRoute, Router
 from lilya.status import WS_1012_SERVICE_RESTART
+from lilya.tracing import Tracing
 from lilya.typed import OnInvalid
 from lilya.types import ASGIApp, Lifespan, Message, Receive, Scope, Send
 
 __all__ = ["Lilya"]
 
 _F = TypeVar("_F", bound=Callable[..., Any])
+_O = TypeVar("_O")
+
+
+def _observer(name: str, value: object, kind: type[_O], make: Callable[[], _O]) -> _O | None:
+    # metrics=True / tracing=True: the default one; an instance as it is; False: none.
+    if value is True:
+        return make()
+    if value is False or value is None:
+        return None
+    if not isinstance(value, kind):
+        raise ImproperlyConfigured(
+            f"Lilya({name}=) takes True, False or a {kind.__name__}, got {value!r:.80}."
+        )
+    return value
 
 
 class Lilya:
@@ -100,6 +118,12 @@ class Lilya:
         drain_timeout: the longest the drain waits for handlers to finish.
         drain_retry_after: the ``Retry-After`` of the 503 a handshake gets
             while the app drains. See :meth:`drain` and ``docs/operations.md``.
+        metrics: ``True`` (the process's :func:`~lilya.metrics.default_metrics`)
+            or a :class:`~lilya.metrics.Metrics`: Prometheus metrics of every
+            WebSocket, served at its ``path`` (``/metrics``). Needs
+            ``lilya[metrics]``. Off by default, at no cost.
+        tracing: ``True`` or a :class:`~lilya.tracing.Tracing`: an
+            OpenTelemetry span per WebSocket connection. Needs ``lilya[otel]``.
 
     Raises:
         ImproperlyConfigured: an entry of *allowed_origins* is not an origin,
@@ -107,8 +131,9 @@ class Lilya:
             *rate_limit* is not a ``RateLimit`` nor ``None``,
             *connection_caps* is not a ``ConnectionCaps`` nor ``None``,
             *connection_counter* is not ``None``, a Redis URL, a
-            ``RedisCounter`` nor channels on ``memory://`` or ``redis://``, or a ``drain_*``
-            value is out of range.
+            ``RedisCounter`` nor channels on ``memory://`` or ``redis://``, a ``drain_*``
+            value is out of range, or *metrics* / *tracing* is not ``True``,
+            ``False`` or an instance.
 
     Attributes:
         state: application-wide state (``app.state.db = ...``).
@@ -138,6 +163,8 @@ class Lilya:
         drain_interval: float = 0.1,
         drain_timeout: float = 30.0,
         drain_retry_after: int = 5,
+        metrics: Metrics | bool = False,
+        tracing: Tracing | bool = False,
     ) -> None:
         self.debug = debug
         self.max_message_size = check_max_message_size(max_message_size, "Lilya")
@@ -170,6 +197,13 @@ class Lilya:
             retry_after=drain_retry_after,
         )
         self._stack: ASGIApp | None = None
+        self.metrics: Metrics | None = _observer("metrics", metrics, Metrics, default_metrics)
+        self.tracing: Tracing | None = _observer("tracing", tracing, Tracing, Tracing)
+        self._observers: list[ConnectionObserver] = [
+            observer for observer in (self.metrics, self.tracing) if observer is not None
+        ]
+        if self.metrics is not None and self.metrics.path is not None:
+            self.add_route(self.metrics.path, self.metrics.endpoint, name="metrics")
 
     @property
     def routes(self) -> list[BaseRoute]:
@@ -192,7 +226,10 @@ class Lilya:
             self._stack = self.build_middleware_stack()
         scope_type = scope["type"]
         if scope_type == "websocket":
-            await self._drain.serve(self._stack, scope, receive, send)
+            if self._observers:
+                await watch(self._observers, self._drain.serve, self._stack, scope, receive, send)
+            else:
+                await self._drain.serve(self._stack, scope, receive, send)
             return
         if scope_type == "lifespan":
             receive, send = self._drain_on_shutdown(receive, send)

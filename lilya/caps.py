@@ -68,6 +68,7 @@ import anyio
 
 from lilya._exception_handlers import deny
 from lilya._recorder import enter
+from lilya._telemetry import note_limit
 from lilya.exceptions import ImproperlyConfigured
 from lilya.responses import PlainText
 from lilya.status import (
@@ -743,6 +744,7 @@ async def serve_capped(
         return
     slot = await counter.acquire(scope, caps)
     if isinstance(slot, Refusal):
+        note_limit(scope, "connection_cap")
         state, receive, send = enter(scope, receive, send)
         await deny(scope, state, receive, send, slot.response(), slot.close_code)
         return

@@ -49,6 +49,7 @@ from lilya._matching import (
     own_path_for,
 )
 from lilya._recorder import enter, server_callables
+from lilya._telemetry import note_route
 from lilya.caps import ConnectionCaps, check_connection_caps, serve_capped
 from lilya.controllers import WebSocketController
 from lilya.datastructures import URL, URLPath
@@ -344,6 +345,7 @@ class WebSocketPath(BaseRoute):
         if rate is None:
             rate = getattr(app, "rate_limit", DEFAULT_RATE_LIMIT)
         scope[RATE_LIMIT_KEY] = rate
+        note_route(scope, self.path)
         await serve_capped(self._guarded, self.connection_caps, scope, receive, send)
 
     async def _guarded(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -355,7 +357,7 @@ class WebSocketPath(BaseRoute):
             if (limit is not None or rate is not None) and not self._is_controller:
                 # A raw ASGI handler reads the server's messages itself; a
                 # controller's WebSocket applies the limits from the scope.
-                receive = limit_receive(receive, send, limit, rate)
+                receive = limit_receive(receive, send, limit, rate, scope=scope)
             await self.handler(scope, receive, send)
         elif self._typed:
             # As below, with the types: past the recorder, to the server's own
@@ -474,6 +476,7 @@ class Include(BaseRoute):
         return match, child
 
     async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+        note_route(scope, self.path)
         if self.router is None and scope["type"] == "websocket":
             # A mounted app gets the routing layer's promise too: it is closed
             # when it ends (a no-op if it closed it itself).
