@@ -250,6 +250,6 @@ class TestClientDialer:
             yield transport
         finally:
             # Shielded and bounded: the client may be leaving because it was cancelled.
-            with anyio.move_on_after(10, shield=True):
+            with anyio.move_on_after(5, shield=True):
                 await transport.close(1000, "")
-                await session.__aexit__(None, None, None)
+            await session.__aexit__(None, None, None)

@@ -34,6 +34,7 @@ The network transport (``websockets``) is asyncio-only; the in-process one
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import enum
 import inspect
@@ -407,7 +408,13 @@ class Subscription:
         self.presence = presence
         self.recovered = False
         self.duplicates = 0
-        self._send, self._receive = anyio.create_memory_object_stream[Event](max_buffer)
+        self._max_buffer = max_buffer
+        self._buffer: collections.deque[Event] = collections.deque()
+        #: Set when the buffer gains an event or the subscription ends; replaced once seen.
+        self._readable = anyio.Event()
+        #: Set when the buffer loses an event or the subscription ends; replaced once seen.
+        self._writable = anyio.Event()
+        self._ended = False
         self._generation = -1
         self._answered = anyio.Event()
         self._error: Exception | None = None
@@ -419,12 +426,16 @@ class Subscription:
         return self
 
     async def __anext__(self) -> Event:
-        try:
-            return await self._receive.receive()
-        except (anyio.EndOfStream, anyio.ClosedResourceError):
-            if self._error is not None:
-                raise self._error from None
-            raise StopAsyncIteration from None
+        while not self._buffer:
+            if self._ended:
+                if self._error is not None:
+                    raise self._error
+                raise StopAsyncIteration
+            self._readable = anyio.Event()
+            await self._readable.wait()
+        event = self._buffer.popleft()
+        self._writable.set()
+        return event
 
     async def __aenter__(self) -> Subscription:
         return self
@@ -451,14 +462,22 @@ class Subscription:
             self.position = Position(event.epoch, event.offset)
         elif isinstance(event, Gap):
             self.position = Position(event.epoch, event.last)
-        with contextlib.suppress(anyio.ClosedResourceError, anyio.BrokenResourceError):
-            await self._send.send(event)
+        while len(self._buffer) >= self._max_buffer and not self._ended:
+            self._writable = anyio.Event()
+            await self._writable.wait()
+        if not self._ended:
+            self._buffer.append(event)
+            self._readable.set()
 
-    def _end(self, error: Exception | None) -> None:
+    def _end(self, error: Exception | None, *, discard: bool = False) -> None:
         if self._error is None:
             self._error = error
+        self._ended = True
+        if discard:
+            self._buffer.clear()
         self._answered.set()
-        self._send.close()
+        self._readable.set()
+        self._writable.set()
 
 
 # -- the client ----------------------------------------------------------------------
@@ -569,6 +588,7 @@ class Client:
         self._subs: dict[str, Subscription] = {}
         self._exit_stack: contextlib.AsyncExitStack | None = None
         self._group: anyio.abc.TaskGroup | None = None
+        self._loop_done = anyio.Event()
 
     def __repr__(self) -> str:
         return f"<Client {self.url!r} {self.state.value}>"
@@ -616,8 +636,18 @@ class Client:
         """Close the socket (1000), stop reconnecting, end every subscription. Idempotent."""
         self._stop(ClientClosed(1000, "closed by the client"))
         stack, self._exit_stack = self._exit_stack, None
-        if stack is not None:
-            await stack.aclose()
+        if stack is None:
+            return
+        # The loop sees the stop, closes the socket with 1000 and returns; a
+        # loop stuck in a dial or in get_token() is cancelled after the bound.
+        with anyio.move_on_after(self.open_timeout):
+            await self._loop_done.wait()
+        if self._group is not None:
+            self._group.cancel_scope.cancel()
+        await stack.aclose()
+
+    def _stopped(self) -> bool:
+        return self.closed is not None
 
     def _set_state(self, state: State) -> None:
         if state is self.state:
@@ -638,15 +668,19 @@ class Client:
         self._subs.clear()
         if self._conn is not None:
             self._conn.finish(closed)
-        if self._group is not None:
-            self._group.cancel_scope.cancel()
         self._set_state(State.CLOSED)
 
     # -- the connection loop ---------------------------------------------------
 
     async def _run(self) -> None:
+        try:
+            await self._loop()
+        finally:
+            self._loop_done.set()
+
+    async def _loop(self) -> None:
         attempt = 0
-        while True:
+        while self.closed is None:
             try:
                 policy, code, reason, connected = await self._attempt()
             except Exception as exc:  # the transport failed in a way it should not
@@ -657,6 +691,8 @@ class Client:
                 return
             if connected:
                 attempt = 0
+            if self._stopped():
+                return
             if policy == "stop":
                 self._stop(ClientClosed(code, reason))
                 return
@@ -675,7 +711,9 @@ class Client:
                 reason,
                 delay,
             )
-            await anyio.sleep(delay)
+            with anyio.move_on_after(delay):
+                while self.closed is None:
+                    await self._changed.wait()
 
     def _delay(self, attempt: int) -> float:
         return backoff_delay(attempt, *self.reconnect_delay, rand=self._rand)
@@ -1007,8 +1045,7 @@ class Client:
         if self._subs.get(sub.channel) is not sub:
             return
         del self._subs[sub.channel]
-        sub._end(None)
-        sub._receive.close()
+        sub._end(None, discard=True)
         conn = self._conn
         if conn is None or conn.end is not None or sub._generation != conn.generation:
             return  # no socket holds it: nothing to undo on the server

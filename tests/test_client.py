@@ -1,0 +1,544 @@
+"""lilya.client against a fake protocol server in process, on asyncio and trio."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import anyio
+import pytest
+
+from lilya import client as lc
+from lilya.testclient import AsyncTestClient
+from tests.support.protocol_fake import FakeServer
+
+pytestmark = pytest.mark.anyio
+
+
+def open_client(server: FakeServer, **options: object) -> lc.Client:
+    options.setdefault("token", "good")
+    options.setdefault("reconnect_delay", (0.01, 0.05))
+    return lc.connect("/ws", test_client=AsyncTestClient(server), **options)  # type: ignore[arg-type]
+
+
+def state_of(client: lc.Client) -> lc.State:
+    """The client's state, read afresh (mypy narrows an attribute read before an await)."""
+    return client.state
+
+
+async def take(sub: lc.Subscription, n: int) -> list[lc.Event]:
+    got: list[lc.Event] = []
+    with anyio.fail_after(5):
+        async for event in sub:
+            got.append(event)
+            if len(got) == n:
+                break
+    return got
+
+
+async def test_subscribe_publish_and_receive_in_order() -> None:
+    server = FakeServer()
+    async with open_client(server, name="bot") as client:
+        assert client.state is lc.State.CONNECTED
+        assert client.client_id == "c1" and client.user == "good"
+        sub = await client.subscribe("room")
+        assert sub.position == lc.Position("e1", 0)
+        for i in range(3):
+            assert await client.publish("room", {"n": i}) == lc.Position("e1", i + 1)
+        got = await take(sub, 3)
+        assert [e.data for e in got if isinstance(e, lc.Message)] == [{"n": 0}, {"n": 1}, {"n": 2}]
+        assert sub.position == lc.Position("e1", 3)
+    assert state_of(client) is lc.State.CLOSED
+    assert server.frames[0]["name"] == "bot"
+
+
+async def until(predicate: Callable[[], bool], seconds: float = 5.0) -> None:
+    """Wait (bounded) until *predicate()* holds; fail the test otherwise."""
+    with anyio.fail_after(seconds):
+        while not predicate():
+            await anyio.sleep(0.005)
+
+
+def offsets(events: list[lc.Event]) -> list[int]:
+    return [e.offset for e in events if isinstance(e, lc.Message)]
+
+
+# -- resume ------------------------------------------------------------------------
+
+
+async def test_a_restart_resumes_every_channel_from_its_last_position() -> None:
+    server = FakeServer()
+    states: list[lc.State] = []
+    async with open_client(server, on_state=states.append) as client:
+        room, news = await client.subscribe("room"), await client.subscribe("news")
+        await client.publish("room", "r1")
+        assert offsets(await take(room, 1)) == [1]
+        # Published while the client is away: stored, not pushed.
+        server.store("room", "r2")
+        server.store("news", "n1")
+        server.close_all(1012)
+        assert [e.data for e in await take(room, 1)] == ["r2"]  # type: ignore[union-attr]
+        assert [e.data for e in await take(news, 1)] == ["n1"]  # type: ignore[union-attr]
+        assert client.connections == 2
+        await client.publish("room", "r3")
+        assert offsets(await take(room, 1)) == [3]
+        resubscribes = [f for f in server.frames if f["type"] == "subscribe"][2:]
+        assert {f["channel"]: f["since"] for f in resubscribes} == {
+            "room": {"epoch": "e1", "offset": 1},
+            "news": {"epoch": "e1", "offset": 0},
+        }
+        assert room.recovered and news.recovered
+    assert states == [
+        lc.State.CONNECTED,
+        lc.State.RECONNECTING,
+        lc.State.CONNECTED,
+        lc.State.CLOSED,
+    ]
+
+
+async def test_a_replayed_message_already_taken_is_dropped_once() -> None:
+    server = FakeServer()
+    async with open_client(server) as client:
+        sub = await client.subscribe("room")
+        await client.publish("room", "a")
+        await client.publish("room", "b")
+        assert offsets(await take(sub, 2)) == [1, 2]
+        await server.inject(
+            {"type": "message", "channel": "room", "epoch": "e1", "offset": 2, "data": "b"}
+        )
+        await client.publish("room", "c")
+        assert offsets(await take(sub, 1)) == [3]
+        assert sub.duplicates == 1
+
+
+async def test_history_lost_under_a_new_epoch_gives_a_reset_then_the_new_stream() -> None:
+    server = FakeServer()
+    async with open_client(server) as client:
+        sub = await client.subscribe("room")
+        await client.publish("room", "old")
+        await take(sub, 1)
+        server.forget("e2")
+        server.close_all(1001)
+        (reset,) = await take(sub, 1)
+        assert reset == lc.Reset("room", "e2", 0)
+        assert not sub.recovered
+        await client.publish("room", "new")
+        (message,) = await take(sub, 1)
+        assert message == lc.Message("room", "e2", 1, "new")
+        assert message.position == sub.position == lc.Position("e2", 1)
+
+
+async def test_subscribe_since_a_stored_position_replays_what_came_after() -> None:
+    server = FakeServer()
+    for text in ("a", "b", "c"):
+        server.store("room", text)
+    async with open_client(server) as client:
+        sub = await client.subscribe("room", since=lc.Position("e1", 1))
+        assert [e.data for e in await take(sub, 2)] == ["b", "c"]  # type: ignore[union-attr]
+        assert sub.recovered
+
+
+async def test_a_gap_is_delivered_and_moves_the_position() -> None:
+    server = FakeServer()
+    async with open_client(server) as client:
+        sub = await client.subscribe("room")
+        gap = {"type": "gap", "channel": "room", "epoch": "e1", "first": 1, "last": 4, "dropped": 4}
+        await server.inject(gap)
+        assert await take(sub, 1) == [lc.Gap("room", "e1", 1, 4, 4)]
+        assert sub.position == lc.Position("e1", 4)
+
+
+async def test_presence_events_reach_a_subscription_that_asked_for_them() -> None:
+    server = FakeServer()
+    async with open_client(server) as client:
+        sub = await client.subscribe("room", presence=True)
+        assert server.frames[-1]["presence"] is True
+        await server.inject({"type": "join", "channel": "room", "member": "u1", "info": {"a": 1}})
+        await server.inject({"type": "leave", "channel": "room", "member": "u1", "info": {}})
+        assert await take(sub, 2) == [
+            lc.Join("room", "u1", {"a": 1}),
+            lc.Leave("room", "u1", {}),
+        ]
+        assert await client.presence("room") == {"good": {"n": 0}}
+
+
+async def test_a_push_for_a_channel_not_subscribed_is_ignored() -> None:
+    server = FakeServer()
+    async with open_client(server) as client:
+        await server.inject(
+            {"type": "message", "channel": "other", "epoch": "e1", "offset": 1, "data": 1}
+        )
+        assert await client.call("echo", 1) == 1
+        assert client.connections == 1
+
+
+# -- publish -----------------------------------------------------------------------
+
+
+async def test_a_publish_cut_off_before_its_answer_is_retried_and_delivered_once() -> None:
+    server = FakeServer(drop_after_publish=1)
+    async with open_client(server) as client:
+        sub = await client.subscribe("room")
+        position = await client.publish("room", "once")
+        assert position == lc.Position("e1", 1)
+        publishes = [f for f in server.frames if f["type"] == "publish"]
+        assert len(publishes) == 2
+        assert publishes[0]["message_id"] == publishes[1]["message_id"]
+        assert server.messages["room"] == [(1, "once")]
+        await client.publish("room", "next")
+        assert [e.data for e in await take(sub, 2)] == ["once", "next"]  # type: ignore[union-attr]
+        assert client.connections == 2
+
+
+async def test_publish_sends_the_message_id_you_give() -> None:
+    server = FakeServer()
+    async with open_client(server) as client:
+        await client.publish("room", 1, message_id="m-1")
+        await client.publish("room", 1, message_id="m-1")
+        assert server.messages["room"] == [(1, 1)]
+        assert server.frames[-1]["message_id"] == "m-1"
+
+
+@pytest.mark.parametrize(
+    ("code", "error"),
+    [
+        ("unknown_outcome", lc.UnknownOutcome),
+        ("unavailable", lc.Unavailable),
+        ("forbidden", lc.Forbidden),
+        ("limit", lc.LimitExceeded),
+        ("something_new", lc.RequestError),
+    ],
+)
+async def test_publish_errors_are_specific_exceptions(
+    code: str, error: type[lc.RequestError]
+) -> None:
+    server = FakeServer(publish_errors=[code])
+    async with open_client(server) as client:
+        with pytest.raises(error) as info:
+            await client.publish("room", 1, message_id="m-7")
+        assert type(info.value) is error
+        assert info.value.code == code and info.value.request == "publish"
+        assert "as told" in str(info.value)
+        if error is lc.UnknownOutcome:
+            assert info.value.message_id == "m-7"  # type: ignore[attr-defined]
+            # Retrying with the same id is what the error asks for, and it works.
+            assert await client.publish("room", 1, message_id="m-7") == lc.Position("e1", 1)
+
+
+async def test_data_json_cannot_carry_is_refused_before_sending() -> None:
+    server = FakeServer()
+    async with open_client(server) as client:
+        with pytest.raises(TypeError, match="not JSON serializable"):
+            await client.publish("room", object())
+        assert [f["type"] for f in server.frames] == ["connect"]
+
+
+# -- call, presence, history ----------------------------------------------------------
+
+
+async def test_call_returns_what_the_handler_returned_and_raises_its_errors() -> None:
+    server = FakeServer()
+    async with open_client(server) as client:
+        assert await client.call("echo", {"x": [1, 2]}) == {"x": [1, 2]}
+        with pytest.raises(lc.InternalError):
+            await client.call("boom")
+        with pytest.raises(lc.NotFound, match="nope"):
+            await client.call("nope")
+
+
+async def test_a_call_cut_off_is_not_sent_again() -> None:
+    server = FakeServer()
+    async with open_client(server) as client:
+        with pytest.raises(lc.ConnectionLost, match="whether it ran is unknown"):
+            await client.call("hang")
+        await client.wait_connected(timeout=5)
+        assert server.rpc_calls == 1
+        assert client.connections == 2
+
+
+async def test_a_call_not_answered_in_time_raises_timeout_and_its_late_answer_is_ignored() -> None:
+    server = FakeServer(silent={"rpc"})
+    async with open_client(server) as client:
+        with pytest.raises(TimeoutError, match=r"No answer to 'rpc' within 0\.05 s"):
+            await client.call("echo", 1, timeout=0.05)
+        late = server.frames[-1]["id"]
+        await server.inject({"id": late, "ok": {"data": 1}})
+        server.silent.clear()
+        assert await client.call("echo", 2) == 2
+        assert client.connections == 1
+
+
+async def test_history_returns_the_retained_messages() -> None:
+    server = FakeServer()
+    for text in ("a", "b", "c"):
+        server.store("room", text)
+    async with open_client(server) as client:
+        history = await client.history("room", limit=2)
+        assert history.position == lc.Position("e1", 3)
+        assert history.messages == [
+            lc.Message("room", "e1", 2, "b"),
+            lc.Message("room", "e1", 3, "c"),
+        ]
+        assert "messages=<2>" in repr(history)
+        assert len((await client.history("room")).messages) == 3
+
+
+# -- subscriptions -------------------------------------------------------------------
+
+
+async def test_a_refused_subscribe_raises_and_leaves_no_subscription() -> None:
+    server = FakeServer()
+    async with open_client(server) as client:
+        with pytest.raises(lc.Forbidden, match="not yours"):
+            await client.subscribe("secret")
+        sub = await client.subscribe("room")
+        with pytest.raises(ValueError, match="subscribed to 'room' already"):
+            await client.subscribe("room")
+        assert repr(sub) == "<Subscription 'room' at Position(epoch='e1', offset=0)>"
+
+
+async def test_unsubscribe_ends_iteration_and_tells_the_server() -> None:
+    server = FakeServer()
+    async with open_client(server) as client:
+        async with await client.subscribe("room") as sub:
+            pass
+        assert server.frames[-1] == {"type": "unsubscribe", "id": 3, "channel": "room"}
+        assert [e async for e in sub] == []
+        await sub.unsubscribe()  # twice: nothing
+        # The channel can be subscribed again.
+        await client.subscribe("room")
+
+
+async def test_a_subscription_that_is_not_read_holds_the_socket_and_loses_nothing() -> None:
+    server = FakeServer()
+    client_app = AsyncTestClient(server)
+    slow = lc.connect("/ws", test_client=client_app, token="good", max_buffer=2)
+    fast = lc.connect("/ws", test_client=client_app, token="good")
+    async with slow, fast:
+        sub = await slow.subscribe("room")
+        for i in range(6):
+            await fast.publish("room", i)
+        assert len(sub._buffer) == 2
+        assert [e.data for e in await take(sub, 6)] == list(range(6))  # type: ignore[union-attr]
+
+
+async def test_closing_the_client_ends_every_subscription_quietly() -> None:
+    server = FakeServer()
+    async with open_client(server) as client:
+        sub = await client.subscribe("room")
+    assert [e async for e in sub] == []
+    with pytest.raises(lc.ClientClosed) as info:
+        await client.publish("room", 1)
+    assert info.value.code == 1000
+    with pytest.raises(lc.ClientClosed):
+        await client.subscribe("other")
+    await client.aclose()  # twice: nothing
+
+
+# -- tokens and close codes ----------------------------------------------------------
+
+
+async def test_an_expired_token_closes_4001_and_the_client_stops_without_get_token() -> None:
+    server = FakeServer(tokens={"short": time.time() + 0.2})
+    async with open_client(server, token="short") as client:
+        sub = await client.subscribe("room")
+        with pytest.raises(lc.ClientClosed) as info:
+            await take(sub, 1)
+        assert info.value.code == 4001
+        assert "token expired" in info.value.reason
+        assert "no get_token" in info.value.reason
+        assert client.state is lc.State.CLOSED
+        with pytest.raises(lc.ClientClosed):
+            await client.call("echo")
+
+
+async def test_after_4001_the_client_fetches_a_new_token_and_resumes() -> None:
+    expiry = time.time() + 0.2
+    server = FakeServer(tokens={"short": expiry, "long": None})
+    # "short" twice: at connect and at refresh (the server does not extend it).
+    tokens = iter(["short", "short", "long"])
+    async with open_client(server, token=None, get_token=lambda: next(tokens)) as client:
+        sub = await client.subscribe("room")
+        server.store("room", "while away")
+        await until(lambda: client.connections == 2 and client.state is lc.State.CONNECTED)
+        assert [e.data for e in await take(sub, 1)] == ["while away"]  # type: ignore[union-attr]
+        assert client.user == "long"
+        assert [f["token"] for f in server.frames if f["type"] in ("connect", "refresh")] == [
+            "short",
+            "short",
+            "long",
+        ]
+
+
+async def test_an_expiring_token_is_refreshed_before_it_expires() -> None:
+    server = FakeServer(tokens={"short": time.time() + 0.3, "long": None})
+    tokens = iter(["short", "long"])
+
+    async def get_token() -> str:
+        return next(tokens)
+
+    async with open_client(server, token=None, get_token=get_token) as client:
+        await until(lambda: any(f["type"] == "refresh" for f in server.frames))
+        await anyio.sleep(0.3)
+        assert client.connections == 1
+        assert client.expires_at is None
+        assert await client.call("echo", 1) == 1
+
+
+async def test_a_bad_token_stops_the_client_at_once() -> None:
+    server = FakeServer()
+    with pytest.raises(lc.ClientClosed) as info:
+        async with open_client(server, token="bad"):
+            pass  # pragma: no cover
+    assert info.value.code == 4003
+    assert "unauthorized" in info.value.reason
+
+
+async def test_get_token_returning_none_stops_the_client() -> None:
+    with pytest.raises(lc.ClientClosed, match="get_token\\(\\) returned None"):
+        async with open_client(FakeServer(), token=None, get_token=lambda: None):
+            pass  # pragma: no cover
+
+
+@pytest.mark.parametrize("code", [1000, 1002, 1008, 1009, 4003])
+async def test_close_codes_that_say_stop_stop_the_client(code: int) -> None:
+    server = FakeServer()
+    async with open_client(server) as client:
+        sub = await client.subscribe("room")
+        server.close_all(code)
+        with pytest.raises(lc.ClientClosed) as info:
+            await take(sub, 1)
+        assert info.value.code == code
+        assert client.connections == 1
+
+
+@pytest.mark.parametrize("code", [1001, 1011, 1012, 1013, 4999])
+async def test_close_codes_that_say_reconnect_reconnect(code: int) -> None:
+    server = FakeServer()
+    async with open_client(server) as client:
+        server.close_all(code)
+        await until(lambda: client.connections == 2 and client.state is lc.State.CONNECTED)
+
+
+async def test_the_close_policy_table_is_the_protocol_documents() -> None:
+    assert {code for code, policy in lc.CLOSE_POLICY.items() if policy == "reconnect"} == {
+        1001,
+        1006,
+        1011,
+        1012,
+        1013,
+    }
+    assert lc.CLOSE_POLICY[4001] == "refresh"
+
+
+# -- heartbeat -----------------------------------------------------------------------
+
+
+async def test_the_servers_pings_are_answered_with_pongs() -> None:
+    server = FakeServer(ping_every=0.02)
+    async with open_client(server):
+        await until(lambda: server.pongs >= 2)
+
+
+async def test_a_server_that_stops_answering_is_dropped_and_dialed_again() -> None:
+    server = FakeServer(silent={"ping"})
+    async with open_client(server, ping_interval=0.05, ping_timeout=0.05) as client:
+        await until(lambda: client.connections >= 2)
+        server.silent.clear()
+        assert await client.call("echo", "alive") == "alive"
+
+
+# -- hostile servers -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("frame", "complaint"),
+    [
+        ("garbage", "not JSON"),
+        ("[1, 2]", "a JSON list, not an object"),
+        ('{"id": 999, "ok": {}}', "request id 999, which this client never sent"),
+        ('{"id": true, "ok": {}}', "'id' is not an integer"),
+        ('{"id": 1, "ok": []}', "'ok' is list, expected an object"),
+        ('{"id": 1}', "'ok' is missing"),
+        ('{"id": 1, "error": {"code": 5}}', "'code' is int, expected a string"),
+        ('{"type": "message", "channel": "room", "epoch": "e1", "offset": "7"}', "'offset' is str"),
+        ('{"type": "message", "channel": "room", "epoch": "e1", "offset": true}', "a boolean"),
+        ('{"type": "wat"}', "'type' is unknown"),
+        ('{"data": 1}', "'type' is missing"),
+        ('{"type": "disconnect", "code": 4001, "reason": "x", "reconnect": 1}', "'reconnect'"),
+    ],
+)
+async def test_a_frame_that_breaks_the_protocol_drops_the_socket_with_a_named_error(
+    frame: str, complaint: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    server = FakeServer()
+    async with open_client(server) as client:
+        sub = await client.subscribe("room")
+        await server.inject(frame)
+        await until(lambda: client.connections == 2 and client.state is lc.State.CONNECTED)
+        assert complaint in caplog.text
+        await client.publish("room", "after")
+        assert offsets(await take(sub, 1)) == [1]
+
+
+@pytest.mark.parametrize(
+    ("reply", "complaint"),
+    [
+        ({"user": "u"}, "no string 'client'"),
+        ({"client": "c", "user": 5}, "non-string 'user'"),
+        ({"client": "c", "expires_at": "soon"}, "non-number 'expires_at'"),
+    ],
+)
+async def test_a_connect_answer_of_the_wrong_shape_is_a_protocol_error(
+    reply: dict[str, object], complaint: str
+) -> None:
+    server = BadReplies({"connect": reply})
+    with pytest.raises(TimeoutError, match="Could not connect"):
+        async with open_client(server, connect_timeout=0.3):
+            pass  # pragma: no cover
+    assert server.connects >= 2  # it kept trying, with backoff
+
+
+@pytest.mark.parametrize(
+    ("kind", "reply", "complaint"),
+    [
+        ("publish", {"epoch": "e1"}, "no integer 'offset'"),
+        ("presence", {"members": []}, "no object 'members'"),
+        ("history", {"epoch": "e1", "offset": 0, "messages": {}}, "no list 'messages'"),
+        ("history", {"epoch": "e1", "offset": 0, "messages": [1]}, "non-object message"),
+        ("subscribe", {"epoch": "e1", "offset": 0}, "no boolean 'recovered'"),
+    ],
+)
+async def test_an_answer_of_the_wrong_shape_raises_protocol_error(
+    kind: str, reply: dict[str, object], complaint: str
+) -> None:
+    server = BadReplies({kind: reply})
+    async with open_client(server) as client:
+        with pytest.raises((lc.ProtocolError, TimeoutError)) as info:
+            if kind == "publish":
+                await client.publish("room", 1)
+            elif kind == "presence":
+                await client.presence("room")
+            elif kind == "history":
+                await client.history("room")
+            else:
+                await client.subscribe("room", timeout=0.3)
+        if kind != "subscribe":
+            assert complaint in str(info.value)
+        else:
+            assert client.connections >= 2  # the socket was dropped, the subscribe retried
+
+
+class BadReplies(FakeServer):
+    """A fake that answers some request types with a given (wrong) ``ok``."""
+
+    def __init__(self, replies: dict[str, dict[str, object]]) -> None:
+        super().__init__()
+        self.replies = replies
+
+    async def _handle(self, sock, group, kind, frame):  # type: ignore[no-untyped-def]
+        if kind in self.replies:
+            if kind == "connect":
+                self.connects += 1
+            return {"ok": self.replies[kind]}
+        return await super()._handle(sock, group, kind, frame)
