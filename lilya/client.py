@@ -684,7 +684,7 @@ class Client:
             try:
                 policy, code, reason, connected = await self._attempt()
             except Exception as exc:  # the transport failed in a way it should not
-                logger.exception("The lilya client's transport failed; the client stops.")
+                logger.exception("lilya client: the transport failed; the client stops.")
                 closed = ClientClosed(1011, f"the transport failed: {exc!r}")
                 closed.__cause__ = exc
                 self._stop(closed)
@@ -730,7 +730,11 @@ class Client:
 
     async def _attempt(self) -> tuple[Policy, int, str, bool]:
         """Dial once and serve the socket until it ends; say what to do next."""
-        token = await self._fetch_token()
+        try:
+            token = await self._fetch_token()
+        except Exception as exc:  # your get_token() failed: say so, and stop
+            logger.exception("lilya client: get_token() raised; the client stops.")
+            return "stop", 4001, f"get_token() raised {exc!r}", False
         if token is None and self._get_token is not None:
             return "stop", 4001, "get_token() returned None: no token to connect with", False
         try:
@@ -835,7 +839,12 @@ class Client:
             return None
         if pending.reply.ok is None:
             error = _request_error(pending.reply, kind)
-            conn.finish(_ConnectRefused(error) if kind == "connect" else error)
+            if kind == "refresh":
+                # The socket lives on until the token expires; the server then closes
+                # 4001 and the loop fetches a token for a new connection.
+                logger.warning("lilya client: %s", error)
+            else:
+                conn.finish(_ConnectRefused(error) if kind == "connect" else error)
             return None
         return pending.reply.ok
 
