@@ -166,6 +166,6 @@ async def test_a_503_on_the_handshake_is_retried_until_connect_timeout() -> None
 
 async def test_nothing_listening_is_retried_until_connect_timeout() -> None:
     url = f"ws://127.0.0.1:{free_port()}/ws"
-    with pytest.raises(TimeoutError, match="within connect_timeout=0.3 s"):
+    with pytest.raises(TimeoutError, match=r"within connect_timeout=0\.3 s"):
         async with lc.connect(url, connect_timeout=0.3, reconnect_delay=(0.05, 0.1)):
             pass  # pragma: no cover
