@@ -485,6 +485,16 @@ class Subscription:
 TokenSource = Callable[[], "str | Awaitable[str | None] | None"]
 
 
+def _single(exc: BaseException) -> BaseException:
+    """The one exception inside nested exception groups (task groups wrap what they raise)."""
+    # Duck-typed: BaseExceptionGroup is a builtin from Python 3.11 (a backport on 3.10).
+    inner = getattr(exc, "exceptions", None)
+    while isinstance(inner, tuple) and len(inner) == 1 and isinstance(inner[0], BaseException):
+        exc = inner[0]
+        inner = getattr(exc, "exceptions", None)
+    return exc
+
+
 def _on_asyncio() -> bool:
     try:
         asyncio.get_running_loop()
@@ -586,8 +596,8 @@ class Client:
         self._conn: _Connection | None = None
         self._changed = anyio.Event()
         self._subs: dict[str, Subscription] = {}
-        self._exit_stack: contextlib.AsyncExitStack | None = None
-        self._group: anyio.abc.TaskGroup | None = None
+        #: While entered: the exit stack and the task group the connection loop runs in.
+        self._running: tuple[contextlib.AsyncExitStack, anyio.abc.TaskGroup] | None = None
         self._loop_done = anyio.Event()
 
     def __repr__(self) -> str:
@@ -596,7 +606,7 @@ class Client:
     # -- lifecycle -------------------------------------------------------------
 
     async def __aenter__(self) -> Client:
-        if self._exit_stack is not None:
+        if self._running is not None:
             raise RuntimeError("This client is running already; use one `async with` per client.")
         if isinstance(self._dialer, WebSocketsDialer) and not _on_asyncio():
             raise ImproperlyConfigured(
@@ -604,9 +614,9 @@ class Client:
                 "run this client under asyncio, or use test_client= for an in-process app."
             )
         stack = contextlib.AsyncExitStack()
-        self._group = await stack.enter_async_context(anyio.create_task_group())
-        self._exit_stack = stack
-        self._group.start_soon(self._run)
+        group = await stack.enter_async_context(anyio.create_task_group())
+        self._running = stack, group
+        group.start_soon(self._run)
         if self.connect_timeout is None:
             return self
         with anyio.move_on_after(self.connect_timeout):
@@ -615,7 +625,7 @@ class Client:
         if self.state is State.CONNECTED:
             return self
         closed = self.closed
-        await self.aclose()
+        await self._leave()
         if closed is not None:
             raise closed
         raise TimeoutError(
@@ -630,21 +640,27 @@ class Client:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        await self.aclose()
+        await self._leave()
 
     async def aclose(self) -> None:
-        """Close the socket (1000), stop reconnecting, end every subscription. Idempotent."""
+        """Close the socket (1000), stop reconnecting, end every subscription. Idempotent.
+
+        Any task may call it; the ``async with`` block's end does too.
+        """
         self._stop(ClientClosed(1000, "closed by the client"))
-        stack, self._exit_stack = self._exit_stack, None
-        if stack is None:
-            return
-        # The loop sees the stop, closes the socket with 1000 and returns; a
-        # loop stuck in a dial or in get_token() is cancelled after the bound.
-        with anyio.move_on_after(self.open_timeout):
-            await self._loop_done.wait()
-        if self._group is not None:
-            self._group.cancel_scope.cancel()
-        await stack.aclose()
+        if self._running is not None:
+            # The loop sees the stop, closes the socket with 1000 and returns; a
+            # loop stuck in a dial or in get_token() is cancelled by _leave().
+            with anyio.move_on_after(self.open_timeout):
+                await self._loop_done.wait()
+
+    async def _leave(self) -> None:
+        await self.aclose()
+        running, self._running = self._running, None
+        if running is not None:
+            stack, group = running
+            group.cancel_scope.cancel()
+            await stack.aclose()
 
     def _stopped(self) -> bool:
         return self.closed is not None
@@ -685,8 +701,9 @@ class Client:
                 policy, code, reason, connected = await self._attempt()
             except Exception as exc:  # the transport failed in a way it should not
                 logger.exception("lilya client: the transport failed; the client stops.")
-                closed = ClientClosed(1011, f"the transport failed: {exc!r}")
-                closed.__cause__ = exc
+                cause = _single(exc)
+                closed = ClientClosed(1011, f"the transport failed: {cause!r}")
+                closed.__cause__ = cause
                 self._stop(closed)
                 return
             if connected:
@@ -777,7 +794,10 @@ class Client:
         async with anyio.create_task_group() as group:
             group.start_soon(self._read, conn)
             connected = await self._handshake(conn, token)
-            if connected:
+            if connected and self.closed is not None:
+                # You closed the client while connect was out: _stop() saw no socket.
+                conn.finish(self.closed)
+            elif connected:
                 self._conn = conn
                 self._set_state(State.CONNECTED)
                 for sub in list(self._subs.values()):
@@ -945,7 +965,7 @@ class Client:
     # -- requests ---------------------------------------------------------------
 
     async def _connected(self) -> _Connection:
-        if self._exit_stack is None and self.closed is None:
+        if self._running is None and self.closed is None:
             raise RuntimeError(
                 "This client is not running; use it as `async with lilya.client.connect(...)`."
             )
@@ -1030,12 +1050,12 @@ class Client:
             raise self.closed
         sub = Subscription(self, channel, since, bool(presence), self.max_buffer)
         self._subs[channel] = sub
-        conn = self._conn
-        if conn is not None and conn.end is None and self._group is not None:
-            # Else the connection loop subscribes it once connected.
-            self._group.start_soon(self._subscribe_on, conn, sub)
         seconds = self.request_timeout if timeout is None else timeout
         with anyio.move_on_after(seconds):
+            conn = self._conn
+            if conn is not None and conn.end is None:
+                await self._subscribe_on(conn, sub)
+            # Answered now, or by the next connection, which subscribes every channel.
             await sub._answered.wait()
         if not sub._answered.is_set():
             self._subs.pop(channel, None)

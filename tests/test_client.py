@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from typing import Any
 
 import anyio
 import pytest
 
 from lilya import client as lc
+from lilya.client import _Connection
+from lilya.exceptions import ImproperlyConfigured
 from lilya.testclient import AsyncTestClient
+from lilya.websockets import WebSocket
 from tests.support.protocol_fake import FakeServer
 
 pytestmark = pytest.mark.anyio
@@ -542,3 +548,408 @@ class BadReplies(FakeServer):
                 self.connects += 1
             return {"ok": self.replies[kind]}
         return await super()._handle(sock, group, kind, frame)
+
+
+# -- staged corners ------------------------------------------------------------------
+
+
+class Scripted:
+    """A transport the test scripts: answers ``connect``, fails sends of some types."""
+
+    def __init__(self, fail_on: frozenset[str] = frozenset(), answer_connect: bool = True) -> None:
+        self.fail_on = fail_on
+        self.answer_connect = answer_connect
+        self.sent: list[dict[str, Any]] = []
+        self.inbox: list[str] = []
+        self.ended: lc.TransportClosed | None = None
+        self.wake = anyio.Event()
+
+    def end(self, code: int = 1006) -> None:
+        self.ended = lc.TransportClosed(code, "scripted")
+        self.wake.set()
+
+    async def send(self, text: str) -> None:
+        frame = json.loads(text)
+        self.sent.append(frame)
+        if self.ended is not None or frame.get("type") in self.fail_on:
+            self.end()
+            raise lc.TransportClosed(1006, "scripted")
+        if frame.get("type") == "connect" and self.answer_connect:
+            self.inbox.append(json.dumps({"id": frame["id"], "ok": {"client": "c"}}))
+            self.wake.set()
+
+    async def receive(self) -> str:
+        while not self.inbox:
+            if self.ended is not None:
+                raise self.ended
+            self.wake = anyio.Event()
+            await self.wake.wait()
+        return self.inbox.pop(0)
+
+    async def close(self, code: int, reason: str) -> None:
+        if self.ended is None:
+            self.end(code)
+
+
+class ScriptedDialer:
+    """Opens the transports *make(n)* returns, n counting dials from 0."""
+
+    def __init__(self, make: Callable[[int], Scripted]) -> None:
+        self.make = make
+        self.opened: list[Scripted] = []
+
+    @contextlib.asynccontextmanager
+    async def open(self, url: str, subprotocols: Sequence[str]) -> AsyncIterator[lc.Transport]:
+        transport = self.make(len(self.opened))
+        self.opened.append(transport)
+        yield transport
+
+
+def scripted(make: Callable[[int], Scripted], **options: Any) -> lc.Client:
+    return lc.connect(
+        "scripted://", dialer=ScriptedDialer(make), reconnect_delay=(0.01, 0.02), **options
+    )
+
+
+async def test_a_send_that_fails_counts_as_a_lost_socket_for_every_kind_of_request() -> None:
+    dialer_first = {"connect", "subscribe", "rpc", "publish"}
+
+    def make(n: int) -> Scripted:
+        # The first dial fails the send of connect; later ones each fail one more kind.
+        return Scripted(fail_on=frozenset(sorted(dialer_first)[:1] if n == 0 else ()))
+
+    async with scripted(make) as client:
+        dialer = client._dialer
+        assert isinstance(dialer, ScriptedDialer)
+        transport = dialer.opened[-1]
+        transport.fail_on = frozenset({"rpc"})
+        with pytest.raises(lc.ConnectionLost):
+            await client.call("x", timeout=1)
+        await client.wait_connected(timeout=1)
+        dialer.opened[-1].fail_on = frozenset({"subscribe"})
+        with pytest.raises(TimeoutError):
+            await client.subscribe("room", timeout=0.05)
+        assert len(dialer.opened) >= 3
+
+
+async def test_a_socket_that_ends_before_connect_is_answered_is_dialed_again() -> None:
+    async with scripted(lambda n: Scripted(answer_connect=n > 0), open_timeout=0.05) as client:
+        dialer = client._dialer
+        assert isinstance(dialer, ScriptedDialer)
+        assert len(dialer.opened) == 2
+    # The second case: the first socket ends with connect still out.
+    first = Scripted(answer_connect=False)
+    client = scripted(lambda n: first if n == 0 else Scripted(), connect_timeout=None)
+    async with client:
+        await until(lambda: bool(first.sent))
+        first.end(1012)
+        await client.wait_connected(timeout=2)
+        assert client.connections == 2
+
+
+async def test_closing_the_client_while_connect_is_out_closes_the_new_socket() -> None:
+    gate = anyio.Event()
+    server = FakeServer(connect_gate=gate)
+    client = open_client(server, connect_timeout=None)
+    async with client:
+        await until(lambda: bool(server.frames))
+        async with anyio.create_task_group() as group:
+            group.start_soon(client.aclose)
+            await until(lambda: client.state is lc.State.CLOSED)
+            gate.set()
+    assert client.connections == 1
+    await until(lambda: not server.sockets)
+
+
+async def test_a_request_waits_for_the_connection_and_times_out_without_one() -> None:
+    server = FakeServer(connect_gate=anyio.Event())
+    async with open_client(server, connect_timeout=None) as client:
+        assert client.state is lc.State.CONNECTING
+        with pytest.raises(TimeoutError, match="the client is connecting"):
+            await client.publish("room", 1, timeout=0.05)
+        with pytest.raises(TimeoutError, match=r"Not connected within 0\.05 s"):
+            await client.wait_connected(timeout=0.05)
+        task_done = anyio.Event()
+        subs: list[lc.Subscription] = []
+
+        async def subscribe() -> None:
+            subs.append(await client.subscribe("room"))
+            task_done.set()
+
+        async with anyio.create_task_group() as group:
+            group.start_soon(subscribe)
+            await anyio.sleep(0.02)
+            assert server.connect_gate is not None
+            server.connect_gate.set()
+            with anyio.fail_after(5):
+                await task_done.wait()
+        assert subs[0].position == lc.Position("e1", 0)
+
+
+async def test_a_subscribe_nobody_answers_drops_the_socket_and_times_out() -> None:
+    server = FakeServer(silent={"subscribe"})
+    async with open_client(server, request_timeout=0.05) as client:
+        with pytest.raises(TimeoutError, match="No answer to subscribe 'room'"):
+            await client.subscribe("room", timeout=0.3)
+        assert client.connections >= 2
+        server.silent.clear()
+        await client.subscribe("room")
+
+
+async def test_closing_the_client_during_a_subscribe_raises_client_closed() -> None:
+    server = FakeServer(silent={"subscribe"})
+    async with open_client(server) as client:
+        errors: list[BaseException] = []
+
+        async def subscribe() -> None:
+            try:
+                await client.subscribe("room")
+            except lc.ClientClosed as exc:
+                errors.append(exc)
+
+        async with anyio.create_task_group() as group:
+            group.start_soon(subscribe)
+            await until(lambda: any(f["type"] == "subscribe" for f in server.frames))
+            await client.aclose()
+        assert [type(e) for e in errors] == [lc.ClientClosed]
+
+
+async def test_a_request_out_when_the_server_breaks_the_protocol_raises_protocol_error() -> None:
+    server = FakeServer(silent={"rpc"})
+    async with open_client(server) as client:
+        async with anyio.create_task_group() as group:
+            errors: list[BaseException] = []
+
+            async def call() -> None:
+                try:
+                    await client.call("echo", 1)
+                except lc.ProtocolError as exc:
+                    errors.append(exc)
+
+            group.start_soon(call)
+            await until(lambda: any(f["type"] == "rpc" for f in server.frames))
+            await server.inject("garbage")
+        assert len(errors) == 1 and errors[0].frame == "garbage"  # type: ignore[attr-defined]
+
+
+async def test_a_publish_out_when_the_policy_stops_the_client_raises_client_closed() -> None:
+    server = FakeServer(silent={"publish", "rpc"})
+    async with open_client(server) as client:
+        async with anyio.create_task_group() as group:
+            errors: list[BaseException] = []
+
+            async def publish() -> None:
+                try:
+                    await client.publish("room", 1)
+                except lc.ClientClosed as exc:
+                    errors.append(exc)
+
+            async def call() -> None:
+                try:
+                    await client.call("echo", 1)
+                except lc.ConnectionLost as exc:
+                    errors.append(exc)
+
+            group.start_soon(publish)
+            group.start_soon(call)
+            await until(lambda: {"publish", "rpc"} <= {f["type"] for f in server.frames})
+            server.close_all(1008)
+        assert sorted(type(e).__name__ for e in errors) == ["ClientClosed", "ConnectionLost"]
+
+
+async def test_unsubscribe_while_disconnected_sends_nothing() -> None:
+    server = FakeServer(connect_gate=anyio.Event())
+    async with open_client(server, connect_timeout=None) as client:
+        sub = subscription_for(client)
+        await sub.unsubscribe()
+        await until(lambda: bool(server.frames))
+        assert [f["type"] for f in server.frames] == ["connect"]
+        assert server.connect_gate is not None
+        server.connect_gate.set()
+
+
+def subscription_for(client: lc.Client) -> lc.Subscription:
+    """A subscription registered but never sent (the client is not connected)."""
+    sub = lc.Subscription(client, "room", None, False, 10)
+    client._subs["room"] = sub
+    return sub
+
+
+async def test_the_pinger_stays_quiet_while_frames_arrive() -> None:
+    server = FakeServer(ping_every=0.01)
+    async with open_client(server, ping_interval=0.25, ping_timeout=0.05) as client:
+        await anyio.sleep(0.6)
+        assert not any(f["type"] == "ping" for f in server.frames)
+        assert client.connections == 1
+
+
+async def test_a_refused_refresh_leaves_the_socket_until_the_server_closes_4001(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    server = FakeServer(tokens={"short": time.time() + 0.3})
+    tokens = iter(["short", "unknown", None])
+    async with open_client(server, token=None, get_token=lambda: next(tokens)) as client:
+        await until(lambda: client.state is lc.State.CLOSED)
+    assert "refused 'refresh': unauthorized" in caplog.text
+    assert client.closed is not None and "returned None" in client.closed.reason
+
+
+async def test_a_refresh_that_extends_the_expiry_is_kept_and_none_ends_refreshing() -> None:
+    now = time.time()
+    server = FakeServer(tokens={"short": now + 0.2, "longer": now + 60})
+    tokens = iter(["short", "longer"])
+    async with open_client(server, token=None, get_token=lambda: next(tokens)) as client:
+        await until(lambda: client.expires_at == now + 60)
+    server = FakeServer(tokens={"short": now + 0.2})
+    then_none: Iterator[str | None] = iter(["short", None])
+    async with open_client(server, token=None, get_token=lambda: next(then_none)) as client:
+        await until(lambda: client.closed is not None, 3)
+    assert client.closed is not None and client.closed.code == 4001
+
+
+async def test_get_token_that_raises_or_returns_a_non_string_stops_the_client() -> None:
+    def broken() -> str:
+        raise OSError("vault down")
+
+    with pytest.raises(lc.ClientClosed, match="vault down"):
+        async with open_client(FakeServer(), token=None, get_token=broken):
+            pass  # pragma: no cover
+    with pytest.raises(lc.ClientClosed, match="must return a str or None, not int"):
+        async with open_client(FakeServer(), token=None, get_token=lambda: 7):
+            pass  # pragma: no cover
+
+
+async def test_an_app_that_raises_in_process_stops_the_client_with_its_error() -> None:
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        websocket = WebSocket(scope, receive, send)
+        await websocket.accept()
+        await websocket.receive_text()
+        raise RuntimeError("endpoint bug")
+
+    client = lc.connect("/ws", test_client=AsyncTestClient(app))
+    with pytest.raises(lc.ClientClosed) as info:
+        async with client:
+            pass  # pragma: no cover
+    assert info.value.code == 1011
+    assert isinstance(info.value.__cause__, RuntimeError)
+
+
+async def test_a_client_is_entered_once_and_used_only_inside_its_block() -> None:
+    server = FakeServer()
+    client = open_client(server)
+    with pytest.raises(RuntimeError, match="not running"):
+        await client.publish("room", 1)
+    assert repr(client) == "<Client '/ws' connecting>"
+    async with client:
+        with pytest.raises(RuntimeError, match="running already"):
+            await client.__aenter__()
+
+
+async def test_the_network_transport_refuses_trio(anyio_backend: str) -> None:
+    client = lc.connect("ws://127.0.0.1:9/ws")
+    if anyio_backend == "trio":
+        with pytest.raises(ImproperlyConfigured, match="asyncio only"):
+            await client.__aenter__()
+    else:
+        with pytest.raises(TimeoutError):
+            client.connect_timeout = 0.05
+            await client.__aenter__()
+
+
+# -- sans-I/O pieces -----------------------------------------------------------------
+
+
+def test_backoff_doubles_up_to_the_maximum_with_equal_jitter() -> None:
+    assert [lc.backoff_delay(n, 0.5, 4.0, rand=lambda: 1.0) for n in range(6)] == [
+        0.5,
+        1.0,
+        2.0,
+        4.0,
+        4.0,
+        4.0,
+    ]
+    assert lc.backoff_delay(3, 0.5, 4.0, rand=lambda: 0.0) == 2.0
+    assert lc.backoff_delay(10_000, 0.5, 4.0, rand=lambda: 0.5) == 3.0
+
+
+async def test_a_connection_refuses_requests_once_ended_and_ignores_late_abandons() -> None:
+    conn = _Connection(Scripted(), 1)
+    request_id, pending = conn.start("rpc")
+    conn.abandon(request_id)
+    conn.abandon(request_id)  # twice: nothing
+    conn.finish(lc.TransportClosed(1006))
+    _, late = conn.start("rpc")
+    assert late.done.is_set() and isinstance(late.lost, lc.TransportClosed)
+    assert not pending.done.is_set()
+
+
+async def test_a_subscription_ended_while_its_buffer_is_full_drops_the_waiting_event() -> None:
+    server = FakeServer()
+    client = open_client(server)
+    sub = lc.Subscription(client, "room", None, False, 1)
+    await sub._deliver(lc.Message("room", "e1", 1, "a"))
+    async with anyio.create_task_group() as group:
+        group.start_soon(sub._deliver, lc.Message("room", "e1", 2, "b"))
+        await anyio.sleep(0.01)
+        sub._end(lc.ClientClosed(1008, "first"))
+        sub._end(lc.ClientClosed(1011, "second"))
+    assert [e async for e in _until_error(sub)] == [lc.Message("room", "e1", 1, "a")]
+
+
+async def _until_error(sub: lc.Subscription) -> AsyncIterator[lc.Event]:
+    with pytest.raises(lc.ClientClosed, match="first"):
+        async for event in sub:
+            yield event
+
+
+@pytest.mark.parametrize(
+    ("options", "error", "message"),
+    [
+        ({"token": "a", "get_token": lambda: "b"}, ValueError, "not both"),
+        ({"token": 5}, TypeError, "token must be a str, not int"),
+        ({"get_token": "abc"}, TypeError, "get_token must be a callable"),
+        ({"name": 1}, TypeError, "name must be a str"),
+        ({"request_timeout": 0}, ValueError, "request_timeout must be a positive"),
+        ({"open_timeout": float("inf")}, ValueError, "open_timeout must be a positive, finite"),
+        ({"ping_timeout": "1"}, TypeError, "ping_timeout must be a number of seconds, not str"),
+        ({"connect_timeout": True}, TypeError, "connect_timeout must be a number"),
+        ({"ping_interval": -1}, ValueError, "ping_interval"),
+        ({"reconnect_delay": (2, 1)}, ValueError, "reconnect_delay is"),
+        ({"reconnect_delay": (0, 1)}, ValueError, "reconnect_delay minimum"),
+        ({"max_buffer": 0}, ValueError, "max_buffer must be a positive int"),
+        ({"max_buffer": True}, ValueError, "max_buffer"),
+        (
+            {"dialer": ScriptedDialer(lambda n: Scripted()), "test_client": 1},
+            ValueError,
+            "not both",
+        ),
+    ],
+)
+def test_wrong_arguments_are_named(
+    options: dict[str, Any], error: type[Exception], message: str
+) -> None:
+    with pytest.raises(error, match=message):
+        lc.connect("ws://h/ws", **options)
+
+
+def test_a_url_that_is_not_a_websocket_url_is_refused() -> None:
+    with pytest.raises(ValueError, match="ws:// or wss://"):
+        lc.connect("http://h/ws")
+    with pytest.raises(TypeError, match="url must be a str"):
+        lc.connect(b"ws://h")  # type: ignore[arg-type]
+
+
+async def test_wrong_request_arguments_are_named() -> None:
+    async with open_client(FakeServer()) as client:
+        with pytest.raises(TypeError, match="since must be a Position, not dict"):
+            await client.subscribe("room", since={"epoch": "e1", "offset": 1})  # type: ignore[arg-type]
+        with pytest.raises(TypeError, match="channel must be a str"):
+            await client.publish(1, "x")  # type: ignore[arg-type]
+        with pytest.raises(TypeError, match="message_id must be a str"):
+            await client.publish("room", "x", message_id=5)  # type: ignore[arg-type]
+        with pytest.raises(ValueError, match="limit must be a non-negative int"):
+            await client.history("room", limit=-1)
+        with pytest.raises(ValueError, match="timeout must be a positive"):
+            await client.call("echo", timeout=0)
+        with pytest.raises(TypeError, match="method must be a str"):
+            await client.call(None)  # type: ignore[arg-type]

@@ -51,6 +51,8 @@ class FakeServer:
     silent: set[str] = field(default_factory=set)
     #: Send {"type": "ping"} this often (seconds) after connect, None: never.
     ping_every: float | None = None
+    #: Hold each ``connect`` reply until this event is set.
+    connect_gate: anyio.Event | None = None
     pongs: int = 0
     connects: int = 0
     frames: list[dict[str, Any]] = field(default_factory=list)
@@ -134,6 +136,8 @@ class FakeServer:
         self, sock: _Socket, group: anyio.abc.TaskGroup, kind: str, frame: dict[str, Any]
     ) -> dict[str, Any] | None:
         if kind == "connect":
+            if self.connect_gate is not None:
+                await self.connect_gate.wait()
             token = frame.get("token")
             if token not in self.tokens:
                 return {"error": {"code": "unauthorized", "message": "bad token"}}
