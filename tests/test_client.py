@@ -14,6 +14,7 @@ import pytest
 from lilya import client as lc
 from lilya.client import _Connection
 from lilya.exceptions import ImproperlyConfigured
+from lilya.responses import PlainText
 from lilya.testclient import AsyncTestClient
 from lilya.websockets import WebSocket
 from tests.support.protocol_fake import FakeServer
@@ -953,3 +954,69 @@ async def test_wrong_request_arguments_are_named() -> None:
             await client.call("echo", timeout=0)
         with pytest.raises(TypeError, match="method must be a str"):
             await client.call(None)  # type: ignore[arg-type]
+
+
+async def test_the_in_process_transport_reports_every_way_the_app_ends() -> None:
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        websocket = WebSocket(scope, receive, send)
+        if websocket.query_params.get("deny"):
+            await websocket.send_denial_response(PlainText("no", status_code=401))
+            return
+        if websocket.query_params.get("close"):
+            await websocket.close(4003, "go away")
+            return
+        await websocket.accept()
+        await websocket.send_bytes(b"bytes")
+        # returns without closing: the client sees 1006
+
+    dialer = lc.TestClientDialer(AsyncTestClient(app))
+    with pytest.raises(lc.HandshakeRefused) as refused:
+        async with dialer.open("/ws?deny=1", []):
+            pass  # pragma: no cover
+    assert refused.value.status == 401 and refused.value.body == "no"
+    with pytest.raises(lc.TransportClosed) as closed:
+        async with dialer.open("/ws?close=1", []):
+            pass  # pragma: no cover
+    assert closed.value.code == 4003
+    async with dialer.open("/ws", ["x"]) as transport:
+        assert await transport.receive() == "bytes"
+        with pytest.raises(lc.TransportClosed) as ended:
+            await transport.receive()
+        assert ended.value.code == 1006
+        with pytest.raises(lc.TransportClosed):
+            await transport.receive()
+        with pytest.raises(lc.TransportClosed):
+            await transport.send("{}")
+
+
+async def test_a_handshake_refused_in_process_follows_the_status() -> None:
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        websocket = WebSocket(scope, receive, send)
+        status = int(websocket.query_params["status"])
+        await websocket.send_denial_response(PlainText("no", status_code=status))
+
+    test_client = AsyncTestClient(app)
+    with pytest.raises(lc.ClientClosed) as info:
+        async with lc.connect("/ws?status=403", test_client=test_client):
+            pass  # pragma: no cover
+    assert info.value.code == 4003 and "HTTP 403" in info.value.reason
+    with pytest.raises(TimeoutError):
+        async with lc.connect(
+            "/ws?status=503",
+            test_client=test_client,
+            connect_timeout=0.1,
+            reconnect_delay=(0.01, 0.02),
+        ):
+            pass  # pragma: no cover
+
+
+async def test_leaving_twice_and_subscribing_twice_on_one_socket_do_nothing_more() -> None:
+    server = FakeServer()
+    client = open_client(server)
+    async with client:
+        sub = await client.subscribe("room")
+        conn = client._conn
+        assert conn is not None
+        await client._subscribe_on(conn, sub)  # this socket holds it already
+        assert [f["type"] for f in server.frames].count("subscribe") == 1
+    await client.__aexit__(None, None, None)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import signal
+import time
 import uuid
 from collections.abc import Callable, Iterator
 
@@ -141,7 +142,7 @@ async def test_a_server_sending_garbage_is_dropped_with_a_named_error_and_dialed
         ) as client:
             await until(lambda: client.connections >= 2)
             assert "a frame that is not JSON" in caplog.text
-            assert "<html>not json</html>" in caplog.text
+            assert "binary, not JSON text" in caplog.text
 
 
 async def test_a_401_on_the_handshake_stops_the_client() -> None:
@@ -169,3 +170,30 @@ async def test_nothing_listening_is_retried_until_connect_timeout() -> None:
     with pytest.raises(TimeoutError, match=r"within connect_timeout=0\.3 s"):
         async with lc.connect(url, connect_timeout=0.3, reconnect_delay=(0.05, 0.1)):
             pass  # pragma: no cover
+
+
+async def test_a_real_server_closing_4001_at_expiry_stops_a_client_with_a_static_token() -> None:
+    with contextlib.ExitStack() as stack:
+        server = await start(stack, "app")
+        token = f"short:{time.time() + 0.5}"
+        async with lc.connect(server.ws_url + "/ws", token=token) as client:
+            sub = await client.subscribe("room")
+            with pytest.raises(lc.ClientClosed) as info, anyio.fail_after(10):
+                async for _ in sub:
+                    pass  # pragma: no cover
+            assert info.value.code == 4001
+            assert "token expired" in info.value.reason
+        assert raised(server.log()) == []
+
+
+async def test_the_network_transport_reports_a_closed_socket_on_send_and_receive() -> None:
+    with contextlib.ExitStack() as stack:
+        server = await start(stack, "app")
+        dialer = lc.WebSocketsDialer(close_timeout=1)
+        async with dialer.open(server.ws_url + "/ws", ["bearer", "good"]) as transport:
+            await transport.close(1000, "")
+            with pytest.raises(lc.TransportClosed) as info:
+                await transport.send('{"type": "ping", "id": 1}')
+            assert info.value.code == 1000
+            with pytest.raises(lc.TransportClosed):
+                await transport.receive()

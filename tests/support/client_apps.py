@@ -3,8 +3,8 @@
 ``app``: the real :class:`~lilya.protocol.ChannelsEndpoint` at ``/ws`` over
 ``LILYA_CLIENT_CHANNELS`` (``redis://...`` so history survives a kill -9 of
 the server), tokens ``"good"`` (no expiry) and ``"short:<unix time>"`` (the same
-user, expiring then), rpc ``echo``. ``hostile``: answers ``connect``, then sends a frame that
-is not JSON. ``denied`` and ``busy``: refuse the handshake with 401 and 503.
+user, expiring then), rpc ``echo``. ``hostile``: answers ``connect``, then sends a binary frame
+and a text frame that are not JSON. ``denied`` and ``busy``: refuse the handshake with 401 and 503.
 """
 
 from __future__ import annotations
@@ -59,6 +59,7 @@ async def hostile(scope: Scope, receive: Receive, send: Send) -> None:
     await websocket.accept()
     request = json.loads(await websocket.receive_text())
     await websocket.send_text(json.dumps({"id": request["id"], "ok": {"client": "c"}}))
+    await websocket.send_bytes(b"\xff binary, not JSON text")
     await websocket.send_text("<html>not json</html>")
     await websocket.receive_text()  # the client closes 1002: this raises and ends it
 
