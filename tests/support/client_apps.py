@@ -36,7 +36,9 @@ def echo(client: Any, data: Any) -> Any:
     return data
 
 
-def build(url: str, prefix: str = "lilya:ch") -> Lilya:
+def build(
+    url: str, prefix: str = "lilya:ch", heartbeat: tuple[float, float] | None = (25.0, 20.0)
+) -> Lilya:
     """The endpoint app over *url* (a test in process builds it with ``memory://``)."""
     hub = Channels(url, key_prefix=prefix, history_size=1000)
     endpoint = ChannelsEndpoint(
@@ -44,6 +46,7 @@ def build(url: str, prefix: str = "lilya:ch") -> Lilya:
         authenticate=authenticate,
         rpc={"echo": echo},
         channels={"*": ChannelOptions(presence=True)},
+        heartbeat=heartbeat,
     )
     return Lilya(routes=[WebSocketPath("/ws", endpoint)], lifespan=hub.lifespan)
 
