@@ -6,11 +6,14 @@ asyncio only: the network transport is the ``websockets`` library.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import signal
+import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
 
 import anyio
 import anyio.to_thread
@@ -197,3 +200,80 @@ async def test_the_network_transport_reports_a_closed_socket_on_send_and_receive
             assert info.value.code == 1000
             with pytest.raises(lc.TransportClosed):
                 await transport.receive()
+
+
+class RoundRobin:
+    """A load balancer in front of several workers: each dial goes to the next URL."""
+
+    def __init__(self, urls: list[str]) -> None:
+        self.urls = urls
+        self.dials = 0
+        self.inner = lc.WebSocketsDialer(open_timeout=2)
+
+    def open(
+        self, url: str, subprotocols: Sequence[str]
+    ) -> contextlib.AbstractAsyncContextManager[lc.Transport]:
+        target = self.urls[self.dials % len(self.urls)]
+        self.dials += 1
+        return self.inner.open(target, subprotocols)
+
+
+def lilya_run(port: int) -> list[str]:
+    return [sys.executable, "-m", "lilya", "run", f"{APPS}:app", "--port", str(port)]
+
+
+@pytest.mark.redis
+async def test_a_rolling_restart_of_one_of_two_workers_loses_and_repeats_nothing(
+    redis_url: str, prefix: str
+) -> None:
+    env = {"LILYA_CLIENT_CHANNELS": redis_url, "LILYA_CLIENT_PREFIX": prefix}
+    ports = [free_port(), free_port()]
+    urls = [f"ws://127.0.0.1:{port}/ws" for port in ports]
+    total = 300
+    with (
+        contextlib.ExitStack() as one,
+        contextlib.ExitStack() as two,
+        contextlib.ExitStack() as again,
+    ):
+        restarted = await start(one, "app", command=lilya_run(ports[0]), env=env, port=ports[0])
+        await start(two, "app", command=lilya_run(ports[1]), env=env, port=ports[1])
+        options: dict[str, Any] = {"token": "good", "reconnect_delay": (0.05, 0.2)}
+        # Each client starts on worker 1, the one that will be restarted.
+        clients = [lc.connect(urls[0], dialer=RoundRobin(urls), **options) for _ in range(3)]
+        publisher, on_one, on_two = clients
+        on_two._dialer = RoundRobin(urls[::-1])  # this one starts on worker 2
+        got: dict[str, list[Any]] = {"one": [], "two": []}
+        async with publisher, on_one, on_two, anyio.create_task_group() as group:
+            subs = {"one": await on_one.subscribe("feed"), "two": await on_two.subscribe("feed")}
+
+            async def collect(name: str) -> None:
+                with anyio.fail_after(60):
+                    async for event in subs[name]:
+                        assert isinstance(event, lc.Message), event
+                        got[name].append(event.data)
+                        if event.data == total - 1:
+                            return
+
+            for name in subs:
+                group.start_soon(collect, name)
+            for n in range(total):
+                await publisher.publish("feed", n)
+                await anyio.sleep(0.01)
+                if n == total // 3:
+                    # SIGTERM: worker 1 drains (1012 to its sockets) and exits 0.
+                    restarted.process.send_signal(signal.SIGTERM)
+                    assert await anyio.to_thread.run_sync(restarted.process.wait, 20) == 0
+                    group.start_soon(
+                        functools.partial(
+                            start,
+                            again,
+                            "app",
+                            command=lilya_run(ports[0]),
+                            env=env,
+                            port=ports[0],
+                        )
+                    )
+        assert got["one"] == list(range(total))
+        assert got["two"] == list(range(total))
+        assert publisher.connections >= 2 and on_one.connections >= 2
+        assert raised(restarted.log()) == []
