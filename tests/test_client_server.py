@@ -12,7 +12,7 @@ import signal
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import anyio
@@ -22,6 +22,7 @@ import pytest
 from lilya import client as lc
 from lilya.channels import Channels
 from tests.channels.redis_server import delete_keys, redis_url_for_tests
+from tests.support.docs import python_blocks
 from tests.support.servers import RunningServer, free_port, raised, serve
 
 
@@ -202,22 +203,6 @@ async def test_the_network_transport_reports_a_closed_socket_on_send_and_receive
                 await transport.receive()
 
 
-class RoundRobin:
-    """A load balancer in front of several workers: each dial goes to the next URL."""
-
-    def __init__(self, urls: list[str]) -> None:
-        self.urls = urls
-        self.dials = 0
-        self.inner = lc.WebSocketsDialer(open_timeout=2)
-
-    def open(
-        self, url: str, subprotocols: Sequence[str]
-    ) -> contextlib.AbstractAsyncContextManager[lc.Transport]:
-        target = self.urls[self.dials % len(self.urls)]
-        self.dials += 1
-        return self.inner.open(target, subprotocols)
-
-
 def lilya_run(port: int) -> list[str]:
     return [sys.executable, "-m", "lilya", "run", f"{APPS}:app", "--port", str(port)]
 
@@ -238,10 +223,14 @@ async def test_a_rolling_restart_of_one_of_two_workers_loses_and_repeats_nothing
         restarted = await start(one, "app", command=lilya_run(ports[0]), env=env, port=ports[0])
         await start(two, "app", command=lilya_run(ports[1]), env=env, port=ports[1])
         options: dict[str, Any] = {"token": "good", "reconnect_delay": (0.05, 0.2)}
-        # Each client starts on worker 1, the one that will be restarted.
-        clients = [lc.connect(urls[0], dialer=RoundRobin(urls), **options) for _ in range(3)]
-        publisher, on_one, on_two = clients
-        on_two._dialer = RoundRobin(urls[::-1])  # this one starts on worker 2
+        # docs/client.md's dialer, a load balancer: each dial goes to the next worker.
+        round_robin = python_blocks("client.md")[3]
+        namespace: dict[str, Any] = {}
+        exec(compile(round_robin, "docs/client.md[3]", "exec"), namespace)
+        RoundRobin = namespace["RoundRobin"]
+        publisher = lc.connect(urls[0], dialer=RoundRobin(urls), **options)  # worker 1 first
+        on_one = lc.connect(urls[0], dialer=RoundRobin(urls), **options)
+        on_two = lc.connect(urls[1], dialer=RoundRobin(urls[::-1]), **options)  # worker 2 first
         got: dict[str, list[Any]] = {"one": [], "two": []}
         async with publisher, on_one, on_two, anyio.create_task_group() as group:
             subs = {"one": await on_one.subscribe("feed"), "two": await on_two.subscribe("feed")}

@@ -28,8 +28,10 @@ def load(*indexes: int) -> dict[str, Any]:
     return namespace
 
 
-def test_the_page_has_three_examples() -> None:
-    assert len(BLOCKS) == 3
+def test_the_page_has_four_examples() -> None:
+    # The fourth, the RoundRobin dialer, is run by the rolling-restart test in
+    # tests/test_client_server.py against two real workers.
+    assert len(BLOCKS) == 4
 
 
 @pytest.mark.anyio
