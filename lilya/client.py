@@ -775,10 +775,14 @@ class Client:
         if isinstance(end, _ConnectRefused):
             return end.policy, end.code, str(end), False
         if isinstance(end, TransportClosed):
-            reason = end.reason
-            if conn.disconnect is not None and conn.disconnect.code == end.code:
-                reason = reason or conn.disconnect.reason
-            return _policy(end.code), end.code, reason, connected
+            policy, reason = _policy(end.code), end.reason
+            told = conn.disconnect
+            if told is not None and told.code == end.code:
+                reason = reason or told.reason
+                if policy == "reconnect" and not told.reconnect:
+                    # The server said reconnecting cannot help (its disconnect push).
+                    policy = "stop"
+            return policy, end.code, reason, connected
         # our own verdict: a protocol error or a dead socket
         return "reconnect", 1006, str(end), connected
 

@@ -1020,3 +1020,24 @@ async def test_leaving_twice_and_subscribing_twice_on_one_socket_do_nothing_more
         await client._subscribe_on(conn, sub)  # this socket holds it already
         assert [f["type"] for f in server.frames].count("subscribe") == 1
     await client.__aexit__(None, None, None)
+
+
+async def test_a_disconnect_push_saying_do_not_reconnect_is_obeyed() -> None:
+    server = FakeServer()
+    async with open_client(server) as client:
+        sub = await client.subscribe("room")
+        told = {"type": "disconnect", "code": 1013, "reason": "", "reconnect": False}
+        await server.inject({**told, "reason": "overloaded: come back tomorrow"})
+        server.close_all(1013)
+        with pytest.raises(lc.ClientClosed) as info:
+            await take(sub, 1)
+        assert info.value.code == 1013
+        assert client.connections == 1
+
+
+async def test_a_disconnect_push_saying_reconnect_keeps_the_policy() -> None:
+    server = FakeServer()
+    async with open_client(server) as client:
+        await server.inject({"type": "disconnect", "code": 1012, "reason": "", "reconnect": True})
+        server.close_all(1012)
+        await until(lambda: client.connections == 2 and client.state is lc.State.CONNECTED)
