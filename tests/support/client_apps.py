@@ -37,7 +37,10 @@ def echo(client: Any, data: Any) -> Any:
 
 
 def build(
-    url: str, prefix: str = "lilya:ch", heartbeat: tuple[float, float] | None = (25.0, 20.0)
+    url: str,
+    prefix: str = "lilya:ch",
+    heartbeat: tuple[float, float] | None = (25.0, 20.0),
+    rate_limit: bool = True,
 ) -> Lilya:
     """The endpoint app over *url* (a test in process builds it with ``memory://``)."""
     hub = Channels(url, key_prefix=prefix, history_size=1000)
@@ -48,13 +51,18 @@ def build(
         channels={"*": ChannelOptions(presence=True)},
         heartbeat=heartbeat,
     )
-    return Lilya(routes=[WebSocketPath("/ws", endpoint)], lifespan=hub.lifespan)
+    route = WebSocketPath("/ws", endpoint)
+    if rate_limit:
+        return Lilya(routes=[route], lifespan=hub.lifespan)
+    return Lilya(routes=[route], lifespan=hub.lifespan, rate_limit=None)
 
 
 app = build(
     os.environ.get("LILYA_CLIENT_CHANNELS", "memory://"),
     os.environ.get("LILYA_CLIENT_PREFIX", "lilya:ch"),
 )
+#: For benchmarks/client.py: no rate limit, so the client's own cost shows.
+unlimited = build("memory://", rate_limit=False)
 
 
 async def hostile(scope: Scope, receive: Receive, send: Send) -> None:
