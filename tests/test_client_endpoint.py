@@ -133,8 +133,9 @@ async def test_a_bad_token_is_refused_and_the_client_stops() -> None:
 
 
 async def test_the_client_answers_the_endpoints_heartbeat_and_keeps_its_socket() -> None:
-    async with AsyncTestClient(build("memory://", heartbeat=(0.02, 0.1))) as app:
-        async with lc.connect("/ws", test_client=app, token="good", ping_interval=None) as client:
-            await anyio.sleep(0.5)  # 25 server pings, each to be answered within 0.1 s
-            assert client.connections == 1
-            assert await client.call("echo", "still here") == "still here"
+    app = AsyncTestClient(build("memory://", heartbeat=(0.02, 0.1)))
+    client = lc.connect("/ws", test_client=app, token="good", ping_interval=None)
+    async with app, client:
+        await anyio.sleep(0.5)  # 25 server pings, each to be answered within 0.1 s
+        assert client.connections == 1
+        assert await client.call("echo", "still here") == "still here"
