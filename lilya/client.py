@@ -599,6 +599,7 @@ class Client:
         #: While entered: the exit stack and the task group the connection loop runs in.
         self._running: tuple[contextlib.AsyncExitStack, anyio.abc.TaskGroup] | None = None
         self._loop_done = anyio.Event()
+        self._connected_at = 0.0
 
     def __repr__(self) -> str:
         return f"<Client {self.url!r} {self.state.value}>"
@@ -696,6 +697,9 @@ class Client:
 
     async def _loop(self) -> None:
         attempt = 0
+        #: 4001s in a row: the first reconnects at once, the next ones back off
+        #: (a get_token() that keeps handing out an expired token must not spin).
+        refreshes = 0
         while self.closed is None:
             try:
                 policy, code, reason, connected = await self._attempt()
@@ -708,6 +712,8 @@ class Client:
                 return
             if connected:
                 attempt = 0
+                if time.monotonic() - self._connected_at > self.reconnect_delay[1]:
+                    refreshes = 0  # it lived: a token that expires hourly is not a spin
             if self._stopped():
                 return
             if policy == "stop":
@@ -719,8 +725,13 @@ class Client:
                 )
                 return
             self._set_state(State.RECONNECTING)
-            delay = 0.0 if policy == "refresh" else self._delay(attempt)
-            attempt += 1
+            if policy == "refresh":
+                delay = 0.0 if refreshes == 0 else self._delay(refreshes - 1)
+                refreshes += 1
+            else:
+                delay = self._delay(attempt)
+                attempt += 1
+                refreshes = 0
             logger.info(
                 "lilya client: connection to %s ended (%s %s); reconnecting in %.2f s",
                 self.url,
@@ -802,6 +813,7 @@ class Client:
                 # You closed the client while connect was out: _stop() saw no socket.
                 conn.finish(self.closed)
             elif connected:
+                self._connected_at = time.monotonic()
                 self._conn = conn
                 self._set_state(State.CONNECTED)
                 for sub in list(self._subs.values()):

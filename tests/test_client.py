@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import time
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from typing import Any
@@ -1041,3 +1042,28 @@ async def test_a_disconnect_push_saying_reconnect_keeps_the_policy() -> None:
         await server.inject({"type": "disconnect", "code": 1012, "reason": "", "reconnect": True})
         server.close_all(1012)
         await until(lambda: client.connections == 2 and client.state is lc.State.CONNECTED)
+
+
+async def test_a_get_token_handing_out_expired_tokens_backs_off_instead_of_spinning() -> None:
+    server = FakeServer(tokens={"stale": time.time() - 10})
+    async with open_client(
+        server, token=None, get_token=lambda: "stale", reconnect_delay=(0.05, 0.2)
+    ) as client:
+        await anyio.sleep(0.5)
+        # At once, then 25-50 ms, 50-100 ms, then 100-200 ms: a handful, not hundreds.
+        assert 2 <= client.connections <= 10
+        assert client.closed is None
+
+
+async def test_a_socket_that_lived_before_its_4001_reconnects_at_once_every_time(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, "lilya.client")
+    now = time.time()
+    server = FakeServer(tokens={"a": now + 0.1, "b": now + 0.2, "c": None})
+    tokens = iter(["a", "a", "b", "b", "c"])  # each one twice: at connect and at refresh
+    async with open_client(
+        server, token=None, get_token=lambda: next(tokens), reconnect_delay=(0.01, 0.02)
+    ) as client:
+        await until(lambda: client.user == "c")
+    assert caplog.text.count("(4001 token expired); reconnecting in 0.00 s") == 2
