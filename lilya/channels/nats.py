@@ -35,6 +35,7 @@ clears tombstones and members of channels nobody looks at any more.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import contextvars
 import hashlib
@@ -91,6 +92,8 @@ _EXPECTED: Final = "Nats-Expected-Last-Subject-Sequence"
 _MSG_ID: Final = "Nats-Msg-Id"
 #: JetStream's error code for a failed Nats-Expected-Last-Subject-Sequence.
 _WRONG_LAST_SEQUENCE: Final = 10071
+#: JetStream's error code for a stream that does not exist.
+_STREAM_NOT_FOUND: Final = 10059
 #: How often a publish retries after losing the race for the next offset.
 _MAX_ATTEMPTS: Final = 100
 #: Seconds a request to the server (a publish, a read) waits for its answer.
@@ -125,7 +128,7 @@ _NOT_SENT = (
     OSError,
 )
 #: Errors that mean the answer of a request did not come back in time.
-_NO_ANSWER = (nats.errors.TimeoutError, TimeoutError)
+_NO_ANSWER = (nats.errors.TimeoutError, asyncio.TimeoutError, TimeoutError)
 
 _NAME_UNSAFE = re.compile(r"[^A-Za-z0-9_-]")
 
@@ -248,7 +251,6 @@ class NatsBackend(Backend):
             max_msgs_per_subject=self._size + 1,
             max_age=self._ttl,
             duplicate_window=window,
-            allow_direct=True,
             republish=RePublish(
                 src=f"{self._root}.ch.*", dest=f"{self._root}.live.{{{{wildcard(1)}}}}"
             ),
@@ -307,25 +309,32 @@ class NatsBackend(Backend):
             _LIVE_BUFFER
         )
         try:
-            self._nc = await self._call(
-                "connect",
-                nats.connect(
-                    servers=self._servers,
-                    name="lilya-channels",
-                    connect_timeout=min(self._timeout, 2.0),
-                    allow_reconnect=True,
-                    max_reconnect_attempts=-1,
-                    reconnect_time_wait=self._first_delay,
-                    # No buffering while disconnected: a publish then fails as
-                    # "not sent" instead of going out, maybe, later.
-                    pending_size=0,
-                    error_cb=self._on_error,
-                    reconnected_cb=self._on_reconnected,
-                    disconnected_cb=self._on_disconnected,
-                ),
-            )
+            self._nc = Client()
+            # nats-py retries a first connect forever when reconnects are
+            # unlimited: bound it, so that connect() fails like the others.
+            with anyio.fail_after(self._timeout):
+                await self._call(
+                    "connect",
+                    self._nc.connect(
+                        servers=self._servers,
+                        name="lilya-channels",
+                        connect_timeout=min(self._timeout, 2.0),  # type: ignore[arg-type]  # int in nats-py's hints, a float works
+                        allow_reconnect=True,
+                        max_reconnect_attempts=-1,
+                        reconnect_time_wait=self._first_delay,  # type: ignore[arg-type]  # as above
+                        # No buffering while disconnected: a publish then fails
+                        # as "not sent" instead of going out, maybe, later.
+                        pending_size=0,
+                        error_cb=self._on_error,
+                        reconnected_cb=self._on_reconnected,
+                        disconnected_cb=self._on_disconnected,
+                    ),
+                )
             self._js = self._nc.jetstream(timeout=self._timeout)
             await self._ensure_stream()
+        except TimeoutError as exc:
+            await self._close()
+            raise BackendUnavailableError(self.safe_url, "connect", exc) from None
         except BaseException:
             await self._close()
             raise
@@ -342,10 +351,22 @@ class NatsBackend(Backend):
         self._positions.clear()
         if self._send is not None:
             self._send.close()
+        if self._receive is not None:
+            self._receive.close()
         if nc is not None:
             with anyio.CancelScope(shield=True):
+                # In a task of its own: nats-py closing while it reconnects can
+                # cancel what awaits it, which must not be the app's shutdown.
+                closing = asyncio.ensure_future(nc.close())
                 try:
-                    await nc.close()
+                    await asyncio.shield(closing)
+                except asyncio.CancelledError:
+                    current = asyncio.current_task()
+                    if (
+                        current is not None and getattr(current, "cancelling", int)()
+                    ):  # pragma: no cover
+                        raise
+                    logger.debug("The NATS client was cancelled while closing")
                 except Exception as exc:  # pragma: no cover - the client closes quietly
                     logger.debug("Closing the NATS connection failed: %s", exc)
 
@@ -397,15 +418,16 @@ class NatsBackend(Backend):
         receive = self._receive
         if receive is None:  # pragma: no cover - started by connect()
             return
-        async for item in receive:
-            try:
-                if self._must_resync:
-                    await self._resync()
-                if item is not None:
-                    await self._take(*item)
-            except Exception:
-                logger.exception("NATS live reader failed on one message; resyncing")
-                self._must_resync = True
+        with contextlib.suppress(anyio.ClosedResourceError):  # closed by disconnect()
+            async for item in receive:
+                try:
+                    if self._must_resync:
+                        await self._resync()
+                    if item is not None:
+                        await self._take(*item)
+                except Exception:
+                    logger.exception("NATS live reader failed on one message; resyncing")
+                    self._must_resync = True
 
     async def _resync(self) -> None:
         """Catch every channel up from the stream, retrying with backoff until it works."""
@@ -428,17 +450,24 @@ class NatsBackend(Backend):
     async def _take(self, channel: str, msg: Msg) -> None:
         if channel not in self._subs or self._sink is None:
             return  # unlistened meanwhile
-        headers = msg.headers or {}
-        kind = headers.get(_KIND)
+        try:
+            kind, epoch, offset, data = _parse_live(msg)
+        except (KeyError, ValueError) as exc:
+            # Someone else publishing on our subject: not ours to deliver.
+            logger.warning(
+                "Ignored a live message lilya did not write on channel %r (%s: %s)",
+                channel,
+                type(exc).__name__,
+                exc,
+            )
+            return
         position = self._positions.get(channel)
         if kind in ("j", "l"):
-            data = decode(TAG_JSON, msg.data)
             epoch, offset = position if position is not None else ("", 0)
             self._sink.deliver(
                 Event(channel, offset, epoch, data, "join" if kind == "j" else "leave")
             )
             return
-        epoch, offset = headers[_EPOCH], int(headers[_OFFSET])
         if position is not None and not _follows(position, epoch, offset):
             # An offset was skipped: the client dropped some (a slow consumer),
             # or they were sent while we were away. Catch up before going on.
@@ -450,7 +479,7 @@ class NatsBackend(Backend):
         if kind == "e":
             return  # an epoch marker: a position, no message
         await self._sink.ready(channel)
-        self._sink.deliver(Event(channel, offset, epoch, decode(headers[_TAG], msg.data)))
+        self._sink.deliver(Event(channel, offset, epoch, data))
 
     async def listen(self, channel: str) -> None:
         if channel in self._subs:
@@ -482,18 +511,15 @@ class NatsBackend(Backend):
         _, js = self._client()
         try:
             msg = await self._call(
-                "read history",
-                js.get_last_msg(self.stream, self._subject(channel), direct=True),
+                "read history", js.get_last_msg(self.stream, self._subject(channel))
             )
         except BackendError as exc:
-            if isinstance(exc.__cause__, nats.js.errors.NotFoundError):
-                return _Last(0, "", 0)
-            raise
-        except BackendUnavailableError as exc:
-            if not isinstance(exc.__cause__, nats.errors.NoRespondersError):
+            cause = exc.__cause__
+            if not isinstance(cause, nats.js.errors.NotFoundError):
                 raise
-            # Nobody answers for the stream: the server lost it (a restart).
-            await self._ensure_stream()
+            if cause.err_code == _STREAM_NOT_FOUND:
+                # The server lost the stream (a restart emptied it): make it again.
+                await self._ensure_stream()
             return _Last(0, "", 0)
         headers = msg.headers or {}
         last = _Last(msg.seq or 0, headers[_EPOCH], int(headers[_OFFSET]))
@@ -584,7 +610,7 @@ class NatsBackend(Backend):
         """The first publish of a message id, if still among the last ``history_size``."""
         _, js = self._client()
         try:
-            msg = await self._call("publish", js.get_msg(self.stream, seq, direct=True))
+            msg = await self._call("publish", js.get_msg(self.stream, seq))
         except BackendError as exc:
             if isinstance(exc.__cause__, nats.js.errors.NotFoundError):
                 return None
@@ -822,6 +848,28 @@ class NatsBackend(Backend):
                 continue
             alive[member] = info
         return alive
+
+
+def _parse_live(msg: Msg) -> tuple[str, str, int, Any]:
+    """A live message's kind, epoch, offset and data.
+
+    Raises:
+        KeyError: a header lilya writes is missing.
+        ValueError: a header or the payload is not what lilya writes.
+    """
+    headers = msg.headers or {}
+    kind = headers[_KIND]
+    if kind in ("j", "l"):
+        data = decode(TAG_JSON, msg.data)
+        if not isinstance(data, dict) or not isinstance(data.get("member"), str):
+            raise ValueError("a presence change without a member")
+        return kind, "", 0, data
+    if kind not in ("m", "e"):
+        raise ValueError(f"unknown kind {kind!r:.20}")
+    offset = int(headers[_OFFSET])
+    if offset < 0:
+        raise ValueError(f"negative offset {offset}")
+    return kind, headers[_EPOCH], offset, None if kind == "e" else decode(headers[_TAG], msg.data)
 
 
 def _follows(position: tuple[str, int], epoch: str, offset: int) -> bool:

@@ -1,0 +1,452 @@
+"""nats:// on a real NATS JetStream: the contract kit, a killed server, hostile input.
+
+These run on asyncio only: nats-py is built on asyncio. The shared server
+(127.0.0.1:4222, ``.ci/run`` starts it) runs the contract; tests that kill,
+pause or reconfigure a server start a private ``nats-server -js`` of their own.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import anyio
+import nats
+import pytest
+
+from lilya.channels import (
+    BackendError,
+    BackendUnavailableError,
+    Channels,
+    Event,
+    PublishOutcomeUnknownError,
+    Subscription,
+)
+from lilya.channels.nats import NatsBackend
+from lilya.channels.testing import BackendContract, nothing_more, offsets, take, take_join
+from lilya.exceptions import ImproperlyConfigured
+from tests.channels.conftest import MakeChannels
+from tests.channels.nats_server import NATS_URL, NatsProcess, delete_stream, nats_available
+
+pytestmark = [pytest.mark.anyio, pytest.mark.nats]
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"  # nats-py runs on asyncio only
+
+
+@pytest.fixture(scope="session")
+def nats_url() -> str:
+    """The machine's NATS with JetStream; skips if it is not there."""
+    if not nats_available(NATS_URL):
+        pytest.skip(f"no NATS with JetStream at {NATS_URL} (.ci/run starts it)")
+    return NATS_URL
+
+
+@pytest.fixture
+def private_nats() -> Iterator[NatsProcess]:
+    server = NatsProcess()
+    try:
+        server.start()
+        yield server
+    finally:
+        server.close()
+
+
+@pytest.fixture
+async def make(
+    channels_factory: MakeChannels, nats_url: str, prefix: str
+) -> AsyncIterator[MakeChannels]:
+    async def make(**options: Any) -> Channels:
+        return await channels_factory(nats_url, **{"key_prefix": prefix, **options})
+
+    yield make
+    delete_stream(nats_url, prefix)
+
+
+def backend_of(channels: Channels) -> NatsBackend:
+    backend = channels._backend
+    assert isinstance(backend, NatsBackend)
+    return backend
+
+
+class TestNatsBackend(BackendContract):
+    """The whole contract kit on nats://."""
+
+    @pytest.fixture
+    def anyio_backend(self) -> str:
+        return "asyncio"
+
+    @pytest.fixture
+    def channels_url(self, nats_url: str) -> str:
+        return nats_url
+
+    def cleanup(self, url: str, key_prefix: str) -> None:
+        delete_stream(url, key_prefix)
+
+
+# -- a server killed mid-stream ----------------------------------------------------------
+
+
+async def publish_numbers(
+    publisher: Channels, numbers: range, *, within: float = 60.0
+) -> tuple[list[int], int]:
+    """Publish each number, retrying by message id until NATS takes it.
+
+    Returns the numbers published and how many attempts were refused.
+    """
+    done: list[int] = []
+    refused = 0
+    deadline = time.monotonic() + within
+    for number in numbers:
+        while True:
+            try:
+                await publisher.publish("c", number, message_id=str(number))
+            except (BackendUnavailableError, PublishOutcomeUnknownError):
+                refused += 1
+                assert time.monotonic() < deadline, f"publish {number} never went through"
+                await anyio.sleep(0.05)
+                continue
+            done.append(number)
+            break
+        await anyio.sleep(0.005)
+    return done, refused
+
+
+async def read_until(sub: Subscription, last: int, *, within: float = 60.0) -> list[Event]:
+    """Every message and reset of *sub* until the message carrying *last* arrived."""
+    events: list[Event] = []
+    with anyio.fail_after(within):
+        while True:
+            event = await sub.receive()
+            if event.type in ("message", "reset"):
+                events.append(event)
+            if event.type == "message" and event.data == last:
+                return events
+
+
+def assert_no_silent_gap(events: list[Event], published: list[int]) -> None:
+    """Offsets follow each other without a hole except right after a reset; with no
+    reset, every published number arrived."""
+    previous: Event | None = None
+    for event in events:
+        if event.type == "reset":
+            previous = event
+            continue
+        if previous is not None:
+            assert event.epoch == previous.epoch or event.offset == 1, f"epoch jump at {event}"
+            if event.epoch == previous.epoch:
+                assert event.offset == previous.offset + 1, f"a silent gap before {event}"
+        previous = event
+    if not any(event.type == "reset" for event in events):
+        assert {event.data for event in events} >= set(published)
+
+
+@pytest.mark.slow
+async def test_a_server_killed_mid_stream_ends_in_an_explicit_reset_never_a_silent_gap(
+    channels_factory: MakeChannels, private_nats: NatsProcess
+) -> None:
+    server = private_nats
+    options = {"history_size": 1000, "reconnect_delay": (0.05, 0.3), "presence_ttl": 0.9}
+    publisher = await channels_factory(server.url + "?timeout=1", **options)
+    reader = await channels_factory(server.url + "?timeout=1", **options)
+    observer = await channels_factory(server.url + "?timeout=1", **options)
+    async with (
+        reader.subscribe("c") as sub,
+        observer.subscribe("room") as room,
+        publisher.subscribe("room", presence={"user": "ann"}) as ann,
+    ):
+        assert await take_join(room) == (ann.member, {"user": "ann"})
+        published, _ = await publish_numbers(publisher, range(1, 31))
+        await anyio.to_thread.run_sync(server.kill)
+        with pytest.raises((BackendUnavailableError, PublishOutcomeUnknownError)):
+            await publisher.publish("c", "while down")
+        async with anyio.create_task_group() as group:
+
+            async def restart_soon() -> None:
+                await anyio.sleep(0.5)
+                await anyio.to_thread.run_sync(server.start)
+
+            group.start_soon(restart_soon)
+            more, refused = await publish_numbers(publisher, range(31, 61))
+        published += more
+        assert refused > 0, "publishing while NATS is down must raise"
+        published += (await publish_numbers(publisher, range(61, 71)))[0]
+        events = await read_until(sub, 70)
+        # The server kept its streams in memory: everything before the kill
+        # is gone, and the subscriber is told so instead of missing it.
+        assert [event.type for event in events].count("reset") >= 1
+        assert sub.recovered is False
+        assert_no_silent_gap(events, published)
+        assert events[-1].data == 70
+        # The heartbeat put the member back into the new server's bucket.
+        with anyio.fail_after(10):
+            while await observer.presence("room") != {ann.member: {"user": "ann"}}:
+                await anyio.sleep(0.1)
+
+
+async def test_a_paused_server_makes_a_publish_unknown_and_a_retry_by_id_lands_once(
+    channels_factory: MakeChannels, private_nats: NatsProcess
+) -> None:
+    channels = await channels_factory(private_nats.url + "?timeout=0.3")
+    await channels.publish("c", "first")
+    private_nats.pause()
+    try:
+        with pytest.raises(PublishOutcomeUnknownError, match="retry with the same message_id"):
+            await channels.publish("c", "maybe", message_id="m-1")
+    finally:
+        private_nats.resume()
+    # The server read the publish when it woke up: the retry finds it.
+    with anyio.fail_after(10):
+        while True:
+            try:
+                event = await channels.publish("c", "maybe", message_id="m-1")
+                break
+            except (BackendUnavailableError, PublishOutcomeUnknownError):
+                await anyio.sleep(0.05)
+    assert event.offset == 2
+    assert [e.data for e in await channels.history("c")] == ["first", "maybe"]
+
+
+async def test_an_unreachable_server_fails_connect_with_a_clear_error(
+    private_nats: NatsProcess,
+) -> None:
+    url = private_nats.url
+    private_nats.kill()
+    channels = Channels(url + "?timeout=1")
+    with anyio.fail_after(10), pytest.raises(BackendUnavailableError, match="Cannot connect"):
+        await channels.connect()
+
+
+async def test_a_stream_made_with_other_settings_is_refused_at_connect_saying_what_to_do(
+    make: MakeChannels,
+) -> None:
+    await make(history_size=5)
+    with pytest.raises(BackendError, match="another key_prefix, the same settings"):
+        await make(history_size=6)
+
+
+# -- the URL and the extra -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("nats://127.0.0.1", "must be host:port"),
+        ("nats://127.0.0.1:0", "must be host:port"),
+        ("nats://127.0.0.1:4222,:4223", "must be host:port"),
+        ("nats://127.0.0.1:4222?tls=1", "Unknown option(s) tls"),
+        ("nats://127.0.0.1:4222?timeout=soon", "must be a number of seconds > 0, got 'soon'"),
+        ("nats://127.0.0.1:4222?timeout=0", "must be a number of seconds > 0"),
+        ("nats://127.0.0.1:4222?timeout=inf", "must be a number of seconds > 0"),
+        ("nats://127.0.0.1:4222?timeout=-1", "must be a number of seconds > 0"),
+    ],
+)
+def test_a_malformed_url_is_refused_when_built(url: str, message: str) -> None:
+    with pytest.raises(ImproperlyConfigured) as caught:
+        Channels(url)
+    assert message in str(caught.value)
+
+
+def test_a_password_in_the_url_never_shows(monkeypatch: pytest.MonkeyPatch) -> None:
+    backend = backend_of(Channels("nats://ann:s3cret@127.0.0.1:4222"))
+    assert backend.safe_url == "nats://ann:***@127.0.0.1:4222"
+    token = backend_of(Channels("nats://t0ken@127.0.0.1:4222"))
+    assert token.safe_url == "nats://***@127.0.0.1:4222"
+    with pytest.raises(ImproperlyConfigured) as caught:
+        Channels("nats://ann:s3cret@127.0.0.1")
+    assert "s3cret" not in str(caught.value)
+
+
+def test_without_nats_py_the_url_names_the_pip_install_line(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for name in list(sys.modules):
+        if name == "nats" or name.startswith("nats.") or name == "lilya.channels.nats":
+            monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, "nats", None)
+    with pytest.raises(ImproperlyConfigured) as caught:
+        Channels("nats://127.0.0.1:4222")
+    assert str(caught.value).endswith('pip install "lilya[nats]"')
+
+
+# -- hostile peers and inputs ----------------------------------------------------------------
+
+
+async def test_messages_lilya_did_not_write_on_a_live_subject_are_ignored_and_delivery_goes_on(
+    make: MakeChannels, nats_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    channels = await make()
+    subject = backend_of(channels)._live_subject("c")
+    client = await nats.connect(nats_url)
+    try:
+        async with channels.subscribe("c") as sub:
+            await channels.publish("c", "one")
+            assert [e.data for e in await take(sub, 1)] == ["one"]
+            for headers, payload in [
+                (None, b"no headers"),
+                ({"Lilya-Kind": "x"}, b""),
+                ({"Lilya-Kind": "m", "Lilya-Epoch": "e", "Lilya-Offset": "two"}, b""),
+                ({"Lilya-Kind": "m", "Lilya-Epoch": "e", "Lilya-Offset": "-3"}, b""),
+                (
+                    {"Lilya-Kind": "m", "Lilya-Epoch": "e", "Lilya-Offset": "9", "Lilya-Tag": "?"},
+                    b"",
+                ),
+                ({"Lilya-Kind": "j"}, b"not json"),
+                ({"Lilya-Kind": "l"}, b'{"member": 5}'),
+            ]:
+                await client.publish(subject, payload, headers=headers)
+            await client.flush()
+            await channels.publish("c", "two")
+            assert [e.data for e in await take(sub, 1)] == ["two"]
+            await nothing_more(sub)
+    finally:
+        await client.close()
+    assert caplog.text.count("Ignored a live message lilya did not write") == 7
+    assert "Traceback" not in caplog.text
+
+
+async def test_a_payload_beyond_the_servers_max_payload_is_refused_clearly(
+    make: MakeChannels,
+) -> None:
+    channels = await make()
+    with pytest.raises(BackendError, match="exceed the server's max_payload"):
+        await channels.publish("c", b"x" * (2 * 1024 * 1024))
+    assert (await channels.position("c")).offset == 0
+
+
+async def test_publishers_racing_for_an_offset_each_get_their_own(make: MakeChannels) -> None:
+    first, second = await make(), await make()
+    assert (await first.publish("c", "a")).offset == 1
+    assert (await second.publish("c", "b")).offset == 2
+    # first's idea of the newest message is stale now: the server refuses its
+    # compare-and-set and it reads again.
+    assert (await first.publish("c", "c")).offset == 3
+    assert [e.data for e in await first.history("c")] == ["a", "b", "c"]
+
+
+async def test_publishers_at_once_never_share_an_offset(make: MakeChannels) -> None:
+    publishers = [await make() for _ in range(3)]
+    results: list[int] = []
+
+    async def publish_many(channels: Channels) -> None:
+        for i in range(30):
+            results.append((await channels.publish("c", i)).offset)
+
+    async with anyio.create_task_group() as group:
+        for channels in publishers:
+            group.start_soon(publish_many, channels)
+    assert sorted(results) == list(range(1, 91))
+
+
+async def test_a_message_id_retried_again_after_leaving_the_window_is_deduplicated_again(
+    make: MakeChannels,
+) -> None:
+    channels = await make(history_size=2)
+    assert (await channels.publish("c", "x", message_id="a")).offset == 1
+    await channels.publish("c", 1)
+    await channels.publish("c", 2)
+    assert (await channels.publish("c", "x", message_id="a")).offset == 4  # a new message
+    assert (await channels.publish("c", "x", message_id="a")).offset == 4  # its retry
+    assert offsets(await channels.history("c")) == [3, 4]
+
+
+async def test_a_deleted_stream_is_made_again_with_a_new_epoch(
+    make: MakeChannels, nats_url: str, prefix: str
+) -> None:
+    channels = await make(presence_ttl=30.0)
+    old = await channels.publish("c", "before")
+    async with channels.subscribe("room", presence={"n": 1}) as member:
+        delete_stream(nats_url, prefix)
+        new = await channels.publish("c", "after")
+        assert (new.offset, new.epoch != old.epoch) == (1, True)
+        delete_stream(nats_url, prefix)
+        page = await channels.history("fresh")
+        assert page == []
+        delete_stream(nats_url, prefix)
+        async with channels.subscribe("room", presence={"n": 2}) as other:
+            assert set(await channels.presence("room")) == {other.member}
+        # The member of before the deletion went with the bucket, until the
+        # next heartbeat puts it back.
+        assert member.member not in await channels.presence("room")
+
+
+async def test_listening_twice_to_a_channel_subscribes_once(make: MakeChannels) -> None:
+    channels = await make()
+    backend = backend_of(channels)
+    await backend.listen("c")
+    subscription = backend._subs["c"]
+    await backend.listen("c")
+    assert backend._subs["c"] is subscription
+    await backend.unlisten("c")
+    await backend.unlisten("c")
+    assert "c" not in backend._subs
+
+
+async def test_a_slow_consumer_that_the_client_dropped_messages_of_is_caught_up_from_history(
+    make: MakeChannels, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    import lilya.channels.nats as module
+
+    monkeypatch.setattr(module, "_PENDING_MSGS", 2)
+    monkeypatch.setattr(module, "_LIVE_BUFFER", 1)
+    publisher, reader = await make(), await make()
+    blocked = anyio.Event()
+    real_ready = reader.ready
+
+    async def ready_blocked(channel: str) -> None:
+        await blocked.wait()
+        await real_ready(channel)
+
+    monkeypatch.setattr(reader, "ready", ready_blocked)
+    caplog.set_level(logging.WARNING, "lilya.channels.nats")
+    async with reader.subscribe("c") as sub:
+        for i in range(40):
+            await publisher.publish("c", i)
+        with anyio.fail_after(10):
+            while "slow consumer" not in caplog.text:
+                await anyio.sleep(0.02)
+        blocked.set()
+        events = await take(sub, 40)
+        assert [e.data for e in events] == list(range(40))
+        assert offsets(events) == list(range(1, 41))
+        await nothing_more(sub)
+
+
+async def test_a_failure_inside_the_reader_becomes_a_resync_that_loses_nothing(
+    make: MakeChannels, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    publisher, reader = (
+        await make(reconnect_delay=(0.05, 0.1)),
+        await make(reconnect_delay=(0.05, 0.1)),
+    )
+    real_deliver, real_resync = reader.deliver, reader.resync
+    failures = {"deliver": 1, "resync": 1}
+
+    def deliver_failing_once(event: Event) -> None:
+        if failures["deliver"]:
+            failures["deliver"] -= 1
+            raise RuntimeError("a bug in a sink")
+        real_deliver(event)
+
+    async def resync_failing_once() -> None:
+        if failures["resync"]:
+            failures["resync"] -= 1
+            raise BackendUnavailableError("nats://x", "read history")
+        await real_resync()
+
+    async with reader.subscribe("c") as sub:
+        await publisher.publish("c", 0)
+        assert [e.data for e in await take(sub, 1)] == [0]
+        monkeypatch.setattr(reader, "deliver", deliver_failing_once)
+        monkeypatch.setattr(reader, "resync", resync_failing_once)
+        for i in range(1, 4):
+            await publisher.publish("c", i)
+        events = await take(sub, 3)
+        assert [e.data for e in events] == [1, 2, 3]
+    assert "NATS live reader failed on one message; resyncing" in caplog.text
+    assert "Resync from NATS failed" in caplog.text
