@@ -8,9 +8,11 @@ pause or reconfigure a server start a private ``nats-server -js`` of their own.
 from __future__ import annotations
 
 import logging
+import re
 import sys
 import time
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -450,3 +452,23 @@ async def test_a_failure_inside_the_reader_becomes_a_resync_that_loses_nothing(
         assert [e.data for e in events] == [1, 2, 3]
     assert "NATS live reader failed on one message; resyncing" in caplog.text
     assert "Resync from NATS failed" in caplog.text
+
+
+# -- the documentation's example -------------------------------------------------------------
+
+
+def docs_example() -> str:
+    page = (Path(__file__).resolve().parents[2] / "docs" / "channels.md").read_text()
+    section = page.split("## NATS JetStream: `nats://`", 1)[1].split("\n## ", 1)[0]
+    match = re.search(r"```python\n(.*?)```", section, re.S)
+    assert match is not None, "docs/channels.md lost its nats:// example"
+    return match.group(1)
+
+
+async def test_the_nats_example_of_the_docs_runs_as_written(nats_url: str) -> None:
+    namespace: dict[str, Any] = {}
+    exec(compile(docs_example(), "docs/channels.md", "exec"), namespace)
+    try:
+        await namespace["place_order"](7)
+    finally:
+        delete_stream(nats_url, "shop")
