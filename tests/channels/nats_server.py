@@ -78,7 +78,8 @@ def delete_stream(url: str, key_prefix: str) -> None:
 class NatsProcess:
     """A ``nats-server -js`` subprocess that a test can kill, pause and restart on one port."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, jetstream: bool = True) -> None:
+        self.jetstream = jetstream
         if shutil.which("nats-server") is None:  # pragma: no cover - .ci/run installs it
             raise RuntimeError("nats-server is not on PATH")
         self.port = free_port()
@@ -91,8 +92,10 @@ class NatsProcess:
 
     def start(self, timeout: float = 10.0) -> None:
         """Start (or restart) the server and wait until JetStream answers."""
-        argv = ["nats-server", "-js", "-a", "127.0.0.1", "-p", str(self.port),
+        argv = ["nats-server", "-a", "127.0.0.1", "-p", str(self.port),
                 "-sd", str(self.dir / "store"), "-l", str(self.dir / "nats.log")]  # fmt: skip
+        if self.jetstream:
+            argv.append("-js")
         self.process = subprocess.Popen(argv, stdin=subprocess.DEVNULL)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -102,7 +105,7 @@ class NatsProcess:
                 contextlib.suppress(OSError),
                 socket.create_connection(("127.0.0.1", self.port), 0.2),
             ):
-                if nats_available(self.url):
+                if not self.jetstream or nats_available(self.url):
                     return
             time.sleep(0.02)
         raise RuntimeError(

@@ -18,6 +18,7 @@ from typing import Any
 import anyio
 import nats
 import pytest
+from nats.aio.msg import Msg
 
 from lilya.channels import (
     BackendError,
@@ -369,7 +370,11 @@ async def test_a_deleted_stream_is_made_again_with_a_new_epoch(
         delete_stream(nats_url, prefix)
         page = await channels.history("fresh")
         assert page == []
-        delete_stream(nats_url, prefix)
+        client = await nats.connect(nats_url)
+        try:
+            await client.jetstream().delete_stream(f"KV_{backend_of(channels).bucket}")
+        finally:
+            await client.close()
         async with channels.subscribe("room", presence={"n": 2}) as other:
             assert set(await channels.presence("room")) == {other.member}
         # The member of before the deletion went with the bucket, until the
@@ -472,3 +477,234 @@ async def test_the_nats_example_of_the_docs_runs_as_written(nats_url: str) -> No
         await namespace["place_order"](7)
     finally:
         delete_stream(nats_url, "shop")
+
+
+# -- corners, each staged on purpose ---------------------------------------------------------
+
+
+async def test_a_server_without_jetstream_is_refused_at_connect_saying_how_to_enable_it() -> None:
+    server = NatsProcess(jetstream=False)
+    try:
+        server.start()
+        with pytest.raises(BackendError, match=r"no JetStream .* nats-server -js"):
+            await Channels(server.url + "?timeout=1").connect()
+    finally:
+        server.close()
+
+
+async def test_a_backend_used_before_connect_says_so() -> None:
+    backend = backend_of(Channels("nats://127.0.0.1:4222"))
+    with pytest.raises(RuntimeError, match="before connect"):
+        await backend.publish("c", "s", b"x", "x", None)
+    with pytest.raises(RuntimeError, match="before connect"):
+        await backend.presence_join("c", "m", None, 1.0)
+    await backend.disconnect()  # nothing to close, and no error
+
+
+async def test_disconnecting_right_after_the_server_died_is_quiet(
+    channels_factory: MakeChannels, private_nats: NatsProcess
+) -> None:
+    channels = await channels_factory(private_nats.url + "?timeout=1")
+    async with channels.subscribe("c"):
+        await channels.publish("c", "x")
+    private_nats.kill()
+    await channels.disconnect()
+
+
+async def test_a_live_message_after_unlisten_is_not_delivered(make: MakeChannels) -> None:
+    channels = await make()
+    backend = backend_of(channels)
+    msg = Msg(None, subject="x", data=b"x", headers={"Lilya-Kind": "m"})  # type: ignore[arg-type]
+    await backend._take("never-listened", msg)  # returns without looking at it
+
+
+async def test_a_live_message_that_skips_an_offset_resyncs_before_it_is_delivered(
+    make: MakeChannels, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    publisher, reader = await make(), await make()
+    backend = backend_of(reader)
+    real_take = backend._take
+    lost: list[int] = []
+
+    async def take_losing_offset_2(channel: str, msg: Any) -> None:
+        if msg.headers.get("Lilya-Offset") == "2" and not lost:
+            lost.append(2)  # as if the client had dropped it
+            return
+        await real_take(channel, msg)
+
+    monkeypatch.setattr(backend, "_take", take_losing_offset_2)
+    async with reader.subscribe("c") as sub:
+        for i in range(1, 5):
+            await publisher.publish("c", i)
+        events = await take(sub, 4)
+        assert offsets(events) == [1, 2, 3, 4]
+        await nothing_more(sub)
+    assert lost == [2]
+
+
+async def test_an_epoch_made_by_someone_else_first_is_taken_as_it_is(make: MakeChannels) -> None:
+    channels = await make()
+    event = await channels.publish("c", "x")
+    last, duplicate = await backend_of(channels)._append("c", "e", "", b"", None, None)
+    assert (last.epoch, last.offset, duplicate) == (event.epoch, 1, False)
+
+
+async def test_a_channel_whose_epoch_was_made_by_a_read_keeps_it_and_hides_the_marker(
+    make: MakeChannels,
+) -> None:
+    channels = await make()
+    empty = await channels.position("c")
+    first = await channels.publish("c", "x")
+    assert (first.epoch, first.offset) == (empty.epoch, 1)
+    assert [e.data for e in await channels.history("c")] == ["x"]
+    page = await backend_of(channels).history("c", after=0, limit=1)
+    assert (page.top, page.first, [e.data for e in page.events]) == (1, 1, ["x"])
+
+
+async def test_history_after_an_offset_honours_the_limit(make: MakeChannels) -> None:
+    channels = await make()
+    for i in range(5):
+        await channels.publish("c", i)
+    page = await backend_of(channels).history("c", after=1, limit=2)
+    assert [e.data for e in page.events] == [1, 2]
+
+
+async def test_a_publish_that_keeps_losing_the_race_gives_up_with_a_clear_error(
+    make: MakeChannels, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import lilya.channels.nats as module
+
+    first, second = await make(), await make()
+    await first.publish("c", "a")
+    await second.publish("c", "b")
+    monkeypatch.setattr(module, "_MAX_ATTEMPTS", 1)
+    with pytest.raises(BackendError, match="lost the race for the next offset of 'c' 1 times"):
+        await first.publish("c", "c")  # its newest message is stale: one try, refused
+
+
+async def test_a_sealed_stream_refuses_publishes_and_presence_as_backend_errors(
+    make: MakeChannels, nats_url: str
+) -> None:
+    channels = await make()
+    backend = backend_of(channels)
+    await channels.publish("c", "before")
+    client = await nats.connect(nats_url)
+    try:
+        manager = client.jetstream()
+        for name in (backend.stream, f"KV_{backend.bucket}"):
+            info = await manager.stream_info(name)
+            info.config.sealed = True
+            await manager.update_stream(info.config)
+    finally:
+        await client.close()
+    with pytest.raises(BackendError, match=r"Cannot publish: .* refused it"):
+        await channels.publish("c", "after")
+    with pytest.raises(BackendError, match="refused it"):
+        await backend.presence_join("c", "m", None, 5.0)
+
+
+async def test_a_lost_answer_to_an_epoch_marker_makes_the_read_unavailable(
+    make: MakeChannels, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    channels = await make()
+    _, js = backend_of(channels)._client()
+
+    async def publish_timing_out(*args: Any, **kwargs: Any) -> Any:
+        raise nats.errors.TimeoutError
+
+    monkeypatch.setattr(js, "publish", publish_timing_out)
+    with pytest.raises(BackendUnavailableError, match="Cannot read history"):
+        await channels.history("fresh")
+
+
+async def test_a_server_that_stops_answering_mid_read_makes_history_unavailable(
+    channels_factory: MakeChannels, private_nats: NatsProcess, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    channels = await channels_factory(private_nats.url + "?timeout=0.5")
+    await channels.publish("c", "x")
+    _, js = backend_of(channels)._client()
+    real_add_consumer = js.add_consumer
+
+    async def add_consumer_then_pause(*args: Any, **kwargs: Any) -> Any:
+        info = await real_add_consumer(*args, **kwargs)
+        private_nats.pause()
+        return info
+
+    monkeypatch.setattr(js, "add_consumer", add_consumer_then_pause)
+    try:
+        with pytest.raises(BackendUnavailableError, match="Cannot read history"):
+            await channels.history("c")
+    finally:
+        private_nats.resume()
+
+
+async def test_a_leave_that_loses_to_a_newer_write_announces_nothing(
+    make: MakeChannels, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import lilya.channels.nats as module
+
+    channels = await make()
+    backend = backend_of(channels)
+    await backend.presence_join("room", "m", {"v": 1}, 30.0)
+    stale = await backend._bucket().get(backend._member_key("room", "m"))
+    await backend.presence_refresh("room", {"m": {"v": 2}}, 30.0)  # a newer revision
+
+    async def stale_entry(awaitable: Any) -> Any:
+        await awaitable
+        return stale
+
+    monkeypatch.setattr(module, "_found", stale_entry)
+    await backend.presence_leave("room", "m")  # its compare-and-set delete is refused
+    monkeypatch.undo()
+    assert await backend.presence("room") == {"m": {"v": 2}}
+
+
+async def test_two_sweepers_of_one_dead_member_announce_its_leave_once(
+    make: MakeChannels, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first_side, second_side, doomed = await make(), await make(), await make(presence_ttl=0.3)
+    first, second = backend_of(first_side), backend_of(second_side)
+    async with first_side.subscribe("room") as observer:
+        await backend_of(doomed).presence_join("room", "zed", None, 0.3)
+        assert await take_join(observer) == ("zed", None)
+        await anyio.sleep(0.5)
+        real_delete = first._delete
+
+        async def delete_after_the_other_swept(key: str, revision: int | None) -> bool:
+            assert await second._sweep("room") == {}  # it deletes zed, and announces
+            return await real_delete(key, revision)
+
+        monkeypatch.setattr(first, "_delete", delete_after_the_other_swept)
+        assert await first._sweep("room") == {}
+        leaves = 0
+        with anyio.move_on_after(0.5):
+            while True:
+                event = await observer.receive()
+                leaves += event.type == "presence" and "zed" in event.data["left"]
+        assert leaves == 1
+
+
+async def test_a_server_that_stops_answering_while_the_stream_is_made_is_unavailable(
+    channels_factory: MakeChannels, private_nats: NatsProcess
+) -> None:
+    channels = await channels_factory(private_nats.url + "?timeout=0.3")
+    private_nats.pause()
+    try:
+        with pytest.raises(BackendUnavailableError, match="Cannot create the stream"):
+            await backend_of(channels)._ensure_stream()
+    finally:
+        private_nats.resume()
+
+
+async def test_a_publish_while_the_client_reconnects_is_refused_as_not_sent(
+    channels_factory: MakeChannels, private_nats: NatsProcess
+) -> None:
+    channels = await channels_factory(private_nats.url + "?timeout=1")
+    await channels.publish("c", "x")  # the newest message is known: no read first
+    private_nats.kill()
+    client, _ = backend_of(channels)._client()
+    with anyio.fail_after(10):
+        while client.is_connected:
+            await anyio.sleep(0.01)
+    with pytest.raises(BackendUnavailableError, match=r"Cannot publish: .* unavailable"):
+        await channels.publish("c", "y")
