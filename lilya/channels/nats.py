@@ -646,7 +646,9 @@ class NatsBackend(Backend):
         )
 
     async def history(self, channel: str, *, after: int | None, limit: int | None) -> HistoryPage:
-        last = self._last.get(channel) or await self._read_last(channel)
+        # Fresh from the server, never this process's cache: the page's top must
+        # not be behind what another process published (and we delivered).
+        last = await self._read_last(channel)
         if last.seq == 0:
             last, _ = await self._append(channel, "e", "", b"", None, None)
             self._last.pop(channel, None)  # a marker is not a publish of ours

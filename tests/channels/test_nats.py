@@ -708,3 +708,12 @@ async def test_a_publish_while_the_client_reconnects_is_refused_as_not_sent(
             await anyio.sleep(0.01)
     with pytest.raises(BackendUnavailableError, match=r"Cannot publish: .* unavailable"):
         await channels.publish("c", "y")
+
+
+async def test_history_reads_the_newest_offset_from_the_server_not_from_its_own_publishes(
+    make: MakeChannels,
+) -> None:
+    first, second = await make(history_size=0), await make(history_size=0)
+    await first.publish("c", "mine")  # first remembers offset 1 as its newest
+    await second.publish("c", "theirs")
+    assert (await first.position("c")).offset == 2
