@@ -123,6 +123,13 @@ class NatsProcess:
         """SIGSTOP the server: connections stay open, nothing is answered."""
         assert self.process is not None
         self.process.send_signal(signal.SIGSTOP)
+        # The signal lands asynchronously: wait until the kernel says stopped,
+        # or a request sent right after could still be answered.
+        stat = Path(f"/proc/{self.process.pid}/stat")
+        deadline = time.monotonic() + 5
+        while stat.read_text().rsplit(")", 1)[1].split()[0] not in ("T", "t"):
+            assert time.monotonic() < deadline, "nats-server did not stop"
+            time.sleep(0.001)
 
     def resume(self) -> None:
         """SIGCONT a paused server."""
