@@ -508,7 +508,7 @@ async def test_disconnecting_right_after_the_server_died_is_quiet(
     async with channels.subscribe("c"):
         await channels.publish("c", "x")
     private_nats.kill()
-    await channels.disconnect()
+    await channels.disconnect()  # at once, while the client may be noticing
 
 
 async def test_a_live_message_after_unlisten_is_not_delivered(make: MakeChannels) -> None:
@@ -717,3 +717,25 @@ async def test_history_reads_the_newest_offset_from_the_server_not_from_its_own_
     await first.publish("c", "mine")  # first remembers offset 1 as its newest
     await second.publish("c", "theirs")
     assert (await first.position("c")).offset == 2
+
+
+async def test_a_purged_stream_gives_live_subscribers_a_reset_and_a_new_epoch(
+    make: MakeChannels, nats_url: str
+) -> None:
+    publisher, reader = await make(), await make()
+    async with reader.subscribe("c") as sub:
+        old = await publisher.publish("c", "before")
+        assert [e.data for e in await take(sub, 1)] == ["before"]
+        client = await nats.connect(nats_url)
+        try:
+            await client.jetstream().purge_stream(backend_of(publisher).stream)
+        finally:
+            await client.close()
+        new = await publisher.publish("c", "after the purge")
+        assert (new.offset, new.epoch != old.epoch) == (1, True)
+        [reset] = await take(sub, 1)
+        assert (reset.type, reset.epoch, reset.offset) == ("reset", new.epoch, 1)
+        assert sub.recovered is False
+        # The reset covers offset 1 (reload your state); what follows is live.
+        await publisher.publish("c", "next")
+        assert [(e.type, e.data) for e in await take(sub, 1)] == [("message", "next")]
