@@ -141,9 +141,8 @@ def assert_no_silent_gap(events: list[Event], published: list[int]) -> None:
             previous = event
             continue
         if previous is not None:
-            assert event.epoch == previous.epoch or event.offset == 1, f"epoch jump at {event}"
-            if event.epoch == previous.epoch:
-                assert event.offset == previous.offset + 1, f"a silent gap before {event}"
+            assert event.epoch == previous.epoch, f"epoch changed without a reset at {event}"
+            assert event.offset == previous.offset + 1, f"a silent gap before {event}"
         previous = event
     if not any(event.type == "reset" for event in events):
         assert {event.data for event in events} >= set(published)
