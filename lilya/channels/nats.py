@@ -761,6 +761,16 @@ class NatsBackend(Backend):
             repr(float(ttl)).encode(),
             info_json,
         )
+        nc, _ = self._client()
+        if len(value) > nc.max_payload:
+            raise BackendError(
+                self.safe_url,
+                "record presence",
+                ValueError(
+                    f"presence info of {len(info_json)} bytes of JSON exceeds the server's "
+                    f"max_payload ({nc.max_payload} bytes); keep it small (an id, a name)"
+                ),
+            )
         key = self._member_key(channel, member)
         await self._kv_call("record presence", lambda kv: kv.put(key, value))
 

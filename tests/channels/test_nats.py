@@ -497,6 +497,8 @@ async def test_a_backend_used_before_connect_says_so() -> None:
         await backend.publish("c", "s", b"x", "x", None)
     with pytest.raises(RuntimeError, match="before connect"):
         await backend.presence_join("c", "m", None, 1.0)
+    with pytest.raises(RuntimeError, match="before connect"):
+        await backend.presence("c")
     await backend.disconnect()  # nothing to close, and no error
 
 
@@ -738,3 +740,13 @@ async def test_a_purged_stream_gives_live_subscribers_a_reset_and_a_new_epoch(
         # The reset covers offset 1 (reload your state); what follows is live.
         await publisher.publish("c", "next")
         assert [(e.type, e.data) for e in await take(sub, 1)] == [("message", "next")]
+
+
+async def test_presence_info_beyond_the_servers_max_payload_is_refused_clearly(
+    make: MakeChannels,
+) -> None:
+    channels = await make()
+    with pytest.raises(BackendError, match=r"presence info of .* exceeds the server's max_payload"):
+        async with channels.subscribe("room", presence={"x": "y" * (2 * 1024 * 1024)}):
+            pass  # pragma: no cover - refused on the way in
+    assert await channels.presence("room") == {}
