@@ -12,6 +12,7 @@ import re
 import sys
 import time
 from collections.abc import AsyncIterator, Iterator
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +34,8 @@ from lilya.channels.testing import BackendContract, nothing_more, offsets, take,
 from lilya.exceptions import ImproperlyConfigured
 from tests.channels.conftest import MakeChannels
 from tests.channels.nats_server import NATS_URL, NatsProcess, delete_stream, nats_available
+from tests.channels.test_docs import assert_chat_works, serve_example
+from tests.support.servers import tracebacks
 
 pytestmark = [pytest.mark.anyio, pytest.mark.nats]
 
@@ -750,3 +753,16 @@ async def test_presence_info_beyond_the_servers_max_payload_is_refused_clearly(
         async with channels.subscribe("room", presence={"x": "y" * (2 * 1024 * 1024)}):
             pass  # pragma: no cover - refused on the way in
     assert await channels.presence("room") == {}
+
+
+@pytest.mark.server
+async def test_the_chat_room_works_across_two_uvicorn_processes_on_nats(
+    tmp_path: Path, private_nats: NatsProcess
+) -> None:
+    with ExitStack() as stack:
+        first = stack.enter_context(serve_example(tmp_path, private_nats.url))
+        second = stack.enter_context(serve_example(tmp_path, private_nats.url))
+        assert first.port != second.port
+        await assert_chat_works(first.ws_url, second.ws_url)
+        logs = first.log() + second.log()
+    assert tracebacks(logs) == []
