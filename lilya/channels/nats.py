@@ -215,7 +215,9 @@ class NatsBackend(Backend):
         self._nc: Client | None = None
         self._js: JetStreamContext | None = None
         self._kv: KeyValue | None = None
-        self._sink: Sink | None = None
+        # Set by connect(); only the reader and the callbacks use it, and they
+        # run between connect() and disconnect().
+        self._sink: Sink
         self._subs: dict[str, Subscription] = {}
         self._tokens: dict[str, str] = {}
         self._last: dict[str, _Last] = {}
@@ -354,7 +356,6 @@ class NatsBackend(Backend):
 
     async def disconnect(self) -> None:
         await self._close()
-        self._sink = None
 
     async def _close(self) -> None:
         nc, self._nc, self._js, self._kv = self._nc, None, None, None
@@ -442,7 +443,6 @@ class NatsBackend(Backend):
             self._positions.clear()
             token = _RESYNCING.set(True)
             try:
-                assert self._sink is not None, "the reader runs between connect and disconnect"
                 await self._sink.resync()
                 return
             except Exception as exc:
@@ -453,7 +453,6 @@ class NatsBackend(Backend):
             delay = min(delay * 2, self._max_delay)
 
     async def _take(self, channel: str, msg: Msg) -> None:
-        assert self._sink is not None, "the reader runs between connect and disconnect"
         if channel not in self._subs:
             return  # unlistened meanwhile
         try:
@@ -785,7 +784,7 @@ class NatsBackend(Backend):
         if isinstance(entry, nats.js.errors.NotFoundError):
             return  # gone already (expired, and announced by whoever swept it)
         if await self._delete(key, entry.revision):
-            await self._announce(channel, "l", member, loads_info(entry.value)[1])
+            await self._announce(channel, "l", member, _loads_info(entry.value)[1])
 
     async def _delete(self, key: str, revision: int | None) -> bool:
         """Delete *key* if still at *revision*; False if someone changed or deleted it first."""
@@ -828,7 +827,7 @@ class NatsBackend(Backend):
         for entry in entries:
             if entry.key == clock or entry.operation is not None or not entry.value:
                 continue
-            member, info, ttl = loads_info(entry.value)
+            member, info, ttl = _loads_info(entry.value)
             if (
                 now is not None
                 and entry.created is not None
@@ -890,7 +889,7 @@ def _follows(position: tuple[str, int], epoch: str, offset: int) -> bool:
     return epoch == position[0] and offset <= position[1] + 1
 
 
-def loads_info(value: bytes | None) -> tuple[str, Any, float]:
+def _loads_info(value: bytes | None) -> tuple[str, Any, float]:
     """A presence entry's (member, info, ttl)."""
     record = decode(TAG_JSON, value or b"{}")
     return str(record.get("m", "")), record.get("i"), float(record.get("t", 0))
