@@ -523,8 +523,18 @@ class NatsBackend(Backend):
                 # The server lost the stream (a restart emptied it): make it again.
                 await self._ensure_stream()
             return _Last(0, "", 0)
-        headers = msg.headers or {}
-        last = _Last(msg.seq or 0, headers[_EPOCH], int(headers[_OFFSET]))
+        position = _stored_position(msg.headers)
+        if position is None:
+            raise BackendError(
+                self.safe_url,
+                "read history",
+                ValueError(
+                    f"the newest message of channel {channel!r} in stream {self.stream!r} "
+                    "was not written by lilya (no Lilya-Epoch/Lilya-Offset headers): something "
+                    "else publishes on lilya's subjects; stop it, or purge the stream"
+                ),
+            )
+        last = _Last(msg.seq or 0, *position)
         self._last[channel] = last
         return last
 
@@ -612,10 +622,11 @@ class NatsBackend(Backend):
         msg = await self._call("publish", _found(js.get_msg(self.stream, seq)))
         if isinstance(msg, nats.js.errors.NotFoundError):
             return None  # trimmed away
-        headers = msg.headers or {}
-        if msg.subject != self._subject(channel):  # pragma: no cover - ids are per channel
+        position = _stored_position(msg.headers)
+        # Ids are hashed with their channel, and only lilya writes them.
+        if msg.subject != self._subject(channel) or position is None:  # pragma: no cover
             return None
-        original = _Last(seq, headers[_EPOCH], int(headers[_OFFSET]))
+        original = _Last(seq, *position)
         last = await self._read_last(channel)
         if last.epoch != original.epoch or original.offset <= last.offset - self._size:
             return None
@@ -705,12 +716,17 @@ class NatsBackend(Backend):
                     headers = msg.headers or {}
                     # A status instead (404: no more) when messages expired
                     # between the count and the fetch: a timer no test can stage.
-                    if _KIND not in headers:  # pragma: no cover
+                    if "Status" in headers:  # pragma: no cover
                         break
-                    if headers[_KIND] == "m" and headers[_EPOCH] == epoch:
-                        offset = int(headers[_OFFSET])
-                        event = Event(channel, offset, epoch, decode(headers[_TAG], msg.data))
-                        found.append((offset, event))
+                    position = _stored_position(headers)
+                    if headers.get(_KIND) != "m" or position is None or position[0] != epoch:
+                        continue  # an epoch marker, or a message lilya did not write
+                    try:
+                        data = decode(headers.get(_TAG, ""), msg.data)
+                    except ValueError:
+                        continue
+                    offset = position[1]
+                    found.append((offset, Event(channel, offset, epoch, data)))
         except (TimeoutError, nats.errors.TimeoutError) as exc:
             raise BackendUnavailableError(self.safe_url, "read history", exc) from exc
         finally:
@@ -877,6 +893,15 @@ async def _deleted(awaitable: Awaitable[object]) -> bool:
     except nats.js.errors.BadRequestError:  # KeyWrongLastSequenceError among them
         return False
     return True
+
+
+def _stored_position(headers: Mapping[str, str] | None) -> tuple[str, int] | None:
+    """The (epoch, offset) a stored message's headers give, or None if lilya did not write it."""
+    headers = headers or {}
+    epoch, offset = headers.get(_EPOCH), headers.get(_OFFSET, "")
+    if not epoch or not (offset.isascii() and offset.isdigit()):
+        return None
+    return epoch, int(offset)
 
 
 def _follows(position: tuple[str, int], epoch: str, offset: int) -> bool:

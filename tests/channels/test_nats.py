@@ -766,3 +766,48 @@ async def test_the_chat_room_works_across_two_uvicorn_processes_on_nats(
         await assert_chat_works(first.ws_url, second.ws_url)
         logs = first.log() + second.log()
     assert tracebacks(logs) == []
+
+
+async def stored_by_someone_else(url: str, subject: str, headers: dict[str, str] | None) -> None:
+    client = await nats.connect(url)
+    try:
+        await client.jetstream().publish(subject, b"\xff not lilya's", headers=headers)
+    finally:
+        await client.close()
+
+
+async def test_a_message_lilya_did_not_write_newest_in_a_channel_is_refused_clearly(
+    make: MakeChannels, nats_url: str
+) -> None:
+    channels = await make()
+    await channels.publish("c", "mine")
+    subject = backend_of(channels)._subject("c")
+    await stored_by_someone_else(nats_url, subject, {"Lilya-Offset": "²"})
+    for attempt in (channels.publish("c", "more"), channels.history("c")):
+        with pytest.raises(BackendError, match=r"was not written by lilya .* purge the stream"):
+            await attempt
+
+
+async def test_messages_lilya_did_not_write_amid_a_channels_history_are_skipped(
+    make: MakeChannels, nats_url: str
+) -> None:
+    channels = await make()
+    first = await channels.publish("c", "one")
+    subject = backend_of(channels)._subject("c")
+    await stored_by_someone_else(
+        nats_url,
+        subject,
+        {"Lilya-Kind": "m", "Lilya-Epoch": first.epoch, "Lilya-Offset": "2", "Lilya-Tag": "?"},
+    )
+    await stored_by_someone_else(
+        nats_url, subject, {"Lilya-Kind": "m", "Lilya-Epoch": "other", "Lilya-Offset": "3"}
+    )
+    await stored_by_someone_else(
+        nats_url,
+        subject,
+        {"Lilya-Kind": "m", "Lilya-Epoch": first.epoch, "Lilya-Offset": "3", "Lilya-Tag": "s"},
+    )
+    await channels.publish("c", "four")
+    # A bad tag, another epoch, bytes that are not the UTF-8 text they claim:
+    # none of it is a message lilya accepted, and none of it is delivered.
+    assert [(e.offset, e.data) for e in await channels.history("c")] == [(1, "one"), (4, "four")]
