@@ -800,7 +800,8 @@ class NatsBackend(Backend):
         if isinstance(entry, nats.js.errors.NotFoundError):
             return  # gone already (expired, and announced by whoever swept it)
         if await self._delete(key, entry.revision):
-            await self._announce(channel, "l", member, _loads_info(entry.value)[1])
+            record = _loads_info(entry.value)
+            await self._announce(channel, "l", member, None if record is None else record[1])
 
     async def _delete(self, key: str, revision: int | None) -> bool:
         """Delete *key* if still at *revision*; False if someone changed or deleted it first."""
@@ -841,9 +842,17 @@ class NatsBackend(Backend):
         )
         alive: dict[str, Any] = {}
         for entry in entries:
-            if entry.key == clock or entry.operation is not None or not entry.value:
+            if entry.key == clock or entry.operation is not None:
                 continue
-            member, info, ttl = _loads_info(entry.value)
+            record = _loads_info(entry.value)
+            if record is None:
+                logger.warning(
+                    "Ignored a presence entry lilya did not write: %s in bucket %s",
+                    entry.key,
+                    self.bucket,
+                )
+                continue
+            member, info, ttl = record
             if (
                 now is not None
                 and entry.created is not None
@@ -914,7 +923,15 @@ def _follows(position: tuple[str, int], epoch: str, offset: int) -> bool:
     return epoch == position[0] and offset <= position[1] + 1
 
 
-def _loads_info(value: bytes | None) -> tuple[str, Any, float]:
-    """A presence entry's (member, info, ttl)."""
-    record = decode(TAG_JSON, value or b"{}")
-    return str(record.get("m", "")), record.get("i"), float(record.get("t", 0))
+def _loads_info(value: bytes | None) -> tuple[str, Any, float] | None:
+    """A presence entry's (member, info, ttl), or None if lilya did not write it."""
+    try:
+        record = decode(TAG_JSON, value or b"")
+    except ValueError:
+        return None
+    if not isinstance(record, dict):
+        return None
+    member, ttl = record.get("m"), record.get("t")
+    if not isinstance(member, str) or not isinstance(ttl, int | float) or isinstance(ttl, bool):
+        return None
+    return member, record.get("i"), float(ttl)

@@ -811,3 +811,20 @@ async def test_messages_lilya_did_not_write_amid_a_channels_history_are_skipped(
     # A bad tag, another epoch, bytes that are not the UTF-8 text they claim:
     # none of it is a message lilya accepted, and none of it is delivered.
     assert [(e.offset, e.data) for e in await channels.history("c")] == [(1, "one"), (4, "four")]
+
+
+@pytest.mark.parametrize("garbage", [b"", b"not json", b"[1]", b'{"m": 5, "t": 1}', b'{"m": "x"}'])
+async def test_presence_entries_lilya_did_not_write_are_ignored_and_leave_still_works(
+    make: MakeChannels, caplog: pytest.LogCaptureFixture, garbage: bytes
+) -> None:
+    channels = await make()
+    backend = backend_of(channels)
+    kv = backend._bucket()
+    await kv.put(f"{backend._channel_token('room')}.intruder", garbage)
+    async with channels.subscribe("room", presence={"user": "ann"}) as ann:
+        assert await channels.presence("room") == {ann.member: {"user": "ann"}}
+        assert ann.member is not None
+        await kv.put(backend._member_key("room", ann.member), garbage)  # overwritten
+    assert await channels.presence("room") == {}  # its leave went through all the same
+    assert "Ignored a presence entry lilya did not write" in caplog.text
+    assert "Traceback" not in caplog.text
