@@ -96,6 +96,9 @@ _WRONG_LAST_SEQUENCE: Final = 10071
 _STREAM_NOT_FOUND: Final = 10059
 #: How often a publish retries after losing the race for the next offset.
 _MAX_ATTEMPTS: Final = 100
+#: Channels whose newest message a process remembers (a publish to one of them
+#: skips reading it first); past that, the least recently published is forgotten.
+_REMEMBERED: Final = 10_000
 #: Seconds a request to the server (a publish, a read) waits for its answer.
 _DEFAULT_TIMEOUT: Final = 5.0
 #: JetStream's duplicate window, in seconds, unless history_ttl is shorter.
@@ -177,7 +180,8 @@ class NatsBackend(Backend):
         servers = []
         for host in hosts.split(","):
             name, sep, port = host.strip().rpartition(":")
-            if not sep or not name or not port.isdigit() or not 0 < int(port) < 65536:
+            valid = port.isascii() and port.isdigit() and 0 < int(port) < 65536
+            if not sep or not name or not valid:
                 raise ImproperlyConfigured(
                     f"Each server of {self.safe_url!r} must be host:port, got {host!r}; "
                     "write nats://host1:4222,host2:4222."
@@ -219,7 +223,6 @@ class NatsBackend(Backend):
         # run between connect() and disconnect().
         self._sink: Sink
         self._subs: dict[str, Subscription] = {}
-        self._tokens: dict[str, str] = {}
         self._last: dict[str, _Last] = {}
         self._positions: dict[str, tuple[str, int]] = {}
         self._must_resync = False
@@ -232,10 +235,7 @@ class NatsBackend(Backend):
     # -- names -----------------------------------------------------------------
 
     def _channel_token(self, channel: str) -> str:
-        token = self._tokens.get(channel)
-        if token is None:
-            token = self._tokens[channel] = _token(channel)
-        return token
+        return _token(channel)
 
     def _subject(self, channel: str) -> str:
         return f"{self._root}.ch.{self._channel_token(channel)}"
@@ -535,8 +535,15 @@ class NatsBackend(Backend):
                 ),
             )
         last = _Last(msg.seq or 0, *position)
-        self._last[channel] = last
+        self._remember(channel, last)
         return last
+
+    def _remember(self, channel: str, last: _Last) -> None:
+        """Keep *channel*'s newest message for the next publish (the oldest of many goes)."""
+        self._last.pop(channel, None)
+        self._last[channel] = last
+        if len(self._last) > _REMEMBERED:
+            del self._last[next(iter(self._last))]
 
     async def _append(
         self,
@@ -605,7 +612,7 @@ class NatsBackend(Backend):
             if ack.duplicate:
                 return _Last(ack.seq, "", 0), True
             stored = _Last(ack.seq, epoch, offset)
-            self._last[channel] = stored
+            self._remember(channel, stored)
             return stored, False
         raise BackendError(
             self.safe_url,

@@ -243,6 +243,7 @@ async def test_a_stream_made_with_other_settings_is_refused_at_connect_saying_wh
     [
         ("nats://127.0.0.1", "must be host:port"),
         ("nats://127.0.0.1:0", "must be host:port"),
+        ("nats://127.0.0.1:²", "must be host:port"),
         ("nats://127.0.0.1:4222,:4223", "must be host:port"),
         ("nats://127.0.0.1:4222?tls=1", "Unknown option(s) tls"),
         ("nats://127.0.0.1:4222?timeout=soon", "must be a number of seconds > 0, got 'soon'"),
@@ -828,3 +829,16 @@ async def test_presence_entries_lilya_did_not_write_are_ignored_and_leave_still_
     assert await channels.presence("room") == {}  # its leave went through all the same
     assert "Ignored a presence entry lilya did not write" in caplog.text
     assert "Traceback" not in caplog.text
+
+
+async def test_a_process_remembers_the_newest_message_of_a_bounded_number_of_channels(
+    make: MakeChannels, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import lilya.channels.nats as module
+
+    monkeypatch.setattr(module, "_REMEMBERED", 2)
+    channels = await make()
+    for name in ("a", "b", "a", "c"):
+        await channels.publish(name, name)
+    assert list(backend_of(channels)._last) == ["a", "c"]  # b, least recent, forgotten
+    assert (await channels.publish("b", "again")).offset == 2  # read from the server
