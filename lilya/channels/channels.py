@@ -119,7 +119,8 @@ class Channels:
     and host using the same URL shares channels; ``rediss://`` uses TLS, and
     the URL carries the password and database. ``Channels("postgres://…")``
     goes through PostgreSQL the same way, and can publish inside your
-    transaction. Backends of your own plug in by
+    transaction; ``Channels("nats://host:4222")`` through NATS JetStream.
+    Backends of your own plug in by
     :func:`~lilya.channels.register_backend`.
 
     Args:
