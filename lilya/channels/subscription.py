@@ -13,12 +13,14 @@ the queue, the progress count it reads, and the policies.
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Literal
 from uuid import uuid4
 
 import anyio
 
 from lilya import _telemetry
+from lilya._wakeup import Wakeup
 from lilya.channels.backend import check_max_queue, check_name, check_position
 from lilya.channels.events import Event, Position
 from lilya.channels.exceptions import SubscriberOverflowError
@@ -63,6 +65,7 @@ class Subscription:
         "_closed",
         "_closed_event",
         "_error",
+        "_on_close",
         "_owner",
         "_pending",
         "_queue",
@@ -106,8 +109,12 @@ class Subscription:
         self.recovered = True
         self.dropped = 0
         self._queue: deque[Event] = deque()
-        self._waiter: anyio.Event | None = None
+        self._waiter: Wakeup | None = None
         self._closed_event: anyio.Event | None = None
+        # Called (synchronously, by whoever closes it) when the subscription
+        # closes: relay() cancels a send stuck on a stalled client with it,
+        # without a watcher task per socket.
+        self._on_close: Callable[[], None] | None = None
         self._error: SubscriberOverflowError | None = None
         self._closed = False
         self._attached = False
@@ -171,7 +178,7 @@ class Subscription:
                 return self._queue.popleft()
             if self._closed:
                 raise StopAsyncIteration
-            waiter = self._waiter = anyio.Event()
+            waiter = self._waiter = Wakeup()
             await waiter.wait()
 
     async def receive(self) -> Event:
@@ -280,6 +287,8 @@ class Subscription:
             room.set()
         if self._closed_event is not None:
             self._closed_event.set()
+        if self._on_close is not None:
+            self._on_close()
 
 
 def _merge(lost: Event, more: Event | None) -> Event:

@@ -149,16 +149,16 @@ async def _send_side(
     # it would drop what the client sent before leaving (the server still
     # holds those frames), or cut an on_receive short in the middle of a publish.
     outcome = "gone"
-    async with anyio.create_task_group() as sending:
+    with anyio.CancelScope() as sending:
 
-        async def watch_overflow() -> None:
-            # A send to a client that stopped reading can block indefinitely; the
-            # overflow must still close the socket, so it is watched on its own.
-            await subscription.wait_closed()
+        def on_close() -> None:
+            # A send to a client that stopped reading can block indefinitely;
+            # an overflow (closed by the publisher, from its own task) must
+            # still end it, so it cancels the send from there.
             if subscription._error is not None:
-                sending.cancel_scope.cancel()
+                sending.cancel()
 
-        sending.start_soon(watch_overflow)
+        subscription._on_close = on_close
         try:
             async for event in subscription:
                 payload = encode(event)
@@ -176,7 +176,8 @@ async def _send_side(
                 group.cancel_scope.cancel()
             # else: your code closed the socket (in on_receive, say): sending
             # ends, and the client's last messages are still read, as below.
-        sending.cancel_scope.cancel()
+        finally:
+            subscription._on_close = None
     if subscription._error is not None:
         outcome = "overflow"
     if outcome == "ended":
