@@ -1,7 +1,7 @@
 """Channel backends side by side: publish throughput and publish→deliver latency, one run.
 
 For each backend URL given (any scheme ``Channels`` knows, built in or
-registered: ``nats://`` and ``redis+cluster://`` join by URL once they exist):
+registered, ``redis+cluster://`` say, joins by URL):
 
 1. **Publish throughput**: messages/s one task publishes, awaiting each
    publish (what a request handler sees), and what 16 concurrent tasks
@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import statistics
@@ -45,6 +46,7 @@ DEFAULT_URLS = [
     "memory://",
     "redis://127.0.0.1:6379/0",
     "postgres://postgres@127.0.0.1:5432/test",
+    "nats://127.0.0.1:4222",
 ]
 CONCURRENCY = 16
 
@@ -76,6 +78,18 @@ async def cleanup(url: str, prefix: str) -> None:
         for table in ("lilya_channel", "lilya_channel_message", "lilya_channel_member"):
             await connection.execute(f"DELETE FROM {table} WHERE ns = $1", prefix)
         await connection.close()
+    elif url.startswith("nats:"):
+        import nats
+
+        from lilya.channels.backend import BackendSettings
+        from lilya.channels.nats import NatsBackend
+
+        backend = NatsBackend(url, BackendSettings(0, None, prefix, (0.1, 0.1)))
+        client = await nats.connect(url)
+        for stream in (backend.stream, f"KV_{backend.bucket}"):
+            with contextlib.suppress(nats.js.errors.NotFoundError):
+                await client.jetstream().delete_stream(stream)
+        await client.close()
 
 
 async def throughput(url: str, messages: int) -> dict[str, float]:

@@ -42,6 +42,7 @@ from lilya._close import check_close
 from lilya._connection_state import ConnectionState
 from lilya._exception_handlers import deny, end
 from lilya._recorder import enter
+from lilya._telemetry import note_limit
 from lilya.exceptions import ImproperlyConfigured
 from lilya.responses import PlainText
 from lilya.status import HTTP_503_SERVICE_UNAVAILABLE, WS_1013_TRY_AGAIN_LATER
@@ -135,6 +136,7 @@ class Drain:
         """Run *app* for one WebSocket, refusing it with 503 if the app is draining."""
         state, receive, send = enter(scope, receive, send)
         if self.draining:
+            note_limit(scope, "drain")
             await deny(scope, state, receive, send, self.refusal(), WS_1013_TRY_AGAIN_LATER)
             return
         self.open[state] = (scope, receive, send)
@@ -190,6 +192,7 @@ class Drain:
         if state.closing_message(self.code) is None:
             return
         state.drained = self.code
+        note_limit(scope, "drain")
         closing = self._closing[state] = anyio.Event()
         try:
             if not state.started:

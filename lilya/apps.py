@@ -19,8 +19,18 @@ from typing import Any, TypeVar
 
 from lilya._drain import Drain
 from lilya._exception_handlers import ExceptionHandler, HandlerKey, split_handlers
+from lilya._telemetry import ConnectionObserver, watch
 from lilya.asyncapi import asyncapi_document, asyncapi_page
+from lilya.caps import (
+    DEFAULT_CONNECTION_CAPS,
+    ConnectionCaps,
+    HasURL,
+    RedisCounter,
+    check_connection_caps,
+    make_counter,
+)
 from lilya.datastructures import State, URLPath
+from lilya.exceptions import ImproperlyConfigured
 from lilya.limits import (
     DEFAULT_MAX_MESSAGE_SIZE,
     DEFAULT_RATE_LIMIT,
@@ -28,6 +38,7 @@ from lilya.limits import (
     check_max_message_size,
     check_rate_limit,
 )
+from lilya.metrics import Metrics, default_metrics
 from lilya.middleware import DefineMiddleware, wrap_middleware
 from lilya.middleware.exceptions import ExceptionHandlerMiddleware
 from lilya.middleware.origin import OriginMiddleware
@@ -36,12 +47,27 @@ from lilya.requests import Request
 from lilya.responses import HTMLResponse, JSONResponse
 from lilya.routing import BaseRoute, Router
 from lilya.status import WS_1012_SERVICE_RESTART
+from lilya.tracing import Tracing
 from lilya.typed import OnInvalid
 from lilya.types import ASGIApp, Lifespan, Message, Receive, Scope, Send
 
 __all__ = ["Lilya"]
 
 _F = TypeVar("_F", bound=Callable[..., Any])
+_O = TypeVar("_O")
+
+
+def _observer(name: str, value: object, kind: type[_O], make: Callable[[], _O]) -> _O | None:
+    # metrics=True / tracing=True: the default one; an instance as it is; False: none.
+    if value is True:
+        return make()
+    if value is False or value is None:
+        return None
+    if not isinstance(value, kind):
+        raise ImproperlyConfigured(
+            f"Lilya({name}=) takes True, False or a {kind.__name__}, got {value!r:.80}."
+        )
+    return value
 
 
 class Lilya:
@@ -76,6 +102,15 @@ class Lilya:
             :class:`~lilya.limits.RateLimit` (default 100 a second, bursts of
             1,000; over it: close 1008); a route can set its own; ``None``
             turns it off.
+        connection_caps: how many WebSockets may be open at once, a
+            :class:`~lilya.caps.ConnectionCaps` (default 10,000 per process:
+            503 over it; 100 per client address and 50 per authenticated
+            user: 429 over them; both with ``Retry-After`` 5); a route can
+            set its own; ``None`` turns them off (see :mod:`lilya.caps`).
+        connection_counter: where the address and user caps are counted:
+            ``None`` in this process, a ``redis://`` URL, a
+            :class:`~lilya.caps.RedisCounter`, or the app's ``Channels`` (on
+            ``redis://``), across every worker sharing it.
         drain_code: the close code open WebSockets get when the app stops
             (1012 "service restart"; 1001 "going away" to keep clients away).
         drain_batch, drain_interval: close that many sockets at a time, that
@@ -83,16 +118,28 @@ class Lilya:
         drain_timeout: the longest the drain waits for handlers to finish.
         drain_retry_after: the ``Retry-After`` of the 503 a handshake gets
             while the app drains. See :meth:`drain` and ``docs/operations.md``.
+        metrics: ``True`` (the process's :func:`~lilya.metrics.default_metrics`)
+            or a :class:`~lilya.metrics.Metrics`: Prometheus metrics of every
+            WebSocket, served at its ``path`` (``/metrics``). Needs
+            ``lilya[metrics]``. Off by default, at no cost.
+        tracing: ``True`` or a :class:`~lilya.tracing.Tracing`: an
+            OpenTelemetry span per WebSocket connection. Needs ``lilya[otel]``.
 
     Raises:
         ImproperlyConfigured: an entry of *allowed_origins* is not an origin,
             *max_message_size* is not a positive ``int`` nor ``None``,
-            *rate_limit* is not a ``RateLimit`` nor ``None``, or a ``drain_*``
-            value is out of range.
+            *rate_limit* is not a ``RateLimit`` nor ``None``,
+            *connection_caps* is not a ``ConnectionCaps`` nor ``None``,
+            *connection_counter* is not ``None``, a Redis URL, a
+            ``RedisCounter`` nor channels on ``memory://`` or ``redis://``, a ``drain_*``
+            value is out of range, or *metrics* / *tracing* is not ``True``,
+            ``False`` or an instance.
 
     Attributes:
         state: application-wide state (``app.state.db = ...``).
         router: the :class:`~lilya.routing.Router` holding the routes.
+        connection_counter: the :class:`~lilya.caps.ConnectionCounter` of
+            the app's open WebSockets (``.counts``).
     """
 
     def __init__(
@@ -109,15 +156,21 @@ class Lilya:
         allow_missing_origin: bool = True,
         max_message_size: int | None = DEFAULT_MAX_MESSAGE_SIZE,
         rate_limit: RateLimit | None = DEFAULT_RATE_LIMIT,
+        connection_caps: ConnectionCaps | None = DEFAULT_CONNECTION_CAPS,
+        connection_counter: str | RedisCounter | HasURL | None = None,
         drain_code: int = WS_1012_SERVICE_RESTART,
         drain_batch: int = 100,
         drain_interval: float = 0.1,
         drain_timeout: float = 30.0,
         drain_retry_after: int = 5,
+        metrics: Metrics | bool = False,
+        tracing: Tracing | bool = False,
     ) -> None:
         self.debug = debug
         self.max_message_size = check_max_message_size(max_message_size, "Lilya")
         self.rate_limit = check_rate_limit(rate_limit, "Lilya")
+        self.connection_caps = check_connection_caps(connection_caps, "Lilya")
+        self.connection_counter = make_counter(connection_counter)
         self.state = State()
         self.router = Router(
             routes,
@@ -144,6 +197,13 @@ class Lilya:
             retry_after=drain_retry_after,
         )
         self._stack: ASGIApp | None = None
+        self.metrics: Metrics | None = _observer("metrics", metrics, Metrics, default_metrics)
+        self.tracing: Tracing | None = _observer("tracing", tracing, Tracing, Tracing)
+        self._observers: list[ConnectionObserver] = [
+            observer for observer in (self.metrics, self.tracing) if observer is not None
+        ]
+        if self.metrics is not None and self.metrics.path is not None:
+            self.add_route(self.metrics.path, self.metrics.endpoint, name="metrics")
 
     @property
     def routes(self) -> list[BaseRoute]:
@@ -166,7 +226,10 @@ class Lilya:
             self._stack = self.build_middleware_stack()
         scope_type = scope["type"]
         if scope_type == "websocket":
-            await self._drain.serve(self._stack, scope, receive, send)
+            if self._observers:
+                await watch(self._observers, self._drain.serve, self._stack, scope, receive, send)
+            else:
+                await self._drain.serve(self._stack, scope, receive, send)
             return
         if scope_type == "lifespan":
             receive, send = self._drain_on_shutdown(receive, send)

@@ -42,10 +42,11 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final, Literal, cast
 
+from lilya._telemetry import note_dropped, note_limit
 from lilya.exceptions import ImproperlyConfigured
 from lilya.status import WS_1008_POLICY_VIOLATION, WS_1009_MESSAGE_TOO_BIG
 from lilya.types import Message, Receive, Send
@@ -241,8 +242,17 @@ def _sizes(routes: Iterable[Any], default: int | None) -> Iterable[int | None]:
                 yield from _sizes(route.routes, default)
 
 
+#: No scope: nothing to tell the app's metrics.
+_NO_SCOPE: Final[Mapping[str, Any]] = {}
+
+
 def limit_receive(
-    receive: Receive, send: Send, max_size: int | None, rate: RateLimit | None
+    receive: Receive,
+    send: Send,
+    max_size: int | None,
+    rate: RateLimit | None,
+    *,
+    scope: Mapping[str, Any] = _NO_SCOPE,
 ) -> Receive:
     """Wrap *receive* so raw ASGI handlers get the route's limits too.
 
@@ -250,13 +260,15 @@ def limit_receive(
     over *max_size* is answered with a close 1009, one over *rate* with a
     close 1008 (or, with ``on_exceed="drop"``, *error_frame* and nothing), and
     the handler then receives a ``websocket.disconnect`` with that code and
-    reason, as if the client had left.
+    reason, as if the client had left. Pass the connection's *scope* so the
+    app's metrics count these closes.
     """
     size_limit = math.inf if max_size is None else max_size
     bucket = None if rate is None else TokenBucket(rate)
     tokens = math.inf if rate is None else float(rate.burst)
 
     async def closed(code: int, reason: str) -> Message:
+        note_limit(scope, "message_size" if code == WS_1009_MESSAGE_TOO_BIG else "rate")
         await send({"type": "websocket.close", "code": code, "reason": reason})
         return {"type": "websocket.disconnect", "code": code, "reason": reason}
 
@@ -274,6 +286,7 @@ def limit_receive(
                     if limited.limit.on_exceed == "close":
                         return await closed(WS_1008_POLICY_VIOLATION, limited.limit.reason())
                     tokens += 1  # a dropped message takes no token
+                    note_dropped(scope, "rate")
                     await send({"type": "websocket.send", "text": limited.limit.error_frame})
                     continue
             size = message_size(message)

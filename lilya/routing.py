@@ -49,6 +49,8 @@ from lilya._matching import (
     own_path_for,
 )
 from lilya._recorder import enter, server_callables
+from lilya._telemetry import note_route
+from lilya.caps import ConnectionCaps, check_connection_caps, serve_capped
 from lilya.controllers import WebSocketController
 from lilya.datastructures import URL, URLPath
 from lilya.exceptions import HTTPException, ImproperlyConfigured, NoMatchFound
@@ -247,6 +249,10 @@ class WebSocketPath(BaseRoute):
         rate_limit: a :class:`~lilya.limits.RateLimit` for this route's
             connections (over it: close 1008, or an error frame and the
             message dropped). Default: the app's (100 messages/s, bursts of 1,000).
+        connection_caps: a :class:`~lilya.caps.ConnectionCaps` for this
+            route's handshakes, compared with the app's counts (429 / 503
+            over them). Default: the app's (``Lilya(connection_caps=...)``);
+            ``ConnectionCaps(None, None, None)`` lifts every cap here.
         receives, sends: the message types of a function handler
             (:mod:`lilya.typed`): the handler then gets a
             :class:`~lilya.typed.TypedWebSocket` whose ``receive_message()``
@@ -277,6 +283,7 @@ class WebSocketPath(BaseRoute):
         middleware: Sequence[DefineMiddleware] | None = None,
         max_message_size: int | None = None,
         rate_limit: RateLimit | None = None,
+        connection_caps: ConnectionCaps | None = None,
         receives: Any = None,
         sends: Any = None,
         on_invalid: OnInvalid = "error",
@@ -286,6 +293,7 @@ class WebSocketPath(BaseRoute):
         where = f"WebSocketPath({path!r})"
         self.max_message_size = check_max_message_size(max_message_size, where)
         self.rate_limit = check_rate_limit(rate_limit, where)
+        self.connection_caps = check_connection_caps(connection_caps, where)
         self.name = name if name is not None else name_of(handler)
         self._compiled = compile_path(path)
         self._call: HandlerCall | None = None
@@ -342,6 +350,10 @@ class WebSocketPath(BaseRoute):
         if rate is None:
             rate = getattr(app, "rate_limit", DEFAULT_RATE_LIMIT)
         scope[RATE_LIMIT_KEY] = rate
+        note_route(scope, self.path)
+        await serve_capped(self._guarded, self.connection_caps, scope, receive, send)
+
+    async def _guarded(self, scope: Scope, receive: Receive, send: Send) -> None:
         await guard(self._run, scope, receive, send)
 
     async def _run(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -350,7 +362,7 @@ class WebSocketPath(BaseRoute):
             if (limit is not None or rate is not None) and not self._is_controller:
                 # A raw ASGI handler reads the server's messages itself; a
                 # controller's WebSocket applies the limits from the scope.
-                receive = limit_receive(receive, send, limit, rate)
+                receive = limit_receive(receive, send, limit, rate, scope=scope)
             await self.handler(scope, receive, send)
         elif self._typed:
             # As below, with the types: past the recorder, to the server's own
@@ -469,6 +481,7 @@ class Include(BaseRoute):
         return match, child
 
     async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+        note_route(scope, self.path)
         if self.router is None and scope["type"] == "websocket":
             # A mounted app gets the routing layer's promise too: it is closed
             # when it ends (a no-op if it closed it itself).

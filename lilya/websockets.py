@@ -42,6 +42,7 @@ from lilya._connection_state import TRANSITIONS, ConnectionState, WebSocketState
 from lilya._json import dumps_bytes as _dumps_bytes
 from lilya._json import dumps_text as _dumps_text
 from lilya._json import loads as _loads
+from lilya._telemetry import note_dropped, note_limit
 from lilya.datastructures import encode_headers
 from lilya.exceptions import (
     InvalidJSONError,
@@ -619,6 +620,7 @@ class WebSocket(Connection):
             if limit.on_exceed == "close":
                 return await self._close_over_limit(WS_1008_POLICY_VIOLATION, limit.reason())
             self._tokens += 1  # a dropped message takes no token
+            note_dropped(self.scope, "rate")
             try:
                 await self.send_text(limit.error_frame)
             except WebSocketDisconnect:
@@ -638,6 +640,7 @@ class WebSocket(Connection):
         the disconnect, and your own close after it does nothing.
         """
         logger.warning("Closing %s with %d: %s", self.scope.get("path", "?"), code, reason)
+        note_limit(self.scope, "message_size" if code == WS_1009_MESSAGE_TOO_BIG else "rate")
         state = self._state
         disconnect: Message = {"type": "websocket.disconnect", "code": code, "reason": reason}
         if state.application is _CONNECTED:

@@ -1,7 +1,7 @@
 """Broadcast channels: publish/subscribe with history, recovery and presence.
 
-``Channels("memory://")`` works within one process; ``Channels("redis://…")``
-and ``Channels("postgres://…")`` across processes and hosts, with the same
+``Channels("memory://")`` works within one process; ``Channels("redis://…")``,
+``Channels("postgres://…")`` and ``Channels("nats://…")`` across processes and hosts, with the same
 behaviour (one contract, :class:`Backend`, and one suite,
 :mod:`lilya.channels.testing`). See ``docs/channels.md``.
 """

@@ -377,6 +377,7 @@ _BUILTIN: dict[str, tuple[str, str, str | None, str | None]] = {
     "rediss": ("lilya.channels.redis", "RedisBackend", "redis", "redis"),
     "redis+cluster": ("lilya.channels.redis_cluster", "RedisClusterBackend", "redis", "redis"),
     "redis+sentinel": ("lilya.channels.redis_sentinel", "RedisSentinelBackend", "redis", "redis"),
+    "nats": ("lilya.channels.nats", "NatsBackend", "nats", "nats"),
     "postgres": ("lilya.channels.postgres", "PostgresBackend", "postgres", "asyncpg"),
     "postgresql": ("lilya.channels.postgres", "PostgresBackend", "postgres", "asyncpg"),
 }

@@ -18,6 +18,7 @@ import anyio
 import anyio.lowlevel
 from anyio.abc import TaskGroup, TaskStatus
 
+from lilya import _telemetry
 from lilya.channels.backend import (
     Backend,
     BackendSettings,
@@ -118,7 +119,8 @@ class Channels:
     and host using the same URL shares channels; ``rediss://`` uses TLS, and
     the URL carries the password and database. ``Channels("postgres://…")``
     goes through PostgreSQL the same way, and can publish inside your
-    transaction. Backends of your own plug in by
+    transaction; ``Channels("nats://host:4222")`` through NATS JetStream.
+    Backends of your own plug in by
     :func:`~lilya.channels.register_backend`.
 
     Args:
@@ -328,10 +330,13 @@ class Channels:
         tag, payload = encode(data)
         await self.ready(channel)
         if connection is not None:
-            return await self._backend.publish_in_transaction(
+            event = await self._backend.publish_in_transaction(
                 connection, channel, tag, payload, data, message_id
             )
-        return await self._backend.publish(channel, tag, payload, data, message_id)
+        else:
+            event = await self._backend.publish(channel, tag, payload, data, message_id)
+        _telemetry.channel_published(self.url.partition(":")[0])
+        return event
 
     def subscribe(
         self,
@@ -513,6 +518,7 @@ class Channels:
         offset). Where it does not, each subscriber gets a ``reset`` event and
         ``recovered`` turns ``False``, so the app knows to reload.
         """
+        _telemetry.backend_reconnected(self.url.partition(":")[0])
         for local in list(self._locals.values()):
             if local.epoch is None:
                 continue
@@ -520,6 +526,7 @@ class Channels:
             if page.covers(local.epoch, local.last):
                 for event in page.events:
                     self.deliver(event)
+                _telemetry.channel_recovery("recovered")
                 continue
             logger.warning(
                 "Channel %r could not be recovered after reconnecting (epoch %s -> %s, "
@@ -535,6 +542,7 @@ class Channels:
             for sub in local.subs:
                 sub.recovered = False
             self.deliver(reset)
+            _telemetry.channel_recovery("reset")
 
     # -- Subscription internals ------------------------------------------------
 
@@ -604,8 +612,10 @@ class Channels:
                     if event.offset > live_from:
                         break
                     sub._push(event)
+                _telemetry.channel_recovery("recovered")
             else:
                 sub.recovered = False
+                _telemetry.channel_recovery("reset")
         for event in sub._pending:
             if event.type == "message" and event.epoch == page.epoch and event.offset <= page.top:
                 continue  # in the replay, or published before this subscription started

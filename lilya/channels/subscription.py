@@ -19,6 +19,7 @@ from uuid import uuid4
 
 import anyio
 
+from lilya import _telemetry
 from lilya._wakeup import Wakeup
 from lilya.channels.backend import check_max_queue, check_name, check_position
 from lilya.channels.events import Event, Position
@@ -227,21 +228,26 @@ class Subscription:
                 # The oldest event becomes (or the gap at the front absorbs) the
                 # gap; the next oldest makes room for the new event.
                 gap = queue.popleft()
+                dropped = self.dropped
                 if gap.type != "gap":
                     gap = _merge(gap, None)
                     self.dropped += 1
+                    _telemetry.channel_gap(policy)
                 if queue:
                     gap = _merge(gap, queue.popleft())
                     self.dropped += 1
                 queue.appendleft(gap)
+                _telemetry.channel_dropped(policy, self.dropped - dropped)
             elif policy == "drop_newest":
                 self.dropped += 1
+                _telemetry.channel_dropped(policy, 1)
                 if queue[-1].type == "gap":
                     queue[-1] = _merge(queue[-1], event)
                 else:
                     # One slot over the bound, for a gap event that stands
                     # for every event dropped after it.
                     queue.append(_merge(event, None))
+                    _telemetry.channel_gap(policy)
                 self._wake_reader()
                 return
             else:
@@ -262,6 +268,7 @@ class Subscription:
         discarded = len(self._queue) + 1
         self._queue.clear()
         self.dropped += discarded
+        _telemetry.channel_dropped(self.policy, discarded)
         self._error = SubscriberOverflowError(self.channel, self.max_queue, discarded)
         self._owner._evict(self)
         self._close()

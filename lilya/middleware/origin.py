@@ -34,6 +34,7 @@ from urllib.parse import urlsplit
 
 from lilya._exception_handlers import deny
 from lilya._recorder import enter
+from lilya._telemetry import note_limit
 from lilya.exceptions import ImproperlyConfigured
 from lilya.responses import PlainText
 from lilya.status import HTTP_403_FORBIDDEN, WS_1008_POLICY_VIOLATION
@@ -243,5 +244,6 @@ class OriginMiddleware:
             "no Origin header" if origins is None else "not same-origin, not in allowed_origins",
         )
         state, receive, send = enter(scope, receive, send)
+        note_limit(scope, "origin")
         response = PlainText(reason, HTTP_403_FORBIDDEN)
         await deny(scope, state, receive, send, response, WS_1008_POLICY_VIOLATION)

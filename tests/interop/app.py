@@ -19,6 +19,7 @@ import anyio
 from examples.seed import echo as seed_echo
 from examples.seed import hello as seed_hello
 from lilya.apps import Lilya
+from lilya.caps import ConnectionCaps
 from lilya.limits import RateLimit
 from lilya.responses import PlainText
 from lilya.routing import WebSocketPath
@@ -94,6 +95,11 @@ async def rated(websocket: WebSocket) -> None:
 #: A burst of 3 and one token a minute: a fourth message at once is over the limit.
 RATED = RateLimit(per_second=1 / 60, burst=3)
 RATED_DROP = RateLimit(per_second=1 / 60, burst=3, on_exceed="drop", error_frame="dropped")
+
+
+#: One socket per process (``/full``: 503) and per address (``/crowded``: 429).
+FULL = ConnectionCaps(per_process=1, per_address=None, retry_after=7)
+CROWDED = ConnectionCaps(per_process=None, per_address=1, retry_after=7)
 
 
 async def reject(websocket: WebSocket) -> None:
@@ -205,6 +211,10 @@ app = Lilya(
         WebSocketPath("/limited", logged(limited), max_message_size=LIMITED),
         WebSocketPath("/rated", logged(rated), rate_limit=RATED),
         WebSocketPath("/rated-drop", logged(rated), rate_limit=RATED_DROP),
+        # Caps of 1, against the app's counts: a client holding a socket to
+        # /echo is over them (lingering sockets of other scenarios only add).
+        WebSocketPath("/full", logged(rated), connection_caps=FULL),
+        WebSocketPath("/crowded", logged(rated), connection_caps=CROWDED),
     ],
     # No app-wide limit of lilya's: the size rows measure each server's own.
     max_message_size=None,

@@ -41,6 +41,10 @@ MEANING = {
     "(code, reason) for a 4th / handler's `WebSocketDisconnect`",
     "message over the route's rate_limit, on_exceed='drop'": "replies to 5 messages "
     "(burst of 3) / handler's `WebSocketDisconnect` after the client's close",
+    "handshake over the route's per_process cap": "client gets (HTTP status, `Retry-After`) "
+    "while it holds another socket (`ConnectionCaps(per_process=1)`)",
+    "handshake over the route's per_address cap": "client gets (HTTP status, `Retry-After`) "
+    "while it holds another socket (`ConnectionCaps(per_address=1)`)",
 }
 
 SHORT = {

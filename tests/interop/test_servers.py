@@ -90,6 +90,11 @@ DAPHNE_CODES = (
     "its send raises Exception('invalid close code …')"
 )
 
+NO_DENIAL_CAPS = (
+    "no Denial Response extension: lilya closes before accept (1013 / 1008), so the client "
+    "sees 403 without Retry-After"
+)
+
 # ---------------------------------------------------------------------------
 # THE table. Keys are scenarios; docs/servers.md shows the same matrix.
 # ---------------------------------------------------------------------------
@@ -291,6 +296,15 @@ EXPECTED: dict[str, dict[str, Expect]] = {
             client=(("1", "2", "3", "dropped", "dropped"), "disconnect code=1006 reason=''"),
             note="hypercorn reports 1006 for every close",
         ),
+    ),
+    # lilya's connection caps, refused before accept; client: (HTTP status, Retry-After)
+    "handshake over the route's per_process cap": every(
+        Expect(client=(503, 7)),
+        daphne=Expect(client=(403, None), note=NO_DENIAL_CAPS),
+    ),
+    "handshake over the route's per_address cap": every(
+        Expect(client=(429, 7)),
+        daphne=Expect(client=(403, None), note=NO_DENIAL_CAPS),
     ),
 }
 
@@ -638,6 +652,32 @@ def test_a_burst_over_a_dropping_rate_limit_gets_error_frames_and_stays_open(
         got = tuple(ws.recv(timeout=10) for _ in range(5))
         ws.close()
     assert (got, scenario.app_saw()[0]) == scenario.expect.client
+
+
+CAP_SETTING = {
+    "handshake over the route's per_process cap": ("/full", "ConnectionCaps(per_process=...)"),
+    "handshake over the route's per_address cap": ("/crowded", "ConnectionCaps(per_address=...)"),
+}
+
+
+@pytest.mark.parametrize(
+    "name", [pytest.param(name, marks=pytest.mark.scenario(name), id=name) for name in CAP_SETTING]
+)
+def test_a_handshake_over_a_connection_cap_is_refused_before_accept(
+    scenario: Scenario, name: str
+) -> None:
+    route, setting = CAP_SETTING[name]
+    # The held socket puts the process and the address at 1, the routes' caps.
+    with scenario.server.connect("/echo?id=holder"):
+        response = refused(scenario.server, scenario.path(route)).response
+    retry_after = response.headers.get("retry-after")
+    seen = (response.status_code, None if retry_after is None else int(retry_after))
+    assert seen == scenario.expect.client
+    if response.status_code != 403:
+        assert setting in bytes(response.body or b"").decode()
+    # The handler never ran: the refusal came before it.
+    time.sleep(0.2)
+    assert f"EVENT {scenario.id} " not in scenario.server.running.log()
 
 
 def test_docs_servers_md_shows_the_table() -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import anyio
 
 from lilya.apps import Lilya
+from lilya.caps import ConnectionCaps
 from lilya.channels import Channels, relay
 from lilya.routing import WebSocketPath
 from lilya.websockets import WebSocket
@@ -56,4 +57,6 @@ app = Lilya(
     drain_batch=50,
     drain_interval=0.2,
     drain_timeout=10,
+    # 1,000 sockets from one loopback address: over the default per-address cap.
+    connection_caps=ConnectionCaps(per_address=None),
 )
