@@ -297,6 +297,11 @@ class WebSocketPath(BaseRoute):
                 )
             self._call = HandlerCall(handler, self._compiled.param_names)
         self._is_controller = isinstance(handler, type) and issubclass(handler, WebSocketController)
+        # A handler object that makes its own WebSocket (lilya.protocol's
+        # endpoint) applies the limits itself, as a controller's does.
+        self._is_controller = (
+            self._is_controller or getattr(handler, "applies_limits", None) is True
+        )
         self.receives = receives
         self.sends = sends
         self.on_invalid = check_on_invalid(on_invalid)
