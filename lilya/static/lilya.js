@@ -154,10 +154,15 @@ export class Client extends Emitter {
     return this._request({ type: "publish", channel, data, message_id: randomId() }, { timeout, retry: true });
   }
 
-  /** Call the server's rpc handler `method`; resolves to what it returned. */
-  async call(method, data, { timeout = this.options.timeout } = {}) {
+  /**
+   * Call the server's rpc handler `method`; resolves to what it returned. An rpc
+   * in flight when the socket drops rejects `disconnected` (it may have run), unless
+   * `retry` says the method is idempotent (say, it dedupes by an id in `data`): then
+   * it is sent again on the next socket, and after `unavailable`/`unknown_outcome`.
+   */
+  async call(method, data, { timeout = this.options.timeout, retry = false } = {}) {
     if (typeof method !== "string") throw new TypeError(`a method is a string, not ${typeof method}`);
-    return (await this._request({ type: "rpc", method, data }, { timeout })).data;
+    return (await this._request({ type: "rpc", method, data }, { timeout, retry })).data;
   }
 
   /** Who is on `channel` now: `{member_id: info}`. */

@@ -335,6 +335,20 @@ test("a call in flight when the socket drops rejects disconnected; it is not run
   assert.equal(runs, 1);
 });
 
+test("a call marked retry is sent again on the next socket and after unknown_outcome", async () => {
+  const server = new FakeServer();
+  let runs = 0;
+  server.rpc.say = (data, socket) => {
+    runs++;
+    if (runs === 1) return socket._closeFromServer(1006, ""); // lost with the socket
+    if (runs === 2) return socket._push({ id: server.received.at(-1).id, error: { code: "unknown_outcome", message: "?" } });
+    return { said: data.id };
+  };
+  const client = open(server);
+  assert.deepEqual(await client.call("say", { id: "x1" }, { retry: true }), { said: "x1" });
+  assert.equal(runs, 3);
+});
+
 test("requests made while disconnected wait for the next socket", async () => {
   const server = new FakeServer();
   const client = open(server, { minDelay: 20 });
