@@ -211,6 +211,7 @@ def create_app(
     allowed_hosts: Sequence[str] | None = None,
     secret: bytes | None = None,
     token_ttl: float = TOKEN_TTL,
+    history_size: int | None = None,
 ) -> Lilya:
     """Build the chat app. Each argument defaults to its environment variable.
 
@@ -228,6 +229,9 @@ def create_app(
             pages to log in again, which lilya.js does by itself). Several
             workers should share one.
         token_ttl: seconds a login token is valid.
+        history_size: ``LILYA_CHAT_HISTORY``, else ``2 * HISTORY`` (100): the
+            messages each room keeps, so a page that was away resumes from
+            them instead of starting over.
     """
     env = os.environ
     url = channels_url or env.get("LILYA_CHANNELS_URL") or "memory://"
@@ -236,9 +240,11 @@ def create_app(
         allowed_origins = [o for o in env.get("LILYA_CHAT_ORIGINS", "").split(",") if o.strip()]
     if allowed_hosts is None:
         allowed_hosts = [h.strip() for h in env.get("LILYA_CHAT_HOSTS", "").split(",") if h.strip()]
-    # Twice what a newcomer sees, so a client that was away for a while can
-    # still resume from history instead of starting over.
-    channels = Channels(url, history_size=2 * HISTORY, key_prefix=prefix)
+    # By default twice what a newcomer sees, so a client that was away for a
+    # while can still resume from history instead of starting over.
+    if history_size is None:
+        history_size = int(env.get("LILYA_CHAT_HISTORY") or 2 * HISTORY)
+    channels = Channels(url, history_size=history_size, key_prefix=prefix)
     if secret is None:
         secret = env["LILYA_CHAT_SECRET"].encode() if env.get("LILYA_CHAT_SECRET") else None
     key = secret or secrets.token_bytes(32)

@@ -134,7 +134,12 @@ export class Client extends Emitter {
     this._freshToken = true;
     this._ws = null;
     this._timers = new Map(); // what -> timeout: "ping", "refresh", "reconnect", or a request
-    globalThis.addEventListener?.("online", () => this._ping());
+    // Back online (a laptop waking, Wi-Fi returning): check the socket now, or stop
+    // waiting out the backoff.
+    globalThis.addEventListener?.("online", () => {
+      if (this.state === "disconnected") this._schedule("reconnect", () => this._open(), 0);
+      else this._ping();
+    });
     this._open();
   }
 

@@ -648,3 +648,19 @@ test("close() while getToken is running opens no socket", async () => {
   await sleep(10);
   assert.equal(server.sockets.length, 0);
 });
+
+test("the browser's online event ends the backoff wait, or checks a connected socket at once", async (t) => {
+  const listeners = {};
+  globalThis.addEventListener = (type, fn) => (listeners[type] = fn);
+  t.after(() => delete globalThis.addEventListener);
+  const server = new FakeServer();
+  const client = open(server, { minDelay: 60000, maxDelay: 60000 });
+  await connected(client);
+  listeners.online();
+  await until(() => frames(server, "ping").length === 1);
+  server.drop();
+  await next(client, "state", (s) => s.state === "disconnected");
+  listeners.online(); // without it, the next attempt would be 30 s or more away
+  await next(client, "connected");
+  assert.equal(server.sockets.length, 2);
+});
