@@ -52,10 +52,10 @@ on one is seen on the other.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import re
-import secrets
 import time
 from collections.abc import Sequence
 from pathlib import Path as FilePath
@@ -225,9 +225,10 @@ def create_app(
             these ``Host`` names are served (``TrustedHostMiddleware``), which
             defeats DNS rebinding.
         secret: ``LILYA_CHAT_SECRET``, the key that signs login tokens; else
-            a random one per process (then a restart, or another worker, asks
-            pages to log in again, which lilya.js does by itself). Several
-            workers should share one.
+            one derived from the channels URL and prefix, so every worker of
+            one chat accepts the tokens of the others. That default protects
+            nothing here (``/login`` hands any free nickname to anyone); an app
+            whose login checks something must set its own secret.
         token_ttl: seconds a login token is valid.
         history_size: ``LILYA_CHAT_HISTORY``, else ``2 * HISTORY`` (100): the
             messages each room keeps, so a page that was away resumes from
@@ -247,7 +248,7 @@ def create_app(
     channels = Channels(url, history_size=history_size, key_prefix=prefix)
     if secret is None:
         secret = env["LILYA_CHAT_SECRET"].encode() if env.get("LILYA_CHAT_SECRET") else None
-    key = secret or secrets.token_bytes(32)
+    key = secret or hashlib.sha256(f"lilya chat\n{url}\n{prefix}".encode()).digest()
 
     async def login(request: Request) -> JSONResponse:
         body = await request.json()  # not JSON: 400, said by lilya

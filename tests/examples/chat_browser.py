@@ -103,7 +103,8 @@ def publish_directly(url: str, prefix: str, room: str, nick: str, texts: list[st
     async def publish() -> None:
         async with Channels(url, key_prefix=prefix) as channels:
             for text in texts:
-                await channels.publish(f"room:{room}", {"nick": nick, "text": text, "ts": 0.0})
+                data = {"nick": nick, "text": text, "ts": time.time()}
+                await channels.publish(f"room:{room}", data)
 
     with ThreadPoolExecutor(1) as pool:
         pool.submit(anyio.run, publish).result(timeout=30)

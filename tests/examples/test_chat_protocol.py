@@ -229,3 +229,22 @@ def test_the_secret_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch) 
     with TestClient(create_app("memory://")) as client:
         token = client.post("/login", json={"nick": "ann"}).json()["token"]
     assert read_token(b"from env", token) is not None
+
+
+def test_workers_of_one_chat_accept_each_others_tokens_and_other_chats_do_not(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Without LILYA_CHAT_SECRET, the key comes from the channels URL and prefix."""
+    monkeypatch.delenv("LILYA_CHAT_SECRET", raising=False)
+    token_of = {}
+    for name, prefix in (("same chat", "lilya:chat"), ("other chat", "elsewhere")):
+        with TestClient(create_app("memory://", key_prefix=prefix)) as client:
+            token_of[name] = client.post("/login", json={"nick": "ann"}).json()["token"]
+    with TestClient(create_app("memory://")) as client:  # another worker of the first
+        for name, accepted in (("same chat", True), ("other chat", False)):
+            try:
+                with client.websocket_connect("/ws", subprotocols=["bearer", token_of[name]]):
+                    refused = False
+            except WebSocketDisconnect:
+                refused = True
+            assert refused is not accepted
