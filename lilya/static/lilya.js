@@ -225,6 +225,9 @@ export class Client extends Emitter {
       if (frame?.type === "disconnect") farewell = frame;
       else this._frame(frame, ws);
     };
+    // A handshake that fails fires `error`, then `close`; Node's WebSocket (20)
+    // fires only `error`. Either way it ends here, once.
+    ws.onerror = () => opened || ws.onclose?.({ code: 1006, reason: "" });
     ws.onclose = (event) => {
       if (ws !== this._ws) return;
       // A handshake that never opened may have been refused for its token (401).
@@ -311,7 +314,7 @@ export class Client extends Emitter {
   _drop(code, reason) {
     const ws = this._ws;
     if (!ws) return;
-    ws.onclose = ws.onmessage = ws.onopen = null;
+    ws.onclose = ws.onerror = ws.onmessage = ws.onopen = null;
     try {
       ws.close(code === 1006 ? 1000 : undefined);
     } catch {}
@@ -354,7 +357,7 @@ export class Client extends Emitter {
     const ws = this._ws;
     this._ws = null;
     if (ws) {
-      ws.onclose = ws.onmessage = ws.onopen = null;
+      ws.onclose = ws.onerror = ws.onmessage = ws.onopen = null;
       try {
         ws.close(1000);
       } catch {}

@@ -13,7 +13,8 @@ export class FakeServer {
     this.received = []; // every frame a client sent, in order
     this.rpc = { echo: (data) => data };
     this.tokens = null; // a Set of accepted tokens, or null for "any"
-    this.refuse = 0; // handshakes to refuse (the socket closes 1006 before open)
+    this.refuse = 0; // handshakes to refuse (error, then close 1006, before open)
+    this.refuseQuietly = false; // refused handshakes fire only error (Node 20's WebSocket)
     this.onRequest = null; // (socket, frame) => true to handle it yourself
     this.expiresAt = null;
     const server = this;
@@ -29,7 +30,11 @@ export class FakeServer {
         tick(() => {
           if (server.refuse > 0) {
             server.refuse--;
-            return this._closeFromServer(1006, "");
+            this.readyState = 3;
+            this.onerror?.({});
+            // As browsers do; Node 20's WebSocket fires no close here (refuseQuietly).
+            if (!server.refuseQuietly) this._closeFromServer(1006, "");
+            return;
           }
           this.readyState = 1;
           this.onopen?.({});

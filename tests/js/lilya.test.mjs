@@ -512,6 +512,18 @@ test("a handshake that never opened asks getToken again before the next attempt"
   assert.deepEqual(server.last.protocols, ["bearer", "t3"]);
 });
 
+test("a refused handshake that fires only error (no close) is retried once, not twice", async () => {
+  const server = new FakeServer();
+  server.refuse = 1;
+  server.refuseQuietly = true;
+  const client = open(server);
+  const downs = [];
+  client.on("state", (s) => s.state === "disconnected" && downs.push(s.code));
+  await next(client, "connected");
+  assert.deepEqual(downs, [1006]);
+  assert.equal(server.sockets.length, 2);
+});
+
 test("getToken throwing is reported and retried with backoff", async () => {
   const server = new FakeServer();
   let calls = 0;
