@@ -310,7 +310,8 @@ def asyncapi_document(
             payloads to document.
     """
     builder = _Builder()
-    for socket in _sockets(routes):
+    sockets = list(_sockets(routes))
+    for socket in sockets:
         address, parameters = _address(socket.path)
         directions: list[tuple[str, MessageCodec]] = []
         if socket.receives is not None:
@@ -321,6 +322,12 @@ def asyncapi_document(
         # a route typed with receives=, or a controller (on_invalid="error").
         if socket.receives is not None and socket.on_invalid == "error":
             directions.append(("send", codec_for(InvalidMessage)))
+        # A protocol endpoint (lilya.protocol) also answers requests with
+        # replies that carry no ``type`` (``replies``), and names the typed
+        # channels it serves (``typed_channels``).
+        replies = getattr(socket.handler, "replies", None)
+        if replies is not None:
+            directions.append(("send", codec_for(replies)))
         doc = (getattr(socket.handler, "__doc__", None) or "").strip()
         builder.add_channel(
             _identifier(socket.name or address),
@@ -329,7 +336,10 @@ def asyncapi_document(
             doc.split("\n\n")[0],
             directions,
         )
-    for typed in channels:
+    served = [
+        typed for socket in sockets for typed in getattr(socket.handler, "typed_channels", ())
+    ]
+    for typed in [*channels, *served]:
         address = typed.address
         builder.add_channel(
             _identifier("channel." + address),

@@ -286,10 +286,13 @@ def _check_tls(args: argparse.Namespace) -> str | None:
 
 
 def _log_config(level: str) -> dict[str, Any]:
-    """uvicorn's logging set-up, plus the ``lilya`` logger in the same format and at *level*."""
+    """uvicorn's logging set-up (query tokens redacted), plus the ``lilya`` logger at *level*."""
     from uvicorn.config import LOG_LEVELS, LOGGING_CONFIG
 
     config = copy.deepcopy(LOGGING_CONFIG)
+    # Tokens in query strings (``/ws?token=...``) are shown as ``token=***``.
+    config.setdefault("filters", {})["lilya_redact_tokens"] = {"()": "lilya.tokens.RedactTokens"}
+    config["handlers"]["access"].setdefault("filters", []).append("lilya_redact_tokens")
     config["loggers"]["lilya"] = {
         "handlers": ["default"],
         "level": LOG_LEVELS[level],

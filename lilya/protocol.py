@@ -814,14 +814,11 @@ class _Session:
                     if not frame:  # _FLUSH
                         return
                     await websocket.send_text(frame)
-        except WebSocketDisconnect:
-            self._drain()  # the client left; the reader gets its disconnect
-        except WebSocketRuntimeError:
-            # The socket was closed under the writer: by the app's limits (1008
-            # over rate, 1009 too big, done by the reader's receive) or by the
-            # server draining. Anything else is a bug of ours, and raised.
-            if websocket.application_state is not WebSocketState.DISCONNECTED:
-                raise
+        except (WebSocketDisconnect, WebSocketRuntimeError):
+            # The client left (the reader gets its disconnect), or the socket
+            # was closed under the writer: by the app's limits (1008 over rate,
+            # 1009 too big, done in the reader's receive) or by the app's drain.
+            # Either way sending is over, quietly.
             self._drain()
         finally:
             self._writer_stopped.set()
@@ -1142,7 +1139,7 @@ class _Session:
                                 }
                             )
                         )
-                    elif kind == "reset":
+                    else:  # "reset" (join and leave reach subscribers as "presence")
                         await out.send(
                             f'{{"type":"reset","channel":{channel_json},'
                             f'"epoch":{_json(event.epoch)},"offset":{event.offset}}}'

@@ -229,3 +229,34 @@ def test_token_sources_are_the_three_places_a_browser_can_put_a_token() -> None:
     assert list(only_query) == ["tokenQuery"]
     assert only_query["tokenQuery"]["name"] == "t"
     assert list(token_sources(query=None)) == ["bearerSubprotocol", "tokenCookie"]
+
+
+class _Said(msgspec.Struct):
+    """What a typed room carries."""
+
+    user: str
+    text: str
+
+
+def test_the_channels_protocol_endpoint_documents_its_frames_replies_and_typed_channels() -> None:
+    from lilya.asyncapi import token_sources
+    from lilya.protocol import ChannelOptions, ChannelsEndpoint
+
+    hub = Channels("memory://")
+    endpoint = ChannelsEndpoint(
+        hub, channels={"room:*": ChannelOptions(payload=_Said), "news": ChannelOptions()}
+    )
+    application = Lilya(routes=[WebSocketPath("/ws", endpoint, name="protocol")])
+    document = application.asyncapi(security=token_sources())
+    validate_asyncapi(document)
+    messages = document["channels"]["protocol"]["messages"]
+    requests = {"Connect", "Subscribe", "Unsubscribe", "Publish", "Rpc", "PresenceRequest"}
+    assert requests | {"HistoryRequest", "Refresh", "Ping", "Pong"} <= set(messages)
+    pushes = {"MessagePush", "JoinPush", "LeavePush", "GapPush", "ResetPush", "DisconnectPush"}
+    assert pushes | {"PingPush", "Reply"} <= set(messages)
+    sent = document["operations"]["protocol.send"]["messages"]
+    assert {"$ref": "#/channels/protocol/messages/Reply"} in sent
+    assert document["components"]["messages"]["Subscribe"]["summary"] == 'type "subscribe"'
+    typed = document["channels"]["channel.room_name"]
+    assert typed["address"] == "room:{name}"
+    assert list(typed["messages"]) == ["Said"]

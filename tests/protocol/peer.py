@@ -55,6 +55,14 @@ class Peer:
         error: dict[str, Any] = reply["error"]
         return error
 
+    async def closed(self, timeout: float = 5.0) -> tuple[int, str]:
+        """Read until the server's close; keep the frames on the way; return (code, reason)."""
+        while True:
+            message = await self.session.receive(timeout=timeout)
+            if message["type"] == "websocket.close":
+                return int(message.get("code", 1000)), str(message.get("reason") or "")
+            self.pushes.append(json.loads(message["text"]))
+
     async def push(self, timeout: float = 5.0) -> dict[str, Any]:
         """The next push (one already read while waiting for a reply first)."""
         if self.pushes:
