@@ -123,6 +123,19 @@ export class Client extends Emitter {
       retries: 8, // times a publish is retried after `unavailable` / `unknown_outcome`
       ...options,
     };
+    // Your mistakes, said at once rather than as a client that never connects.
+    for (const key of ["minDelay", "maxDelay", "ping", "pingTimeout", "timeout", "retries"]) {
+      const value = this.options[key];
+      const least = ["timeout", "retries"].includes(key) ? 0 : 1;
+      if (typeof value !== "number" || !(value >= least) || value === Infinity) {
+        throw new TypeError(`options.${key} must be a finite number >= ${least}, got ${value}`);
+      }
+    }
+    if (typeof this.options.WebSocket !== "function") {
+      throw new TypeError("no WebSocket class here: pass options.WebSocket (Node 20: --experimental-websocket)");
+    }
+    const { getToken } = this.options;
+    if (getToken != null && typeof getToken !== "function") throw new TypeError("options.getToken must be a function");
     this.state = "connecting"; // connecting, connected, disconnected (waiting to retry), closed
     this.info = null; // the last `connect` reply: client, user, expires_at, heartbeat
     this.subscriptions = new Map();
@@ -136,10 +149,11 @@ export class Client extends Emitter {
     this._timers = new Map(); // what -> timeout: "ping", "refresh", "reconnect", or a request
     // Back online (a laptop waking, Wi-Fi returning): check the socket now, or stop
     // waiting out the backoff.
-    globalThis.addEventListener?.("online", () => {
+    this._online = () => {
       if (this.state === "disconnected") this._schedule("reconnect", () => this._open(), 0);
       else this._ping();
-    });
+    };
+    globalThis.addEventListener?.("online", this._online);
     this._open();
   }
 
@@ -147,6 +161,7 @@ export class Client extends Emitter {
   subscribe(channel, options = {}) {
     if (typeof channel !== "string") throw new TypeError(`a channel is a string, not ${typeof channel}`);
     if (this.subscriptions.has(channel)) throw new LilyaError("already_subscribed", channel);
+    if (this.state === "closed") throw new LilyaError("closed", "the client is closed");
     const sub = new Subscription(this, channel, options);
     this.subscriptions.set(channel, sub);
     if (this.state === "connected") this._subscribe(sub);
@@ -356,6 +371,7 @@ export class Client extends Emitter {
   _stop(code, reason) {
     const ws = this._ws;
     this._ws = null;
+    globalThis.removeEventListener?.("online", this._online);
     if (ws) {
       ws.onclose = ws.onerror = ws.onmessage = ws.onopen = null;
       try {
@@ -459,7 +475,10 @@ export class Client extends Emitter {
       sub._ready[1](error);
       return sub._emit("error", error);
     }
-    if (this.subscriptions.get(sub.channel) !== sub) return;
+    if (this.subscriptions.get(sub.channel) !== sub) {
+      // Unsubscribed while the subscribe was on its way: undo it on the server too.
+      return this._request({ type: "unsubscribe", channel: sub.channel }).catch(() => {});
+    }
     // Without a place, or when it could not be served, start from the server's now
     // (a `reset` push follows an unrecovered `since` and says so to the page).
     if (!ok.recovered && sub.epoch === null) {

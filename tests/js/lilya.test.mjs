@@ -399,6 +399,26 @@ test("after unsubscribe no more messages are delivered and the name can be subsc
   assert.ok(client.subscribe("room"));
 });
 
+test("an unsubscribe while the subscribe is on its way is undone on the server too", async () => {
+  const server = new FakeServer();
+  const client = open(server);
+  await connected(client);
+  const sub = client.subscribe("room");
+  await sub.unsubscribe(); // before the reply
+  await until(() => frames(server, "unsubscribe").length === 1);
+  await until(() => !server.last.subscribed.has("room"));
+  server.publish("room", 1);
+  const again = client.subscribe("room");
+  assert.equal((await again.ready).recovered, false);
+});
+
+test("subscribing on a closed client throws closed", () => {
+  const server = new FakeServer();
+  const client = open(server);
+  client.close();
+  assert.throws(() => client.subscribe("room"), { code: "closed" });
+});
+
 test("subscribing twice to a channel or with a non-string name is a mistake", () => {
   const server = new FakeServer();
   const client = open(server);
@@ -664,7 +684,11 @@ test("close() while getToken is running opens no socket", async () => {
 test("the browser's online event ends the backoff wait, or checks a connected socket at once", async (t) => {
   const listeners = {};
   globalThis.addEventListener = (type, fn) => (listeners[type] = fn);
-  t.after(() => delete globalThis.addEventListener);
+  globalThis.removeEventListener = (type, fn) => listeners[type] === fn && delete listeners[type];
+  t.after(() => {
+    delete globalThis.addEventListener;
+    delete globalThis.removeEventListener;
+  });
   const server = new FakeServer();
   const client = open(server, { minDelay: 60000, maxDelay: 60000 });
   await connected(client);
@@ -675,4 +699,24 @@ test("the browser's online event ends the backoff wait, or checks a connected so
   listeners.online(); // without it, the next attempt would be 30 s or more away
   await next(client, "connected");
   assert.equal(server.sockets.length, 2);
+  client.close();
+  assert.equal(listeners.online, undefined, "close() removes its listener");
+});
+
+test("options that cannot work are refused at connect() with what to give instead", () => {
+  const server = new FakeServer();
+  const WebSocket = server.WebSocket;
+  for (const [options, says] of [
+    [{ minDelay: 0 }, /options.minDelay must be a finite number >= 1, got 0/],
+    [{ ping: -5 }, /options.ping must/],
+    [{ pingTimeout: "10" }, /options.pingTimeout must/],
+    [{ maxDelay: Infinity }, /options.maxDelay must/],
+    [{ retries: NaN }, /options.retries must/],
+    [{ getToken: "abc" }, /getToken must be a function/],
+    [{ WebSocket: undefined }, /pass options.WebSocket/],
+  ]) {
+    assert.throws(() => connect("ws://fake/ws", { WebSocket, ...options }), { name: "TypeError", message: says });
+  }
+  assert.throws(() => connect("not a url", { WebSocket }), TypeError);
+  assert.equal(server.sockets.length, 0);
 });
