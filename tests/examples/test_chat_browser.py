@@ -263,3 +263,34 @@ def test_a_page_that_missed_messages_notices_the_hole_and_fetches_them_once() ->
         finally:
             browser.close()
     assert tracebacks(log) == [], log
+
+
+def test_a_room_joined_later_shares_the_pages_one_socket() -> None:
+    from playwright.sync_api import sync_playwright
+
+    port = free_port()
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_FLAGS)
+        try:
+            ann, bob = browser.new_page(), browser.new_page()
+            sockets = sockets_of(ann)
+            with serve("", "lilya-run", command=lilya_run(), port=port) as server:
+                ann.goto(f"http://127.0.0.1:{port}/?nick=ann&rooms=lobby")
+                bob.goto(f"http://127.0.0.1:{port}/?nick=bob&rooms=extra")
+                for page in (ann, bob):
+                    wait_state(page, "online")
+                say(bob, "Said before ann came in.")
+                wait_text(bob, "Said before ann came in.", room="extra")
+                ann.fill("#newroom", "extra")
+                ann.press("#newroom", "Enter")
+                wait_text(ann, "Said before ann came in.", room="extra")  # its history
+                wait_online(ann, ["ann", "bob"])
+                say(ann, "Hello from the second room.")
+                wait_text(bob, "Hello from the second room.", room="extra")
+                assert ann.url.endswith("?nick=ann&rooms=lobby%2Cextra")
+                assert sockets == [f"ws://127.0.0.1:{port}/ws"]
+                assert messages(ann, "lobby") == []
+                log = server.log()
+        finally:
+            browser.close()
+    assert tracebacks(log) == [], log
