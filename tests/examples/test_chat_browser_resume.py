@@ -144,3 +144,37 @@ def test_ten_seconds_offline_mid_stream_loses_and_doubles_nothing(
         assert page.evaluate("() => drops")[0] == "ping timeout"
         log = server.log()
     assert tracebacks(log) == [], log
+
+
+def test_a_page_away_longer_than_the_history_holds_says_so_and_shows_the_latest_in_order(
+    browser: Any, redis_url: str, prefix: str
+) -> None:
+    """The one case where messages are missed, and the page says so (a ``reset``)."""
+    port = free_port()
+    env = {
+        "LILYA_CHANNELS_URL": redis_url,
+        "LILYA_CHANNELS_PREFIX": prefix,
+        "LILYA_CHAT_HISTORY": "20",
+    }
+    with serve("", "lilya-run", command=lilya_run(), env=env, port=port) as server:
+        page = open_page(browser, port)
+        server.process.kill()
+        server.process.wait(10)
+        wait_state(page, "reconnecting")
+        away = Publisher(redis_url, prefix, "flood", 30, pause=0, history_size=20)
+        away.start()
+        away.finish()
+    with serve("", "lilya-run", command=lilya_run(), env=env, port=port) as server:
+        page.wait_for_function(
+            "() => [...document.querySelectorAll('.log[data-room=flood] li.notice')]"
+            ".some(n => n.textContent.includes('history restarted'))",
+            timeout=20_000,
+        )
+        wait_messages(page, "flood", 20)
+        publish_directly(redis_url, prefix, "flood", "x", ["live"])
+        wait_messages(page, "flood", 21)
+        shown = messages(page, "flood")
+        assert [offset for offset, _, _ in shown] == list(range(11, 32))
+        assert shown[-1] == (31, "x", "live")
+        log = server.log()
+    assert tracebacks(log) == [], log
