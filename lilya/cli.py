@@ -290,9 +290,11 @@ def _log_config(level: str) -> dict[str, Any]:
     from uvicorn.config import LOG_LEVELS, LOGGING_CONFIG
 
     config = copy.deepcopy(LOGGING_CONFIG)
-    # Tokens in query strings (``/ws?token=...``) are shown as ``token=***``.
+    # Tokens in query strings (``/ws?token=...``) are shown as ``token=***``: in
+    # the access log (HTTP) and in uvicorn.error's "WebSocket /ws?..." lines.
     config.setdefault("filters", {})["lilya_redact_tokens"] = {"()": "lilya.tokens.RedactTokens"}
-    config["handlers"]["access"].setdefault("filters", []).append("lilya_redact_tokens")
+    for handler in ("default", "access"):
+        config["handlers"][handler].setdefault("filters", []).append("lilya_redact_tokens")
     config["loggers"]["lilya"] = {
         "handlers": ["default"],
         "level": LOG_LEVELS[level],

@@ -60,11 +60,12 @@ from lilya.channels import (
     Channels,
     Event,
     NotConnectedError,
-    Position,
     PublishOutcomeUnknownError,
     SubscriberOverflowError,
     Subscription,
+    check_position,
 )
+from lilya.channels.backend import check_message_id, check_name
 from lilya.exceptions import ImproperlyConfigured, WebSocketRuntimeError
 from lilya.responses import PlainText
 from lilya.tokens import (
@@ -719,7 +720,7 @@ def _id_of(raw: str | bytes) -> RequestId | None:
     """The id of a frame that did not parse as a request, if it has a usable one."""
     try:
         value = msgspec.json.decode(raw)
-    except msgspec.DecodeError:
+    except (msgspec.DecodeError, UnicodeError, RecursionError):
         return None
     if isinstance(value, dict):
         found = value.get("id")
@@ -809,8 +810,15 @@ class _Session:
     async def _writer(self) -> None:
         websocket = self.websocket
         try:
+            queued = self._queued
             with self._writer_scope:
-                async for frame in self._queued:
+                while True:
+                    # Without a checkpoint while frames are queued: the send
+                    # below is one, and a queue of pushes goes out in a run.
+                    try:
+                        frame = queued.receive_nowait()
+                    except anyio.WouldBlock:
+                        frame = await queued.receive()
                     if not frame:  # _FLUSH
                         return
                     await websocket.send_text(frame)
@@ -876,8 +884,15 @@ class _Session:
     async def _handle(self, raw: str | bytes) -> None:
         try:
             request = _decoder.decode(raw)
-        except msgspec.DecodeError as exc:
+        except (msgspec.DecodeError, UnicodeError) as exc:
+            # UnicodeError: text with a lone surrogate, which no server passes
+            # (RFC 6455 §8.1) but an in-process client can.
             await self._out.send(_reply_error(_id_of(raw), "bad_request", _problem(exc)))
+            return
+        except RecursionError:
+            # msgspec refuses nesting deeper than the interpreter's stack (a
+            # kilobyte of "[" does it) this way, not with a DecodeError.
+            await self._out.send(_reply_error(None, "bad_request", "JSON nested too deeply"))
             return
         if type(request) is Pong:
             self._pong.set()
@@ -895,10 +910,6 @@ class _Session:
         except _Fatal as exc:
             await self._out.send(_reply_error(request_id, exc.code, exc.message))
             await self.end(exc.close_code, exc.reason, reconnect=False)
-        except (TypeError, ValueError, InvalidMessageError) as exc:
-            # lilya's checks of what the client sent (a channel name, an id, a
-            # payload): the peer's doing, quoted back to it.
-            await self._out.send(_reply_error(request_id, "bad_request", _problem(exc)))
         except (BackendUnavailableError, NotConnectedError) as exc:
             await self._out.send(_reply_error(request_id, "unavailable", _problem(exc)))
         except PublishOutcomeUnknownError as exc:
@@ -921,6 +932,11 @@ class _Session:
             raise ProtocolError("forbidden", f"not allowed to {action} {channel!r}")
 
     def _options(self, channel: str) -> ChannelOptions:
+        """Check *channel*'s name (the peer's doing if bad) and return its options."""
+        try:
+            check_name(channel)
+        except (TypeError, ValueError) as exc:
+            raise ProtocolError("bad_request", _problem(exc)) from None
         options = self.endpoint.options_for(channel)
         if options is None:
             raise ProtocolError(
@@ -984,7 +1000,12 @@ class _Session:
                 raise ProtocolError("forbidden", f"presence is off for {channel!r}")
             await self._authorize(channel, "presence")
         since = request.since
-        position = Position(since.epoch, since.offset) if since is not None else None
+        position = None
+        if since is not None:
+            try:
+                position = check_position((since.epoch, since.offset))
+            except (TypeError, ValueError) as exc:
+                raise ProtocolError("bad_request", _problem(exc)) from None
         if position is not None and options.history_size == 0:
             position = None
         info = None
@@ -1046,8 +1067,13 @@ class _Session:
         await self._authorize(channel, "publish")
         data = request.data
         codec = self.endpoint._codecs.get(id(options))
-        if codec is not None:
-            data = msgspec.json.decode(codec.encode(codec.decode(msgspec.json.encode(data))))
+        try:
+            check_message_id(request.message_id)
+            if codec is not None:
+                data = msgspec.json.decode(codec.encode(codec.decode(msgspec.json.encode(data))))
+        except (TypeError, ValueError, InvalidMessageError) as exc:
+            raise ProtocolError("bad_request", _problem(exc)) from None
+        # What JSON decodes, Channels carries: no data error is left for publish.
         event = await self.hub.publish(channel, data, message_id=request.message_id)
         return {"epoch": event.epoch, "offset": event.offset}
 
@@ -1120,7 +1146,11 @@ class _Session:
                 async for event in entry.subscription:
                     kind = event.type
                     if kind == "message":
-                        await out.send(self._message_frame(channel_json, event))
+                        frame = self._message_frame(channel_json, event)
+                        try:
+                            out.send_nowait(frame)  # the common case: room in the queue
+                        except anyio.WouldBlock:
+                            await out.send(frame)  # the writer is behind: wait for it
                     elif kind == "presence":
                         if entry.presence:
                             for frame in _presence_frames(channel_json, event):

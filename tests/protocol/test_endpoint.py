@@ -194,6 +194,28 @@ async def test_a_frame_the_server_cannot_use_gets_bad_request_and_the_socket_sta
         assert await peer.ok("ping") == {}
 
 
+@pytest.mark.parametrize(
+    "frame",
+    [
+        "[" * 100_000,
+        '{"type": "publish", "id": 1, "channel": "c", "data": ' + "[" * 100_000,
+        '{"type": "nope", "id": 1, "data": ' + "[" * 100_000 + "]" * 100_000 + "}",
+        '{"type": "ping", "id": "\\ud800"}',
+        '{"type": "ping", "id": "\ud800"}',
+    ],
+    ids=["deep", "deep-data", "deep-after-a-bad-type", "escaped-surrogate", "raw-surrogate"],
+)
+async def test_hostile_json_is_a_bad_request_with_no_id_and_no_traceback(
+    frame: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with served() as (_, connect), connect() as peer:
+        await peer.session.send_text(frame)
+        reply = await peer.frame()
+        assert reply["id"] is None and reply["error"]["code"] == "bad_request"
+        assert await peer.ok("ping") == {}
+    assert not [r for r in caplog.records if r.exc_info]
+
+
 async def test_a_binary_frame_is_read_as_json_too() -> None:
     async with served() as (_, connect), connect() as peer:
         await peer.session.send_bytes(b'{"type": "ping", "id": 1}')
@@ -578,3 +600,65 @@ def test_frames_round_trip_as_the_documented_json() -> None:
     assert isinstance(frame, Subscribe) and frame.since is not None
     assert json.loads(msgspec.json.encode(frame))["type"] == "subscribe"
     assert logging.getLogger("lilya.protocol").name == "lilya.protocol"
+
+
+async def _ends_by_client_close(peer: Peer) -> None:
+    await peer.session.close(1000)
+
+
+async def _ends_by_drop(peer: Peer) -> None:
+    await peer.session.drop()
+
+
+async def _ends_by_expiry(peer: Peer) -> None:
+    await peer.ok("refresh", token="ann:0.1")
+    assert (await peer.closed())[0] == 4001
+
+
+async def _ends_by_size(peer: Peer) -> None:
+    await peer.session.send_text("x" * 5000)
+    assert (await peer.closed())[0] == 1009
+
+
+async def _ends_by_rate(peer: Peer) -> None:
+    for n in range(200):
+        await peer.send({"type": "ping", "id": n})
+    assert (await peer.closed())[0] == 1008
+
+
+async def _ends_by_heartbeat(peer: Peer) -> None:
+    assert (await peer.closed(timeout=10))[0] == 1011
+
+
+@pytest.mark.parametrize(
+    "ending",
+    [
+        _ends_by_client_close,
+        _ends_by_drop,
+        _ends_by_expiry,
+        _ends_by_size,
+        _ends_by_rate,
+        _ends_by_heartbeat,
+    ],
+)
+async def test_every_way_a_connection_ends_is_quiet_and_leaves_every_subscription(
+    ending: Callable[[Peer], Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    options: dict[str, Any] = {
+        "authenticate": hooks.authenticate,
+        "channels": {"*": ChannelOptions(presence=True)},
+        "route": {"max_message_size": 1000, "rate_limit": RateLimit(per_second=1, burst=100)},
+    }
+    if ending is _ends_by_heartbeat:
+        options["heartbeat"] = (0.1, 0.1)
+    async with served(**options) as (hub, connect):
+        async with connect(params={"token": "ann"}) as peer:
+            for n in range(5):
+                await peer.ok("subscribe", channel=f"c{n}")
+            assert len((await peer.ok("presence", channel="c0"))["members"]) == 1
+            await ending(peer)
+        with anyio.fail_after(5):
+            while hub._locals:  # every subscription left, on every channel
+                await anyio.sleep(0.01)
+        assert await hub.presence("c0") == {}
+    assert not [r for r in caplog.records if r.exc_info]
