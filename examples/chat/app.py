@@ -157,20 +157,21 @@ def read_say(data: Any) -> tuple[str, str, str]:
     """Return the room, text and id of a ``say`` rpc's data, stripped and checked.
 
     Raises:
-        ValueError: not ``{"room": str, "text": str, "id": str}`` with a valid
-            room, a text that is not blank and an id of 1 to ``MAX_ID`` characters
-            (the endpoint answers ``bad_request`` with this message).
-        ProtocolError: a text longer than ``MAX_MESSAGE`` (error ``limit``).
+        ProtocolError: ``bad_request`` for what is not ``{"room": str, "text":
+            str, "id": str}`` with a valid room, a text that is not blank and an
+            id of 1 to ``MAX_ID`` characters; ``limit`` for a text longer than
+            ``MAX_MESSAGE``. The endpoint answers with it; any other exception
+            of an rpc handler is the server's bug (``internal``, logged).
     """
     if not isinstance(data, dict):
-        raise ValueError('say takes {"room": "…", "text": "…", "id": "…"}')
+        raise ProtocolError("bad_request", 'say takes {"room": "…", "text": "…", "id": "…"}')
     room, text, message_id = data.get("room"), data.get("text"), data.get("id")
     if not isinstance(room, str) or not ROOM.fullmatch(room):
-        raise ValueError("room: 1 to 40 letters, digits, - or _")
+        raise ProtocolError("bad_request", "room: 1 to 40 letters, digits, - or _")
     if not isinstance(text, str) or not text.strip():
-        raise ValueError("text: a non-blank str")
+        raise ProtocolError("bad_request", "text: a non-blank str")
     if not isinstance(message_id, str) or not 0 < len(message_id) <= MAX_ID:
-        raise ValueError(f"id: a str of 1 to {MAX_ID} characters")
+        raise ProtocolError("bad_request", f"id: a str of 1 to {MAX_ID} characters")
     text = text.strip()
     if len(text) > MAX_MESSAGE:
         raise ProtocolError("limit", f"a message is at most {MAX_MESSAGE} characters")

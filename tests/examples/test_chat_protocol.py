@@ -222,6 +222,9 @@ def test_read_say_returns_the_stripped_fields() -> None:
     with pytest.raises(ProtocolError) as too_long:
         read_say({"room": "r", "text": "x" * (MAX_MESSAGE + 1), "id": "i"})
     assert too_long.value.code == "limit"
+    with pytest.raises(ProtocolError) as bad:
+        read_say({"room": "r", "text": "t"})
+    assert (bad.value.code, bad.value.message) == ("bad_request", "id: a str of 1 to 64 characters")
 
 
 def test_the_secret_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
