@@ -1,11 +1,25 @@
-"""A chat room on lilya: ``lilya run examples.chat.app:app``, then open the printed URL.
+"""A chat on lilya: ``lilya run examples.chat.app:app``, then open the printed URL.
 
-One page (``static/index.html``) and one WebSocket route, ``/ws/{room}?nick=ann``.
-Messages fan out through :mod:`lilya.channels`: ``memory://`` by default (one
-process), or the URL in ``LILYA_CHANNELS_URL`` (``redis://127.0.0.1:6379/0``)
-for several workers or hosts. See ``docs/chat.md``.
+One page (``static/index.html``), several rooms over **one** WebSocket: the page
+logs in (``POST /login`` with a nickname returns a signed token), imports
+``lilya.js`` from ``/lilya.js`` and speaks the lilya channels protocol
+(``docs/protocol.md``) to ``/ws``: a room is the channel ``room:{name}``,
+with history, recovery and presence per room. See ``docs/chat.md``.
 
-What the server sends, one JSON text frame each:
+- ``POST /login`` with ``{"nick": "ann"}``: ``{"token", "expires_at"}``, a token
+  signed with the app's secret that expires after ``token_ttl`` seconds (the
+  page's ``getToken``; lilya.js refreshes it before it runs out).
+- ``/ws``: a :class:`~lilya.protocol.ChannelsEndpoint`. Clients subscribe to
+  ``room:NAME`` channels (with ``presence: true`` for joins and leaves), read
+  ``history`` and ``presence``, and post with the rpc ``say``
+  (``{"room", "text", "id"}``): the server publishes ``{"nick", "text", "ts",
+  "id"}`` with the nickname of the token, so nobody can post as someone else,
+  and with ``message_id`` ``nick + id``, so a ``say`` retried after a reconnect
+  is posted once. Clients cannot ``publish`` directly (``publish="server"``).
+
+The one-room route of the first version stays, for plain WebSocket clients
+and the flood benchmarks: ``/ws/{room}?nick=ann``. What it sends, one JSON text
+frame each:
 
 - ``welcome``: ``room``, ``nick``, ``member`` (your presence id), ``pid`` (the
   worker process that serves you), ``resumed`` (your ``since=`` was honoured)
@@ -29,14 +43,16 @@ What the server sends, one JSON text frame each:
   was refused; with ``retry: true`` its fate is unknown (the store stalled):
   send it again with the same ``id``, which is delivered once.
 
-What the client sends: text frames, each one chat message: either plain text,
-or ``{"id": "…", "text": "…"}`` (the page sends this) so that resending after
-an error or a reconnect can never post it twice.
+What the client sends there: text frames, each one chat message: either plain
+text, or ``{"id": "…", "text": "…"}`` so that resending after an error or a
+reconnect can never post it twice. Both routes share the rooms: a message said
+on one is seen on the other.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import re
@@ -47,6 +63,7 @@ from typing import Any
 
 from lilya import status
 from lilya.apps import Lilya
+from lilya.browser import LilyaJS
 from lilya.channels import (
     BackendUnavailableError,
     Channels,
@@ -59,11 +76,14 @@ from lilya.channels import (
 from lilya.exceptions import HTTPException, WebSocketException
 from lilya.middleware import DefineMiddleware
 from lilya.middleware.trusted_host import TrustedHostMiddleware
+from lilya.protocol import ChannelOptions, ChannelsEndpoint, Client, ProtocolError
 from lilya.requests import Request
-from lilya.responses import HTMLResponse
+from lilya.responses import HTMLResponse, JSONResponse
 from lilya.routing import Path, WebSocketPath
+from lilya.tokens import Authenticated
 from lilya.websockets import WebSocket
 
+from .login import MAX_NICK, check_nick, read_token, sign_token
 from .messages import ChatError, ChatMessage, Gap, History, Presence, Reset, Say, Welcome
 
 __all__ = [
@@ -71,16 +91,21 @@ __all__ = [
     "MAX_ID",
     "MAX_MESSAGE",
     "MAX_NICK",
+    "MAX_ROOMS",
+    "TOKEN_TTL",
     "app",
     "create_app",
     "read_handshake",
     "read_message",
+    "read_say",
 ]
 
 #: How many messages a newcomer (or a reloaded page) is shown.
 HISTORY = 50
-#: Longest nickname, in characters; longer (or empty) is refused with 400.
-MAX_NICK = 24
+#: Rooms one socket of ``/ws`` may be in at once (more: error ``limit``).
+MAX_ROOMS = 20
+#: Seconds a login token is valid (lilya.js refreshes it before it expires).
+TOKEN_TTL = 3600.0
 #: Longest chat message, in characters; longer is refused with an ``error`` frame.
 MAX_MESSAGE = 1000
 #: Longest message id a client may give (the page sends 36-character UUIDs).
@@ -128,6 +153,31 @@ def read_message(data: str) -> tuple[str, str | None]:
     return frame["text"], message_id
 
 
+def read_say(data: Any) -> tuple[str, str, str]:
+    """Return the room, text and id of a ``say`` rpc's data, stripped and checked.
+
+    Raises:
+        ProtocolError: ``bad_request`` for what is not ``{"room": str, "text":
+            str, "id": str}`` with a valid room, a text that is not blank and an
+            id of 1 to ``MAX_ID`` characters; ``limit`` for a text longer than
+            ``MAX_MESSAGE``. The endpoint answers with it; any other exception
+            of an rpc handler is the server's bug (``internal``, logged).
+    """
+    if not isinstance(data, dict):
+        raise ProtocolError("bad_request", 'say takes {"room": "…", "text": "…", "id": "…"}')
+    room, text, message_id = data.get("room"), data.get("text"), data.get("id")
+    if not isinstance(room, str) or not ROOM.fullmatch(room):
+        raise ProtocolError("bad_request", "room: 1 to 40 letters, digits, - or _")
+    if not isinstance(text, str) or not text.strip():
+        raise ProtocolError("bad_request", "text: a non-blank str")
+    if not isinstance(message_id, str) or not 0 < len(message_id) <= MAX_ID:
+        raise ProtocolError("bad_request", f"id: a str of 1 to {MAX_ID} characters")
+    text = text.strip()
+    if len(text) > MAX_MESSAGE:
+        raise ProtocolError("limit", f"a message is at most {MAX_MESSAGE} characters")
+    return room, text, message_id
+
+
 def read_handshake(websocket: WebSocket, room: str) -> tuple[str, Position | None]:
     """Check a handshake; return the nickname and the position to resume from.
 
@@ -160,6 +210,9 @@ def create_app(
     key_prefix: str | None = None,
     allowed_origins: Sequence[str] | None = None,
     allowed_hosts: Sequence[str] | None = None,
+    secret: bytes | None = None,
+    token_ttl: float = TOKEN_TTL,
+    history_size: int | None = None,
 ) -> Lilya:
     """Build the chat app. Each argument defaults to its environment variable.
 
@@ -172,6 +225,15 @@ def create_app(
         allowed_hosts: ``LILYA_CHAT_HOSTS`` (comma-separated): when set, only
             these ``Host`` names are served (``TrustedHostMiddleware``), which
             defeats DNS rebinding.
+        secret: ``LILYA_CHAT_SECRET``, the key that signs login tokens; else
+            one derived from the channels URL and prefix, so every worker of
+            one chat accepts the tokens of the others. That default protects
+            nothing here (``/login`` hands any free nickname to anyone); an app
+            whose login checks something must set its own secret.
+        token_ttl: seconds a login token is valid.
+        history_size: ``LILYA_CHAT_HISTORY``, else ``2 * HISTORY`` (100): the
+            messages each room keeps, so a page that was away resumes from
+            them instead of starting over.
     """
     env = os.environ
     url = channels_url or env.get("LILYA_CHANNELS_URL") or "memory://"
@@ -180,9 +242,48 @@ def create_app(
         allowed_origins = [o for o in env.get("LILYA_CHAT_ORIGINS", "").split(",") if o.strip()]
     if allowed_hosts is None:
         allowed_hosts = [h.strip() for h in env.get("LILYA_CHAT_HOSTS", "").split(",") if h.strip()]
-    # Twice what a newcomer sees, so a client that was away for a while can
-    # still resume from history instead of starting over.
-    channels = Channels(url, history_size=2 * HISTORY, key_prefix=prefix)
+    # By default twice what a newcomer sees, so a client that was away for a
+    # while can still resume from history instead of starting over.
+    if history_size is None:
+        history_size = int(env.get("LILYA_CHAT_HISTORY") or 2 * HISTORY)
+    channels = Channels(url, history_size=history_size, key_prefix=prefix)
+    if secret is None:
+        secret = env["LILYA_CHAT_SECRET"].encode() if env.get("LILYA_CHAT_SECRET") else None
+    key = secret or hashlib.sha256(f"lilya chat\n{url}\n{prefix}".encode()).digest()
+
+    async def login(request: Request) -> JSONResponse:
+        body = await request.json()  # not JSON: 400, said by lilya
+        try:
+            nick = check_nick(body.get("nick") if isinstance(body, dict) else None)
+        except ValueError as exc:
+            return JSONResponse({"error": str(exc)}, status_code=400)
+        expires_at = time.time() + token_ttl
+        return JSONResponse({"token": sign_token(key, nick, expires_at), "expires_at": expires_at})
+
+    def authenticate(websocket: Any, token: str) -> Authenticated | None:
+        return read_token(key, token)
+
+    def authorize(user: Any, channel: str, action: str) -> bool:
+        # The endpoint's pattern already limits channels to "room:*".
+        return ROOM.fullmatch(channel.removeprefix("room:")) is not None
+
+    async def say(client: Client, data: Any) -> dict[str, Any]:
+        room, text, message_id = read_say(data)
+        nick = str(client.user)
+        message = {"nick": nick, "text": text, "ts": time.time(), "id": message_id}
+        # Scoped by nick, so one client cannot suppress another's ids; the
+        # backend's errors become the protocol's unavailable / unknown_outcome.
+        event = await channels.publish(f"room:{room}", message, message_id=f"{nick}\n{message_id}")
+        return {"epoch": event.epoch, "offset": event.offset}
+
+    endpoint = ChannelsEndpoint(
+        channels,
+        authenticate=authenticate,
+        authorize=authorize,
+        rpc={"say": say},
+        channels={"room:*": ChannelOptions(presence=True, publish="server")},
+        max_channels=MAX_ROOMS,
+    )
 
     async def page(request: Request) -> HTMLResponse:
         return HTMLResponse(PAGE, headers={"cache-control": "no-store"})
@@ -298,7 +399,13 @@ def create_app(
             DefineMiddleware(TrustedHostMiddleware, allowed_hosts=list(allowed_hosts))
         )
     app = Lilya(
-        routes=[Path("/", page, name="page"), WebSocketPath("/ws/{room}", chat, name="chat")],
+        routes=[
+            Path("/", page, name="page"),
+            Path("/login", login, methods=["POST"], name="login"),
+            LilyaJS("/lilya.js"),
+            WebSocketPath("/ws", endpoint, name="channels"),
+            WebSocketPath("/ws/{room}", chat, name="chat"),
+        ],
         middleware=middleware,
         lifespan=channels.lifespan,
         allowed_origins=[origin.strip() for origin in allowed_origins],
@@ -306,7 +413,10 @@ def create_app(
     app.state.channels = channels
     app.serve_asyncapi(
         title="lilya chat",
-        description="Rooms at /ws/{room}?nick=NAME (and since=EPOCH:OFFSET to resume).",
+        description=(
+            "/ws: the lilya channels protocol (rooms are room:NAME channels; post with the "
+            "rpc say). /ws/{room}?nick=NAME: one room per socket (since=EPOCH:OFFSET resumes)."
+        ),
     )
     return app
 

@@ -31,7 +31,9 @@ def test_the_page_is_served_at_the_root(client: TestClient) -> None:
     response = client.get("/")
     assert response.status_code == 200
     assert response.headers["content-type"] == "text/html; charset=utf-8"
-    assert "new WebSocket(url)" in response.text
+    # The page speaks the protocol through the lilya.js the app serves.
+    assert 'import { connect } from "/lilya.js";' in response.text
+    assert client.get("/lilya.js").headers["content-type"] == "text/javascript; charset=utf-8"
 
 
 def test_a_message_reaches_everyone_in_the_room_and_no_one_else(client: TestClient) -> None:

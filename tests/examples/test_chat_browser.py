@@ -1,10 +1,12 @@
 """The chat demo in headless Chromium, served by ``lilya run`` in a subprocess.
 
-Two pages chat; one reloads and sees the history; then the server process is
-killed (SIGKILL: no goodbye to anyone) and started again on the same port. The
-channels live in Redis, so history survives the restart, and a message is
-published while the server is down: both pages must reconnect by themselves
-and show it exactly once, with nothing lost or doubled, in offset order.
+Two pages chat in two rooms, each page over one socket; one reloads and sees
+the history; then the server process is killed (SIGKILL: no goodbye to
+anyone) and started again on the same port. The channels live in Redis, so
+history survives the restart, and a message is published while the server is
+down: both pages must reconnect by themselves (logging in again: the new
+process has a new token secret) and show it exactly once, with nothing lost or
+doubled, in offset order.
 
 Set ``LILYA_CHAT_SCREENSHOT=docs/chat.png`` to keep the screenshot of the two
 pages (it always goes to the test's tmp directory too).
@@ -12,117 +14,42 @@ pages (it always goes to the test's tmp directory too).
 
 from __future__ import annotations
 
-import base64
 import os
 import shutil
-import sys
-import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import anyio
 import pytest
 
-from lilya.channels import Channels
+from tests.examples.chat_browser import (
+    WAIT_MS,
+    lilya_run,
+    messages,
+    publish_directly,
+    say,
+    side_by_side,
+    wait_online,
+    wait_state,
+    wait_text,
+)
 from tests.support.browser import CHROMIUM, CHROMIUM_FLAGS, needs_chromium
 from tests.support.servers import ROOT, free_port, serve, tracebacks
 
 if TYPE_CHECKING:
     from playwright.sync_api import ViewportSize
 
-#: Milliseconds any one thing a page shows may take to appear.
-WAIT_MS = 20_000
-
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.server,
-    pytest.mark.redis,
-    pytest.mark.slow,
-    needs_chromium,
-]
+pytestmark = [pytest.mark.browser, pytest.mark.server, pytest.mark.slow, needs_chromium]
 
 
-def lilya_run(port: str = "{port}") -> list[str]:
-    return [sys.executable, "-m", "lilya", "run", "examples.chat.app:app", "--port", port]
+def sockets_of(page: Any) -> list[str]:
+    """Record the URL of every WebSocket *page* opens from now on; return the list."""
+    urls: list[str] = []
+    page.on("websocket", lambda ws: urls.append(ws.url))
+    return urls
 
 
-def messages(page: Any) -> list[tuple[int, str, str]]:
-    """(offset, nick, text) of every message the page shows, top to bottom."""
-    rows: list[list[Any]] = page.eval_on_selector_all(
-        "#log li.msg",
-        "items => items.map(li => [Number(li.dataset.offset),"
-        " li.querySelector('.nick').textContent, li.querySelector('.text').textContent])",
-    )
-    return [(int(offset), nick, text) for offset, nick, text in rows]
-
-
-def wait_state(page: Any, state: str) -> None:
-    page.wait_for_function(
-        "state => document.body.dataset.state === state", arg=state, timeout=WAIT_MS
-    )
-
-
-def wait_text(page: Any, text: str) -> None:
-    page.wait_for_function(
-        "text => [...document.querySelectorAll('#log li.msg .text')]"
-        ".some(t => t.textContent === text)",
-        arg=text,
-        timeout=WAIT_MS,
-    )
-
-
-def wait_online(page: Any, nicks: list[str]) -> None:
-    page.wait_for_function(
-        "nicks => JSON.stringify([...document.querySelectorAll('#online li')]"
-        ".map(li => li.textContent)) === JSON.stringify(nicks)",
-        arg=nicks,
-        timeout=WAIT_MS,
-    )
-
-
-def say(page: Any, text: str) -> None:
-    page.fill("#text", text)
-    page.press("#text", "Enter")
-
-
-def publish_directly(url: str, prefix: str, room: str, nick: str, text: str) -> None:
-    """Publish into the room through Redis, as another worker would.
-
-    In a thread of its own: Playwright's sync API keeps an event loop running
-    in this one.
-    """
-
-    async def publish() -> None:
-        async with Channels(url, key_prefix=prefix) as channels:
-            data = {"nick": nick, "text": text, "ts": time.time()}
-            await channels.publish(f"room:{room}", data)
-
-    with ThreadPoolExecutor(1) as pool:
-        pool.submit(anyio.run, publish).result(timeout=10)
-
-
-def side_by_side(browser: Any, left: bytes, right: bytes, path: Path) -> None:
-    """Screenshot two page screenshots next to each other (no imaging library needed)."""
-    page = browser.new_page(viewport={"width": 1300, "height": 520})
-    try:
-        images = "".join(
-            f'<img src="data:image/png;base64,{base64.b64encode(png).decode()}">'
-            for png in (left, right)
-        )
-        page.set_content(
-            "<style>body{margin:0;padding:10px;background:#d9dce3;display:flex;gap:10px}"
-            "img{border-radius:8px;box-shadow:0 2px 10px rgba(0,0,0,.18)}</style>" + images
-        )
-        page.wait_for_function(
-            "[...document.images].every(i => i.complete && i.naturalWidth > 0)", timeout=WAIT_MS
-        )
-        page.screenshot(path=str(path))
-    finally:
-        page.close()
-
-
-def test_two_pages_chat_reload_and_resume_across_a_server_restart(
+@pytest.mark.redis
+def test_two_pages_chat_in_two_rooms_reload_and_resume_across_a_server_restart(
     redis_url: str, prefix: str, tmp_path: Path
 ) -> None:
     from playwright.sync_api import sync_playwright
@@ -137,12 +64,13 @@ def test_two_pages_chat_reload_and_resume_across_a_server_restart(
             viewport: ViewportSize = {"width": 630, "height": 500}
             ann = browser.new_page(viewport=viewport)
             bob = browser.new_page(viewport=viewport)
+            ann_sockets, bob_sockets = sockets_of(ann), sockets_of(bob)
             with serve("", "lilya-run", command=lilya_run(), env=env, port=port) as server:
                 ann.goto(home)  # no nickname yet: the page asks for one
                 ann.fill("#nick", "ann")
-                ann.fill("#roomname", "lobby")
+                ann.fill("#roomnames", "lobby,dev")
                 ann.click("#join button")
-                bob.goto(f"{home}?room=lobby&nick=bob")
+                bob.goto(f"{home}?rooms=lobby,dev&nick=bob")
                 for page in (ann, bob):
                     wait_state(page, "online")
                     wait_online(page, ["ann", "bob"])
@@ -151,14 +79,28 @@ def test_two_pages_chat_reload_and_resume_across_a_server_restart(
                 wait_text(bob, "Hello Bob, are you there?")
                 say(bob, "Hi Ann! Loud and clear.")
                 wait_text(ann, "Hi Ann! Loud and clear.")
+                # The second room, over the same socket.
+                for page in (ann, bob):
+                    page.click("#rooms .tab[data-room=dev]")
+                say(bob, "Over in #dev too.")
+                wait_text(ann, "Over in #dev too.", room="dev")
+                assert messages(ann, "lobby") == [
+                    (1, "ann", "Hello Bob, are you there?"),
+                    (2, "bob", "Hi Ann! Loud and clear."),
+                ]
+                assert ann_sockets == [f"ws://127.0.0.1:{port}/ws"]
+                assert bob_sockets == [f"ws://127.0.0.1:{port}/ws"]
 
                 bob.reload()
                 wait_state(bob, "online")
                 wait_text(bob, "Hi Ann! Loud and clear.")
-                assert messages(bob) == [
+                wait_text(bob, "Over in #dev too.", room="dev")
+                assert messages(bob, "lobby") == [
                     (1, "ann", "Hello Bob, are you there?"),
                     (2, "bob", "Hi Ann! Loud and clear."),
                 ]
+                bob.click("#rooms .tab[data-room=lobby]")
+                ann.click("#rooms .tab[data-room=lobby]")
 
                 server.process.kill()  # SIGKILL: no close frames, no lifespan shutdown
                 server.process.wait(10)
@@ -168,7 +110,9 @@ def test_two_pages_chat_reload_and_resume_across_a_server_restart(
                     assert not page.is_enabled("#send")
 
                 # Another worker goes on publishing while this one is down.
-                publish_directly(redis_url, prefix, "lobby", "carol", "Posted during the restart.")
+                publish_directly(
+                    redis_url, prefix, "lobby", "carol", ["Posted during the restart."]
+                )
 
             with serve("", "lilya-run", command=lilya_run(), env=env, port=port) as server:
                 for page in (ann, bob):
@@ -186,9 +130,11 @@ def test_two_pages_chat_reload_and_resume_across_a_server_restart(
                     (5, "bob", "And nothing twice."),
                 ]
                 for page in (ann, bob):
-                    assert messages(page) == expected
+                    assert messages(page, "lobby") == expected
+                    assert messages(page, "dev") == [(1, "bob", "Over in #dev too.")]
                     # Resumed, not reloaded: the page says so, and kept its log.
-                    assert page.locator("#log li.notice", has_text="caught up").count() == 1
+                    notices = page.locator(".log[data-room=lobby] li.notice", has_text="caught up")
+                    assert notices.count() == 1
                     wait_online(page, ["ann", "bob"])
 
                 shot = tmp_path / "chat.png"
@@ -204,19 +150,17 @@ def test_two_pages_chat_reload_and_resume_across_a_server_restart(
         assert tracebacks(log) == [], log
 
 
-def test_on_memory_a_restart_loses_history_and_the_pages_start_over_cleanly(
-    tmp_path: Path,
-) -> None:
+def test_on_memory_a_restart_loses_history_and_the_pages_start_over_cleanly() -> None:
     """The README's default (``memory://``): a restart forgets the room.
 
     The pages must notice it (the server's history has a new epoch, so their
-    position cannot be served), say so, drop the old log, and chat on, with the
-    new epoch's offsets counting from 1 and nothing shown twice.
+    position cannot be served: a ``reset``), say so, drop the old log, and chat
+    on, with the new epoch's offsets counting from 1 and nothing shown twice.
     """
     from playwright.sync_api import sync_playwright
 
     port = free_port()
-    home = f"http://127.0.0.1:{port}/?room=lobby"
+    home = f"http://127.0.0.1:{port}/?rooms=lobby"
     logs: list[str] = []
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_FLAGS)
@@ -240,7 +184,7 @@ def test_on_memory_a_restart_loses_history_and_the_pages_start_over_cleanly(
                 for page in (ann, bob):
                     wait_state(page, "online")
                     page.wait_for_function(
-                        "() => [...document.querySelectorAll('#log li.notice')]"
+                        "() => [...document.querySelectorAll('.log li.notice')]"
                         ".some(n => n.textContent.includes('history restarted'))",
                         timeout=WAIT_MS,
                     )
@@ -257,19 +201,18 @@ def test_on_memory_a_restart_loses_history_and_the_pages_start_over_cleanly(
 
 
 def test_a_page_that_missed_messages_notices_the_hole_and_fetches_them_once() -> None:
-    """Offsets are consecutive, so a page can tell it missed something, and recover.
+    """Offsets are consecutive, so lilya.js can tell it missed something, and recover.
 
-    The page is made to miss two messages for real (its socket handler is
-    swapped out while they arrive, and only the third is handed on): it must
-    say so, reconnect from the last message it has, and end with every message
-    exactly once, in order. Then a message it sent is resent after a reconnect
-    (as after a lost reply), and twice before: the id makes the server post it
-    only once.
+    The page is made to miss two messages for real (its socket's handler is
+    swapped out while they arrive, and only the third is handed on): lilya.js
+    must resubscribe from the last message it has and the page end with every
+    message exactly once, in order. Then a ``say`` is sent twice with one id
+    (as after a lost reply): the server posts it once.
     """
     from playwright.sync_api import sync_playwright
 
     port = free_port()
-    home = f"http://127.0.0.1:{port}/?room=holes"
+    home = f"http://127.0.0.1:{port}/?rooms=holes"
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_FLAGS)
         try:
@@ -280,41 +223,73 @@ def test_a_page_that_missed_messages_notices_the_hole_and_fetches_them_once() ->
                 for page in (ann, bob):
                     wait_state(page, "online")
                 say(bob, "one")
-                wait_text(ann, "one")
+                wait_text(ann, "one", room="holes")
                 ann.evaluate(
-                    "() => { window.held = []; chat.socket.onmessage = e => held.push(e.data); }"
+                    "() => { const ws = chat.client._ws; window.handler = ws.onmessage;"
+                    " window.held = []; ws.onmessage = e => held.push(e); }"
                 )
                 for text in ("two", "three", "four"):
                     say(bob, text)
-                wait_text(bob, "four")
-                ann.wait_for_function("() => held.length >= 3", timeout=WAIT_MS)
-                # Hand on only "four": "two" and "three" never reached the page.
-                ann.evaluate(
-                    "() => handle(JSON.parse(held.find(f => JSON.parse(f).text === 'four')))"
-                )
+                wait_text(bob, "four", room="holes")
                 ann.wait_for_function(
-                    "() => [...document.querySelectorAll('#log li.notice')]"
-                    ".some(n => n.textContent.includes('Missed messages 2–3'))",
+                    "() => held.filter(e => e.data.includes('\"message\"')).length >= 3",
                     timeout=WAIT_MS,
                 )
-                wait_text(ann, "four")
+                # Hand on only "four": "two" and "three" never reached lilya.js.
+                ann.evaluate(
+                    "() => { const ws = chat.client._ws; ws.onmessage = handler;"
+                    " handler(held.find(e => e.data.includes('\"four\"'))); }"
+                )
+                wait_text(ann, "four", room="holes")
                 expected = [(1, "bob", "one"), (2, "bob", "two"), (3, "bob", "three")]
                 expected.append((4, "bob", "four"))
-                assert messages(ann) == expected
-
-                # A message sent, then resent after a reconnect with the same id.
-                ann.evaluate(
-                    "() => { chat.pending.set('fixed-id', 'sent twice, shown once');"
-                    " send('fixed-id', 'sent twice, shown once');"
-                    " send('fixed-id', 'sent twice, shown once'); chat.socket.close(4001); }"
+                ann.wait_for_function(
+                    "() => document.querySelectorAll('.log[data-room=holes] li.msg').length >= 4",
+                    timeout=WAIT_MS,
                 )
-                wait_state(ann, "online")
+                assert messages(ann, "holes") == expected
+
+                ann.evaluate(
+                    "async () => { const data = { room: 'holes', text: 'sent twice, shown once',"
+                    " id: 'fixed-id' }; await chat.client.call('say', data);"
+                    " await chat.client.call('say', data); }"
+                )
                 say(ann, "after the resend")
                 for page in (ann, bob):
-                    wait_text(page, "after the resend")
-                    texts = [text for _, _, text in messages(page)]
+                    wait_text(page, "after the resend", room="holes")
+                    texts = [text for _, _, text in messages(page, "holes")]
                     assert texts.count("sent twice, shown once") == 1
-                assert ann.evaluate("() => chat.pending.size") == 0
+                log = server.log()
+        finally:
+            browser.close()
+    assert tracebacks(log) == [], log
+
+
+def test_a_room_joined_later_shares_the_pages_one_socket() -> None:
+    from playwright.sync_api import sync_playwright
+
+    port = free_port()
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_FLAGS)
+        try:
+            ann, bob = browser.new_page(), browser.new_page()
+            sockets = sockets_of(ann)
+            with serve("", "lilya-run", command=lilya_run(), port=port) as server:
+                ann.goto(f"http://127.0.0.1:{port}/?nick=ann&rooms=lobby")
+                bob.goto(f"http://127.0.0.1:{port}/?nick=bob&rooms=extra")
+                for page in (ann, bob):
+                    wait_state(page, "online")
+                say(bob, "Said before ann came in.")
+                wait_text(bob, "Said before ann came in.", room="extra")
+                ann.fill("#newroom", "extra")
+                ann.press("#newroom", "Enter")
+                wait_text(ann, "Said before ann came in.", room="extra")  # its history
+                wait_online(ann, ["ann", "bob"])
+                say(ann, "Hello from the second room.")
+                wait_text(bob, "Hello from the second room.", room="extra")
+                assert ann.url.endswith("?nick=ann&rooms=lobby%2Cextra")
+                assert sockets == [f"ws://127.0.0.1:{port}/ws"]
+                assert messages(ann, "lobby") == []
                 log = server.log()
         finally:
             browser.close()
