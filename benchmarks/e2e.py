@@ -226,8 +226,11 @@ class Server:
 class Client:
     """The load client process: ``python e2e.py client ...``, driven by JSON lines."""
 
-    def __init__(self, url: str, connections: int, pinned: bool = True) -> None:
+    def __init__(
+        self, url: str, connections: int, pinned: bool = True, protocol: bool = False
+    ) -> None:
         argv = [sys.executable, __file__, "client", url, str(connections)]
+        argv.append("protocol" if protocol else "plain")
         self.process = subprocess.Popen(
             argv,
             stdin=subprocess.PIPE,
@@ -278,7 +281,13 @@ def quantiles(values: list[int], points: int = 200) -> list[float]:
     return [ordered[min(len(ordered) - 1, i * len(ordered) // points)] / 1e6 for i in range(points)]
 
 
-async def client_main(url: str, connections: int) -> None:
+CONNECT = b'{"type":"connect","id":1}'
+SUBSCRIBE = b'{"type":"subscribe","id":2,"channel":"c"}'
+PONG = b'{"type":"pong"}'
+DATA = b'"data":"'
+
+
+async def client_main(url: str, connections: int, protocol: bool) -> None:
     from picows import WSListener, WSMsgType, WSTransport, ws_connect
 
     class Tally:
@@ -312,9 +321,13 @@ async def client_main(url: str, connections: int) -> None:
             self.closed = False
             self.transport: WSTransport | None = None
             self.echo_payload = b""
+            self.subscribed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
         def on_ws_connected(self, transport: WSTransport) -> None:
             self.transport = transport
+            if protocol:
+                transport.send(WSMsgType.TEXT, CONNECT)
+                transport.send(WSMsgType.TEXT, SUBSCRIBE)
 
         def on_ws_disconnected(self, transport: WSTransport) -> None:
             self.closed = True
@@ -334,6 +347,20 @@ async def client_main(url: str, connections: int) -> None:
                 transport.send(WSMsgType.TEXT, self.echo_payload)
                 return
             now = time.monotonic_ns()
+            if protocol:
+                # A push or a reply of the channels protocol; the payload is
+                # the "data" string of a message push.
+                start = data.find(DATA)
+                if start < 0:
+                    if data.startswith(b'{"id":2,"ok"') and not self.subscribed.done():
+                        self.subscribed.set_result(None)
+                    elif b'"ping"' in data:
+                        transport.send(WSMsgType.TEXT, PONG)
+                    elif b'"error"' in data:
+                        print(f"protocol error: {data!r}", file=sys.stderr)
+                    return
+                start += len(DATA)
+                data = data[start : data.index(b'"', start)]
             space = data.index(b" ")
             seq = int(data[:space])
             if seq != self.next:
@@ -361,6 +388,8 @@ async def client_main(url: str, connections: int) -> None:
             listener = Listener(index)
             try:
                 await ws_connect(lambda: listener, url, websocket_handshake_timeout=30)
+                if protocol:
+                    await asyncio.wait_for(listener.subscribed, 30)
                 listeners.append(listener)
             except Exception:
                 failed += 1
@@ -491,7 +520,9 @@ def fanout_run(
     with Server(setup, stack, backend, workers=workers, pinned=pinned) as server:
         time.sleep(0.3)
         rss_before = rss_bytes(server.process.pid)  # type: ignore[union-attr]
-        client = Client(f"ws://{server.base}/sub", size, pinned=pinned)
+        client = Client(
+            f"ws://{server.base}/sub", size, pinned=pinned, protocol=stack == "protocol"
+        )
         try:
             row["handshakes_per_s"] = client.ready["handshakes_per_s"]
             row["connect_failed"] = client.ready["failed"]
@@ -553,7 +584,12 @@ def _fmt(value: Any) -> str:
     return f"{value:.3g}" if isinstance(value, float) else str(value)
 
 
-STACKS = (("raw", "memory://"), ("starlette", "memory://"), ("lilya", "memory://"))
+STACKS = (
+    ("raw", "memory://"),
+    ("starlette", "memory://"),
+    ("lilya", "memory://"),
+    ("protocol", "memory://"),
+)
 
 
 def fanout_section(plan: Plan) -> list[dict[str, Any]]:
@@ -563,7 +599,7 @@ def fanout_section(plan: Plan) -> list[dict[str, Any]]:
         # Not Starlette + broadcaster on redis://: broadcaster 0.3.1's Redis
         # backend delivers nothing when the first subscribe races its listener
         # (the listener finds no subscription, stops, and waits for good).
-        stacks.append(("lilya", plan.redis))
+        stacks += [("lilya", plan.redis), ("protocol", plan.redis)]
     for size in plan.sizes:
         for stack, backend in stacks:
             rows.append(fanout_run(plan, FANOUT_SETUP, stack, backend, size))
@@ -739,6 +775,6 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1] == "client":
         raise_fd_limit()
-        asyncio.run(client_main(sys.argv[2], int(sys.argv[3])))
+        asyncio.run(client_main(sys.argv[2], int(sys.argv[3]), sys.argv[4] == "protocol"))
     else:
         main()

@@ -7,7 +7,9 @@
 - ``starlette``: Starlette + broadcaster, the loop users hand-roll;
 - ``lilya``: a ``Lilya`` app, ``Channels`` and ``relay()``;
 - ``protocol``: a ``Lilya`` app with the channels protocol endpoint
-  (``lilya.protocol``), when this checkout has it.
+  (``lilya.protocol.ChannelsEndpoint``); its ``/sub`` speaks the protocol
+  (``connect``, ``subscribe`` to ``"c"``, ``message`` pushes), and it runs
+  on servers with a lifespan (not daphne).
 
 Every stack serves:
 
@@ -272,7 +274,47 @@ def make_lilya() -> Any:
         WebSocketPath("/echo-json", echo_json),
         WebSocketPath("/sub", sub),
     ]
-    lilya = Lilya(routes=routes, rate_limit=None)
+    # A benchmark is the flood the defaults exist to stop: thousands of
+    # sockets from one address, messages as fast as they go.
+    lilya = Lilya(routes=routes, rate_limit=None, connection_caps=None)
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            await http(scope, send, publisher, publish)
+        else:
+            await lilya(scope, receive, send)
+
+    return app
+
+
+# -- lilya's channels protocol: one ChannelsEndpoint ------------------------------
+
+
+def make_protocol() -> Any:
+    from lilya.apps import Lilya
+    from lilya.channels import Channels
+    from lilya.protocol import ChannelsEndpoint
+    from lilya.routing import WebSocketPath
+
+    publisher = Publisher()
+    channels = Channels(BACKEND)
+
+    async def publish(text: str) -> None:
+        await channels.publish(CHANNEL, text)
+
+    def authorize(user: Any, channel: str, action: str) -> bool:
+        # Called once per subscribe: the benchmark's count of subscribers.
+        if action == "subscribe":
+            publisher.subscribers += 1
+        return True
+
+    endpoint = ChannelsEndpoint(channels, authorize=authorize)
+    lilya = Lilya(
+        routes=[WebSocketPath("/sub", endpoint)],
+        lifespan=channels.lifespan,
+        rate_limit=None,
+        connection_caps=None,
+    )
 
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
@@ -287,6 +329,7 @@ STACKS: dict[str, Callable[[], Any]] = {
     "raw": make_raw,
     "starlette": make_starlette,
     "lilya": make_lilya,
+    "protocol": make_protocol,
 }
 
 app = STACKS[STACK]()

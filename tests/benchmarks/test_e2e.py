@@ -28,6 +28,7 @@ def test_quick_run_delivers_every_frame_and_writes_its_plots(tmp_path: Path) -> 
     results = json.loads(out.read_text())
     stacks = {(row["stack"], row["backend"]) for row in results["fanout"]}
     assert ("raw", "memory://") in stacks and ("lilya", "redis://127.0.0.1:6379/9") in stacks
+    assert ("protocol", "memory://") in stacks
     for row in results["fanout"] + results["workers"]:
         for phase in ("offered", "max_rate"):
             assert row[phase]["lost"] == 0 and row[phase]["duplicated"] == 0, row
