@@ -21,6 +21,7 @@ from lilya._drain import Drain
 from lilya._exception_handlers import ExceptionHandler, HandlerKey, split_handlers
 from lilya.asyncapi import asyncapi_document, asyncapi_page
 from lilya.datastructures import State, URLPath
+from lilya.heartbeat import Heartbeat, check_heartbeat
 from lilya.limits import (
     DEFAULT_MAX_MESSAGE_SIZE,
     DEFAULT_RATE_LIMIT,
@@ -83,12 +84,17 @@ class Lilya:
         drain_timeout: the longest the drain waits for handlers to finish.
         drain_retry_after: the ``Retry-After`` of the 503 a handshake gets
             while the app drains. See :meth:`drain` and ``docs/operations.md``.
+        heartbeat: ``(interval, timeout)`` in seconds for every WebSocket
+            route that does not set its own: lilya pings each client and
+            closes 1011 when its pong is late (:mod:`lilya.heartbeat`).
+            Default ``None``: off, leaving liveness to the server.
 
     Raises:
         ImproperlyConfigured: an entry of *allowed_origins* is not an origin,
             *max_message_size* is not a positive ``int`` nor ``None``,
             *rate_limit* is not a ``RateLimit`` nor ``None``, or a ``drain_*``
-            value is out of range.
+            value is out of range, or *heartbeat* is not ``(interval,
+            timeout)`` of positive seconds nor ``None``.
 
     Attributes:
         state: application-wide state (``app.state.db = ...``).
@@ -114,8 +120,10 @@ class Lilya:
         drain_interval: float = 0.1,
         drain_timeout: float = 30.0,
         drain_retry_after: int = 5,
+        heartbeat: Heartbeat | None = None,
     ) -> None:
         self.debug = debug
+        self.heartbeat = check_heartbeat(heartbeat, "Lilya")
         self.max_message_size = check_max_message_size(max_message_size, "Lilya")
         self.rate_limit = check_rate_limit(rate_limit, "Lilya")
         self.state = State()

@@ -33,7 +33,7 @@ import abc
 import difflib
 import inspect
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from typing import Any, TypeVar, cast
+from typing import Any, Literal, TypeVar, cast
 
 import anyio.to_thread
 
@@ -52,6 +52,8 @@ from lilya._recorder import enter, server_callables
 from lilya.controllers import WebSocketController
 from lilya.datastructures import URL, URLPath
 from lilya.exceptions import HTTPException, ImproperlyConfigured, NoMatchFound
+from lilya.heartbeat import Heartbeat, check_heartbeat
+from lilya.heartbeat import serve as serve_with_heartbeat
 from lilya.limits import (
     DEFAULT_MAX_MESSAGE_SIZE,
     DEFAULT_RATE_LIMIT,
@@ -255,6 +257,11 @@ class WebSocketPath(BaseRoute):
         on_invalid: ``"error"`` (default: an invalid message gets an
             ``invalid_message`` frame, the connection stays open) or
             ``"close"`` (close 1007).
+        heartbeat: ``(interval, timeout)`` in seconds: lilya pings
+            (``{"type":"ping"}``) every *interval* and closes 1011 when no
+            ``{"type":"pong"}`` comes within *timeout* (:mod:`lilya.heartbeat`).
+            Default: the app's (``Lilya(heartbeat=...)``, off); ``False``
+            turns it off for this route.
 
     Whatever the handler does, the connection is closed when it ends: 1000
     after a normal return (before accept: the client sees 403), 1011 after an
@@ -280,10 +287,12 @@ class WebSocketPath(BaseRoute):
         receives: Any = None,
         sends: Any = None,
         on_invalid: OnInvalid = "error",
+        heartbeat: Heartbeat | Literal[False] | None = None,
     ) -> None:
         self.path = path
         self.handler = handler
         where = f"WebSocketPath({path!r})"
+        self.heartbeat = check_heartbeat(heartbeat, where)
         self.max_message_size = check_max_message_size(max_message_size, where)
         self.rate_limit = check_rate_limit(rate_limit, where)
         self.name = name if name is not None else name_of(handler)
@@ -337,6 +346,16 @@ class WebSocketPath(BaseRoute):
         if rate is None:
             rate = getattr(app, "rate_limit", DEFAULT_RATE_LIMIT)
         scope[RATE_LIMIT_KEY] = rate
+        beat = self.heartbeat
+        if beat is None:
+            beat = getattr(app, "heartbeat", None)
+        if isinstance(beat, tuple):
+            raw = self._call is None and not self._is_controller
+            await serve_with_heartbeat(self._guarded, beat, scope, receive, send, observe=raw)
+            return
+        await guard(self._run, scope, receive, send)
+
+    async def _guarded(self, scope: Scope, receive: Receive, send: Send) -> None:
         await guard(self._run, scope, receive, send)
 
     async def _run(self, scope: Scope, receive: Receive, send: Send) -> None:
