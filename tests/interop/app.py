@@ -183,6 +183,25 @@ ROUTES: dict[str, Handler] = {
 }
 
 
+#: The heartbeat route's (interval, timeout): a silent client is closed within 2 s (+ 1 s).
+HEARTBEAT = (1.0, 1.0)
+
+
+async def heartbeat_send(websocket: WebSocket) -> None:
+    """Only send, on a route with a heartbeat: its silent client is closed 1011 and it is told."""
+    await websocket.accept()
+    await websocket.send_text("ready")
+    with anyio.move_on_after(10):
+        try:
+            while True:
+                await websocket.send_text("tick")
+                await anyio.sleep(0.05)
+        except WebSocketDisconnect as exc:
+            event(websocket, f"send raised WebSocketDisconnect({exc.code})")
+            return
+    event(websocket, "sends still succeed after 10 s")
+
+
 def logged(handler: Handler) -> Handler:
     """Log when *handler* is over, however it ends, so a test knows when to look."""
 
@@ -205,6 +224,7 @@ app = Lilya(
         WebSocketPath("/limited", logged(limited), max_message_size=LIMITED),
         WebSocketPath("/rated", logged(rated), rate_limit=RATED),
         WebSocketPath("/rated-drop", logged(rated), rate_limit=RATED_DROP),
+        WebSocketPath("/heartbeat-send", logged(heartbeat_send), heartbeat=HEARTBEAT),
     ],
     # No app-wide limit of lilya's: the size rows measure each server's own.
     max_message_size=None,
