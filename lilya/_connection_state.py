@@ -188,6 +188,9 @@ class ConnectionState:
             (:mod:`lilya._drain`), else ``None``: the handler's next send is
             told the connection is over (``WebSocketDisconnect``), not that it
             made a mistake.
+        heartbeat: the connection's :class:`~lilya.heartbeat.Pulse` when its
+            route has a heartbeat, else ``None`` (``websocket.latency`` and
+            the test client's pong answering read it).
     """
 
     __slots__ = (
@@ -199,6 +202,7 @@ class ConnectionState:
         "code",
         "consulted",
         "drained",
+        "heartbeat",
         "lost_on_send",
         "open",
         "reason",
@@ -216,6 +220,7 @@ class ConnectionState:
         self.answered: BaseException | None = None
         self.closed_on_peer_error = False
         self.drained: int | None = None
+        self.heartbeat: Any = None
 
     def __repr__(self) -> str:
         return (
@@ -360,8 +365,12 @@ class ConnectionState:
         """Note that a send found the client gone (ASGI 2.4: an ``OSError``).
 
         The peer vanished without a close frame, which RFC 6455 §7.1.5 reports
-        as 1006.
+        as 1006. If the client's leaving was already known (the heartbeat's
+        reader saw its disconnect, or its pong never came: 1011), what is
+        known stays.
         """
+        if self._client is DISCONNECTED:
+            return
         self.client = DISCONNECTED
         self.lost_on_send = True
         self.code, self.reason = WS_1006_ABNORMAL_CLOSURE, ""

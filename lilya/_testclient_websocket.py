@@ -23,6 +23,7 @@ import anyio.abc
 import anyio.from_thread
 import httpx
 
+from lilya._connection_state import STATE_KEY
 from lilya._exception_handlers import ESCAPED_DISCONNECT_KEY
 from lilya._testclient_messages import (
     BytesLike,
@@ -36,6 +37,7 @@ from lilya._testclient_messages import (
 )
 from lilya._testclient_transport import ClientSettings, PortalFactory, settle
 from lilya.exceptions import WebSocketRuntimeError
+from lilya.heartbeat import PONG_TEXT, is_ping
 from lilya.status import (
     WS_1000_NORMAL_CLOSURE,
     WS_1005_NO_STATUS_RCVD,
@@ -118,6 +120,8 @@ class WebSocketChannel:
         self._dropped = False
         #: Set while the test reads; cleared by ``pause_reading()``.
         self._reading: anyio.Event | None = None
+        #: Heartbeat pings are answered (until ``stop_ponging()``).
+        self._ponging = True
 
     # -- the app's task ------------------------------------------------
 
@@ -144,6 +148,12 @@ class WebSocketChannel:
                             raise ConnectionResetError(
                                 "The client dropped the connection (session.drop())."
                             )
+                        if is_ping(checked) and self._heartbeat_route():
+                            # What lilya's client libraries do: answer, and
+                            # keep the ping out of the test's way.
+                            if self._ponging:
+                                await self.send({"type": "websocket.receive", "text": PONG_TEXT})
+                            return
                         await from_app_tx.send(checked)
 
                     await self.app(self.scope, to_app_rx.receive, send)
@@ -151,6 +161,12 @@ class WebSocketChannel:
                 self._error = exc
             finally:
                 self._done.set()
+
+    def _heartbeat_route(self) -> bool:
+        # Only a route with a heartbeat owes pings a pong: elsewhere a
+        # {"type":"ping"} is the app's own message, for the test to read.
+        state = self.scope.get(STATE_KEY)
+        return state is not None and state.heartbeat is not None
 
     def _note_escaped(self, exc: Exception) -> None:
         # The routing layer ended the handler quietly (so the app's task ends
@@ -295,6 +311,10 @@ class WebSocketChannel:
     async def resume_reading(self) -> None:
         """Take the app's messages again: its waiting send goes through."""
         self._resume()
+
+    async def stop_ponging(self) -> None:
+        """Stop answering the heartbeat's pings: the app closes 1011 after its timeout."""
+        self._ponging = False
 
     def _resume(self) -> None:
         reading, self._reading = self._reading, None
@@ -478,6 +498,19 @@ class WebSocketTestSession:
         """Read again: the app's waiting send goes through, in order."""
         self._call(self._channel.resume_reading)
 
+    def stop_ponging(self) -> None:
+        """Stop answering the heartbeat's pings, as a frozen client does.
+
+        On a route with ``heartbeat=(interval, timeout)`` the session answers
+        every ``{"type":"ping"}`` with ``{"type":"pong"}`` and hides the pings
+        from you, as lilya's client libraries do. After this the pings still
+        stay hidden but go unanswered, so the app closes with 1011 after
+        *interval* + *timeout* seconds: your next ``receive*`` raises
+        ``WebSocketDisconnect(1011)``, and the handler's pending receive or
+        send raises it too.
+        """
+        self._call(self._channel.stop_ponging)
+
     def receive(self, timeout: TimeoutArg = CLIENT_DEFAULT) -> Message:
         """Return the next raw ASGI message the app sent, waiting at most *timeout* s.
 
@@ -576,6 +609,10 @@ class AsyncWebSocketTestSession:
     async def resume_reading(self) -> None:
         """Read again: the app's waiting send goes through."""
         await self._channel.resume_reading()
+
+    async def stop_ponging(self) -> None:
+        """Stop answering the heartbeat's pings (see :meth:`WebSocketTestSession.stop_ponging`)."""
+        await self._channel.stop_ponging()
 
     async def receive(
         self,

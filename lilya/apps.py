@@ -31,6 +31,7 @@ from lilya.caps import (
 )
 from lilya.datastructures import State, URLPath
 from lilya.exceptions import ImproperlyConfigured
+from lilya.heartbeat import Heartbeat, check_heartbeat
 from lilya.limits import (
     DEFAULT_MAX_MESSAGE_SIZE,
     DEFAULT_RATE_LIMIT,
@@ -124,6 +125,10 @@ class Lilya:
             ``lilya[metrics]``. Off by default, at no cost.
         tracing: ``True`` or a :class:`~lilya.tracing.Tracing`: an
             OpenTelemetry span per WebSocket connection. Needs ``lilya[otel]``.
+        heartbeat: ``(interval, timeout)`` in seconds for every WebSocket
+            route that does not set its own: lilya pings each client and
+            closes 1011 when its pong is late (:mod:`lilya.heartbeat`).
+            Default ``None``: off, leaving liveness to the server.
 
     Raises:
         ImproperlyConfigured: an entry of *allowed_origins* is not an origin,
@@ -133,7 +138,8 @@ class Lilya:
             *connection_counter* is not ``None``, a Redis URL, a
             ``RedisCounter`` nor channels on ``memory://`` or ``redis://``, a ``drain_*``
             value is out of range, or *metrics* / *tracing* is not ``True``,
-            ``False`` or an instance.
+            ``False`` or an instance; or *heartbeat* is not ``(interval,
+            timeout)`` of positive seconds nor ``None``.
 
     Attributes:
         state: application-wide state (``app.state.db = ...``).
@@ -165,8 +171,10 @@ class Lilya:
         drain_retry_after: int = 5,
         metrics: Metrics | bool = False,
         tracing: Tracing | bool = False,
+        heartbeat: Heartbeat | None = None,
     ) -> None:
         self.debug = debug
+        self.heartbeat = check_heartbeat(heartbeat, "Lilya")
         self.max_message_size = check_max_message_size(max_message_size, "Lilya")
         self.rate_limit = check_rate_limit(rate_limit, "Lilya")
         self.connection_caps = check_connection_caps(connection_caps, "Lilya")

@@ -33,7 +33,7 @@ import abc
 import difflib
 import inspect
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from typing import Any, TypeVar, cast
+from typing import Any, Literal, TypeVar, cast
 
 import anyio.to_thread
 
@@ -54,6 +54,8 @@ from lilya.caps import ConnectionCaps, check_connection_caps, serve_capped
 from lilya.controllers import WebSocketController
 from lilya.datastructures import URL, URLPath
 from lilya.exceptions import HTTPException, ImproperlyConfigured, NoMatchFound
+from lilya.heartbeat import Heartbeat, check_heartbeat
+from lilya.heartbeat import serve as serve_with_heartbeat
 from lilya.limits import (
     DEFAULT_MAX_MESSAGE_SIZE,
     DEFAULT_RATE_LIMIT,
@@ -261,6 +263,11 @@ class WebSocketPath(BaseRoute):
         on_invalid: ``"error"`` (default: an invalid message gets an
             ``invalid_message`` frame, the connection stays open) or
             ``"close"`` (close 1007).
+        heartbeat: ``(interval, timeout)`` in seconds: lilya pings
+            (``{"type":"ping"}``) every *interval* and closes 1011 when no
+            ``{"type":"pong"}`` comes within *timeout* (:mod:`lilya.heartbeat`).
+            Default: the app's (``Lilya(heartbeat=...)``, off); ``False``
+            turns it off for this route.
 
     Whatever the handler does, the connection is closed when it ends: 1000
     after a normal return (before accept: the client sees 403), 1011 after an
@@ -287,10 +294,12 @@ class WebSocketPath(BaseRoute):
         receives: Any = None,
         sends: Any = None,
         on_invalid: OnInvalid = "error",
+        heartbeat: Heartbeat | Literal[False] | None = None,
     ) -> None:
         self.path = path
         self.handler = handler
         where = f"WebSocketPath({path!r})"
+        self.heartbeat = check_heartbeat(heartbeat, where)
         self.max_message_size = check_max_message_size(max_message_size, where)
         self.rate_limit = check_rate_limit(rate_limit, where)
         self.connection_caps = check_connection_caps(connection_caps, where)
@@ -351,7 +360,21 @@ class WebSocketPath(BaseRoute):
             rate = getattr(app, "rate_limit", DEFAULT_RATE_LIMIT)
         scope[RATE_LIMIT_KEY] = rate
         note_route(scope, self.path)
+        beat = self.heartbeat
+        if beat is None:
+            beat = getattr(app, "heartbeat", None)
+        if isinstance(beat, tuple):
+            await serve_capped(self._beating(beat), self.connection_caps, scope, receive, send)
+            return
         await serve_capped(self._guarded, self.connection_caps, scope, receive, send)
+
+    def _beating(self, beat: Heartbeat) -> ASGIApp:
+        raw = self._call is None and not self._is_controller
+
+        async def beating(scope: Scope, receive: Receive, send: Send) -> None:
+            await serve_with_heartbeat(self._guarded, beat, scope, receive, send, observe=raw)
+
+        return beating
 
     async def _guarded(self, scope: Scope, receive: Receive, send: Send) -> None:
         await guard(self._run, scope, receive, send)

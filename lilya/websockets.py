@@ -199,6 +199,16 @@ class WebSocket(Connection):
     def application_state(self, state: WebSocketState) -> None:
         self._state.application = state
 
+    @property
+    def latency(self) -> float | None:
+        """The last heartbeat round trip in seconds (ping sent to pong received).
+
+        ``None`` before the first pong, and always on a route without a
+        heartbeat (``heartbeat=`` on the route or the app; :mod:`lilya.heartbeat`).
+        """
+        pulse = self._state.heartbeat
+        return None if pulse is None else cast("float | None", pulse.latency)
+
     def _disconnect(self) -> WebSocketDisconnect:
         state = self._state
         return WebSocketDisconnect(state.code, state.reason)

@@ -184,6 +184,24 @@ def test_the_one_rule_for_what_may_still_end_the_connection(
         assert message == {"type": "websocket.close", "code": 1011, "reason": ""}
 
 
+def test_a_send_that_finds_a_client_known_to_be_gone_keeps_what_is_known() -> None:
+    # The heartbeat knew first (its pong never came: 1011), or the client's
+    # disconnect was received: a send that then fails says nothing new.
+    state = in_state(S.CONNECTED, S.CONNECTED)
+    state.lose()
+    state.code, state.reason = 1011, "heartbeat: no pong within 10 s"
+    state.lose()
+    assert (state.code, state.reason, state.lost_on_send) == (
+        1011,
+        "heartbeat: no pong within 10 s",
+        True,
+    )
+    state = in_state(S.CONNECTED, S.CONNECTED)
+    state.observe_receive({"type": "websocket.disconnect", "code": 4000, "reason": "bye"})
+    state.lose()
+    assert (state.code, state.reason, state.lost_on_send) == (4000, "bye", False)
+
+
 def test_a_send_that_finds_the_client_gone_is_1006_until_the_server_says_more() -> None:
     state = in_state(S.CONNECTED, S.CONNECTED)
     before = state.check_receive()  # a receive is already waiting
@@ -239,7 +257,8 @@ def test_random_sequences_agree_with_a_model_of_the_table(
             before = state.check_receive()
             if op == "waiting":  # a send finds the client gone while this receive waits
                 state.lose()
-                client, lost, code = S.DISCONNECTED, True, 1006
+                if client is not S.DISCONNECTED:  # a leaving already known stays as it is
+                    client, lost, code = S.DISCONNECTED, True, 1006
             if lost:
                 # After a lost send the server still hands over what the client
                 # sent before leaving (data: nothing moves), then its disconnect.
@@ -274,7 +293,8 @@ def test_random_sequences_agree_with_a_model_of_the_table(
             app = lookup(OBSERVED, "send", app, mtype, more) or app
         else:
             state.lose()
-            client, lost, code = S.DISCONNECTED, True, 1006
+            if client is not S.DISCONNECTED:
+                client, lost, code = S.DISCONNECTED, True, 1006
         if app is S.CONNECTED:
             accepted = True
         elif app is S.CONNECTING:

@@ -14,8 +14,8 @@ from tests.support.docs import python_blocks
 pytestmark = pytest.mark.anyio
 
 
-def example() -> dict[str, Any]:
-    [block] = python_blocks("operations.md")
+def example(number: int = 0) -> dict[str, Any]:
+    block = python_blocks("operations.md")[number]
     namespace: dict[str, Any] = {}
     exec(compile(block, "docs/operations.md", "exec"), namespace)
     return namespace
@@ -42,3 +42,22 @@ async def test_the_example_saves_the_draft_and_ends_the_ticker_with_1012() -> No
         # Leaving the sessions is the clients' answer to the close: the drain ends.
     assert namespace["saved"] == ["hello, world"]
     assert app.draining
+
+
+async def test_the_heartbeat_example_keeps_an_answering_client_and_closes_a_silent_one() -> None:
+    namespace = example(1)
+    client = AsyncTestClient(namespace["app"])
+    async with client.websocket_connect("/tick") as session:
+        assert await session.receive_json() == {"latency": None}
+        await anyio.sleep(0.3)  # pings answered by the session: still open
+        latencies = [(await session.receive_json())["latency"] for _ in range(3)]
+        assert latencies[-1] is not None
+        await session.stop_ponging()
+        with pytest.raises(WebSocketDisconnect) as info:
+            while True:
+                await session.receive_json(timeout=5)
+        assert info.value.code == 1011
+        with anyio.fail_after(5):
+            while not namespace["stopped"]:
+                await anyio.sleep(0.01)
+    assert namespace["stopped"] == [1011]

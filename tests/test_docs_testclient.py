@@ -46,6 +46,8 @@ def test_the_fault_examples_pass() -> None:
     namespace["test_every_subscriber_gets_every_message_in_order"]()
     namespace["test_a_client_that_stops_reading_is_closed_1013"]()
     namespace["test_a_vanished_client_is_seen_as_1006"]()
+    namespace["test_a_silent_client_is_closed_1011"]()
+    assert namespace["left"] == [1006, 1011]
 
 
 @pytest.mark.anyio
@@ -53,3 +55,5 @@ async def test_the_async_fault_example_passes() -> None:
     namespace = load(4, 5)
     await namespace["test_fanout_and_drop_async"]()
     assert namespace["left"] == [1006]
+    await namespace["test_a_silent_client_is_closed_1011_async"]()
+    assert namespace["left"] == [1006, 1011]

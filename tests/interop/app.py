@@ -189,6 +189,25 @@ ROUTES: dict[str, Handler] = {
 }
 
 
+#: The heartbeat route's (interval, timeout): a silent client is closed within 2 s (+ 1 s).
+HEARTBEAT = (1.0, 1.0)
+
+
+async def heartbeat_send(websocket: WebSocket) -> None:
+    """Only send, on a route with a heartbeat: its silent client is closed 1011 and it is told."""
+    await websocket.accept()
+    await websocket.send_text("ready")
+    with anyio.move_on_after(10):
+        try:
+            while True:
+                await websocket.send_text("tick")
+                await anyio.sleep(0.05)
+        except WebSocketDisconnect as exc:
+            event(websocket, f"send raised WebSocketDisconnect({exc.code})")
+            return
+    event(websocket, "sends still succeed after 10 s")
+
+
 def logged(handler: Handler) -> Handler:
     """Log when *handler* is over, however it ends, so a test knows when to look."""
 
@@ -215,6 +234,7 @@ app = Lilya(
         # /echo is over them (lingering sockets of other scenarios only add).
         WebSocketPath("/full", logged(rated), connection_caps=FULL),
         WebSocketPath("/crowded", logged(rated), connection_caps=CROWDED),
+        WebSocketPath("/heartbeat-send", logged(heartbeat_send), heartbeat=HEARTBEAT),
     ],
     # No app-wide limit of lilya's: the size rows measure each server's own.
     max_message_size=None,

@@ -7,6 +7,8 @@ exactly this text, so the published matrix is the one the suite enforces.
 from __future__ import annotations
 
 from tests.interop.test_servers import EXPECTED, Expect, MiB
+from tests.interop.test_sigterm import EXPECTED as SIGTERM
+from tests.interop.test_sigterm import Outcome
 from tests.support.servers import SERVERS
 
 #: What the values of each row are (the column the docs show first).
@@ -29,6 +31,8 @@ MEANING = {
     "client closes with code and reason": "handler's `WebSocketDisconnect` after "
     "`close(4000, 'client-bye')`",
     "client vanishes, app only sends": "what a handler that only sends learns (TCP RST)",
+    "heartbeat: a client that never pongs": "client's (close code, within interval + "
+    "timeout + 1 s) on a route with `heartbeat=(1, 1)` / what its send-only handler learns",
     "client vanishes, app also reads": "what a handler with a reader task learns (TCP RST)",
     "handler returns without closing": "client gets (frame, close code)",
     "handler raises after accept": "client gets (frame, close code)",
@@ -104,6 +108,24 @@ def cell(expect: Expect, marks: dict[str, int]) -> str:
     return text
 
 
+#: The SIGTERM row, enforced by ``tests/interop/test_sigterm.py``
+#: (``lilya run`` is a row of its own there).
+SIGTERM_ROW = "SIGTERM with 18 sockets open"
+SIGTERM_MEANING = "close codes the clients get; exit status; every handler's `finally` ran"
+
+
+def sigterm_cell(outcome: Outcome, marks: dict[str, int]) -> str:
+    codes = ", ".join(show(code) for code in sorted(outcome.codes))
+    ran = {True: "yes", False: "no", None: "some"}[outcome.all_finally_ran]
+    text = f"{codes}; exit {outcome.status}; finally: {ran}"
+    if outcome.traceback:
+        text += "; a traceback logged"
+    if outcome.note:
+        marks.setdefault(outcome.note, len(marks) + 1)
+        text += f" [{marks[outcome.note]}]"
+    return text
+
+
 def render_matrix() -> str:
     """Return the Markdown table (and its numbered notes) of :data:`EXPECTED`."""
     marks: dict[str, int] = {}
@@ -112,6 +134,8 @@ def render_matrix() -> str:
     for name, row in EXPECTED.items():
         cells = [cell(row[server], marks) for server in SERVERS]
         lines.append(f"| {name} | {MEANING[name]} | " + " | ".join(cells) + " |")
+    cells = [sigterm_cell(SIGTERM[server], marks) for server in SERVERS]
+    lines.append(f"| {SIGTERM_ROW} | {SIGTERM_MEANING} | " + " | ".join(cells) + " |")
     lines.append("")
     lines.extend(f"{number}. {remark}" for remark, number in marks.items())
     return "\n".join(lines) + "\n"

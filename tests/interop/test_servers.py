@@ -31,7 +31,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import ClientConnection
 
 from lilya.limits import too_big_reason
-from tests.interop.app import LIMITED, RATED
+from tests.interop.app import HEARTBEAT, LIMITED, RATED
 from tests.support.servers import ROOT, SERVERS, RunningServer, raised, serve
 
 pytestmark = pytest.mark.server
@@ -183,6 +183,15 @@ EXPECTED: dict[str, dict[str, Expect]] = {
         ),
         daphne=Expect(
             app="sends still succeed after 3 s", note="sends to a gone client are ignored"
+        ),
+    ),
+    # client: (close code, closed within interval + timeout + 1 s); app: the send-only handler
+    "heartbeat: a client that never pongs": every(
+        Expect(client=(1011, True), app="send raised WebSocketDisconnect(1011)"),
+        daphne=Expect(
+            client=(4011, True),
+            app="send raised WebSocketDisconnect(1011)",
+            note="autobahn refuses to send 1011: lilya sends 4011 (same last digits)",
         ),
     ),
     # app: the same with a reader task: the disconnect makes the next send raise
@@ -560,6 +569,20 @@ def test_a_vanished_client_is_noticed_by_sending_only_where_the_server_says_so(
     with scenario.server.connect(scenario.path("/vanish-send")) as ws:
         assert ws.recv(timeout=5) == "ready"
         drop(ws)
+    assert one_of(scenario.app_saw(), scenario.expect.app)
+
+
+@pytest.mark.scenario("heartbeat: a client that never pongs")
+def test_a_client_that_never_pongs_is_closed_1011_in_time_and_the_sender_told(
+    scenario: Scenario,
+) -> None:
+    interval, timeout = HEARTBEAT
+    with scenario.server.connect(scenario.path("/heartbeat-send")) as ws:
+        assert ws.recv(timeout=5) == "ready"
+        started = time.monotonic()
+        code, _ = close_seen(ws)  # it reads the ticks and the pings, and never answers
+        in_time = time.monotonic() - started <= interval + timeout + 1
+    assert (code, in_time) == scenario.expect.client
     assert one_of(scenario.app_saw(), scenario.expect.app)
 
 
