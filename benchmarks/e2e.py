@@ -655,6 +655,44 @@ def ratios(results: dict[str, Any]) -> list[str]:
     return lines
 
 
+def markdown(results: dict[str, Any]) -> str:
+    """The tables of ``docs/benchmarks.md``, from one run's results."""
+    out = [
+        "| setup | mode | raw (round trips/s) | lilya | lilya / raw |",
+        "|---|---|---:|---:|---:|",
+    ]
+    for row in results.get("echo", []):
+        out.append(
+            f"| {row['setup']} | {row['mode']} | {row['raw']:,.0f} | {row['lilya']:,.0f} "
+            f"| {row['ratio']:.2f} |"
+        )
+    out += ["", _fanout_table(results.get("fanout", []))]
+    if results.get("workers"):
+        out += ["", _fanout_table(results["workers"], workers=True)]
+    if results.get("setups"):
+        out += ["", _fanout_table(results["setups"], setups=True)]
+    return "\n".join(out) + "\n"
+
+
+def _fanout_table(rows: list[dict[str, Any]], workers: bool = False, setups: bool = False) -> str:
+    first = "setup" if setups else "workers" if workers else "N"
+    out = [
+        f"| {first} | stack | backend | max rate frames/s | µs/frame at 50k/s offered "
+        "| p50 / p99 ms at 50k/s | KB per idle socket | handshakes/s |",
+        "|---|---|---|---:|---:|---:|---:|---:|",
+    ]
+    for row in rows:
+        key = row["setup"] if setups else row["workers"] if workers else f"{row['n']:,}"
+        offered, burst = row["offered"], row["max_rate"]
+        out.append(
+            f"| {key} | {row['stack']} | {row['backend'].split('/')[0].rstrip(':')} "
+            f"| {burst['frames_per_s']:,.0f} | {offered['us_per_frame']:.1f} "
+            f"| {offered['p50_ms']:.1f} / {offered['p99_ms']:.1f} "
+            f"| {row['bytes_per_connection'] / 1024:.1f} | {row['handshakes_per_s']:,.0f} |"
+        )
+    return "\n".join(out)
+
+
 def plots(results: dict[str, Any], out: Path) -> list[Path]:
     import matplotlib
 
@@ -765,6 +803,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     for line in ratios(results):
         print("  " + line)
     Path(args.json).write_text(json.dumps(results, indent=1))
+    print(markdown(results))
     if not args.no_plots and results.get("fanout"):
         for path in plots(results, Path(args.plots)):
             print(f"wrote {path}")
