@@ -41,12 +41,13 @@ sent to end the connection, used by every layer that ends one.
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Final
 
 from lilya._close import received_code
 from lilya.exceptions import WebSocketRuntimeError
 from lilya.status import WS_1005_NO_STATUS_RCVD, WS_1006_ABNORMAL_CLOSURE
+from lilya.timeouts import DEFAULT_SEND_TIMEOUT
 from lilya.types import Message, Scope
 
 __all__ = [
@@ -188,6 +189,11 @@ class ConnectionState:
             (:mod:`lilya._drain`), else ``None``: the handler's next send is
             told the connection is over (``WebSocketDisconnect``), not that it
             made a mistake.
+        send_timeout: how long a send and the closing send may block, in
+            seconds (``None``: for ever); the route sets it
+            (:mod:`lilya.timeouts`).
+        on_answer: called once when the application answers the handshake
+            (its side leaves CONNECTING): the handshake timer's hook.
     """
 
     __slots__ = (
@@ -200,8 +206,10 @@ class ConnectionState:
         "consulted",
         "drained",
         "lost_on_send",
+        "on_answer",
         "open",
         "reason",
+        "send_timeout",
     )
 
     def __init__(self) -> None:
@@ -216,6 +224,8 @@ class ConnectionState:
         self.answered: BaseException | None = None
         self.closed_on_peer_error = False
         self.drained: int | None = None
+        self.send_timeout: float | None = DEFAULT_SEND_TIMEOUT
+        self.on_answer: Callable[[], None] | None = None
 
     def __repr__(self) -> str:
         return (
@@ -247,6 +257,10 @@ class ConnectionState:
             self.accepted = True
         elif state is CONNECTING:
             self.accepted = False  # a refused accept moved back: it never left
+            return
+        if self.on_answer is not None:  # the handshake timer (lilya.timeouts)
+            self.on_answer()
+            self.on_answer = None
 
     # -- what follows from them -----------------------------------------------------
     @property

@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 
 from lilya._drain import Drain
 from lilya._exception_handlers import ExceptionHandler, HandlerKey, split_handlers
+from lilya._handshake import HandshakeTimeout
 from lilya.asyncapi import asyncapi_document, asyncapi_page
 from lilya.datastructures import State, URLPath
 from lilya.limits import (
@@ -36,6 +37,7 @@ from lilya.requests import Request
 from lilya.responses import HTMLResponse, JSONResponse
 from lilya.routing import BaseRoute, Router
 from lilya.status import WS_1012_SERVICE_RESTART
+from lilya.timeouts import DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_SEND_TIMEOUT, check_timeout
 from lilya.typed import OnInvalid
 from lilya.types import ASGIApp, Lifespan, Message, Receive, Scope, Send
 
@@ -76,6 +78,14 @@ class Lilya:
             :class:`~lilya.limits.RateLimit` (default 100 a second, bursts of
             1,000; over it: close 1008); a route can set its own; ``None``
             turns it off.
+        send_timeout: the longest a WebSocket send may wait for a client
+            that is not reading, in seconds (default 10); past it lilya closes
+            1013 and the handler sees ``WebSocketDisconnect(1013)``. A route
+            can set its own, a call too; ``None`` waits for ever (see
+            :mod:`lilya.timeouts`).
+        handshake_timeout: the longest a WebSocket handler may take to
+            accept or refuse, in seconds (default 10); past it the client gets
+            a 503 and the handler is cancelled. ``None`` waits for ever.
         drain_code: the close code open WebSockets get when the app stops
             (1012 "service restart"; 1001 "going away" to keep clients away).
         drain_batch, drain_interval: close that many sockets at a time, that
@@ -87,7 +97,8 @@ class Lilya:
     Raises:
         ImproperlyConfigured: an entry of *allowed_origins* is not an origin,
             *max_message_size* is not a positive ``int`` nor ``None``,
-            *rate_limit* is not a ``RateLimit`` nor ``None``, or a ``drain_*``
+            *rate_limit* is not a ``RateLimit`` nor ``None``, a timeout is not
+            positive seconds nor ``None``, or a ``drain_*``
             value is out of range.
 
     Attributes:
@@ -109,6 +120,8 @@ class Lilya:
         allow_missing_origin: bool = True,
         max_message_size: int | None = DEFAULT_MAX_MESSAGE_SIZE,
         rate_limit: RateLimit | None = DEFAULT_RATE_LIMIT,
+        send_timeout: float | None = DEFAULT_SEND_TIMEOUT,
+        handshake_timeout: float | None = DEFAULT_HANDSHAKE_TIMEOUT,
         drain_code: int = WS_1012_SERVICE_RESTART,
         drain_batch: int = 100,
         drain_interval: float = 0.1,
@@ -118,6 +131,8 @@ class Lilya:
         self.debug = debug
         self.max_message_size = check_max_message_size(max_message_size, "Lilya")
         self.rate_limit = check_rate_limit(rate_limit, "Lilya")
+        self.send_timeout = check_timeout(send_timeout, "send_timeout", "Lilya")
+        self.handshake_timeout = check_timeout(handshake_timeout, "handshake_timeout", "Lilya")
         self.state = State()
         self.router = Router(
             routes,
@@ -158,7 +173,10 @@ class Lilya:
         origin_check = OriginMiddleware(app, self.allowed_origins, self.allow_missing_origin)
         if not (origin_check.allow_any and origin_check.allow_missing):
             app = origin_check  # with "*" and no Origin required, nothing is left to check
-        return ServerErrorMiddleware(app, handler=server_error, debug=self.debug)
+        app = ServerErrorMiddleware(app, handler=server_error, debug=self.debug)
+        if self.handshake_timeout is not None:
+            app = HandshakeTimeout(app, self.handshake_timeout)
+        return app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         scope["app"] = self

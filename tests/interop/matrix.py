@@ -41,6 +41,10 @@ MEANING = {
     "(code, reason) for a 4th / handler's `WebSocketDisconnect`",
     "message over the route's rate_limit, on_exceed='drop'": "replies to 5 messages "
     "(burst of 3) / handler's `WebSocketDisconnect` after the client's close",
+    "client stops reading, route's send_timeout": "the stalled client's TCP connection / "
+    "handler's `WebSocketDisconnect` (send_timeout 0.5 s, 64 KiB messages)",
+    "handshake not answered within handshake_timeout": "HTTP status the client gets / "
+    "what the handler learns (handshake_timeout 1 s)",
 }
 
 SHORT = {
