@@ -1,0 +1,49 @@
+"""The app of tests/test_timeouts_server.py and benchmarks/send_timeout.py.
+
+``/feed`` pushes 64 KiB messages as fast as the client takes them (a client
+that stops reading stalls its sends); ``/echo`` answers every text message.
+Both under the app's ``send_timeout`` of :data:`SEND_TIMEOUT` seconds.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+from lilya.apps import Lilya
+from lilya.routing import WebSocketPath
+from lilya.websockets import WebSocket, WebSocketDisconnect
+
+SEND_TIMEOUT = 1.0
+CHUNK = bytes(64 * 1024)
+
+log = logging.getLogger("timeout-app")
+log.setLevel(logging.INFO)
+log.propagate = False
+_handler = logging.StreamHandler(sys.stdout)
+_handler.setFormatter(logging.Formatter("APP %(message)s"))
+log.addHandler(_handler)
+
+
+async def feed(websocket: WebSocket) -> None:
+    await websocket.accept()
+    try:
+        while True:
+            await websocket.send_bytes(CHUNK)
+    except WebSocketDisconnect as exc:
+        log.info("feed ended: WebSocketDisconnect(%d)", exc.code)
+
+
+async def echo(websocket: WebSocket) -> None:
+    await websocket.accept()
+    try:
+        while True:
+            await websocket.send_text(await websocket.receive_text())
+    except WebSocketDisconnect:
+        pass
+
+
+app = Lilya(
+    routes=[WebSocketPath("/feed", feed), WebSocketPath("/echo", echo)],
+    send_timeout=SEND_TIMEOUT,
+)
