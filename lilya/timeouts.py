@@ -59,9 +59,12 @@ the handshake: nothing is left running after it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import enum
 import logging
 import math
+import socket
+import struct
 import sys
 import types
 from collections.abc import Awaitable, Callable, Generator
@@ -334,12 +337,21 @@ def drop_connection(send: Send) -> bool:
     ASGI gives an application no way to abort a connection, so this looks
     for the transport of the server's protocol object (uvicorn's ``send`` is a
     method of it; ``transport.abort()`` closes the socket at once and frees
-    its buffer). Other servers: ``docs/security.md`` says what happens there.
+    its buffer, and a zero linger makes the kernel reset the connection
+    rather than keep the unsent bytes). Other servers: ``docs/security.md`` says what happens there.
     """
-    protocol = getattr(send, "__self__", None)
-    abort = getattr(getattr(protocol, "transport", None), "abort", None)
+    transport = getattr(getattr(send, "__self__", None), "transport", None)
+    abort = getattr(transport, "abort", None)
     if not callable(abort):
         return False
+    # Linger 0: the kernel resets the connection at once (RFC 9293 §3.10.4
+    # ABORT). Without it a closed socket with unsent data lives on in the
+    # kernel, orphaned, probing a zero window for minutes.
+    get_extra_info = getattr(transport, "get_extra_info", None)
+    sock = get_extra_info("socket") if callable(get_extra_info) else None
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
     abort()
     return True
 

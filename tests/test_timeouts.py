@@ -11,6 +11,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import socket
+import struct
 from collections.abc import Awaitable, Callable, Generator
 from dataclasses import dataclass
 from typing import Any, cast
@@ -53,6 +55,10 @@ class Transport:
     def __init__(self, server: StallingServer) -> None:
         self.server = server
         self.aborted = False
+        self.socket: socket.socket | None = None
+
+    def get_extra_info(self, name: str) -> Any:
+        return self.socket if name == "socket" else None
 
     def abort(self) -> None:
         self.aborted = True
@@ -406,6 +412,17 @@ async def test_a_bad_call_timeout_is_your_mistake(value: Any, error: type[Except
 
 
 # -- the pieces -----------------------------------------------------------------------
+
+
+def test_drop_connection_resets_the_socket_rather_than_leave_it_to_the_kernel() -> None:
+    server = StallingServer()
+    ours, theirs = socket.socketpair(socket.AF_UNIX)
+    with ours, theirs:
+        server.transport.socket = ours
+        assert drop_connection(server.send)
+        linger = ours.getsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.calcsize("ii"))
+        assert struct.unpack("ii", linger) == (1, 0)  # closing it now sends a reset
+    assert server.transport.aborted
 
 
 def test_drop_connection_aborts_the_transport_of_the_servers_protocol() -> None:
