@@ -7,7 +7,8 @@
 * **baseline**: ``--healthy`` clients on ``/echo`` each send a message, wait
   for its echo and pause ``--interval`` seconds, over and over;
 * **stalled**: the same, plus ``--stalled`` clients that open ``/feed`` (the
-  server pushes 64 KiB messages as fast as they are taken) and read nothing;
+  server sends ``--feed-size`` bytes every ``--feed-interval`` seconds, 4 KiB
+  every 10 ms by default: a busy market-data feed) and read nothing;
   each reconnects as soon as the server has dropped it, so the attack lasts
   the whole phase.
 
@@ -135,7 +136,11 @@ async def phase(server: RunningServer, args: argparse.Namespace, stalled: int) -
 
 async def run(args: argparse.Namespace) -> None:
     command = [sys.executable, "-m", "lilya", "run", APP, "--port", "{port}"]
-    env = {"LILYA_SEND_TIMEOUT": str(args.timeout)}
+    env = {
+        "LILYA_SEND_TIMEOUT": str(args.timeout),
+        "LILYA_FEED_CHUNK": str(args.feed_size),
+        "LILYA_FEED_INTERVAL": str(args.feed_interval),
+    }
     with serve(APP, command=command, env=env) as server:
         base = await phase(server, args, 0)
         attacked = await phase(server, args, args.stalled)
@@ -170,6 +175,10 @@ def main() -> None:
     parser.add_argument("--healthy", type=int, default=900)
     parser.add_argument("--stalled", type=int, default=100)
     parser.add_argument("--interval", type=float, default=0.5, help="pause between round trips")
+    parser.add_argument("--feed-size", type=int, default=4096, help="bytes per /feed message")
+    parser.add_argument(
+        "--feed-interval", type=float, default=0.01, help="pause between /feed messages (0: none)"
+    )
     parser.add_argument("--log", action="store_true", help="print the end of the server's log")
     args = parser.parse_args()
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
