@@ -709,7 +709,7 @@ class WebSocket(Connection):
         :data:`~lilya.timeouts.CLOSE_GRACE`; a client that does not take it
         either is dropped (:func:`~lilya.timeouts.close_within`), so no socket
         is left half-open. The state then reads as if the client had left
-        with 1013: ``receive_*`` raise it, ``iter_*`` end, your close does nothing.
+        with 1013: ``iter_*`` end, and your close does nothing.
         """
         reason = send_timeout_reason(timeout)
         logger.warning("Closing %s with 1013: %s", self.scope.get("path", "?"), reason)
