@@ -41,12 +41,13 @@ sent to end the connection, used by every layer that ends one.
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Final
 
 from lilya._close import received_code
 from lilya.exceptions import WebSocketRuntimeError
 from lilya.status import WS_1005_NO_STATUS_RCVD, WS_1006_ABNORMAL_CLOSURE
+from lilya.timeouts import DEFAULT_SEND_TIMEOUT
 from lilya.types import Message, Scope
 
 __all__ = [
@@ -191,6 +192,11 @@ class ConnectionState:
         heartbeat: the connection's :class:`~lilya.heartbeat.Pulse` when its
             route has a heartbeat, else ``None`` (``websocket.latency`` and
             the test client's pong answering read it).
+        send_timeout: how long a send and the closing send may block, in
+            seconds (``None``: for ever); the route sets it
+            (:mod:`lilya.timeouts`).
+        on_answer: called once when the application answers the handshake
+            (its side leaves CONNECTING): the handshake timer's hook.
     """
 
     __slots__ = (
@@ -204,8 +210,10 @@ class ConnectionState:
         "drained",
         "heartbeat",
         "lost_on_send",
+        "on_answer",
         "open",
         "reason",
+        "send_timeout",
     )
 
     def __init__(self) -> None:
@@ -221,6 +229,8 @@ class ConnectionState:
         self.closed_on_peer_error = False
         self.drained: int | None = None
         self.heartbeat: Any = None
+        self.send_timeout: float | None = DEFAULT_SEND_TIMEOUT
+        self.on_answer: Callable[[], None] | None = None
 
     def __repr__(self) -> str:
         return (
@@ -252,6 +262,10 @@ class ConnectionState:
             self.accepted = True
         elif state is CONNECTING:
             self.accepted = False  # a refused accept moved back: it never left
+            return
+        if self.on_answer is not None:  # the handshake timer (lilya.timeouts)
+            self.on_answer()
+            self.on_answer = None
 
     # -- what follows from them -----------------------------------------------------
     @property

@@ -40,7 +40,7 @@ import logging
 from collections.abc import Callable, Mapping
 from typing import Any, Final
 
-from lilya._close import fit_reason, send_with_close_fallback
+from lilya._close import fit_reason
 from lilya._connection_state import ConnectionState
 from lilya._handlers import call_handler
 from lilya._recorder import Recorder, enter, server_send
@@ -57,6 +57,7 @@ from lilya.status import (
     WS_1008_POLICY_VIOLATION,
     WS_1011_INTERNAL_ERROR,
 )
+from lilya.timeouts import close_within
 from lilya.types import ASGIApp, Receive, Scope, Send
 from lilya.websockets import WebSocket, WebSocketDisconnect, WebSocketState, supports_denial
 
@@ -110,7 +111,9 @@ async def end(state: ConnectionState, send: Send, code: int = WS_1000_NORMAL_CLO
         return
     state.take_send(message)
     try:
-        await send_with_close_fallback(server_send(send), message)
+        # At most the send timeout: a client that does not read is dropped
+        # rather than holding this task for ever (lilya.timeouts).
+        await close_within(server_send(send), message, state.send_timeout)
     except OSError:
         state.lose()
 

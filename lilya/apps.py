@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 
 from lilya._drain import Drain
 from lilya._exception_handlers import ExceptionHandler, HandlerKey, split_handlers
+from lilya._handshake import HandshakeTimeout
 from lilya._telemetry import ConnectionObserver, watch
 from lilya.asyncapi import asyncapi_document, asyncapi_page
 from lilya.caps import (
@@ -48,6 +49,7 @@ from lilya.requests import Request
 from lilya.responses import HTMLResponse, JSONResponse
 from lilya.routing import BaseRoute, Router
 from lilya.status import WS_1012_SERVICE_RESTART
+from lilya.timeouts import DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_SEND_TIMEOUT, check_timeout
 from lilya.tracing import Tracing
 from lilya.typed import OnInvalid
 from lilya.types import ASGIApp, Lifespan, Message, Receive, Scope, Send
@@ -112,6 +114,14 @@ class Lilya:
             ``None`` in this process, a ``redis://`` URL, a
             :class:`~lilya.caps.RedisCounter`, or the app's ``Channels`` (on
             ``redis://``), across every worker sharing it.
+        send_timeout: the longest a WebSocket send may wait for a client
+            that is not reading, in seconds (default 10); past it lilya closes
+            1013 and the handler sees ``WebSocketDisconnect(1013)``. A route
+            can set its own, a call too; ``None`` waits for ever (see
+            :mod:`lilya.timeouts`).
+        handshake_timeout: the longest a WebSocket handler may take to
+            accept or refuse, in seconds (default 10); past it the client gets
+            a 503 and the handler is cancelled. ``None`` waits for ever.
         drain_code: the close code open WebSockets get when the app stops
             (1012 "service restart"; 1001 "going away" to keep clients away).
         drain_batch, drain_interval: close that many sockets at a time, that
@@ -138,8 +148,9 @@ class Lilya:
             *connection_counter* is not ``None``, a Redis URL, a
             ``RedisCounter`` nor channels on ``memory://`` or ``redis://``, a ``drain_*``
             value is out of range, or *metrics* / *tracing* is not ``True``,
-            ``False`` or an instance; or *heartbeat* is not ``(interval,
-            timeout)`` of positive seconds nor ``None``.
+            ``False`` or an instance; *heartbeat* is not ``(interval,
+            timeout)`` of positive seconds nor ``None``; or a timeout is not
+            positive seconds nor ``None``.
 
     Attributes:
         state: application-wide state (``app.state.db = ...``).
@@ -164,6 +175,8 @@ class Lilya:
         rate_limit: RateLimit | None = DEFAULT_RATE_LIMIT,
         connection_caps: ConnectionCaps | None = DEFAULT_CONNECTION_CAPS,
         connection_counter: str | RedisCounter | HasURL | None = None,
+        send_timeout: float | None = DEFAULT_SEND_TIMEOUT,
+        handshake_timeout: float | None = DEFAULT_HANDSHAKE_TIMEOUT,
         drain_code: int = WS_1012_SERVICE_RESTART,
         drain_batch: int = 100,
         drain_interval: float = 0.1,
@@ -179,6 +192,8 @@ class Lilya:
         self.rate_limit = check_rate_limit(rate_limit, "Lilya")
         self.connection_caps = check_connection_caps(connection_caps, "Lilya")
         self.connection_counter = make_counter(connection_counter)
+        self.send_timeout = check_timeout(send_timeout, "send_timeout", "Lilya")
+        self.handshake_timeout = check_timeout(handshake_timeout, "handshake_timeout", "Lilya")
         self.state = State()
         self.router = Router(
             routes,
@@ -226,7 +241,10 @@ class Lilya:
         origin_check = OriginMiddleware(app, self.allowed_origins, self.allow_missing_origin)
         if not (origin_check.allow_any and origin_check.allow_missing):
             app = origin_check  # with "*" and no Origin required, nothing is left to check
-        return ServerErrorMiddleware(app, handler=server_error, debug=self.debug)
+        app = ServerErrorMiddleware(app, handler=server_error, debug=self.debug)
+        if self.handshake_timeout is not None:
+            app = HandshakeTimeout(app, self.handshake_timeout)
+        return app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         scope["app"] = self

@@ -37,6 +37,7 @@ from typing import Any, Literal, TypeVar, cast
 
 import anyio.to_thread
 
+from lilya._connection_state import state_of
 from lilya._exception_handlers import HANDLERS_KEY, WEBSOCKET_KEY, guard, handle
 from lilya._handlers import HandlerCall, is_function_handler, name_of
 from lilya._lifespan import lifespan_context, run_lifespan
@@ -69,6 +70,7 @@ from lilya.limits import (
 from lilya.middleware import DefineMiddleware, wrap_middleware
 from lilya.requests import Request
 from lilya.responses import PlainText, RedirectResponse, to_response
+from lilya.timeouts import DEFAULT, DEFAULT_SEND_TIMEOUT, Default, check_timeout
 from lilya.typed import OnInvalid, TypedWebSocket, check_on_invalid, codec_for
 from lilya.types import ASGIApp, Lifespan, Receive, Scope, Send
 from lilya.websockets import WebSocket, WebSocketClose
@@ -255,6 +257,11 @@ class WebSocketPath(BaseRoute):
             route's handshakes, compared with the app's counts (429 / 503
             over them). Default: the app's (``Lilya(connection_caps=...)``);
             ``ConnectionCaps(None, None, None)`` lifts every cap here.
+        send_timeout: the longest a send to this route's clients may wait
+            for one that is not reading, in seconds; past it lilya closes 1013
+            and the handler sees ``WebSocketDisconnect(1013)``. ``None`` waits
+            for ever. Default (:data:`~lilya.timeouts.DEFAULT`): the app's
+            (``Lilya(send_timeout=...)``, 10 s; see :mod:`lilya.timeouts`).
         receives, sends: the message types of a function handler
             (:mod:`lilya.typed`): the handler then gets a
             :class:`~lilya.typed.TypedWebSocket` whose ``receive_message()``
@@ -291,6 +298,7 @@ class WebSocketPath(BaseRoute):
         max_message_size: int | None = None,
         rate_limit: RateLimit | None = None,
         connection_caps: ConnectionCaps | None = None,
+        send_timeout: float | Default | None = DEFAULT,
         receives: Any = None,
         sends: Any = None,
         on_invalid: OnInvalid = "error",
@@ -303,6 +311,11 @@ class WebSocketPath(BaseRoute):
         self.max_message_size = check_max_message_size(max_message_size, where)
         self.rate_limit = check_rate_limit(rate_limit, where)
         self.connection_caps = check_connection_caps(connection_caps, where)
+        self.send_timeout = (
+            DEFAULT
+            if send_timeout is DEFAULT
+            else check_timeout(send_timeout, "send_timeout", where)
+        )
         self.name = name if name is not None else name_of(handler)
         self._compiled = compile_path(path)
         self._call: HandlerCall | None = None
@@ -380,6 +393,12 @@ class WebSocketPath(BaseRoute):
         await guard(self._run, scope, receive, send)
 
     async def _run(self, scope: Scope, receive: Receive, send: Send) -> None:
+        # Set once guard() has entered the connection (its state exists now);
+        # guard's closing send reads it too.
+        timeout = self.send_timeout
+        if timeout is DEFAULT:
+            timeout = getattr(scope.get("app"), "send_timeout", DEFAULT_SEND_TIMEOUT)
+        state_of(scope).send_timeout = timeout
         if self._call is None:
             limit, rate = scope.get(MAX_MESSAGE_SIZE_KEY), scope.get(RATE_LIMIT_KEY)
             if (limit is not None or rate is not None) and not self._is_controller:

@@ -27,12 +27,13 @@ the same from here.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sys
 from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Mapping
-from typing import Any, Final, Literal, cast
+from typing import Any, Final, Literal, NoReturn, cast
 
-from lilya._close import check_close, send_with_close_fallback
+from lilya._close import check_close
 from lilya._connection import Connection
 from lilya._connection_state import CONNECTED as _CONNECTED
 from lilya._connection_state import CONNECTING as _CONNECTING
@@ -61,6 +62,20 @@ from lilya.status import (
     WS_1000_NORMAL_CLOSURE,
     WS_1008_POLICY_VIOLATION,
     WS_1009_MESSAGE_TOO_BIG,
+    WS_1013_TRY_AGAIN_LATER,
+)
+from lilya.timeouts import (
+    CLOSE_GRACE,
+    DEFAULT,
+    SCOPED,
+    Default,
+    await_within,
+    check_call_timeout,
+    close_within,
+    finish_within,
+    send_timeout_reason,
+    send_within,
+    timer_kind,
 )
 from lilya.types import Message, Receive, Scope, Send
 
@@ -180,6 +195,10 @@ class WebSocket(Connection):
         rate: RateLimit | None = scope.get(RATE_LIMIT_KEY)
         self._bucket = None if rate is None else TokenBucket(rate)
         self._tokens: float = _NO_LIMIT if rate is None else rate.burst
+        # The route's send_timeout (lilya.timeouts), kept here for the fast path.
+        self._send_timeout = self._state.send_timeout
+        # How this loop times a send (0: no loop, nothing to time; see timer_kind()).
+        self._timer = timer_kind()
 
     @property
     def client_state(self) -> WebSocketState:
@@ -294,8 +313,18 @@ class WebSocket(Connection):
                 return
             state.application = before
             raise self._disconnect()
+        limit = self._send_timeout
         try:
-            await send_with_close_fallback(self._send, message)
+            if is_close:
+                # Bounded too: a client that does not read is dropped, not waited for.
+                await close_within(self._send, message, limit)
+                return
+            # A data frame waits at most the limit; the handshake's answer is not
+            # held up by a client's reading (it has sent nothing yet to stall on).
+            data = message.get("type") == "websocket.send"
+            await send_within(self._send, message, limit if data else None, self._time_out)
+        except WebSocketDisconnect:
+            raise  # it timed out: lilya closed it (1013)
         except OSError:
             state.lose()
             if is_close:
@@ -685,20 +714,70 @@ class WebSocket(Connection):
             state.closed_on_peer_error = True
         return error
 
+    async def _time_out(self, timeout: float) -> NoReturn:
+        """A send waited *timeout* s: close 1013, and raise what the handler is told.
+
+        The peer's doing (it stopped reading), so a close code naming the
+        setting rather than an exception of yours. The close gets
+        :data:`~lilya.timeouts.CLOSE_GRACE`; a client that does not take it
+        either is dropped (:func:`~lilya.timeouts.close_within`), so no socket
+        is left half-open. The state then reads as if the client had left
+        with 1013: ``iter_*`` end, and your close does nothing.
+        """
+        reason = send_timeout_reason(timeout)
+        logger.warning("Closing %s with 1013: %s", self.scope.get("path", "?"), reason)
+        state = self._state
+        close: Message = {
+            "type": "websocket.close",
+            "code": WS_1013_TRY_AGAIN_LATER,
+            "reason": reason,
+        }
+        state.take_send(close)
+        state.closed_on_peer_error = True
+        with contextlib.suppress(OSError):  # gone meanwhile: nothing left to close
+            await close_within(self._send, close, min(CLOSE_GRACE, timeout))
+        disconnect: Message = {
+            "type": "websocket.disconnect",
+            "code": WS_1013_TRY_AGAIN_LATER,
+            "reason": reason,
+        }
+        state.take_receive(disconnect, state.client)
+        raise self._disconnect()
+
     # -- typed send ----------------------------------------------------------
     # The three sends repeat their fast path rather than share a helper: a
     # helper coroutine would cost a frame per message (benchmarks/inproc.py).
-    async def send_text(self, data: str) -> None:
+    async def send_text(self, data: str, *, timeout: float | Default | None = DEFAULT) -> None:
         """Send *data* in a text frame.
 
+        Args:
+            data: the text.
+            timeout: the longest this send may wait for a client that is not
+                reading, in seconds; :data:`~lilya.timeouts.DEFAULT` is the
+                route's ``send_timeout``, ``None`` waits for ever.
+
         Raises:
-            WebSocketDisconnect: the client is gone.
+            WebSocketDisconnect: the client is gone, or (1013) the send did
+                not complete in time: lilya has closed the connection.
             WebSocketRuntimeError: not accepted yet, or already closed.
+            TypeError, ValueError: a *timeout* that is not positive seconds.
         """
         message = {"type": "websocket.send", "text": data}
         if self._state.open:
+            limit = self._send_timeout if timeout is DEFAULT else check_call_timeout(timeout)
             try:
-                await self._send(message)
+                if limit is None or not self._timer:
+                    await self._send(message)
+                elif self._timer == SCOPED:
+                    await await_within(self._send(message), limit, self._time_out)
+                else:
+                    # The send's first step taken here: a timer only if it waits.
+                    step = self._send(message).__await__()
+                    try:
+                        pending = next(step)
+                    except StopIteration:
+                        return
+                    await finish_within(step, pending, limit, self._time_out)
             except OSError:
                 self._state.lose()
                 raise self._disconnect() from None
@@ -710,17 +789,34 @@ class WebSocket(Connection):
         else:
             await self.send(message)
 
-    async def send_bytes(self, data: bytes) -> None:
+    async def send_bytes(self, data: bytes, *, timeout: float | Default | None = DEFAULT) -> None:
         """Send *data* in a binary frame.
 
+        Args:
+            data: the bytes.
+            timeout: as for :meth:`send_text`.
+
         Raises:
-            WebSocketDisconnect: the client is gone.
+            WebSocketDisconnect: the client is gone, or (1013) the send did
+                not complete in time.
             WebSocketRuntimeError: not accepted yet, or already closed.
+            TypeError, ValueError: a *timeout* that is not positive seconds.
         """
         message = {"type": "websocket.send", "bytes": data}
         if self._state.open:
+            limit = self._send_timeout if timeout is DEFAULT else check_call_timeout(timeout)
             try:
-                await self._send(message)
+                if limit is None or not self._timer:
+                    await self._send(message)
+                elif self._timer == SCOPED:
+                    await await_within(self._send(message), limit, self._time_out)
+                else:
+                    step = self._send(message).__await__()
+                    try:
+                        pending = next(step)
+                    except StopIteration:
+                        return
+                    await finish_within(step, pending, limit, self._time_out)
             except OSError:
                 self._state.lose()
                 raise self._disconnect() from None
@@ -732,16 +828,24 @@ class WebSocket(Connection):
         else:
             await self.send(message)
 
-    async def send_json(self, data: Any, mode: Literal["text", "binary"] = "text") -> None:
+    async def send_json(
+        self,
+        data: Any,
+        mode: Literal["text", "binary"] = "text",
+        *,
+        timeout: float | Default | None = DEFAULT,
+    ) -> None:
         """Send *data* as compact JSON, in a text frame or (``mode="binary"``) a binary one.
 
         The output equals ``json.dumps(data, separators=(",", ":"),
-        ensure_ascii=False)``.
+        ensure_ascii=False)``. *timeout* is as for :meth:`send_text`.
 
         Raises:
-            TypeError: *data* is not JSON-serializable.
+            TypeError: *data* is not JSON-serializable, or a bad *timeout*.
+            ValueError: a *timeout* that is not positive and finite.
             WebSocketRuntimeError: bad *mode*, not accepted yet, or closed.
-            WebSocketDisconnect: the client is gone.
+            WebSocketDisconnect: the client is gone, or (1013) the send did
+                not complete in time.
         """
         try:
             key, _ = _MODES[mode]
@@ -755,8 +859,19 @@ class WebSocket(Connection):
         else:
             message = {"type": "websocket.send", "bytes": _dumps_bytes(data)}
         if self._state.open:
+            limit = self._send_timeout if timeout is DEFAULT else check_call_timeout(timeout)
             try:
-                await self._send(message)
+                if limit is None or not self._timer:
+                    await self._send(message)
+                elif self._timer == SCOPED:
+                    await await_within(self._send(message), limit, self._time_out)
+                else:
+                    step = self._send(message).__await__()
+                    try:
+                        pending = next(step)
+                    except StopIteration:
+                        return
+                    await finish_within(step, pending, limit, self._time_out)
             except OSError:
                 self._state.lose()
                 raise self._disconnect() from None

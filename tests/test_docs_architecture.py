@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import lilya
+from lilya._handshake import HandshakeTimeout
 from lilya.apps import Lilya
 from lilya.middleware.exceptions import ExceptionHandlerMiddleware
 from lilya.middleware.origin import OriginMiddleware
@@ -48,6 +49,7 @@ def test_the_diagram_shows_the_layers_in_the_order_the_app_builds_them() -> None
         inner = inner.app
     layers.append(type(inner).__name__)
     assert layers == [
+        HandshakeTimeout.__name__,
         ServerErrorMiddleware.__name__,
         OriginMiddleware.__name__,
         ExceptionHandlerMiddleware.__name__,

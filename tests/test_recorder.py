@@ -434,7 +434,7 @@ async def test_the_error_close_falls_back_to_the_private_range_on_every_path(
 
 
 @pytest.mark.parametrize("make_app", APPS)
-async def test_the_end_of_handler_close_reaches_the_server_in_three_hops(make_app: Any) -> None:
+async def test_the_end_of_handler_close_reaches_the_server_in_four_hops(make_app: Any) -> None:
     async def returns(websocket: WebSocket) -> None:
         await websocket.accept()  # and returns: the route closes it
 
@@ -452,5 +452,6 @@ async def test_the_end_of_handler_close_reaches_the_server_in_three_hops(make_ap
     path = "/api/ws" if make_app is _included else "/ws"
     assert await server.run(make_app(returns), path) is None
     assert server.types == ["websocket.accept", "websocket.close"]
-    # guard -> end -> send_with_close_fallback -> the server's send.
-    assert hops == ["send_with_close_fallback", "end", "guard"]
+    # guard -> end -> close_within (the send timeout) -> send_with_close_fallback -> the
+    # server's send.
+    assert hops == ["send_with_close_fallback", "close_within", "end", "guard"]

@@ -100,6 +100,39 @@ RATED_DROP = RateLimit(per_second=1 / 60, burst=3, on_exceed="drop", error_frame
 #: One socket per process (``/full``: 503) and per address (``/crowded``: 429).
 FULL = ConnectionCaps(per_process=1, per_address=None, retry_after=7)
 CROWDED = ConnectionCaps(per_process=None, per_address=1, retry_after=7)
+#: The send timeout of ``/stalled``: a client that stops reading is closed 1013 after it.
+STALL_TIMEOUT = 0.5
+#: The most ``/stalled`` sends (in 64 KiB messages) waiting for a send to block.
+STALL_CAP = 64 * 1024 * 1024
+
+
+async def stalled(websocket: WebSocket) -> None:
+    """Send 64 KiB messages to a client that reads nothing, until a send times out."""
+    await websocket.accept()
+    chunk = bytes(64 * 1024)
+    sent = 0
+    try:
+        while sent < STALL_CAP:
+            await websocket.send_bytes(chunk)
+            sent += len(chunk)
+    except WebSocketDisconnect as exc:
+        event(websocket, f"send raised WebSocketDisconnect({exc.code})")
+        return
+    event(websocket, f"{STALL_CAP // (1024 * 1024)} MiB, no send waited")
+
+
+#: The app's handshake timeout: ``/slow-accept`` answers after twice as long.
+HANDSHAKE_TIMEOUT = 1.0
+
+
+async def slow_accept(websocket: WebSocket) -> None:
+    """Take longer than ``handshake_timeout`` to accept: lilya refuses and cancels it."""
+    try:
+        await anyio.sleep(2 * HANDSHAKE_TIMEOUT)
+    except anyio.get_cancelled_exc_class():
+        event(websocket, "cancelled")
+        raise
+    await websocket.accept()  # never reached: the timeout comes first
 
 
 async def reject(websocket: WebSocket) -> None:
@@ -235,7 +268,10 @@ app = Lilya(
         WebSocketPath("/full", logged(rated), connection_caps=FULL),
         WebSocketPath("/crowded", logged(rated), connection_caps=CROWDED),
         WebSocketPath("/heartbeat-send", logged(heartbeat_send), heartbeat=HEARTBEAT),
+        WebSocketPath("/stalled", logged(stalled), send_timeout=STALL_TIMEOUT),
+        WebSocketPath("/slow-accept", logged(slow_accept)),
     ],
+    handshake_timeout=HANDSHAKE_TIMEOUT,
     # No app-wide limit of lilya's: the size rows measure each server's own.
     max_message_size=None,
 )

@@ -49,6 +49,10 @@ MEANING = {
     "while it holds another socket (`ConnectionCaps(per_process=1)`)",
     "handshake over the route's per_address cap": "client gets (HTTP status, `Retry-After`) "
     "while it holds another socket (`ConnectionCaps(per_address=1)`)",
+    "client stops reading, route's send_timeout": "the stalled client's TCP connection / "
+    "handler's `WebSocketDisconnect` (send_timeout 0.5 s, 64 KiB messages)",
+    "handshake not answered within handshake_timeout": "HTTP status the client gets / "
+    "what the handler learns (handshake_timeout 1 s)",
 }
 
 SHORT = {

@@ -315,6 +315,28 @@ EXPECTED: dict[str, dict[str, Expect]] = {
         Expect(client=(429, 7)),
         daphne=Expect(client=(403, None), note=NO_DENIAL_CAPS),
     ),
+    # client: whether the TCP connection of a client that reads nothing goes away;
+    # app: what the handler sending 64 KiB messages to it learns
+    "client stops reading, route's send_timeout": every(
+        Expect(client="TCP closed", app="send raised WebSocketDisconnect(1013)"),
+        daphne=Expect(
+            client="TCP closed",
+            app="64 MiB, no send waited",
+            note="daphne (Twisted) buffers every send without bound: no send ever waits, so "
+            "send_timeout cannot fire; the process holds what the app sent (64 MiB here) "
+            "until the handler ends",
+        ),
+    ),
+    # client: the HTTP status of a handshake the handler answers after handshake_timeout;
+    # app: what the handler learns
+    "handshake not answered within handshake_timeout": every(
+        Expect(client=503, app="cancelled"),
+        daphne=Expect(
+            client=403,
+            app="cancelled",
+            note="no Denial Response extension: lilya closes before accept, so 403",
+        ),
+    ),
 }
 
 # Expect.client is typed `object`; this row holds ints (the limits in bytes).
@@ -701,6 +723,58 @@ def test_a_handshake_over_a_connection_cap_is_refused_before_accept(
     # The handler never ran: the refusal came before it.
     time.sleep(0.2)
     assert f"EVENT {scenario.id} " not in scenario.server.running.log()
+
+
+def reads_nothing(server: Server, path: str) -> socket.socket:
+    """Open a WebSocket by hand and then read nothing: a client that stopped reading."""
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # a small window: fills at once
+    sock.settimeout(10)
+    sock.connect(("127.0.0.1", server.running.port))
+    sock.sendall(
+        f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
+        "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+        "Sec-WebSocket-Version: 13\r\n\r\n".encode()
+    )
+    response = b""
+    while b"\r\n\r\n" not in response:
+        response += sock.recv(1)
+    assert response.startswith(b"HTTP/1.1 101"), response
+    return sock
+
+
+def tcp_outcome(sock: socket.socket, within: float = 5.0) -> str:
+    """Read what is left: "TCP closed" if the server ends the connection *within* seconds."""
+    deadline = time.monotonic() + within
+    sock.settimeout(0.5)
+    while time.monotonic() < deadline:
+        try:
+            if not sock.recv(65536):
+                return "TCP closed"
+        except (ConnectionResetError, BrokenPipeError):
+            return "TCP closed"
+        except TimeoutError:
+            continue
+    return f"TCP still open after {within:g} s"
+
+
+@pytest.mark.scenario("client stops reading, route's send_timeout")
+def test_a_client_that_stops_reading_is_closed_1013_and_its_tcp_connection_goes(
+    scenario: Scenario,
+) -> None:
+    sock = reads_nothing(scenario.server, scenario.path("/stalled"))
+    with contextlib.closing(sock):
+        seen = scenario.app_saw()  # the handler ended (bounded: 10 s)
+        assert (tcp_outcome(sock), seen) == (scenario.expect.client, [scenario.expect.app])
+
+
+@pytest.mark.scenario("handshake not answered within handshake_timeout")
+def test_a_handshake_the_app_does_not_answer_in_time_is_refused(scenario: Scenario) -> None:
+    error = refused(scenario.server, scenario.path("/slow-accept"))
+    assert (error.response.status_code, scenario.app_saw()) == (
+        scenario.expect.client,
+        [scenario.expect.app],
+    )
 
 
 def test_docs_servers_md_shows_the_table() -> None:

@@ -229,8 +229,9 @@ async def test_any_origin_and_no_origin_required_leaves_no_check_in_the_stack() 
     app = make_app(allowed_origins="*")
     outcome = await call_websocket(app, scope=handshake("http://evil.example"))
     assert "websocket.accept" in outcome.types
-    assert not isinstance(app.build_middleware_stack().app, OriginMiddleware)  # type: ignore[attr-defined]
-    assert isinstance(make_app().build_middleware_stack().app, OriginMiddleware)  # type: ignore[attr-defined]
+    # Outermost: the handshake timeout, then the server-error middleware (docs/architecture.md).
+    assert not isinstance(app.build_middleware_stack().app.app, OriginMiddleware)  # type: ignore[attr-defined]
+    assert isinstance(make_app().build_middleware_stack().app.app, OriginMiddleware)  # type: ignore[attr-defined]
 
 
 async def test_the_middleware_guards_a_raw_asgi_app() -> None:
