@@ -726,6 +726,7 @@ class WebSocket(Connection):
         """
         reason = send_timeout_reason(timeout)
         logger.warning("Closing %s with 1013: %s", self.scope.get("path", "?"), reason)
+        note_limit(self.scope, "send_timeout")
         state = self._state
         close: Message = {
             "type": "websocket.close",
