@@ -35,5 +35,6 @@ app = Lilya(
     metrics=Metrics(),
     max_message_size=4096,
     rate_limit=None,
+    connection_caps=None,  # 200 clients from one address
     lifespan=channels.lifespan,
 )
