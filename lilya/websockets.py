@@ -724,10 +724,17 @@ class WebSocket(Connection):
         is left half-open. The state then reads as if the client had left
         with 1013: ``iter_*`` end, and your close does nothing.
         """
+        state = self._state
         reason = send_timeout_reason(timeout)
+        if state.application is _DISCONNECTED:
+            # Closed while this send waited behind the client (lilya's drain, a
+            # limit's close, another task of yours): that close stands, and
+            # this send ends as any send after it would.
+            if state.drained is not None:
+                raise WebSocketDisconnect(state.drained, "the server is shutting down")
+            raise WebSocketDisconnect(WS_1013_TRY_AGAIN_LATER, reason)
         logger.warning("Closing %s with 1013: %s", self.scope.get("path", "?"), reason)
         note_limit(self.scope, "send_timeout")
-        state = self._state
         close: Message = {
             "type": "websocket.close",
             "code": WS_1013_TRY_AGAIN_LATER,

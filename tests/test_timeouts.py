@@ -648,3 +648,34 @@ def test_uncancel_is_skipped_where_asyncio_does_not_count_cancellations() -> Non
         pass
 
     timeouts._uncancel(cast("asyncio.Task[Any]", OldTask()))
+
+
+@pytest.mark.parametrize(("drained", "code"), [(1012, 1012), (None, 1013)])
+async def test_a_send_that_times_out_after_someone_else_closed_ends_quietly(
+    drained: int | None, code: int
+) -> None:
+    # The drain (or a limit's close, or another task) closes the connection
+    # while a send waits behind a client that reads nothing: when the send's
+    # time is up there is no second close to send, only the handler to tell.
+    seen: list[Any] = []
+    server = StallingServer(CONNECT)
+
+    async def handler(websocket: WebSocket) -> None:
+        await websocket.accept()
+
+        async def close_meanwhile() -> None:
+            await anyio.sleep(0.01)
+            state = state_of(websocket.scope)
+            state.drained = drained
+            state.take_send({"type": "websocket.close", "code": drained or 1008})
+
+        async with anyio.create_task_group() as group:
+            group.start_soon(close_meanwhile)
+            try:
+                await websocket.send_text("x", timeout=0.05)
+            except WebSocketDisconnect as exc:
+                seen.append(exc.code)
+
+    await server.run(Lilya(routes=[WebSocketPath("/ws", handler)]))
+    assert seen == [code]
+    assert server.types == ["websocket.accept"]
