@@ -1109,8 +1109,16 @@ class _Session:
             raise ProtocolError("bad_request", f"limit must be >= 0, got {limit}")
         if options.history_size is not None:
             limit = options.history_size if limit is None else min(limit, options.history_size)
-        events = await self.hub.history(channel, limit=limit)
+        # The position first, then the messages: a message published in
+        # between is then in the list and the reply's offset covers it. Read
+        # the other way round, it would be in neither, and a client resuming
+        # ``since`` the reply's position would skip it.
         current = await self.hub.position(channel)
+        events = await self.hub.history(channel, limit=limit)
+        if events:
+            last = events[-1]
+            if last.epoch != current.epoch or last.offset > current.offset:
+                current = last.position
         messages = []
         for event in events:
             if isinstance(event.data, bytes):

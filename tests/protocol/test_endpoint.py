@@ -472,12 +472,60 @@ async def test_history_returns_retained_messages_capped_by_the_channel_option() 
     async with served(channels=options) as (hub, connect), connect() as peer:
         for n in range(4):
             await hub.publish("c", n)
+        empty = await peer.ok("history", channel="nothing-yet")
+        assert (empty["messages"], empty["offset"]) == ([], 0)
         ok = await peer.ok("history", channel="c")
         assert [m["data"] for m in ok["messages"]] == [2, 3]
         assert ok["offset"] == 4
         assert [
             m["offset"] for m in (await peer.ok("history", channel="c", limit=1))["messages"]
         ] == [4]
+
+
+async def test_a_message_published_while_history_is_read_is_not_skipped_by_since(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Staged: a publish lands just after the endpoint read the history. The
+    # reply's position must not claim it (it is not in the list), so that a
+    # client resuming since that position still gets it.
+    async with served() as (hub, connect), connect() as peer:
+        await hub.publish("c", "first")
+        read_history = hub.history
+
+        async def history_then_a_publish(channel: str, *, limit: int | None = None) -> Any:
+            events = await read_history(channel, limit=limit)
+            monkeypatch.setattr(hub, "history", read_history)
+            await hub.publish(channel, "raced")
+            return events
+
+        monkeypatch.setattr(hub, "history", history_then_a_publish)
+        ok = await peer.ok("history", channel="c")
+        assert [m["data"] for m in ok["messages"]] == ["first"]
+        assert ok["offset"] == 1
+        since = {"epoch": ok["epoch"], "offset": ok["offset"]}
+        await peer.ok("subscribe", channel="c", since=since)
+        assert (await peer.push())["data"] == "raced"
+
+
+async def test_a_message_published_after_the_position_was_read_is_in_the_reply(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Staged the other way: the publish lands between the position and the
+    # history. It is in the list, so the reply's position moves past it.
+    async with served() as (hub, connect), connect() as peer:
+        await hub.publish("c", "first")
+        read_position = hub.position
+
+        async def position_then_a_publish(channel: str) -> Any:
+            position = await read_position(channel)
+            monkeypatch.setattr(hub, "position", read_position)
+            await hub.publish(channel, "raced")
+            return position
+
+        monkeypatch.setattr(hub, "position", position_then_a_publish)
+        ok = await peer.ok("history", channel="c")
+        assert [m["data"] for m in ok["messages"]] == ["first", "raced"]
+        assert ok["offset"] == 2
 
 
 async def test_a_typed_channel_refuses_a_payload_that_does_not_fit() -> None:
