@@ -579,7 +579,7 @@ def fanout_run(
             # short enough that the slowest stack (redis:// at N=10,000) is done
             # well inside the timeout.
             count = max(10, min(plan.max_rate_publications, 400_000 // size))
-            client.ask(command="expect", frames=count, sample_every=sample, timeout=45)
+            client.ask(command="expect", frames=count, sample_every=sample, timeout=30)
             server.publish(count, 0)
             burst = client._read()
             row["max_rate"] = {
@@ -822,8 +822,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     plan = Plan(
         sizes=[20, 50] if quick else [int(s) for s in args.sizes.split(",")],
         setups=args.setups.split(","),
-        echo_seconds=0.5 if quick else 2.0,
-        offered_seconds=0.3 if quick else 3.0,
+        echo_seconds=0.5 if quick else 1.5,
+        offered_seconds=0.3 if quick else 2.0,
         max_rate_publications=10 if quick else 200,
         redis=args.redis,
         sections=set(args.sections.split(",")),
