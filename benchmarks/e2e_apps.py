@@ -98,6 +98,18 @@ async def http(scope: Scope, send: Send, publisher: Publisher, publish: Publish)
     await send({"type": "http.response.body", "body": body})
 
 
+def beside(stack: Any, publisher: Publisher, publish: Publish) -> Any:
+    """*stack* for WebSockets, with ``/publish`` and ``/status`` answered beside it."""
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            await http(scope, send, publisher, publish)
+        else:
+            await stack(scope, receive, send)
+
+    return app
+
+
 # -- raw: the floor --------------------------------------------------------------
 
 
@@ -218,13 +230,7 @@ def make_starlette() -> Any:
         lifespan=lifespan,
     )
 
-    async def app(scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
-            await http(scope, send, publisher, publish)
-        else:
-            await starlette(scope, receive, send)
-
-    return app
+    return beside(starlette, publisher, publish)
 
 
 # -- lilya: Channels and relay() -------------------------------------------------
@@ -278,13 +284,7 @@ def make_lilya() -> Any:
     # sockets from one address, messages as fast as they go.
     lilya = Lilya(routes=routes, rate_limit=None, connection_caps=None)
 
-    async def app(scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
-            await http(scope, send, publisher, publish)
-        else:
-            await lilya(scope, receive, send)
-
-    return app
+    return beside(lilya, publisher, publish)
 
 
 # -- lilya's channels protocol: one ChannelsEndpoint ------------------------------
@@ -316,13 +316,7 @@ def make_protocol() -> Any:
         connection_caps=None,
     )
 
-    async def app(scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
-            await http(scope, send, publisher, publish)
-        else:
-            await lilya(scope, receive, send)
-
-    return app
+    return beside(lilya, publisher, publish)
 
 
 STACKS: dict[str, Callable[[], Any]] = {
