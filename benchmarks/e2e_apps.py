@@ -8,17 +8,18 @@
 - ``lilya``: a ``Lilya`` app, ``Channels`` and ``relay()``;
 - ``protocol``: a ``Lilya`` app with the channels protocol endpoint
   (``lilya.protocol.ChannelsEndpoint``); its ``/sub`` speaks the protocol
-  (``connect``, ``subscribe`` to ``"c"``, ``message`` pushes), and it runs
+  (``connect``, ``subscribe`` to the channel, ``message`` pushes), and it runs
   on servers with a lifespan (not daphne).
 
 Every stack serves:
 
 - ``/echo``: sends back each text message as it came;
 - ``/echo-json``: decodes each message as JSON and sends it back encoded;
-- ``/sub``: subscribes to channel ``"c"`` before it accepts (so a finished
+- ``/sub``: subscribes to channel ``E2E_CHANNEL`` (default ``"c"``) before it accepts (so a finished
   handshake means a live subscriber), then relays every publication;
 - ``GET /publish?count=K&interval=S``: starts publishing K messages ``"<seq>
   <monotonic ns>"``, one every S seconds (0: back to back), and answers at once;
+- ``GET /stop``: ends the publishing run (a phase the benchmark cut at its cap);
 - ``GET /status``: ``{"subscribers": n, "published": k, "publishing": bool,
   "error": "<what stopped the publisher>"}``.
 
@@ -44,7 +45,9 @@ Publish = Callable[[str], Awaitable[Any]]
 
 STACK = os.environ.get("E2E_STACK", "raw")
 BACKEND = os.environ.get("E2E_BACKEND", "memory://")
-CHANNEL = "c"
+# Unique per server (benchmarks/e2e.py sets it): other runs on the same Redis
+# database must not publish into this one's channel.
+CHANNEL = os.environ.get("E2E_CHANNEL", "c")
 
 
 class Publisher:
@@ -57,8 +60,14 @@ class Publisher:
         self.task: asyncio.Task[None] | None = None
 
     def start(self, publish: Publish, count: int, interval: float) -> None:
+        self.stop()
         self.published = 0
         self.task = asyncio.get_running_loop().create_task(self._run(publish, count, interval))
+
+    def stop(self) -> None:
+        """End a publishing run that the benchmark cut at its cap (what was sent stays sent)."""
+        if self.task is not None and not self.task.done():
+            self.task.cancel()
 
     async def _run(self, publish: Publish, count: int, interval: float) -> None:
         try:
@@ -91,6 +100,9 @@ async def http(scope: Scope, send: Send, publisher: Publisher, publish: Publish)
         query = parse_qs(scope["query_string"].decode())
         publisher.start(publish, int(query["count"][0]), float(query.get("interval", ["0"])[0]))
         status, body = 202, b'{"started": true}'
+    elif scope["path"] == "/stop":
+        publisher.stop()
+        status, body = 200, publisher.status()
     elif scope["path"] == "/status":
         status, body = 200, publisher.status()
     headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]
