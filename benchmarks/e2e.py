@@ -42,6 +42,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import functools
 import json
 import os
 import platform
@@ -52,6 +53,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -267,7 +269,10 @@ class Client:
         return self._read()
 
     def close(self) -> None:
-        with contextlib.suppress(OSError, RuntimeError):
+        """Close every socket and end the process (again: a no-op)."""
+        if self.process.poll() is not None:
+            return
+        with contextlib.suppress(OSError, RuntimeError, ValueError):
             self.ask(command="close")
         try:
             self.process.wait(STOP_CAP)
@@ -589,6 +594,7 @@ class Plan:
     sections: set[str]
     quick: bool
     budget: Budget
+    failures: list[str] = field(default_factory=list)
 
 
 class Fanout:
@@ -674,7 +680,9 @@ class Fanout:
     def _finish(self, phase: dict[str, Any]) -> None:
         """After a phase cut at its cap: stop the publisher and let the tail arrive."""
         if phase["timed_out"]:
-            self.server.get("/stop")
+            with contextlib.suppress(OSError):
+                # A server too busy to answer in time: the drain below waits for it.
+                self.server.get("/stop")
             tail = self.client.ask(
                 command="drain", quiet=0.3, timeout=self.plan.budget.cap(DRAIN_CAP)
             )
@@ -696,6 +704,16 @@ PHASE_KEYS = ("frames", "expected", "lost", "missing", "gapped", "timed_out", "d
 PHASE_KEYS += ("stale", "p50_ms", "p99_ms", "seconds")
 
 
+ECHO_MODES = (
+    ("text", "/echo", "x" * 64),
+    (
+        "json",
+        "/echo-json",
+        json.dumps({"type": "say", "room": "r", "text": "x" * 32}, separators=(",", ":")),
+    ),
+)
+
+
 def echo_and_setups(plan: Plan) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """Per server setup, one server per stack: the echo figures, then fan-out at the first size.
 
@@ -704,58 +722,15 @@ def echo_and_setups(plan: Plan) -> tuple[list[dict[str, Any]], list[dict[str, An
     """
     echo_rows: list[dict[str, Any]] = []
     setup_rows: list[dict[str, Any]] = []
-    connections = 5 if plan.quick else 50
-    size = plan.sizes[0]
-    modes = (
-        ("text", "/echo", "x" * 64),
-        (
-            "json",
-            "/echo-json",
-            json.dumps({"type": "say", "room": "r", "text": "x" * 32}, separators=(",", ":")),
-        ),
-    )
     for setup in plan.setups:
-        echoes: dict[str, dict[str, float]] = {mode: {} for mode, _, _ in modes}
+        echoes: dict[str, dict[str, float]] = {mode: {} for mode, _, _ in ECHO_MODES}
         for stack in ("raw", "lilya"):
-            if not plan.budget.allows(f"echo/setups on {setup} ({stack})", 10):
-                continue
-            started = time.monotonic()
-            server = Server(setup, stack, "memory://")
-            clients = {path: Client(f"ws://{server.base}{path}") for _, path, _ in modes}
-            if "setups" in plan.sections:
-                sub = Fanout.client(server, stack)
-            with server:
-                if "echo" in plan.sections:
-                    for mode, path, payload in modes:
-                        client = clients[path]
-                        try:
-                            client.ask(
-                                command="open", count=connections, timeout=plan.budget.cap(20)
-                            )
-                            seconds = plan.budget.cap(plan.echo_seconds)
-                            result = client.ask(command="echo", payload=payload, seconds=seconds)
-                        finally:
-                            client.close()
-                        if result["bad"]:
-                            raise RuntimeError(
-                                f"{setup}/{stack} echoed {result['bad']} wrong payloads"
-                            )
-                        echoes[mode][stack] = result["round_trips_per_s"]
-                else:
-                    for client in clients.values():
-                        client.close()
-                if "setups" in plan.sections:
-                    fan = Fanout(plan, server, sub)
-                    try:
-                        row = {"setup": setup, "stack": stack, "backend": "memory://", "n": size}
-                        row["workers"] = 1
-                        row |= fan.grow(size)
-                        row |= fan.measure()
-                    finally:
-                        sub.close()
-                    row["wall_s"] = time.monotonic() - started
-                    setup_rows.append(row)
-                    print_row(row)
+            if plan.budget.allows(f"echo/setups on {setup} ({stack})", 10):
+                setup_rows += guarded(
+                    f"echo/setups on {setup} ({stack})",
+                    plan,
+                    functools.partial(echo_and_fanout, plan, setup, stack, echoes),
+                )
         for mode, figures in echoes.items():
             if "raw" in figures and "lilya" in figures:
                 echo_rows.append(
@@ -769,6 +744,43 @@ def echo_and_setups(plan: Plan) -> tuple[list[dict[str, Any]], list[dict[str, An
                 )
                 print_row(echo_rows[-1])
     return echo_rows, setup_rows
+
+
+def echo_and_fanout(
+    plan: Plan, setup: str, stack: str, echoes: dict[str, dict[str, float]]
+) -> list[dict[str, Any]]:
+    """One server: echo round trips into *echoes*, then the fan-out row at the first size."""
+    started = time.monotonic()
+    connections = 5 if plan.quick else 50
+    server = Server(setup, stack, "memory://")
+    echoing = "echo" in plan.sections
+    clients = {path: Client(f"ws://{server.base}{path}") for _, path, _ in ECHO_MODES if echoing}
+    sub = Fanout.client(server, stack) if "setups" in plan.sections else None
+    try:
+        with server:
+            for mode, path, payload in ECHO_MODES if echoing else ():
+                client = clients[path]
+                client.ask(command="open", count=connections, timeout=plan.budget.cap(20))
+                seconds = plan.budget.cap(plan.echo_seconds)
+                result = client.ask(command="echo", payload=payload, seconds=seconds)
+                client.close()
+                if result["bad"]:
+                    raise RuntimeError(f"{setup}/{stack} echoed {result['bad']} wrong payloads")
+                echoes[mode][stack] = result["round_trips_per_s"]
+            if sub is None:
+                return []
+            fan = Fanout(plan, server, sub)
+            row = {"setup": setup, "stack": stack, "backend": "memory://", "n": plan.sizes[0]}
+            row["workers"] = 1
+            row |= fan.grow(plan.sizes[0])
+            row |= fan.measure()
+            sub.close()  # before the server stops: its sockets close cleanly
+    finally:
+        for client in [*clients.values(), *([sub] if sub else [])]:
+            client.close()
+    row["wall_s"] = time.monotonic() - started
+    print_row(row)
+    return [row]
 
 
 def fanout_server(
@@ -788,10 +800,10 @@ def fanout_server(
     }
     server = Server(setup, stack, backend, workers=workers, pinned=workers == 1)
     client = Fanout.client(server, stack)
-    with server:
-        time.sleep(0.3 if workers == 1 else 1.0)
-        fan = Fanout(plan, server, client)
-        try:
+    try:
+        with server:
+            time.sleep(0.3 if workers == 1 else 1.0)
+            fan = Fanout(plan, server, client)
             for n in sizes:
                 rows[n] |= fan.grow(n)
             for n in sorted(sizes, reverse=True):
@@ -799,8 +811,9 @@ def fanout_server(
                     fan.shrink(n)
                 if plan.budget.allows(f"fan-out {stack} on {backend} at N={n}", 3):
                     rows[n] |= fan.measure()
-        finally:
-            client.close()
+            client.close()  # before the server stops: its sockets close cleanly
+    finally:
+        client.close()
     measured = [row for row in rows.values() if "max_rate" in row]
     for row in measured:
         row["wall_s"] = time.monotonic() - started
@@ -841,8 +854,29 @@ def fanout_section(plan: Plan) -> list[dict[str, Any]]:
         stacks += [("lilya", plan.redis), ("protocol", plan.redis)]
     for stack, backend in stacks:
         if plan.budget.allows(f"fan-out {stack} on {backend}", 10):
-            rows += fanout_server(plan, FANOUT_SETUP, stack, backend, plan.sizes)
+            rows += guarded(
+                f"fan-out {stack} on {backend}",
+                plan,
+                functools.partial(fanout_server, plan, FANOUT_SETUP, stack, backend, plan.sizes),
+            )
     return rows
+
+
+def guarded(
+    what: str, plan: Plan, measure: Callable[..., list[dict[str, Any]]], *args: Any
+) -> list[dict[str, Any]]:
+    """*measure*'s rows; if it fails (a server that stopped answering), say so and go on.
+
+    One server setup that misbehaves under load must not cost the run every
+    figure after it: the failure is printed, kept in the results and the
+    document, and the next server starts.
+    """
+    try:
+        return measure(*args)
+    except (OSError, RuntimeError, ValueError, KeyError) as exc:
+        plan.failures.append(f"{what}: {exc!r}"[:300])
+        print(f"  FAILED: {what}: {exc!r}", flush=True)
+        return []
 
 
 def workers_size(plan: Plan) -> int:
@@ -864,8 +898,13 @@ def workers_section(plan: Plan) -> list[dict[str, Any]]:
     rows = []
     for workers in (1, 2):
         if plan.budget.allows(f"workers={workers}", 10):
-            rows += fanout_server(
-                plan, FANOUT_SETUP, "lilya", plan.redis, [workers_size(plan)], workers=workers
+            rows += guarded(
+                f"workers={workers}",
+                plan,
+                functools.partial(
+                    fanout_server, plan, FANOUT_SETUP, "lilya", plan.redis, [workers_size(plan)]
+                ),
+                workers,
             )
     return rows
 
@@ -1098,6 +1137,8 @@ def markdown(results: dict[str, Any]) -> str:
         )
         + ".",
     ]
+    for failure in results.get("failed", []):
+        out.append(f"Failed in this run (its rows are missing): {failure}.")
     if load[0] >= 1.0:
         out.append(
             "The machine was busy when this ran (load average at start ≥ 1 on "
@@ -1330,6 +1371,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     results["seconds"] = time.monotonic() - started
     results["section_seconds"] = elapsed
     results["skipped"] = budget.skipped
+    results["failed"] = plan.failures
     return results
 
 
