@@ -17,8 +17,9 @@ Every stack serves:
 - ``/echo-json``: decodes each message as JSON and sends it back encoded;
 - ``/sub``: subscribes to channel ``E2E_CHANNEL`` (default ``"c"``) before it accepts (so a finished
   handshake means a live subscriber), then relays every publication;
-- ``GET /publish?count=K&interval=S``: starts publishing K messages ``"<seq>
-  <monotonic ns>"``, one every S seconds (0: back to back), and answers at once;
+- ``GET /publish?count=K&interval=S&base=B``: starts publishing K messages
+  ``"<seq> <monotonic ns>"`` with seq from B up, one every S seconds (0: back
+  to back), and answers at once (a run still publishing is stopped first);
 - ``GET /stop``: ends the publishing run (a phase the benchmark cut at its cap);
 - ``GET /status``: ``{"subscribers": n, "published": k, "publishing": bool,
   "error": "<what stopped the publisher>"}``.
@@ -59,23 +60,24 @@ class Publisher:
         self.error = ""
         self.task: asyncio.Task[None] | None = None
 
-    def start(self, publish: Publish, count: int, interval: float) -> None:
+    def start(self, publish: Publish, count: int, interval: float, base: int = 0) -> None:
         self.stop()
         self.published = 0
-        self.task = asyncio.get_running_loop().create_task(self._run(publish, count, interval))
+        run = self._run(publish, count, interval, base)
+        self.task = asyncio.get_running_loop().create_task(run)
 
     def stop(self) -> None:
         """End a publishing run that the benchmark cut at its cap (what was sent stays sent)."""
         if self.task is not None and not self.task.done():
             self.task.cancel()
 
-    async def _run(self, publish: Publish, count: int, interval: float) -> None:
+    async def _run(self, publish: Publish, count: int, interval: float, base: int) -> None:
         try:
-            await self._publish(publish, count, interval)
+            await self._publish(publish, count, interval, base)
         except Exception as exc:
             self.error = repr(exc)  # shown by /status: the benchmark stops and says why
 
-    async def _publish(self, publish: Publish, count: int, interval: float) -> None:
+    async def _publish(self, publish: Publish, count: int, interval: float, base: int) -> None:
         start = time.monotonic()
         for seq in range(count):
             if interval:
@@ -84,7 +86,7 @@ class Publisher:
                 delay = start + seq * interval - time.monotonic()
                 if delay > 0:
                     await asyncio.sleep(delay)
-            await publish(f"{seq} {time.monotonic_ns()}")
+            await publish(f"{base + seq} {time.monotonic_ns()}")
             self.published += 1
 
     def status(self) -> bytes:
@@ -98,7 +100,8 @@ async def http(scope: Scope, send: Send, publisher: Publisher, publish: Publish)
     status, body = 404, b"not found"
     if scope["path"] == "/publish":
         query = parse_qs(scope["query_string"].decode())
-        publisher.start(publish, int(query["count"][0]), float(query.get("interval", ["0"])[0]))
+        count, base = int(query["count"][0]), int(query.get("base", ["0"])[0])
+        publisher.start(publish, count, float(query.get("interval", ["0"])[0]), base)
         status, body = 202, b'{"started": true}'
     elif scope["path"] == "/stop":
         publisher.stop()
