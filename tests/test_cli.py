@@ -151,6 +151,18 @@ def test_version_prints_the_version(capsys: pytest.CaptureFixture[str]) -> None:
     assert capsys.readouterr().out == f"lilya {__version__}\n"
 
 
+def test_run_help_says_which_ws_implementation_is_fastest_for_fan_out(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with pytest.raises(SystemExit) as info:
+        cli.main(["run", "--help"])
+    assert info.value.code == 0
+    help_text = " ".join(capsys.readouterr().out.split())  # argparse wraps lines
+    assert cli.FASTEST_FANOUT_WS in cli.WS_CHOICES
+    assert f"Fastest for fan-out: {cli.FASTEST_FANOUT_WS}, about 0.6x wsproto's" in help_text
+    assert "(docs/benchmarks.md), without wsproto's defences" in help_text
+
+
 def test_ws_auto_resolves_like_uvicorn(monkeypatch: pytest.MonkeyPatch) -> None:
     assert cli.resolve_ws("wsproto") == "wsproto"
     assert cli.resolve_ws("auto") == "websockets-sansio"
