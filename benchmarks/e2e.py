@@ -650,9 +650,11 @@ class Fanout:
         }
 
     def shrink(self, size: int) -> None:
-        self.client.ask(command="shrink", keep=size, timeout=self.plan.budget.cap(SHRINK_CAP))
-        self.size = size
-        self._wait_subscribers(lambda n: n <= size)
+        kept = self.client.ask(
+            command="shrink", keep=size, timeout=self.plan.budget.cap(SHRINK_CAP)
+        )
+        self.size = kept["connected"]
+        self._wait_subscribers(lambda n: n <= self.size)
 
     def _wait_subscribers(self, reached: Any) -> None:
         # With several workers /status answers for one of them: the client's
@@ -675,6 +677,8 @@ class Fanout:
     def measure(self) -> dict[str, Any]:
         """The offered-load phase, then the max-rate phase, at the current size."""
         size, plan, server = self.size, self.plan, self.server
+        if not size:
+            raise RuntimeError("no subscriber connected within the handshake cap")
         interval = size / OFFERED_FRAMES_PER_S
         count = min(plan.offered_publications, max(8, int(plan.offered_seconds / interval)))
         sample = max(1, size // 500)
@@ -1188,7 +1192,8 @@ def markdown(results: dict[str, Any]) -> str:
     if load[0] >= 1.0:
         out.append(
             "The machine was busy when this ran (load average at start ≥ 1 on "
-            f"{info.get('cpus', '?')} cores): read the ratios, not the absolute figures."
+            f"{info.get('cpus', '?')} cores): read the ratios, not the absolute figures, "
+            "and take none of them as final; rerun on an idle machine."
         )
     rows = goals(results)
     if rows:
@@ -1263,6 +1268,8 @@ def _fanout_table(rows: list[dict[str, Any]], first: str) -> str:
             if first == "workers"
             else f"{row['n']:,}"
         )
+        if row.get("connected", row["n"]) < row["n"]:
+            key = f"{key} ({row['connected']:,} connected)"  # handshakes cut at their cap
         offered, burst = row["offered"], row["max_rate"]
         lost = offered["lost"] + burst["lost"]
         dup = offered["duplicated"] + burst["duplicated"]
