@@ -37,7 +37,7 @@ def test_quick_run_delivers_every_frame_and_writes_its_plots(tmp_path: Path) -> 
     assert {row["mode"] for row in results["echo"]} == {"text", "json"}
     assert all(row["raw"] > 0 and row["lilya"] > 0 for row in results["echo"])
     assert "ratios against raw, same run" in done.stdout
-    assert done.stdout.startswith("bound: 510 s (--budget)")
+    assert done.stdout.startswith("bound: 500 s (--budget) + 25 s")
     assert set(results["section_seconds"]) == {"echo+setups", "fanout", "workers"}
     assert results["skipped"] == [] and results["failed"] == []
     for name in ("e2e-fanout.png", "e2e-latency.png", "e2e-memory.png"):
