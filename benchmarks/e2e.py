@@ -353,6 +353,7 @@ async def client_main(url: str, channel: str) -> None:
 
         def __init__(self) -> None:
             self.seen = 0  # every data frame ever, for ``drain``
+            self.seen_at_end = 0  # ``seen`` when the last ``expect`` ended
             self.reset(0, 0)
 
         def reset(self, expected: int, sample_every: int, base: int = 0) -> None:
@@ -494,7 +495,9 @@ async def client_main(url: str, channel: str) -> None:
 
     async def drain(quiet: float, timeout: float) -> dict[str, Any]:
         """Wait until no frame has come for *quiet* s (at most *timeout*): a cut phase's tail."""
-        started, before = time.monotonic(), tally.seen
+        # Counted from the end of the phase, not from now: frames that came
+        # while /stop waited for a busy server are the tail too.
+        started, before = time.monotonic(), tally.seen_at_end
         last = -1
         while tally.seen != last and time.monotonic() - started < timeout:
             last = tally.seen
@@ -512,6 +515,7 @@ async def client_main(url: str, channel: str) -> None:
             await asyncio.wait_for(tally.done.wait(), max(0.1, command["timeout"]))
         except TimeoutError:
             timed_out = True
+        tally.seen_at_end = tally.seen
         seconds = (tally.last_receive_ns - tally.first_publish_ns) / 1e9
         lost_or_late = tally.total - tally.frames
         return {
