@@ -715,7 +715,7 @@ class Fanout:
         self._finish(offered)
         row: dict[str, Any] = {
             "offered": {
-                **{k: offered[k] for k in PHASE_KEYS},
+                **{k: offered[k] for k in PHASE_KEYS if k in offered},
                 "cdf_ms": offered["cdf_ms"],
                 "publications": count,
                 "interval_s": interval,
@@ -735,7 +735,7 @@ class Fanout:
         cpu_after = cpu_seconds(self.pid)
         self._finish(burst)
         row["max_rate"] = {
-            **{k: burst[k] for k in PHASE_KEYS},
+            **{k: burst[k] for k in PHASE_KEYS if k in burst},
             "publications": count,
             "frames_per_s": burst["frames_per_s"],
             "us_per_frame": 1e6 * (cpu_after - cpu_before) / max(1, burst["frames"]),
@@ -766,7 +766,7 @@ class Fanout:
 
 
 PHASE_KEYS = ("frames", "expected", "lost", "missing", "gapped", "timed_out", "duplicated")
-PHASE_KEYS += ("stale", "p50_ms", "p99_ms", "seconds")
+PHASE_KEYS += ("stale", "p50_ms", "p99_ms", "seconds", "tail_frames", "tail_s")
 
 
 ECHO_MODES = (
