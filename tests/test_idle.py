@@ -9,6 +9,7 @@ corners. The real servers are in tests/interop (a row on six setups).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 import time
@@ -343,6 +344,24 @@ async def test_the_connection_slot_is_freed_and_metrics_count_the_close(
     assert metrics.limit_closes.labels("idle_timeout")._value.get() == 2
 
 
+async def test_two_hundred_silent_connections_are_all_closed_in_time(anyio_backend: str) -> None:
+    seen: list[Any] = []
+    # Over the default 100 per address: the test client's sockets all come from one.
+    app = receiving_app(seen, idle_timeout=IDLE, connection_caps=None)
+    client = AsyncTestClient(app)
+    async with contextlib.AsyncExitStack() as stack:
+        sessions = [
+            await stack.enter_async_context(client.websocket_connect("/ws")) for _ in range(200)
+        ]
+        opened = time.monotonic()
+        codes = {(await close_of(session))[0] for session in sessions}
+        closed = time.monotonic() - opened
+        await eventually(seen, 400)
+    assert codes == {1001}
+    assert closed < IDLE + 1
+    assert seen.count(("DISCONNECTED", 1001)) == 200
+
+
 async def test_a_client_that_stops_reading_is_still_ended(anyio_backend: str) -> None:
     seen: list[Any] = []
     app = receiving_app(seen, idle_timeout=IDLE)
@@ -355,6 +374,30 @@ async def test_a_client_that_stops_reading_is_still_ended(anyio_backend: str) ->
     assert seen == [("DISCONNECTED", 1001), "finally"]
     assert ended < IDLE + CLOSE_GRACE + 1
     assert app.connection_counter.counts == {}
+
+
+async def test_a_send_stuck_where_the_server_cannot_drop_ends_1001_at_its_send_timeout(
+    anyio_backend: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    seen: list[Any] = []
+
+    async def pusher(websocket: WebSocket) -> None:
+        await websocket.accept()
+        try:
+            while True:
+                await websocket.send_text("tick")
+        except WebSocketDisconnect as exc:
+            seen.append((exc.code, exc.reason))
+
+    # The test client, like hypercorn and granian, offers no way to drop a client.
+    app = Lilya(routes=[WebSocketPath("/ws", pusher, idle_timeout=IDLE, send_timeout=IDLE * 2)])
+    with caplog.at_level(logging.INFO, logger="lilya"):
+        async with AsyncTestClient(app).websocket_connect("/ws") as session:
+            await session.pause_reading()  # the first send waits, and then the close
+            await eventually(seen)
+    # The idle close stands: no second close (1013) after it.
+    assert seen == [(1001, REASON)]
+    assert "1013" not in caplog.text
 
 
 async def test_a_close_the_client_does_not_take_drops_the_tcp_connection(
