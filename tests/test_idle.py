@@ -511,3 +511,46 @@ async def test_a_receive_cancelled_by_the_watchdog_withdraws_the_request() -> No
     assert (
         getattr(task, "cancelling", lambda: 0)() == 0
     )  # the watchdog's cancellation is not left pending
+
+
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+async def test_a_cancellation_the_servers_receive_swallows_is_withdrawn_all_the_same() -> None:
+    async def receive() -> Message:
+        with contextlib.suppress(asyncio.CancelledError):  # a server that hands a message instead
+            await anyio.sleep_forever()
+        return {"type": "websocket.receive", "text": "late"}
+
+    dog = watchdog(receive)
+    dog.last -= IDLE
+    dog._state.client = dog._state.application = dog._state.client.CONNECTED
+    task = asyncio.current_task()
+    assert task is not None
+    async with anyio.create_task_group() as group:
+        group.start_soon(dog.watch)
+        message = await dog.receive()
+    assert message["code"] == 1001
+    assert getattr(task, "cancelling", lambda: 0)() == 0
+
+
+async def test_a_pong_due_when_the_idle_timeout_closes_does_not_close_again(
+    anyio_backend: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    seen: list[Any] = []
+
+    async def lingering(websocket: WebSocket) -> None:
+        await websocket.accept()
+        try:
+            await websocket.receive_text()
+        except WebSocketDisconnect as exc:
+            seen.append(exc.code)
+        await anyio.sleep(0.6)  # still here when the unanswered ping's pong is due
+        seen.append("done")
+
+    route = WebSocketPath("/ws", lingering, idle_timeout=IDLE, heartbeat=(0.1, 0.3))
+    with caplog.at_level(logging.INFO, logger="lilya"):
+        async with AsyncTestClient(Lilya(routes=[route])).websocket_connect("/ws") as session:
+            await session.stop_ponging()
+            code, _, _ = await close_of(session)
+            await eventually(seen, 2)
+    assert (code, seen) == (1001, [1001, "done"])
+    assert "1011" not in caplog.text
