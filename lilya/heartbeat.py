@@ -317,7 +317,7 @@ class Pulse:
                     await pong.wait()
                 if pong.is_set():
                     break
-                if not state.open:
+                if state.ended:
                     return  # ended while the pong was due (an idle timeout's 1001): that stands
                 room = self._room
                 if room is None:

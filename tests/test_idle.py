@@ -80,8 +80,8 @@ async def test_an_idle_connection_is_closed_1001_with_a_reason_naming_the_settin
     seen: list[Any] = []
     app = receiving_app(seen, idle_timeout=IDLE)
     with caplog.at_level(logging.INFO, logger="lilya"):
+        opened = time.monotonic()  # before the accept, which starts the clock
         async with AsyncTestClient(app).websocket_connect("/ws") as session:
-            opened = time.monotonic()
             code, reason, closed = await close_of(session)
             await eventually(seen)
     assert (code, reason) == (1001, REASON)
@@ -421,8 +421,8 @@ async def test_a_handshake_slower_than_the_timeout_is_not_idle(anyio_backend: st
 
     async def slow(websocket: WebSocket) -> None:
         await anyio.sleep(IDLE * 2)  # before accept: the handshake timeout's business
-        await websocket.accept()
         seen.append(time.monotonic())
+        await websocket.accept()
         await websocket.send_text("hello")
         await websocket.receive_text()
 
