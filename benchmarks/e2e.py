@@ -237,8 +237,8 @@ class Server:
                     os.kill(member, signal.SIGKILL)
             self.process.wait()
 
-    def publish(self, count: int, interval: float, base: int = 0) -> None:
-        self.get(f"/publish?count={count}&interval={interval}&base={base}")
+    def publish(self, count: int, interval: float, base: int = 0, window: int = 1) -> None:
+        self.get(f"/publish?count={count}&interval={interval}&base={base}&window={window}")
 
     def status(self, deadline: float) -> dict[str, Any] | None:
         """``/status``, or None if the server (busy delivering) did not answer by *deadline*."""
@@ -643,6 +643,8 @@ class Plan:
     quick: bool
     budget: Budget
     failures: list[str] = field(default_factory=list)
+    stacks: set[str] | None = None
+    window: int = 1
 
 
 class Fanout:
@@ -709,7 +711,7 @@ class Fanout:
             command="expect", frames=count, sample_every=sample, timeout=timeout, base=base
         )
         cpu_before = cpu_seconds(self.pid)
-        server.publish(count, interval, base)
+        server.publish(count, interval, base, plan.window)
         offered = self.client._read()
         cpu_after = cpu_seconds(self.pid)
         self._finish(offered)
@@ -730,7 +732,7 @@ class Fanout:
             command="expect", frames=count, sample_every=sample, timeout=timeout, base=base
         )
         cpu_before = cpu_seconds(self.pid)
-        server.publish(count, 0, base)
+        server.publish(count, 0, base, plan.window)
         burst = self.client._read()
         cpu_after = cpu_seconds(self.pid)
         self._finish(burst)
@@ -861,6 +863,7 @@ def fanout_server(
     started = time.monotonic()
     rows = {
         n: {"setup": setup, "stack": stack, "backend": backend, "n": n, "workers": workers}
+        | {"window": plan.window}
         for n in sizes
     }
     server = Server(setup, stack, backend, workers=workers, pinned=workers == 1)
@@ -917,6 +920,13 @@ def fanout_section(plan: Plan) -> list[dict[str, Any]]:
         # backend delivers nothing when the first subscribe races its listener
         # (the listener finds no subscription, stops, and waits for good).
         stacks += [("lilya", plan.redis), ("protocol", plan.redis)]
+    if plan.stacks is not None:
+        # "lilya" keeps both backends of that stack; "lilya@redis" only one.
+        stacks = [
+            (stack, backend)
+            for stack, backend in stacks
+            if stack in plan.stacks or f"{stack}@{backend.split(':')[0]}" in plan.stacks
+        ]
     for stack, backend in stacks:
         if plan.budget.allows(f"fan-out {stack} on {backend}", 10):
             rows += guarded(
@@ -1411,6 +1421,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         sections=set(args.sections.split(",")),
         quick=quick,
         budget=budget,
+        stacks={s for s in args.stacks.split(",") if s} or None,
+        window=args.publish_window,
     )
     unknown = plan.sections - set(SECTIONS)
     if unknown:
@@ -1483,6 +1495,18 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         help=f"rewrite the generated block of --docs (between {START} and {END})",
     )
     parser.add_argument("--docs", default=str(ROOT / "docs" / "benchmarks.md"))
+    parser.add_argument(
+        "--stacks",
+        default="",
+        help="fan-out stacks to run (raw,starlette,lilya,protocol; lilya@redis for one "
+        "backend); default all",
+    )
+    parser.add_argument(
+        "--publish-window",
+        type=int,
+        default=1,
+        help="publications in flight at once in fan-out (1: each awaited before the next)",
+    )
     parser.add_argument(
         "--from-json",
         metavar="PATH",

@@ -17,9 +17,10 @@ Every stack serves:
 - ``/echo-json``: decodes each message as JSON and sends it back encoded;
 - ``/sub``: subscribes to channel ``E2E_CHANNEL`` (default ``"c"``) before it accepts (so a finished
   handshake means a live subscriber), then relays every publication;
-- ``GET /publish?count=K&interval=S&base=B``: starts publishing K messages
-  ``"<seq> <monotonic ns>"`` with seq from B up, one every S seconds (0: back
-  to back), and answers at once (a run still publishing is stopped first);
+- ``GET /publish?count=K&interval=S&base=B&window=W``: starts publishing K
+  messages ``"<seq> <monotonic ns>"`` with seq from B up, one every S seconds
+  (0: back to back), at most W in flight (default 1: each awaited before the
+  next), and answers at once (a run still publishing is stopped first);
 - ``GET /stop``: ends the publishing run (a phase the benchmark cut at its cap);
 - ``GET /status``: ``{"subscribers": n, "published": k, "publishing": bool,
   "error": "<what stopped the publisher>"}``.
@@ -60,10 +61,12 @@ class Publisher:
         self.error = ""
         self.task: asyncio.Task[None] | None = None
 
-    def start(self, publish: Publish, count: int, interval: float, base: int = 0) -> None:
+    def start(
+        self, publish: Publish, count: int, interval: float, base: int = 0, window: int = 1
+    ) -> None:
         self.stop()
         self.published = 0
-        run = self._run(publish, count, interval, base)
+        run = self._run(publish, count, interval, base, max(1, window))
         self.task = asyncio.get_running_loop().create_task(run)
 
     def stop(self) -> None:
@@ -71,14 +74,25 @@ class Publisher:
         if self.task is not None and not self.task.done():
             self.task.cancel()
 
-    async def _run(self, publish: Publish, count: int, interval: float, base: int) -> None:
+    async def _run(
+        self, publish: Publish, count: int, interval: float, base: int, window: int
+    ) -> None:
         try:
-            await self._publish(publish, count, interval, base)
+            await self._publish(publish, count, interval, base, window)
         except Exception as exc:
             self.error = repr(exc)  # shown by /status: the benchmark stops and says why
 
-    async def _publish(self, publish: Publish, count: int, interval: float, base: int) -> None:
+    async def _publish(
+        self, publish: Publish, count: int, interval: float, base: int, window: int
+    ) -> None:
+        """Publish *count* messages on schedule, at most *window* of them in flight.
+
+        ``window=1`` awaits each publish before the next, as one request
+        handler does; a larger window is a server whose handlers publish
+        concurrently. The publishes still start in order, one task each.
+        """
         start = time.monotonic()
+        in_flight: set[asyncio.Task[Any]] = set()
         for seq in range(count):
             if interval:
                 # A fixed schedule, not a fixed sleep: a slow publish does not
@@ -86,7 +100,21 @@ class Publisher:
                 delay = start + seq * interval - time.monotonic()
                 if delay > 0:
                     await asyncio.sleep(delay)
-            await publish(f"{base + seq} {time.monotonic_ns()}")
+            if window == 1:
+                await publish(f"{base + seq} {time.monotonic_ns()}")
+                self.published += 1
+                continue
+            while len(in_flight) >= window:
+                done, in_flight = await asyncio.wait(in_flight, return_when=asyncio.FIRST_COMPLETED)
+                self._count(done)
+            in_flight.add(asyncio.ensure_future(publish(f"{base + seq} {time.monotonic_ns()}")))
+        if in_flight:
+            done, _ = await asyncio.wait(in_flight)
+            self._count(done)
+
+    def _count(self, done: set[asyncio.Task[Any]]) -> None:
+        for task in done:
+            task.result()  # a failed publish stops the run, with its error
             self.published += 1
 
     def status(self) -> bytes:
@@ -101,7 +129,8 @@ async def http(scope: Scope, send: Send, publisher: Publisher, publish: Publish)
     if scope["path"] == "/publish":
         query = parse_qs(scope["query_string"].decode())
         count, base = int(query["count"][0]), int(query.get("base", ["0"])[0])
-        publisher.start(publish, count, float(query.get("interval", ["0"])[0]), base)
+        window = int(query.get("window", ["1"])[0])
+        publisher.start(publish, count, float(query.get("interval", ["0"])[0]), base, window)
         status, body = 202, b'{"started": true}'
     elif scope["path"] == "/stop":
         publisher.stop()
