@@ -90,12 +90,13 @@ def test_workers_run_under_a_supervisor_whose_workers_drain(
     monkeypatch.setattr(_uvicorn._Multiprocess, "run", lambda self: self.init_processes())
     handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        _uvicorn.run("tests.support.cli_apps:app", workers=2, port=free_port())
+        _uvicorn.run("tests.support.cli_apps:app", workers=2, port=free_port(), gc_tuning=True)
     finally:
         for sig, handler in handlers.items():
             signal.signal(sig, handler)
     assert len(started) == 2
     assert all(isinstance(process.server, _uvicorn.DrainingServer) for process in started)
+    assert all(process.server.gc_tuning for process in started)  # type: ignore[attr-defined]
     assert started[0].server is started[0].server
 
 
