@@ -207,8 +207,8 @@ class Server:
                     os.kill(member, signal.SIGKILL)
             self.process.wait()
 
-    def publish(self, count: int, interval: float) -> None:
-        self.get(f"/publish?count={count}&interval={interval}")
+    def publish(self, count: int, interval: float, window: int = 1) -> None:
+        self.get(f"/publish?count={count}&interval={interval}&window={window}")
 
     def wait_published(self, timeout: float) -> dict[str, Any]:
         deadline = time.monotonic() + timeout
@@ -477,6 +477,8 @@ class Plan:
     redis: str
     sections: set[str]
     quick: bool
+    stacks: set[str] | None = None
+    window: int = 1
 
 
 def echo_section(plan: Plan) -> list[dict[str, Any]]:
@@ -528,6 +530,7 @@ def fanout_run(
     pinned = workers == 1
     row: dict[str, Any] = {"setup": setup, "stack": stack, "backend": backend, "n": size}
     row["workers"] = workers
+    row["window"] = plan.window
     with Server(setup, stack, backend, workers=workers, pinned=pinned) as server:
         time.sleep(0.3)
         rss_before = rss_bytes(server.process.pid)  # type: ignore[union-attr]
@@ -553,7 +556,7 @@ def fanout_run(
                 command="expect", frames=count, sample_every=sample, timeout=count * interval + 20
             )
             cpu_before = cpu_seconds(server.process.pid)  # type: ignore[union-attr]
-            server.publish(count, interval)
+            server.publish(count, interval, plan.window)
             offered = client._read()
             server.wait_published(30)
             cpu_after = cpu_seconds(server.process.pid)  # type: ignore[union-attr]
@@ -580,7 +583,7 @@ def fanout_run(
             # well inside the timeout.
             count = max(10, min(plan.max_rate_publications, 400_000 // size))
             client.ask(command="expect", frames=count, sample_every=sample, timeout=30)
-            server.publish(count, 0)
+            server.publish(count, 0, plan.window)
             burst = client._read()
             row["max_rate"] = {
                 k: burst[k]
@@ -631,6 +634,13 @@ def fanout_section(plan: Plan) -> list[dict[str, Any]]:
         # backend delivers nothing when the first subscribe races its listener
         # (the listener finds no subscription, stops, and waits for good).
         stacks += [("lilya", plan.redis), ("protocol", plan.redis)]
+    if plan.stacks is not None:
+        # "lilya" keeps both backends of that stack; "lilya@redis" only one.
+        stacks = [
+            (stack, backend)
+            for stack, backend in stacks
+            if stack in plan.stacks or f"{stack}@{backend.split(':')[0]}" in plan.stacks
+        ]
     for size in plan.sizes:
         for stack, backend in stacks:
             rows.append(fanout_run(plan, FANOUT_SETUP, stack, backend, size))
@@ -817,6 +827,18 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--json", default=str(HERE / "e2e.json"), help="where to write the figures")
     parser.add_argument("--plots", default=str(ROOT / "docs"), help="folder for the PNG plots")
     parser.add_argument("--no-plots", action="store_true")
+    parser.add_argument(
+        "--stacks",
+        default="",
+        help="fan-out stacks to run (raw,starlette,lilya,protocol; lilya@redis for one "
+        "backend); default all",
+    )
+    parser.add_argument(
+        "--publish-window",
+        type=int,
+        default=1,
+        help="publications in flight at once in fan-out (1: each awaited before the next)",
+    )
     args = parser.parse_args(argv)
     quick = args.quick
     plan = Plan(
@@ -828,6 +850,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         redis=args.redis,
         sections=set(args.sections.split(",")),
         quick=quick,
+        stacks={s for s in args.stacks.split(",") if s} or None,
+        window=args.publish_window,
     )
     started = time.monotonic()
     results: dict[str, Any] = {"cpus": len(os.sched_getaffinity(0)), "quick": quick}

@@ -17,8 +17,9 @@ Every stack serves:
 - ``/echo-json``: decodes each message as JSON and sends it back encoded;
 - ``/sub``: subscribes to channel ``"c"`` before it accepts (so a finished
   handshake means a live subscriber), then relays every publication;
-- ``GET /publish?count=K&interval=S``: starts publishing K messages ``"<seq>
-  <monotonic ns>"``, one every S seconds (0: back to back), and answers at once;
+- ``GET /publish?count=K&interval=S&window=W``: starts publishing K messages
+  ``"<seq> <monotonic ns>"``, one every S seconds (0: back to back), at most W
+  in flight (default 1: each awaited before the next), and answers at once;
 - ``GET /status``: ``{"subscribers": n, "published": k, "publishing": bool,
   "error": "<what stopped the publisher>"}``.
 
@@ -56,18 +57,27 @@ class Publisher:
         self.error = ""
         self.task: asyncio.Task[None] | None = None
 
-    def start(self, publish: Publish, count: int, interval: float) -> None:
+    def start(self, publish: Publish, count: int, interval: float, window: int = 1) -> None:
         self.published = 0
-        self.task = asyncio.get_running_loop().create_task(self._run(publish, count, interval))
+        self.task = asyncio.get_running_loop().create_task(
+            self._run(publish, count, interval, max(1, window))
+        )
 
-    async def _run(self, publish: Publish, count: int, interval: float) -> None:
+    async def _run(self, publish: Publish, count: int, interval: float, window: int) -> None:
         try:
-            await self._publish(publish, count, interval)
+            await self._publish(publish, count, interval, window)
         except Exception as exc:
             self.error = repr(exc)  # shown by /status: the benchmark stops and says why
 
-    async def _publish(self, publish: Publish, count: int, interval: float) -> None:
+    async def _publish(self, publish: Publish, count: int, interval: float, window: int) -> None:
+        """Publish *count* messages on schedule, at most *window* of them in flight.
+
+        ``window=1`` awaits each publish before the next, as one request
+        handler does; a larger window is a server whose handlers publish
+        concurrently. The publishes still start in order, one task each.
+        """
         start = time.monotonic()
+        in_flight: set[asyncio.Task[Any]] = set()
         for seq in range(count):
             if interval:
                 # A fixed schedule, not a fixed sleep: a slow publish does not
@@ -75,7 +85,21 @@ class Publisher:
                 delay = start + seq * interval - time.monotonic()
                 if delay > 0:
                     await asyncio.sleep(delay)
-            await publish(f"{seq} {time.monotonic_ns()}")
+            if window == 1:
+                await publish(f"{seq} {time.monotonic_ns()}")
+                self.published += 1
+                continue
+            while len(in_flight) >= window:
+                done, in_flight = await asyncio.wait(in_flight, return_when=asyncio.FIRST_COMPLETED)
+                self._count(done)
+            in_flight.add(asyncio.ensure_future(publish(f"{seq} {time.monotonic_ns()}")))
+        if in_flight:
+            done, _ = await asyncio.wait(in_flight)
+            self._count(done)
+
+    def _count(self, done: set[asyncio.Task[Any]]) -> None:
+        for task in done:
+            task.result()  # a failed publish stops the run, with its error
             self.published += 1
 
     def status(self) -> bytes:
@@ -89,7 +113,12 @@ async def http(scope: Scope, send: Send, publisher: Publisher, publish: Publish)
     status, body = 404, b"not found"
     if scope["path"] == "/publish":
         query = parse_qs(scope["query_string"].decode())
-        publisher.start(publish, int(query["count"][0]), float(query.get("interval", ["0"])[0]))
+        publisher.start(
+            publish,
+            int(query["count"][0]),
+            float(query.get("interval", ["0"])[0]),
+            int(query.get("window", ["1"])[0]),
+        )
         status, body = 202, b'{"started": true}'
     elif scope["path"] == "/status":
         status, body = 200, publisher.status()

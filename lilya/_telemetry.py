@@ -66,7 +66,7 @@ WATCH_KEY = "lilya.watch"
 
 #: The reasons :func:`note_limit` takes. lilya itself notes the first four;
 #: the others are for the features that close for them (send timeouts,
-#: connection caps, heartbeats) to call at the point they close.
+#: connection caps, heartbeats, idle timeouts) to call at the point they close.
 LIMIT_REASONS = (
     "message_size",
     "rate",
@@ -75,6 +75,7 @@ LIMIT_REASONS = (
     "send_timeout",
     "connection_cap",
     "heartbeat",
+    "idle_timeout",
 )
 
 

@@ -139,6 +139,11 @@ class Lilya:
             route that does not set its own: lilya pings each client and
             closes 1011 when its pong is late (:mod:`lilya.heartbeat`).
             Default ``None``: off, leaving liveness to the server.
+        idle_timeout: close a WebSocket with 1001 when no message has passed
+            either way (heartbeat frames aside) for this many seconds after
+            accept, unless its route sets its own; the handler sees
+            ``WebSocketDisconnect(1001)`` (:mod:`lilya.idle`). Default
+            ``None``: off.
 
     Raises:
         ImproperlyConfigured: an entry of *allowed_origins* is not an origin,
@@ -185,6 +190,7 @@ class Lilya:
         metrics: Metrics | bool = False,
         tracing: Tracing | bool = False,
         heartbeat: Heartbeat | None = None,
+        idle_timeout: float | None = None,
     ) -> None:
         self.debug = debug
         self.heartbeat = check_heartbeat(heartbeat, "Lilya")
@@ -194,6 +200,7 @@ class Lilya:
         self.connection_counter = make_counter(connection_counter)
         self.send_timeout = check_timeout(send_timeout, "send_timeout", "Lilya")
         self.handshake_timeout = check_timeout(handshake_timeout, "handshake_timeout", "Lilya")
+        self.idle_timeout = check_timeout(idle_timeout, "idle_timeout", "Lilya")
         self.state = State()
         self.router = Router(
             routes,

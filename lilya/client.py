@@ -1076,6 +1076,7 @@ class Client:
         if not sub._answered.is_set():
             self._subs.pop(channel, None)
             sub._end(None)
+            await self._undo_subscribe(sub)
             raise TimeoutError(
                 f"No answer to subscribe {channel!r} within {seconds} s "
                 f"(the client is {self.state.value}); pass a larger timeout=."
@@ -1085,6 +1086,25 @@ class Client:
         if self.closed is not None:
             raise self.closed
         return sub
+
+    async def _undo_subscribe(self, sub: Subscription) -> None:
+        """Take back a subscribe that timed out but may still reach the server.
+
+        The request is on the socket: a busy server may read it after the
+        caller was told ``TimeoutError``, and that socket would then be
+        subscribed to a channel the client forgot (the caller's next
+        ``subscribe`` answered ``already_subscribed``, its events ignored).
+        An ``unsubscribe`` behind it on the same socket, which handles its
+        requests in order, undoes it. Its answer is not awaited (the caller
+        waited long enough): its id is abandoned, so the reply is dropped.
+        """
+        conn = self._conn
+        if conn is None or conn.end is not None or sub._generation != conn.generation:
+            return  # it never went out on the live socket: nothing to undo
+        request_id, _ = conn.start("unsubscribe")
+        conn.abandon(request_id)
+        with contextlib.suppress(TransportClosed):
+            await conn.send({"type": "unsubscribe", "id": request_id, "channel": sub.channel})
 
     async def _unsubscribe(self, sub: Subscription) -> None:
         if self._subs.get(sub.channel) is not sub:

@@ -317,6 +317,8 @@ class Pulse:
                     await pong.wait()
                 if pong.is_set():
                     break
+                if state.ended:
+                    return  # ended while the pong was due (an idle timeout's 1001): that stands
                 room = self._room
                 if room is None:
                     await self._expire()

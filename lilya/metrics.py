@@ -232,7 +232,8 @@ class Metrics:
         self.limit_closes = counter(
             "lilya_websocket_limit_closes",
             "Connections lilya closed or refused for a limit, by reason "
-            "(message_size, rate, origin, drain, send_timeout, connection_cap, heartbeat).",
+            "(message_size, rate, origin, drain, send_timeout, connection_cap, heartbeat, "
+            "idle_timeout).",
             ["reason"],
             registry=reg,
         )

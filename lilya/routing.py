@@ -49,7 +49,7 @@ from lilya._matching import (
     normalize_root_path,
     own_path_for,
 )
-from lilya._recorder import enter, server_callables
+from lilya._recorder import enter, server_callables, server_send
 from lilya._telemetry import note_route
 from lilya.caps import ConnectionCaps, check_connection_caps, serve_capped
 from lilya.controllers import WebSocketController
@@ -57,6 +57,8 @@ from lilya.datastructures import URL, URLPath
 from lilya.exceptions import HTTPException, ImproperlyConfigured, NoMatchFound
 from lilya.heartbeat import Heartbeat, check_heartbeat
 from lilya.heartbeat import serve as serve_with_heartbeat
+from lilya.idle import check_idle_timeout
+from lilya.idle import serve as serve_with_idle_timeout
 from lilya.limits import (
     DEFAULT_MAX_MESSAGE_SIZE,
     DEFAULT_RATE_LIMIT,
@@ -280,6 +282,12 @@ class WebSocketPath(BaseRoute):
             ``{"type":"pong"}`` comes within *timeout* (:mod:`lilya.heartbeat`).
             Default: the app's (``Lilya(heartbeat=...)``, off); ``False``
             turns it off for this route.
+        idle_timeout: close the connection with 1001 when no message has
+            passed either way (heartbeat frames aside) for this many seconds
+            after accept; the handler sees ``WebSocketDisconnect(1001)``
+            (:mod:`lilya.idle`). Default (:data:`~lilya.timeouts.DEFAULT`):
+            the app's (``Lilya(idle_timeout=...)``, off); ``None`` or
+            ``False`` turns it off for this route.
 
     Whatever the handler does, the connection is closed when it ends: 1000
     after a normal return (before accept: the client sees 403), 1011 after an
@@ -308,11 +316,13 @@ class WebSocketPath(BaseRoute):
         sends: Any = None,
         on_invalid: OnInvalid = "error",
         heartbeat: Heartbeat | Literal[False] | None = None,
+        idle_timeout: float | Default | Literal[False] | None = DEFAULT,
     ) -> None:
         self.path = path
         self.handler = handler
         where = f"WebSocketPath({path!r})"
         self.heartbeat = check_heartbeat(heartbeat, where)
+        self.idle_timeout = check_idle_timeout(idle_timeout, where)
         self.max_message_size = check_max_message_size(max_message_size, where)
         self.rate_limit = check_rate_limit(rate_limit, where)
         self.connection_caps = check_connection_caps(connection_caps, where)
@@ -383,17 +393,34 @@ class WebSocketPath(BaseRoute):
         beat = self.heartbeat
         if beat is None:
             beat = getattr(app, "heartbeat", None)
+        idle = self.idle_timeout
+        if idle is DEFAULT:
+            idle = getattr(app, "idle_timeout", None)
+        inner: ASGIApp = self._guarded
+        if idle is not None:
+            # Inside the heartbeat's pulse: pings and pongs never reach it.
+            inner = self._idling(idle, server_send(send))
         if isinstance(beat, tuple):
-            return serve_capped(self._beating(beat), self.connection_caps, scope, receive, send)
-        return serve_capped(self._guarded, self.connection_caps, scope, receive, send)
+            inner = self._beating(beat, inner)
+        return serve_capped(inner, self.connection_caps, scope, receive, send)
 
-    def _beating(self, beat: Heartbeat) -> ASGIApp:
+    def _beating(self, beat: Heartbeat, inner: ASGIApp) -> ASGIApp:
         raw = self._call is None and not self._is_controller
 
         async def beating(scope: Scope, receive: Receive, send: Send) -> None:
-            await serve_with_heartbeat(self._guarded, beat, scope, receive, send, observe=raw)
+            await serve_with_heartbeat(inner, beat, scope, receive, send, observe=raw)
 
         return beating
+
+    def _idling(self, timeout: float, closer: Send) -> ASGIApp:
+        raw = self._call is None and not self._is_controller
+
+        async def idling(scope: Scope, receive: Receive, send: Send) -> None:
+            await serve_with_idle_timeout(
+                self._guarded, timeout, scope, receive, send, closer=closer, observe=raw
+            )
+
+        return idling
 
     def _guarded(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
         return guard(self._run, scope, receive, send)

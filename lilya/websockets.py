@@ -733,6 +733,11 @@ class WebSocket(Connection):
             if state.drained is not None:
                 raise WebSocketDisconnect(state.drained, "the server is shutting down")
             raise WebSocketDisconnect(WS_1013_TRY_AGAIN_LATER, reason)
+        if state.client is _DISCONNECTED:
+            # Ended while this send waited (lilya's idle timeout closed it
+            # 1001 on a server that could not drop the client): that close
+            # stands, and nothing more is sent to a connection that is over.
+            raise self._disconnect()
         logger.warning("Closing %s with 1013: %s", self.scope.get("path", "?"), reason)
         note_limit(self.scope, "send_timeout")
         close: Message = {

@@ -698,6 +698,23 @@ async def test_a_subscribe_nobody_answers_drops_the_socket_and_times_out() -> No
         await client.subscribe("room")
 
 
+async def test_a_subscribe_that_timed_out_is_undone_when_the_server_reads_it_late() -> None:
+    server = FakeServer()
+    late = server.gates["subscribe"] = anyio.Event()
+    async with open_client(server, request_timeout=5) as client:
+        with pytest.raises(TimeoutError, match="No answer to subscribe 'room'"):
+            await client.subscribe("room", timeout=0.2)
+        late.set()  # the busy server reads the subscribe now, then the undo behind it
+
+        def kinds() -> list[str]:
+            return [f["type"] for f in server.frames if f.get("channel") == "room"]
+
+        await until(lambda: kinds() == ["subscribe", "unsubscribe"])
+        sub = await client.subscribe("room")
+        assert sub.channel == "room"
+        assert kinds() == ["subscribe", "unsubscribe", "subscribe"]
+
+
 async def test_closing_the_client_during_a_subscribe_raises_client_closed() -> None:
     server = FakeServer(silent={"subscribe"})
     async with open_client(server) as client:

@@ -6,10 +6,8 @@ asyncio only: the network transport is the ``websockets`` library.
 from __future__ import annotations
 
 import contextlib
-import functools
 import logging
 import signal
-import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -22,6 +20,7 @@ import pytest
 from lilya import client as lc
 from lilya.channels import Channels
 from tests.channels.redis_server import delete_keys, redis_url_for_tests
+from tests.support import rolling
 from tests.support.docs import python_blocks
 from tests.support.servers import RunningServer, free_port, raised, serve
 
@@ -203,25 +202,20 @@ async def test_the_network_transport_reports_a_closed_socket_on_send_and_receive
                 await transport.receive()
 
 
-def lilya_run(port: int) -> list[str]:
-    return [sys.executable, "-m", "lilya", "run", f"{APPS}:app", "--port", str(port)]
-
-
 @pytest.mark.redis
 async def test_a_rolling_restart_of_one_of_two_workers_loses_and_repeats_nothing(
     redis_url: str, prefix: str
 ) -> None:
     env = {"LILYA_CLIENT_CHANNELS": redis_url, "LILYA_CLIENT_PREFIX": prefix}
+    app = f"{APPS}:app"
     ports = [free_port(), free_port()]
     urls = [f"ws://127.0.0.1:{port}/ws" for port in ports]
     total = 300
-    with (
-        contextlib.ExitStack() as one,
-        contextlib.ExitStack() as two,
-        contextlib.ExitStack() as again,
-    ):
-        restarted = await start(one, "app", command=lilya_run(ports[0]), env=env, port=ports[0])
-        await start(two, "app", command=lilya_run(ports[1]), env=env, port=ports[1])
+    logs: list[str] = []
+    restarted: list[RunningServer] = []
+    with contextlib.ExitStack() as one, contextlib.ExitStack() as two:
+        first = await rolling.start(one, app, ports[0], env)
+        await rolling.start(two, app, ports[1], env)
         options: dict[str, Any] = {"token": "good", "reconnect_delay": (0.05, 0.2)}
         # docs/client.md's dialer, a load balancer: each dial goes to the next worker.
         round_robin = python_blocks("client.md")[3]
@@ -232,6 +226,14 @@ async def test_a_rolling_restart_of_one_of_two_workers_loses_and_repeats_nothing
         on_one = lc.connect(urls[0], dialer=RoundRobin(urls), **options)
         on_two = lc.connect(urls[1], dialer=RoundRobin(urls[::-1]), **options)  # worker 2 first
         got: dict[str, list[Any]] = {"one": [], "two": []}
+
+        async def roll() -> None:
+            # SIGTERM: worker 1 drains (1012 to its sockets), exits 0 and comes
+            # back, while the publisher goes on.
+            log, again = await rolling.restart(first, one, app, env)
+            logs.append(log)
+            restarted.append(again)
+
         async with publisher, on_one, on_two, anyio.create_task_group() as group:
             subs = {"one": await on_one.subscribe("feed"), "two": await on_two.subscribe("feed")}
 
@@ -249,20 +251,11 @@ async def test_a_rolling_restart_of_one_of_two_workers_loses_and_repeats_nothing
                 await publisher.publish("feed", n)
                 await anyio.sleep(0.01)
                 if n == total // 3:
-                    # SIGTERM: worker 1 drains (1012 to its sockets) and exits 0.
-                    restarted.process.send_signal(signal.SIGTERM)
-                    assert await anyio.to_thread.run_sync(restarted.process.wait, 20) == 0
-                    group.start_soon(
-                        functools.partial(
-                            start,
-                            again,
-                            "app",
-                            command=lilya_run(ports[0]),
-                            env=env,
-                            port=ports[0],
-                        )
-                    )
+                    group.start_soon(roll)
         assert got["one"] == list(range(total))
         assert got["two"] == list(range(total))
         assert publisher.connections >= 2 and on_one.connections >= 2
-        assert raised(restarted.log()) == []
+        (again,) = restarted
+        logs.append(again.log())
+    for log in logs:
+        assert raised(log) == [], log

@@ -61,3 +61,24 @@ async def test_the_heartbeat_example_keeps_an_answering_client_and_closes_a_sile
             while not namespace["stopped"]:
                 await anyio.sleep(0.01)
     assert namespace["stopped"] == [1011]
+
+
+async def test_the_idle_example_closes_a_silent_client_1001_despite_the_heartbeat() -> None:
+    namespace = example(2)
+    client = AsyncTestClient(namespace["app"])
+    async with (
+        client.websocket_connect("/echo") as idle,
+        client.websocket_connect("/forever") as kept,
+    ):
+        await idle.send_text("hi")
+        assert await idle.receive_text() == "hi"
+        with pytest.raises(WebSocketDisconnect) as info:
+            await idle.receive_text(timeout=5)  # pings answered meanwhile, then 1001
+        assert info.value.code == 1001
+        await anyio.sleep(0.4)  # twice the app's idle_timeout: this route has none
+        await kept.send_text("still here")
+        assert await kept.receive_text() == "still here"
+        with anyio.fail_after(5):
+            while not namespace["told"]:
+                await anyio.sleep(0.01)
+    assert namespace["told"][0] == (1001, "idle: no message either way within idle_timeout (0.2 s)")

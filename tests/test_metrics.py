@@ -658,6 +658,7 @@ def test_the_limit_reasons_are_the_documented_ones() -> None:
         "send_timeout",
         "connection_cap",
         "heartbeat",
+        "idle_timeout",
     )
 
 

@@ -33,6 +33,7 @@ from redis.backoff import NoBackoff
 from redis.commands.core import AsyncScript
 
 from lilya._json import loads
+from lilya._wakeup import Wakeup
 from lilya.channels.backend import Backend, BackendSettings, HistoryPage, Sink
 from lilya.channels.events import TAG_JSON, Event, EventType, decode, encode_json
 from lilya.channels.exceptions import (
@@ -304,6 +305,61 @@ def parse_hosts_url(url: str) -> tuple[list[tuple[str, int]], str, dict[str, Any
     return nodes, parts.path.strip("/"), settings
 
 
+#: Most publications one round trip carries: bounds a batch's size on the wire
+#: and how long its last caller waits behind the first.
+_MAX_BATCH = 256
+
+
+class _Publication:
+    """One publish on its way through a :class:`_Lane`: its command, then how it ended.
+
+    ``outcome`` is ``None`` until its batch ran, then ``"ok"`` (``reply`` is
+    the script's), ``"unavailable"`` (not run), ``"unknown"`` (sent, reply
+    lost), ``"refused"`` (an error reply) or ``"noscript"`` (Redis had
+    forgotten the script: not run).
+    """
+
+    __slots__ = (
+        "cause",
+        "channel",
+        "command",
+        "leads",
+        "message_id",
+        "outcome",
+        "reply",
+        "sent",
+        "wakeup",
+    )
+
+    def __init__(self, channel: str, message_id: str | None, command: tuple[Any, ...]) -> None:
+        self.channel = channel
+        self.message_id = message_id
+        self.command = command
+        self.outcome: str | None = None
+        self.cause: BaseException | None = None
+        self.reply: Any = None
+        self.sent = False  # taken into a batch: cancelling no longer unsends it
+        self.leads = False  # this caller sends the batch it is in
+        self.wakeup: Wakeup | None = None
+
+
+class _Lane:
+    """The publications bound for one Redis server: one batch on the wire at a time."""
+
+    __slots__ = ("busy", "waiting")
+
+    def __init__(self) -> None:
+        self.busy = False
+        self.waiting: list[_Publication] = []
+
+
+def _refusal(exc: BaseException) -> bool:
+    """Whether *exc* is Redis refusing (an error reply), not Redis being unreachable."""
+    return isinstance(exc, redis_errors.RedisError) and not isinstance(
+        exc, (*_UNAVAILABLE, *_NOT_SERVED)
+    )
+
+
 class RedisBackend(Backend):
     """Channels shared through Redis by every process that uses the same URL and prefix."""
 
@@ -336,6 +392,7 @@ class RedisBackend(Backend):
         self._write_lock: anyio.Lock | None = None
         self._scripts: dict[tuple[Redis, str], AsyncScript] = {}
         self._publish_sha = hashlib.sha1(self.scripts.publish.encode()).hexdigest()
+        self._lanes: dict[ConnectionPool, _Lane] = {}
 
     # -- plumbing ------------------------------------------------------------
 
@@ -422,6 +479,7 @@ class RedisBackend(Backend):
         client, pool = self._client, self._pool
         self._client = self._pool = None
         self._scripts.clear()
+        self._lanes.clear()
         if client is not None:
             await client.aclose()
         if pool is not None:
@@ -604,29 +662,102 @@ class RedisBackend(Backend):
     async def publish(
         self, channel: str, tag: str, payload: bytes, data: Any, message_id: str | None
     ) -> Event:
+        keys = self._keys(channel)
         args = self._args(channel, tag, payload, self._size, message_id or "")
-        try:
-            reply = await self._publish_once(channel, message_id, args)
-        except redis_errors.NoScriptError:
+        command = ("EVALSHA", self._publish_sha, len(keys), *keys, *args)
+        pool = self._pool_for(channel)
+        publication = await self._submit(pool, _Publication(channel, message_id, command))
+        if publication.outcome == "noscript":
             # Redis restarted (or SCRIPT FLUSH): the script never ran; load it, once.
             client = self._client_for(channel)
             await self._call("publish", client.script_load(self.scripts.publish))
-            reply = await self._publish_once(channel, message_id, args)
+            publication = await self._submit(pool, _Publication(channel, message_id, command))
+        reply = self._result(publication)
         epoch, offset = reply[0], reply[1]
         return Event(
             channel, int(offset), epoch.decode(), data if tag != TAG_JSON else decode(tag, payload)
         )
 
-    async def _publish_once(self, channel: str, message_id: str | None, args: list[Any]) -> Any:
-        """Run the publish script on one connection, telling *not sent* from *unknown*.
+    async def _submit(self, pool: ConnectionPool, publication: _Publication) -> _Publication:
+        """Send *publication* with every other one waiting for *pool*'s server; wait for its reply.
+
+        Why batch: a publisher that awaits each round trip keeps one command
+        in flight per connection, so N concurrent publishers cost N round
+        trips, N pooled connections and N pub/sub messages that trickle in one
+        per wake-up. Here the publications of one server form a lane: the
+        first caller sends at once (a lone publisher waits for nothing), and
+        those that arrive while a batch is on the wire go together in the next
+        one, one write and one round trip, on one connection, so Redis runs
+        them in call order and the offsets follow that order. Each caller
+        still gets its own reply or its own error.
+        """
+        lane = self._lanes.get(pool)
+        if lane is None:
+            lane = self._lanes[pool] = _Lane()
+        lane.waiting.append(publication)
+        if lane.busy:
+            wakeup = publication.wakeup = Wakeup()
+            try:
+                await wakeup.wait()
+            except BaseException:
+                # Cancelled before its batch went out: it is simply not sent
+                # (and if it had just been made the leader, the next one is).
+                if not publication.sent:
+                    lane.waiting.remove(publication)
+                    if publication.leads:
+                        self._hand_over(lane)
+                raise
+            if not publication.leads:
+                return publication  # answered by the batch another caller sent
+        else:
+            lane.busy = True
+            publication.leads = True
+        batch = lane.waiting[:_MAX_BATCH]
+        del lane.waiting[:_MAX_BATCH]
+        try:
+            # Shielded: the batch carries other callers' publications, and
+            # giving up on it halfway would leave their outcome unknown. It is
+            # bounded all the same, by the connection's socket_timeout.
+            with anyio.CancelScope(shield=True):
+                await self._send_batch(pool, batch)
+        finally:
+            self._hand_over(lane)
+        return publication
+
+    @staticmethod
+    def _hand_over(lane: _Lane) -> None:
+        """Make the oldest waiting publication send the next batch, or mark the lane idle."""
+        if lane.waiting:
+            head = lane.waiting[0]
+            head.leads = True
+            assert head.wakeup is not None  # whoever waits in a lane parked on one
+            head.wakeup.set()
+        else:
+            lane.busy = False
+
+    async def _send_batch(self, pool: ConnectionPool, batch: list[_Publication]) -> None:
+        for publication in batch:
+            publication.sent = True
+        try:
+            await self._run_batch(pool, batch)
+        finally:
+            for publication in batch:
+                if not publication.leads and publication.wakeup is not None:
+                    publication.wakeup.set()
+
+    async def _run_batch(self, pool: ConnectionPool, batch: list[_Publication]) -> None:
+        """Run *batch*'s publish scripts on one connection, telling *not sent* from *unknown*.
 
         redis-py's own call cannot say where a failure happened, and that is
         the one thing a publisher needs: a command that failed to go out (or
         went out incomplete, which Redis never runs) was not published, while
         one that went out and lost its reply may have been.
         """
-        pool = self._pool_for(channel)
-        connection = await self._call("publish", _get_connection(pool))
+        try:
+            connection = await _get_connection(pool)
+        except (*_UNAVAILABLE, *_NOT_SERVED, redis_errors.RedisError) as exc:
+            self._fail(batch, exc, "refused" if _refusal(exc) else "unavailable")
+            return
         done = False
         try:
             try:
@@ -636,42 +767,60 @@ class RedisBackend(Backend):
                     await connection.disconnect()
                     await connection.connect()  # type: ignore[no-untyped-call]
             except _UNAVAILABLE as exc:
-                self._lost()
-                raise BackendUnavailableError(self.safe_url, "publish", exc) from exc
+                self._fail(batch, exc, "unavailable")
+                return
+            commands = connection.pack_commands([publication.command for publication in batch])
             try:
-                await connection.send_command(
-                    "EVALSHA", self._publish_sha, len(self._keys(channel)), *self._keys(channel),
-                    *args,
-                )  # fmt: skip
+                await connection.send_packed_command(commands, check_health=False)
             # The server dying between the health check and this write: a race
-            # no test can stage on demand.
+            # no test can stage on demand. One command that went out incomplete
+            # never ran; of several, the first ones may have gone out whole.
             except _UNAVAILABLE as exc:  # pragma: no cover
-                self._lost()
-                raise BackendUnavailableError(self.safe_url, "publish", exc) from exc
-            try:
-                reply = await connection.read_response()
-            except _UNAVAILABLE as exc:
-                self._lost()
-                raise PublishOutcomeUnknownError(self.safe_url, channel, message_id, exc) from exc
-            except redis_errors.NoScriptError:
-                done = True
-                raise
-            except _NOT_SERVED as exc:
-                done = True
-                self._lost()
-                raise BackendUnavailableError(self.safe_url, "publish", exc) from exc
-            except redis_errors.RedisError as exc:
-                done = True
-                raise BackendError(self.safe_url, "publish", exc) from exc
+                self._fail(batch, exc, "unavailable" if len(batch) == 1 else "unknown")
+                return
+            for index, publication in enumerate(batch):
+                try:
+                    publication.reply = await connection.read_response()
+                    publication.outcome = "ok"
+                except _UNAVAILABLE as exc:
+                    self._fail(batch[index:], exc, "unknown")
+                    return
+                except redis_errors.NoScriptError as exc:
+                    publication.outcome, publication.cause = "noscript", exc
+                except _NOT_SERVED as exc:
+                    self._lost()
+                    publication.outcome, publication.cause = "unavailable", exc
+                except redis_errors.RedisError as exc:
+                    publication.outcome, publication.cause = "refused", exc
             done = True
-            return reply
         finally:
             if not done:
-                # Whatever comes on this connection now belongs to a command we
+                # Whatever comes on this connection now belongs to commands we
                 # gave up on: never hand it to the next user.
-                with anyio.CancelScope(shield=True):
-                    await connection.disconnect()
+                await connection.disconnect()
             await pool.release(connection)
+
+    def _fail(self, publications: list[_Publication], cause: BaseException, outcome: str) -> None:
+        if outcome != "refused":
+            self._lost()
+        for publication in publications:
+            publication.outcome, publication.cause = outcome, cause
+
+    def _result(self, publication: _Publication) -> Any:
+        """The reply of *publication*, or the error that tells its caller what happened."""
+        outcome, cause = publication.outcome, publication.cause
+        if outcome == "ok":
+            return publication.reply
+        if outcome == "unavailable":
+            raise BackendUnavailableError(self.safe_url, "publish", cause) from cause
+        if outcome in ("refused", "noscript"):  # noscript: even after loading the script
+            assert cause is not None
+            raise BackendError(self.safe_url, "publish", cause) from cause
+        # "unknown", or no outcome at all: the batch ended abnormally, after it went out.
+        cause = cause or RuntimeError("its batch ended without a reply")
+        raise PublishOutcomeUnknownError(
+            self.safe_url, publication.channel, publication.message_id, cause
+        ) from cause
 
     async def history(self, channel: str, *, after: int | None, limit: int | None) -> HistoryPage:
         epoch, top, first, entries, reversed_ = await self._script(

@@ -222,6 +222,7 @@ class RedisClusterBackend(RedisBackend):
         pools, self._pools = self._pools, {}
         clients, self._clients = self._clients, {}
         self._scripts.clear()
+        self._lanes.clear()
         for client in clients.values():
             await client.aclose()
         for pool in pools.values():

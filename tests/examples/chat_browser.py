@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -13,6 +12,7 @@ from typing import Any
 import anyio
 
 from lilya.channels import Channels
+from tests.support import rolling
 
 __all__ = [
     "WAIT_MS",
@@ -34,7 +34,7 @@ WAIT_MS = 20_000
 
 
 def lilya_run(port: str = "{port}") -> list[str]:
-    return [sys.executable, "-m", "lilya", "run", "examples.chat.app:app", "--port", port]
+    return rolling.lilya_run("examples.chat.app:app", port)
 
 
 def messages(page: Any, room: str = "lobby") -> list[tuple[int, str, str]]:

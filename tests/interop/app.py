@@ -241,6 +241,21 @@ async def heartbeat_send(websocket: WebSocket) -> None:
     event(websocket, "sends still succeed after 10 s")
 
 
+#: The idle route's timeout: a client that sends nothing is closed 1001 within 1 s (+ 1 s).
+IDLE_TIMEOUT = 1.0
+
+
+async def idle(websocket: WebSocket) -> None:
+    """Say ready, then wait in receive on a route with an idle timeout: it is told 1001."""
+    await websocket.accept()
+    await websocket.send_text("ready")
+    try:
+        while True:
+            await websocket.receive_text()
+    except WebSocketDisconnect as exc:
+        event(websocket, f"receive raised WebSocketDisconnect({exc.code})")
+
+
 def logged(handler: Handler) -> Handler:
     """Log when *handler* is over, however it ends, so a test knows when to look."""
 
@@ -269,6 +284,7 @@ app = Lilya(
         WebSocketPath("/crowded", logged(rated), connection_caps=CROWDED),
         WebSocketPath("/heartbeat-send", logged(heartbeat_send), heartbeat=HEARTBEAT),
         WebSocketPath("/stalled", logged(stalled), send_timeout=STALL_TIMEOUT),
+        WebSocketPath("/idle", logged(idle), idle_timeout=IDLE_TIMEOUT),
         WebSocketPath("/slow-accept", logged(slow_accept)),
     ],
     handshake_timeout=HANDSHAKE_TIMEOUT,

@@ -33,6 +33,9 @@ MEANING = {
     "client vanishes, app only sends": "what a handler that only sends learns (TCP RST)",
     "heartbeat: a client that never pongs": "client's (close code, within interval + "
     "timeout + 1 s) on a route with `heartbeat=(1, 1)` / what its send-only handler learns",
+    "idle: a client that sends nothing, route's idle_timeout": "client's (close code, reason "
+    "names the setting, within idle_timeout + 1 s) with `idle_timeout=1` / what its handler, "
+    "blocked in receive, learns",
     "client vanishes, app also reads": "what a handler with a reader task learns (TCP RST)",
     "handler returns without closing": "client gets (frame, close code)",
     "handler raises after accept": "client gets (frame, close code)",

@@ -30,8 +30,9 @@ import pytest
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import ClientConnection
 
+from lilya.idle import idle_reason
 from lilya.limits import too_big_reason
-from tests.interop.app import HEARTBEAT, LIMITED, RATED
+from tests.interop.app import HEARTBEAT, IDLE_TIMEOUT, LIMITED, RATED
 from tests.support.servers import ROOT, SERVERS, RunningServer, raised, serve
 
 pytestmark = pytest.mark.server
@@ -192,6 +193,16 @@ EXPECTED: dict[str, dict[str, Expect]] = {
             client=(4011, True),
             app="send raised WebSocketDisconnect(1011)",
             note="autobahn refuses to send 1011: lilya sends 4011 (same last digits)",
+        ),
+    ),
+    # client: (close code, reason names idle_timeout, closed within idle_timeout + 1 s); app: told
+    "idle: a client that sends nothing, route's idle_timeout": every(
+        Expect(client=(1001, True, True), app="receive raised WebSocketDisconnect(1001)"),
+        daphne=Expect(
+            client=(4001, False, True),
+            app="receive raised WebSocketDisconnect(1001)",
+            note="autobahn refuses to send 1001: lilya sends 4001 (same last digits), "
+            "and daphne drops the reason",
         ),
     ),
     # app: the same with a reader task: the disconnect makes the next send raise
@@ -605,6 +616,19 @@ def test_a_client_that_never_pongs_is_closed_1011_in_time_and_the_sender_told(
         code, _ = close_seen(ws)  # it reads the ticks and the pings, and never answers
         in_time = time.monotonic() - started <= interval + timeout + 1
     assert (code, in_time) == scenario.expect.client
+    assert one_of(scenario.app_saw(), scenario.expect.app)
+
+
+@pytest.mark.scenario("idle: a client that sends nothing, route's idle_timeout")
+def test_a_client_that_sends_nothing_is_closed_1001_in_time_and_the_handler_told(
+    scenario: Scenario,
+) -> None:
+    with scenario.server.connect(scenario.path("/idle")) as ws:
+        assert ws.recv(timeout=5) == "ready"
+        started = time.monotonic()
+        code, reason = close_seen(ws)
+        in_time = time.monotonic() - started <= IDLE_TIMEOUT + 1
+    assert (code, reason == idle_reason(IDLE_TIMEOUT), in_time) == scenario.expect.client
     assert one_of(scenario.app_saw(), scenario.expect.app)
 
 

@@ -53,6 +53,9 @@ class FakeServer:
     ping_every: float | None = None
     #: Hold each ``connect`` reply until this event is set.
     connect_gate: anyio.Event | None = None
+    #: Hold requests of these types until their event is set (a busy server:
+    #: the socket's later frames wait behind them, as they do on lilya's).
+    gates: dict[str, anyio.Event] = field(default_factory=dict)
     pongs: int = 0
     connects: int = 0
     frames: list[dict[str, Any]] = field(default_factory=list)
@@ -121,6 +124,8 @@ class FakeServer:
             kind, request_id = frame["type"], frame["id"]
             if kind in self.silent:
                 continue
+            if kind in self.gates:
+                await self.gates[kind].wait()
             reply = await self._handle(sock, group, kind, frame)
             if reply is None:
                 return
