@@ -107,3 +107,19 @@ def test_a_forced_stop_skips_the_drain() -> None:
     server.force_exit = True  # a second Ctrl+C
     asyncio.run(server.shutdown())
     assert not app.draining
+
+
+@pytest.mark.parametrize("tuning", [True, False])
+def test_the_collector_is_tuned_after_uvicorns_startup_only_when_asked(
+    monkeypatch: pytest.MonkeyPatch, tuning: bool
+) -> None:
+    steps: list[str] = []
+
+    async def started(self: uvicorn.Server, sockets: Any = None) -> None:
+        steps.append("uvicorn started")
+
+    monkeypatch.setattr(uvicorn.Server, "startup", started)
+    monkeypatch.setattr(_uvicorn, "tune_gc", lambda: steps.append("tuned"))
+    server = _uvicorn.DrainingServer(uvicorn.Config(Lilya()), gc_tuning=tuning)
+    asyncio.run(server.startup())
+    assert steps == (["uvicorn started", "tuned"] if tuning else ["uvicorn started"])
