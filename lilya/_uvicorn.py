@@ -18,6 +18,9 @@ exit, as in uvicorn. With ``--workers N`` each worker process runs one
 (:class:`_Multiprocess` makes uvicorn's supervisor start them), and the
 supervisor, which forwards the signal to every worker and waits for them,
 exits 0 too. ``--reload`` stays plain ``uvicorn.run``: it is for development.
+
+Once started, a :class:`DrainingServer` with ``gc_tuning`` (``lilya run``'s
+default) tunes the garbage collector of its process (:mod:`lilya._gc`).
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from typing import Any
 import uvicorn
 from uvicorn.supervisors import multiprocess
 
+from lilya._gc import tune_gc
 from lilya.apps import Lilya
 
 __all__ = ["DrainingServer", "lilya_apps", "run"]
@@ -45,7 +49,21 @@ def lilya_apps(app: Any) -> Iterator[Lilya]:
 
 
 class DrainingServer(uvicorn.Server):
-    """uvicorn's server, draining lilya apps before it stops and exiting 0 after a signal."""
+    """uvicorn's server, draining lilya apps before it stops and exiting 0 after a signal.
+
+    With *gc_tuning* it also tunes the garbage collector once it has started
+    (:func:`tune_gc`).
+    """
+
+    def __init__(self, config: uvicorn.Config, gc_tuning: bool = False) -> None:
+        super().__init__(config)
+        self.gc_tuning = gc_tuning
+
+    async def startup(self, sockets: Any = None) -> None:
+        """Start as uvicorn does (the lifespan, then listening), then tune the collector."""
+        await super().startup(sockets)
+        if self.gc_tuning:
+            tune_gc()
 
     async def shutdown(self, sockets: Any = None) -> None:
         """Drain the lilya apps served (while still listening), then stop as uvicorn does."""
@@ -65,36 +83,45 @@ class DrainingServer(uvicorn.Server):
 class _Process(multiprocess.Process):
     """A worker process that runs a :class:`DrainingServer`."""
 
+    gc_tuning = False
+
     @property
     def server(self) -> uvicorn.Server:
         if self._server is None:
-            self._server = DrainingServer(config=self.config)
+            self._server = DrainingServer(self.config, self.gc_tuning)
         return self._server
 
 
 class _Multiprocess(multiprocess.Multiprocess):
     """uvicorn's supervisor, starting workers that drain."""
 
+    gc_tuning = False
+
     def init_processes(self) -> None:
         for _ in range(self.processes_num):
             process = _Process(self.config, self.sockets)
+            process.gc_tuning = self.gc_tuning
             process.start()
             self.processes.append(process)
 
 
-def run(app: Any, **options: Any) -> None:
+def run(app: Any, *, gc_tuning: bool = False, **options: Any) -> None:
     """Serve *app* as ``uvicorn.run(app, **options)`` does, with draining servers.
 
-    An app that fails to start exits with uvicorn's status (3), as there.
+    *gc_tuning* tunes the collector in each worker once it has started
+    (:func:`tune_gc`; not with ``reload``, which is for development). An app
+    that fails to start exits with uvicorn's status (3), as there.
     """
     if options.get("reload"):
         uvicorn.run(app, **options)
         return
     config = uvicorn.Config(app, **options)
     if config.workers > 1:
-        _Multiprocess(config, sockets=[config.bind_socket()]).run()
+        supervisor = _Multiprocess(config, sockets=[config.bind_socket()])
+        supervisor.gc_tuning = gc_tuning
+        supervisor.run()
         return
-    server = DrainingServer(config=config)
+    server = DrainingServer(config, gc_tuning)
     # A SIGINT before uvicorn catches signals (or a second, forcing one) is a stop too.
     with contextlib.suppress(KeyboardInterrupt):
         server.run()

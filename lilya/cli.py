@@ -29,6 +29,7 @@ from collections.abc import Sequence
 from typing import Any, Final, TextIO
 
 from lilya import __version__
+from lilya._gc import GC_THRESHOLD
 from lilya._importer import AppImportError, add_app_dir, import_app
 from lilya.limits import largest_message_size
 
@@ -237,8 +238,27 @@ def build_parser() -> argparse.ArgumentParser:
         default=".",
         help="directory to import APP from, put first on sys.path (default: current directory)",
     )
+    run.add_argument(
+        "--gc-tuning",
+        action=argparse.BooleanOptionalAction,
+        default=_env_boolean("LILYA_GC_TUNING", True),
+        help="once started, freeze what start-up allocated (gc.freeze) and collect the young "
+        f"generation every {GC_THRESHOLD:,} allocations instead of 700: less time scanning "
+        "live sockets (default on; LILYA_GC_TUNING=0 turns it off; see docs/operations.md)",
+    )
     _add_server_options(run)
     return parser
+
+
+def _env_boolean(name: str, default: bool) -> bool:
+    """The boolean in environment variable *name* (true/false, 1/0, yes/no), else *default*."""
+    text = os.environ.get(name, "")
+    if not text:
+        return default
+    try:
+        return _BOOLEANS[text.lower()]
+    except KeyError:
+        raise SystemExit(f"lilya: {name}={text!r} is not true or false (1/0, yes/no).") from None
 
 
 def resolve_ws(ws: str) -> str:
@@ -371,9 +391,9 @@ def _run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             factory=args.factory,
             reload_dirs=[os.path.abspath(args.app_dir)] if args.reload else None,
         )
-        _uvicorn.run(args.app, **options)
+        _uvicorn.run(args.app, gc_tuning=args.gc_tuning, **options)
     else:
-        _uvicorn.run(app, **options)
+        _uvicorn.run(app, gc_tuning=args.gc_tuning, **options)
     return 0
 
 

@@ -32,7 +32,7 @@ from __future__ import annotations
 import abc
 import difflib
 import inspect
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from typing import Any, Literal, TypeVar, cast
 
 import anyio.to_thread
@@ -108,8 +108,13 @@ class BaseRoute(abc.ABC):
         """Return how well *scope* matches, and the scope keys to set when handling it."""
 
     @abc.abstractmethod
-    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """Serve a connection this route matched."""
+    def handle(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
+        """Serve a connection this route matched (an ``async def`` is the usual way).
+
+        lilya's own routes return the next layer's coroutine instead of awaiting
+        it, where they have nothing to do after it: a suspended frame per layer
+        is memory every idle socket holds (docs/benchmarks.md).
+        """
 
     @abc.abstractmethod
     def path_for(self, name: str, /, **path_params: Any) -> URLPath:
@@ -368,10 +373,12 @@ class WebSocketPath(BaseRoute):
             return Match.NONE, {}
         return Match.FULL, matched_scope(scope, found[0])
 
-    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await self.app(scope, receive, send)
+    def handle(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
+        # The route's stack itself, not a coroutine awaiting it: one frame fewer
+        # held by every open socket.
+        return self.app(scope, receive, send)
 
-    async def _serve(self, scope: Scope, receive: Receive, send: Send) -> None:
+    def _serve(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
         # Unset here: the app's default (the innermost lilya app's: a mounted one's own).
         app = scope.get("app")
         limit = self.max_message_size
@@ -395,7 +402,7 @@ class WebSocketPath(BaseRoute):
             inner = self._idling(idle, server_send(send))
         if isinstance(beat, tuple):
             inner = self._beating(beat, inner)
-        await serve_capped(inner, self.connection_caps, scope, receive, send)
+        return serve_capped(inner, self.connection_caps, scope, receive, send)
 
     def _beating(self, beat: Heartbeat, inner: ASGIApp) -> ASGIApp:
         raw = self._call is None and not self._is_controller
@@ -415,8 +422,8 @@ class WebSocketPath(BaseRoute):
 
         return idling
 
-    async def _guarded(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await guard(self._run, scope, receive, send)
+    def _guarded(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
+        return guard(self._run, scope, receive, send)
 
     async def _run(self, scope: Scope, receive: Receive, send: Send) -> None:
         # Set once guard() has entered the connection (its state exists now);
@@ -791,12 +798,15 @@ class Router:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         await self._stack(scope, receive, send)
 
-    async def dispatch(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """Route one connection (inside the router's middleware), or run the lifespan."""
+    def dispatch(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
+        """Route one connection (inside the router's middleware), or run the lifespan.
+
+        It returns the route's coroutine rather than awaiting it (nothing is
+        left to do after it), so an open socket holds no frame of the router.
+        """
         scope_type = scope["type"]
         if scope_type == "lifespan":
-            await self.lifespan(scope, receive, send)
-            return
+            return self.lifespan(scope, receive, send)
         if scope_type not in ("http", "websocket"):
             raise RuntimeError(
                 f"lilya serves 'http', 'websocket' and 'lifespan' scopes, got {scope_type!r}."
@@ -808,16 +818,14 @@ class Router:
         _, route, child = self.resolve(scope, route_path)
         if route is not None:
             scope.update(child)
-            await route.handle(scope, receive, send)
-            return
+            return route.handle(scope, receive, send)
         if scope_type == "http" and self.redirect_slashes and route_path not in ("", "/"):
             other = route_path[:-1] if route_path.endswith("/") else route_path + "/"
             if self.resolve(scope, other)[0] is not Match.NONE:
                 full = (scope.get("root_path", "") or "").rstrip("/") + other
                 url = URL(scope=scope).replace(path=full)
-                await RedirectResponse(url)(scope, receive, send)
-                return
-        await self.not_found(scope, receive, send)
+                return RedirectResponse(url)(scope, receive, send)
+        return self.not_found(scope, receive, send)
 
     async def not_found(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Answer a connection no route matched: 404, or a WebSocket close (403)."""

@@ -60,7 +60,13 @@ def test_run_serves_the_loaded_app_on_uvicorn_and_prints_the_url(
     [(served, options)] = uvicorn_calls
     assert served is app
     log_config = options.pop("log_config")
-    assert options == {"host": "127.0.0.1", "port": 8123, "ws": "wsproto", "log_level": "info"}
+    assert options == {
+        "host": "127.0.0.1",
+        "port": 8123,
+        "ws": "wsproto",
+        "log_level": "info",
+        "gc_tuning": True,
+    }
     assert log_config["loggers"]["lilya"] == {
         "handlers": ["default"],
         "level": logging.INFO,
@@ -189,6 +195,43 @@ def test_the_printed_url_is_one_a_browser_can_open(host: str, url: str) -> None:
     assert cli.served_url(host, 8000) == url
 
 
+@pytest.mark.parametrize(
+    ("argv", "env", "tuned"),
+    [
+        ([], None, True),
+        (["--no-gc-tuning"], None, False),
+        ([], "0", False),
+        ([], "no", False),
+        ([], "", True),
+        (["--gc-tuning"], "0", True),
+    ],
+)
+def test_gc_tuning_is_on_unless_the_flag_or_lilya_gc_tuning_turns_it_off(
+    uvicorn_calls: list[tuple[Any, dict[str, Any]]],
+    monkeypatch: pytest.MonkeyPatch,
+    argv: list[str],
+    env: str | None,
+    tuned: bool,
+) -> None:
+    if env is not None:
+        monkeypatch.setenv("LILYA_GC_TUNING", env)
+    else:
+        monkeypatch.delenv("LILYA_GC_TUNING", raising=False)
+    cli.main(["run", SEED_APP, *argv])
+    assert uvicorn_calls[0][1]["gc_tuning"] is tuned
+
+
+def test_a_lilya_gc_tuning_that_is_not_a_boolean_says_so_and_exits(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("LILYA_GC_TUNING", "sometimes")
+    with pytest.raises(SystemExit) as info:
+        cli.main(["run", SEED_APP])
+    assert str(info.value) == (
+        "lilya: LILYA_GC_TUNING='sometimes' is not true or false (1/0, yes/no)."
+    )
+
+
 # -- the real command ---------------------------------------------------------
 
 
@@ -212,6 +255,25 @@ def test_python_m_lilya_run_serves_a_real_client_and_prints_the_url(
     log = served.log()
     assert f"lilya: serving {SEED_APP} at http://127.0.0.1:{served.port}" in log
     assert "Traceback" not in log
+
+
+@pytest.mark.server
+@pytest.mark.parametrize(
+    ("served", "threshold"),
+    [
+        (["tests.support.cli_apps:app"], 50_000),
+        (["tests.support.cli_apps:app", "--no-gc-tuning"], 700),
+    ],
+    indirect=["served"],
+)
+def test_the_served_process_has_its_collector_tuned_once_started(
+    served: RunningServer, threshold: int
+) -> None:
+    with connect(f"{served.ws_url}/gc", open_timeout=10, close_timeout=5) as ws:
+        collector = json.loads(ws.recv(timeout=5))
+    assert collector["threshold"] == threshold
+    # What start-up allocated (modules, the app) is out of every collection.
+    assert (collector["frozen"] > 10_000) is (threshold == 50_000)
 
 
 @pytest.mark.server

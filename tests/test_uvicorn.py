@@ -90,12 +90,13 @@ def test_workers_run_under_a_supervisor_whose_workers_drain(
     monkeypatch.setattr(_uvicorn._Multiprocess, "run", lambda self: self.init_processes())
     handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        _uvicorn.run("tests.support.cli_apps:app", workers=2, port=free_port())
+        _uvicorn.run("tests.support.cli_apps:app", workers=2, port=free_port(), gc_tuning=True)
     finally:
         for sig, handler in handlers.items():
             signal.signal(sig, handler)
     assert len(started) == 2
     assert all(isinstance(process.server, _uvicorn.DrainingServer) for process in started)
+    assert all(process.server.gc_tuning for process in started)  # type: ignore[attr-defined]
     assert started[0].server is started[0].server
 
 
@@ -106,3 +107,19 @@ def test_a_forced_stop_skips_the_drain() -> None:
     server.force_exit = True  # a second Ctrl+C
     asyncio.run(server.shutdown())
     assert not app.draining
+
+
+@pytest.mark.parametrize("tuning", [True, False])
+def test_the_collector_is_tuned_after_uvicorns_startup_only_when_asked(
+    monkeypatch: pytest.MonkeyPatch, tuning: bool
+) -> None:
+    steps: list[str] = []
+
+    async def started(self: uvicorn.Server, sockets: Any = None) -> None:
+        steps.append("uvicorn started")
+
+    monkeypatch.setattr(uvicorn.Server, "startup", started)
+    monkeypatch.setattr(_uvicorn, "tune_gc", lambda: steps.append("tuned"))
+    server = _uvicorn.DrainingServer(uvicorn.Config(Lilya()), gc_tuning=tuning)
+    asyncio.run(server.startup())
+    assert steps == (["uvicorn started", "tuned"] if tuning else ["uvicorn started"])

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gc
+
 import anyio
 
 from lilya.apps import Lilya
@@ -41,9 +43,17 @@ async def where(websocket: WebSocket) -> None:
     await websocket.close()
 
 
+async def collector(websocket: WebSocket) -> None:
+    """Send back the garbage collector's young threshold and frozen count (``--gc-tuning``)."""
+    await websocket.accept()
+    await websocket.send_json({"threshold": gc.get_threshold()[0], "frozen": gc.get_freeze_count()})
+    await websocket.close()
+
+
 app = Lilya(
     routes=[
         WebSocketPath("/echo", echo),
+        WebSocketPath("/gc", collector),
         WebSocketPath("/linger", linger),
         WebSocketPath("/where", where),
     ],
