@@ -18,7 +18,8 @@ when the codec is built:
   given, and the serializer silently skips them);
 * where the serializer's type check is not the whole of the declared type
   (constraints such as ``Field(gt=0)``, ``Literal`` fields, nested models,
-  validators, custom serializers, model config), the encoded frame is
+  validators, custom serializers, model config; nested models are walked
+  instead when they have only plain fields), the encoded frame is
   validated by the model's validator, the way msgspec types are checked; a
   model whose only such field is a ``float`` is validated only when the frame
   holds a ``null`` (pydantic writes NaN and infinities as ``null``, which the
@@ -80,6 +81,7 @@ class MemberPlan:
         "count",
         "floats",
         "names",
+        "nested",
         "other_keys",
         "revalidate",
         "tag",
@@ -106,10 +108,25 @@ class MemberPlan:
             for attribute in vars(klass).values()
         )
         self.floats: tuple[str, ...] = ()
-        self.revalidate = _model_revalidate(cls.__pydantic_core_schema__, self)
+        self.nested: tuple[tuple[str, bool, MemberPlan], ...] = ()
+        _building.add(cls)
+        try:
+            self.revalidate = _model_revalidate(cls.__pydantic_core_schema__, self)
+        finally:
+            _building.discard(cls)
+
+
+#: The models whose plans are being built: a model met again inside itself
+#: (a tree) is validated on the frame rather than walked.
+_building: set[Any] = set()
 
 
 def _model_revalidate(schema: dict[str, Any], plan: MemberPlan) -> Revalidate:
+    # A model used in more than one place is a definition, referred to by ref.
+    definitions: dict[str, Any] = {}
+    if schema.get("type") == "definitions":
+        definitions = {entry.get("ref"): entry for entry in schema["definitions"]}
+        schema = schema["schema"]
     # The top-level model: plain config, no custom __init__ / post-init, no
     # computed fields; then each field.
     if schema.get("type") != "model" or set(schema) - {
@@ -155,10 +172,68 @@ def _model_revalidate(schema: dict[str, Any], plan: MemberPlan) -> Revalidate:
             # value, cheaper than searching the frame for null.
             plan.floats += (name,)
             continue
+        nested = _nested_plan(inner, definitions)
+        if nested is not None:
+            plan.nested += ((name, *nested),)
+            continue
         worst = max(worst, _value_revalidate(inner))
         if worst == _ALWAYS:
             return _ALWAYS
     return worst
+
+
+def _nested_plan(
+    schema: dict[str, Any], definitions: dict[str, Any]
+) -> tuple[bool, MemberPlan] | None:
+    # A field holding a model of plain fields, optional or in a list, is
+    # checked by walking the instances (every field there, floats JSON can
+    # carry): the serializer vouched for their types, not for their presence.
+    many = False
+    if schema.get("type") == "list" and not set(schema) - _PLAIN_KEYS - {"items_schema"}:
+        many, schema = True, schema.get("items_schema", {})
+    if schema.get("type") == "nullable" and not set(schema) - _PLAIN_KEYS - {"schema"}:
+        schema = schema["schema"]
+    if schema.get("type") == "definition-ref":
+        schema = definitions.get(schema["schema_ref"], {})
+    if schema.get("type") != "model" or schema["cls"] in _building:
+        return None
+    nested = MemberPlan(schema["cls"], None)
+    if nested.revalidate != _NEVER:
+        return None
+    return many, nested
+
+
+def _nested_problem(plan: MemberPlan, fields: dict[str, Any], path: str) -> str | None:
+    # The loop runs per nested instance (twenty items, twenty times), so what
+    # it reads of the plan is read once, before it.
+    for name, many, nested in plan.nested:
+        item = fields[name]
+        cls, count, names, floats = nested.cls, nested.count, nested.names, nested.floats
+        by_len = not nested.other_keys
+        deeper = nested.nested
+        for index, element in enumerate(item if many else (item,)):
+            if element is None:  # the serializer refused None where it is not allowed
+                continue
+            inner = element.__dict__
+            if not (by_len and type(element) is cls and len(inner) == count) and not (
+                inner.keys() >= names
+            ):
+                missing = ", ".join(sorted(names - inner.keys()))
+                where = f"{path}{name}[{index}]" if many else f"{path}{name}"
+                return (
+                    f"field(s) {missing} of {where} missing (a model_construct() not given them?)"
+                )
+            for float_name in floats:
+                number = inner[float_name]
+                if number - number != 0:
+                    where = f"{path}{name}[{index}]" if many else f"{path}{name}"
+                    return f"field {where}.{float_name} is {number!r}, which JSON cannot carry"
+            if deeper:
+                where = f"{path}{name}[{index}]." if many else f"{path}{name}."
+                problem = _nested_problem(nested, inner, where)
+                if problem is not None:
+                    return problem
+    return None
 
 
 def _value_revalidate(schema: dict[str, Any]) -> Revalidate:
@@ -292,6 +367,10 @@ class Encoder:
                     value,
                     f"field {name} is {number!r}, which JSON cannot carry (pydantic writes null)",
                 )
+        if plan.nested:
+            problem = _nested_problem(plan, fields, "")
+            if problem is not None:
+                raise self.refuse(value, problem)
         # data.find(), not `in`: bytes.__contains__ first tries the needle as
         # an int and raises (and formats) a TypeError inside, ~2k instructions.
         if plan.revalidate and (plan.revalidate == _ALWAYS or data.find(b"null") >= 0):

@@ -58,6 +58,65 @@ class Nested(pydantic.BaseModel):
     scores: list[float] = []
 
 
+class Bounded(pydantic.BaseModel):
+    n: int = pydantic.Field(gt=0)
+
+
+class Deep(pydantic.BaseModel):
+    type: Literal["deep"]
+    inner: Bounded
+
+
+class Row(pydantic.BaseModel):
+    nick: str
+    ts: float
+    inner: Inner | None = None
+
+
+class Rows(pydantic.BaseModel):
+    type: Literal["rows"]
+    rows: list[Row]
+    first: Row | None = None
+
+
+class LoudRow(Row):
+    volume: int = 11
+
+
+class Tree(pydantic.BaseModel):
+    type: Literal["tree"]
+    children: list[Tree] = []
+
+
+def test_nested_models_of_plain_fields_are_walked_for_what_the_serializer_skips(
+    path: str,
+) -> None:
+    codec = MessageCodec(Rows)
+    good = Rows(type="rows", rows=[Row(nick="a", ts=1.0, inner=Inner(a=1)), Row(nick="b", ts=2)])
+    assert codec.encode(good) == good.model_dump_json().encode()
+    incomplete = Nested(type="nested", inner=Inner.model_construct())
+    assert "field(s) a of inner missing" in _refused(MessageCodec(Nested), incomplete)
+    partial = Rows(type="rows", rows=[Row(nick="a", ts=1.0), Row.model_construct(nick="b")])
+    assert "field(s) ts of rows[1] missing" in _refused(codec, partial)
+    deeper = Rows(type="rows", rows=[Row(nick="a", ts=1.0, inner=Inner.model_construct())])
+    assert "field(s) a of rows[0].inner missing" in _refused(codec, deeper)
+    first = Rows(type="rows", rows=[], first=Row(nick="a", ts=1.0, inner=Inner.model_construct()))
+    assert "field(s) a of first.inner missing" in _refused(codec, first)
+    nan = Rows(type="rows", rows=[Row(nick="a", ts=1.0)], first=Row(nick="b", ts=1.0))
+    nan.rows[0].ts = math.nan
+    assert "field rows[0].ts is nan, which JSON cannot carry" in _refused(codec, nan)
+    nan.rows[0].ts = 1.0
+    nan.first.ts = math.inf  # type: ignore[union-attr]  # set just above
+    assert "field first.ts is inf" in _refused(codec, nan)
+    subclass = Rows(type="rows", rows=[LoudRow(nick="a", ts=1.0)])
+    assert (
+        codec.encode(subclass)
+        == b'{"type":"rows","rows":[{"nick":"a","ts":1.0,"inner":null}],"first":null}'
+    )
+    broken = LoudRow.model_construct(nick="a", volume=1)
+    assert "field(s) ts of rows[0] missing" in _refused(codec, Rows(type="rows", rows=[broken]))
+
+
 class Positive(pydantic.BaseModel):
     type: Literal["positive"]
     n: int = pydantic.Field(gt=0)
@@ -191,8 +250,9 @@ def test_what_the_serializer_does_not_check_is_validated_on_the_frame(path: str)
     assert MessageCodec(Positive).encode(positive) == b'{"type":"positive","n":1}'
     positive.n = -1
     assert "field n: Input should be greater than 0" in _refused(MessageCodec(Positive), positive)
-    incomplete = Nested(type="nested", inner=Inner.model_construct())
-    assert "field inner.a: Field required" in _refused(MessageCodec(Nested), incomplete)
+    limited = Deep(type="deep", inner=Bounded(n=1))
+    limited.inner.n = -1
+    assert "field inner.n: Input should be greater than 0" in _refused(MessageCodec(Deep), limited)
     checked = Checked(type="checked", low=1, high=2)
     checked.low = 3
     assert "field (the model): Value error, low is above high" in _refused(
@@ -383,7 +443,10 @@ class RootList(pydantic.RootModel[list[int]]):
         (WithNonTagType, 0, ()),
         (WithOptionalFloat, 1, ()),
         (ListOfFloats, 1, ()),
-        (Nested, 2, ()),
+        (Nested, 1, ()),
+        (Rows, 0, ()),
+        (Deep, 2, ()),
+        (Tree, 2, ()),
         (Positive, 2, ()),
         (Limited, 2, ()),
         (WithConfig, 2, ()),
