@@ -67,10 +67,11 @@ from lilya.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 try:
     import pydantic
-    import pydantic_core
+
+    from lilya import _pydantic_send
 except ImportError:  # pragma: no cover - the tests run with the pydantic extra installed
     pydantic = None  # type: ignore[assignment]  # pydantic is optional
-    pydantic_core = None  # type: ignore[assignment]  # comes with pydantic
+    _pydantic_send = None  # type: ignore[assignment]  # needs pydantic
 
 __all__ = [
     "InvalidMessage",
@@ -343,7 +344,8 @@ class MessageCodec:
                 raise InvalidMessageError("$", _TOO_DEEP) from None
 
         self.decode = decode
-        self._encode = msgspec.json.Encoder().encode
+        self._msgspec_encode = msgspec.json.Encoder().encode
+        self._encode = self._encode_msgspec
 
     # -- pydantic --------------------------------------------------------------
     def _build_pydantic(self) -> None:
@@ -371,13 +373,11 @@ class MessageCodec:
                     location = ("type",) if error["type"] == "union_tag_invalid" else ()
                 raise InvalidMessageError(_json_path(location), str(error["msg"])) from None
 
-        def encode(value: Any) -> bytes:
-            # The model's own serializer (the caller checked it is a member):
-            # a union's would first try each member in turn.
-            return bytes(type(value).__pydantic_serializer__.to_json(value, warnings="error"))
-
+        encoder = _pydantic_send.Encoder(
+            {member: _tag_of(member) for member in self.members}, self._refuse
+        )
         self.decode = decode
-        self._encode = encode
+        self._encode = encoder.encode
 
     # -- encoding ----------------------------------------------------------------
     def encode(self, value: Any) -> bytes:
@@ -387,15 +387,16 @@ class MessageCodec:
             MessageTypeError: *value* is not one of the declared types, or a
                 field holds a value of the wrong type; nothing is sent.
         """
+        return self._encode(value)
+
+    def _refuse(self, value: Any, detail: str) -> MessageTypeError:
+        return MessageTypeError(value, self.description, detail)
+
+    def _encode_msgspec(self, value: Any) -> bytes:
         if not (isinstance(value, self._classes) or (self._takes_dict and type(value) is dict)):
             raise MessageTypeError(value, self.description, f"expected one of {self.description}")
-        if self.engine == "pydantic":
-            try:
-                return self._encode(value)
-            except pydantic_core.PydanticSerializationError as exc:
-                raise MessageTypeError(value, self.description, str(exc)) from None
         try:
-            data = self._encode(value)
+            data = self._msgspec_encode(value)
         except (TypeError, ValueError, OverflowError) as exc:
             raise MessageTypeError(value, self.description, str(exc)) from None
         try:
@@ -575,7 +576,7 @@ class TypedWebSocket(WebSocket, Generic[R, S]):
                 "send_message() needs a declared type: pass sends=... to the route "
                 "or set it on the controller; or use send_json()."
             )
-        await self.send_text(codec.encode(message).decode())
+        await self.send_text(codec._encode(message).decode())
 
 
 _frame_encode = msgspec.json.Encoder().encode

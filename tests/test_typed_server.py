@@ -56,3 +56,24 @@ def test_a_bad_send_over_uvicorn_closes_1011_and_puts_no_frame_on_the_wire(
     assert caught.value.rcvd.code == 1011
     log = uvicorn.wait_for_log("MessageTypeError")
     assert "sends=Said | Joined" in log
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [("bad-send", "field_name='text'"), ("partial-send", "field(s) text missing")],
+)
+def test_a_bad_pydantic_send_over_uvicorn_closes_1011_after_the_good_frames(
+    uvicorn: RunningServer, text: str, problem: str
+) -> None:
+    # Outside pytest nothing goes before lilya's warnings filter, so a served
+    # app normally takes the serializer path without warnings="error".
+    with uvicorn.connect("/pydantic") as ws:
+        ws.send('{"type": "say", "text": "ok"}')
+        assert ws.recv(timeout=10) == '{"type":"said","text":"ok"}'
+        ws.send(json.dumps({"type": "say", "text": text}))
+        with pytest.raises(ConnectionClosed) as caught:
+            ws.recv(timeout=10)
+    assert caught.value.rcvd is not None
+    assert caught.value.rcvd.code == 1011
+    log = uvicorn.wait_for_log(problem)
+    assert "MessageTypeError: send_message() got PSaid" in log

@@ -1,0 +1,402 @@
+"""What ``send_message()`` does with a pydantic model: check it, then encode it, cheaply.
+
+The guarantee (issue 14) is that an object that does not fit the declared
+``sends=`` type is a :class:`~lilya.typed.MessageTypeError` and never a frame.
+pydantic's own serializer checks each field's Python type while it writes the
+JSON (with ``warnings="error"`` a mismatch raises), which covers a model
+mutated to a wrong type and a ``model_construct()`` with a wrong value. It does
+not see everything, so this module adds, per declared model, decided once
+when the codec is built:
+
+* the exact class (a dict lookup), or for a subclass the declared class it
+  derives from, whose serializer is then used: a subclass is sent as the
+  declared model (its extra fields dropped, its overridden fields checked
+  against the declared types);
+* the tag: ``type`` must still be the member's tag (the serializer writes any
+  ``str`` for a ``Literal``);
+* every field present (``model_construct()`` leaves out the ones it is not
+  given, and the serializer silently skips them);
+* where the serializer's type check is not the whole of the declared type
+  (constraints such as ``Field(gt=0)``, ``Literal`` fields, nested models,
+  validators, custom serializers, model config; nested models are walked
+  instead when they have only plain fields), the encoded frame is
+  validated by the model's validator, the way msgspec types are checked; a
+  model whose only such field is a ``float`` is validated only when the frame
+  holds a ``null`` (pydantic writes NaN and infinities as ``null``, which the
+  declared ``float`` refuses).
+
+Why a module of its own: passing ``warnings="error"`` costs pydantic-core as
+much again as the encoding itself (its argument parser tries ``bool`` first,
+and a failed conversion is expensive), while the default ``warnings=True``
+costs nothing extra. So this module installs, at import, a warnings filter
+that turns ``UserWarning`` into an error *for warnings raised from this
+module's frames only* (pydantic attributes its serializer warning to the frame
+that called it), and calls the serializer with the default. That filter only
+decides if no filter before it in ``warnings.filters`` can catch such a
+warning first (one added later by ``-W``, pytest, ``catch_warnings`` or a
+library goes before it): whenever the list changes, the filters before it are
+looked at once, and if one of them could take the warning, the call passes
+``warnings="error"`` instead. :func:`fast_path_works` proves the filter path
+when the first codec is built, so a pydantic release that warns differently
+falls back to the slow path rather than to sending the frame.
+"""
+
+from __future__ import annotations
+
+import functools
+import warnings
+from collections.abc import Callable, Sequence
+from typing import Any, Literal
+
+import pydantic
+import pydantic_core
+
+__all__ = ["Encoder", "MemberPlan", "fast_path_works", "install_filter"]
+
+
+def install_filter() -> None:
+    """Put this module's filter first in ``warnings.filters`` (done at import)."""
+    warnings.filterwarnings("error", category=UserWarning, module=r"lilya\._pydantic_send\Z")
+
+
+install_filter()
+_FILTER = warnings.filters[0]
+
+#: When the encoded frame is validated again: never (the serializer's check is
+#: the whole type), only when it holds ``null`` (floats: NaN), or always.
+Revalidate = Literal[0, 1, 2]
+_NEVER: Revalidate = 0
+_ON_NULL: Revalidate = 1
+_ALWAYS: Revalidate = 2
+
+_PLAIN_KEYS = frozenset({"type", "metadata", "ref"})
+_CHECKED_BY_TYPE = frozenset({"str", "int", "bool", "none", "any"})
+
+
+class MemberPlan:
+    """How one declared model is checked and encoded (built once per codec)."""
+
+    __slots__ = (
+        "cls",
+        "count",
+        "floats",
+        "names",
+        "nested",
+        "other_keys",
+        "revalidate",
+        "tag",
+        "to_json",
+        "validate_json",
+    )
+
+    def __init__(self, cls: Any, tag: str | None) -> None:
+        self.cls = cls
+        self.tag = tag
+        self.to_json: Callable[..., bytes] = cls.__pydantic_serializer__.to_json
+        self.validate_json: Callable[[bytes], Any] = cls.__pydantic_validator__.validate_json
+        self.names = frozenset(cls.model_fields)
+        self.count = len(self.names)
+        # pydantic refuses to set a name that is not a field (extras live in
+        # __pydantic_extra__, private attributes in __pydantic_private__), so
+        # an instance __dict__ of the size of the fields holds all of them:
+        # a len() instead of a set comparison, ten times cheaper. A
+        # cached_property stores its value in __dict__ too; then the names are
+        # compared every time.
+        self.other_keys = any(
+            isinstance(attribute, functools.cached_property)
+            for klass in cls.__mro__
+            for attribute in vars(klass).values()
+        )
+        self.floats: tuple[str, ...] = ()
+        self.nested: tuple[tuple[str, bool, MemberPlan], ...] = ()
+        _building.add(cls)
+        try:
+            self.revalidate = _model_revalidate(cls.__pydantic_core_schema__, self)
+        finally:
+            _building.discard(cls)
+
+
+#: The models whose plans are being built: a model met again inside itself
+#: (a tree) is validated on the frame rather than walked.
+_building: set[Any] = set()
+
+
+def _model_revalidate(schema: dict[str, Any], plan: MemberPlan) -> Revalidate:
+    # A model used in more than one place is a definition, referred to by ref.
+    definitions: dict[str, Any] = {}
+    if schema.get("type") == "definitions":
+        definitions = {entry.get("ref"): entry for entry in schema["definitions"]}
+        schema = schema["schema"]
+    # The top-level model: plain config, no custom __init__ / post-init, no
+    # computed fields; then each field.
+    if schema.get("type") != "model" or set(schema) - {
+        "type",
+        "cls",
+        "config",
+        "custom_init",
+        "metadata",
+        "ref",
+        "root_model",
+        "schema",
+    }:
+        return _ALWAYS
+    if schema.get("custom_init") or schema.get("root_model"):
+        return _ALWAYS
+    if set(schema.get("config", {})) - {"title"}:
+        return _ALWAYS
+    fields_schema = schema["schema"]
+    if (
+        fields_schema.get("type") != "model-fields"
+        or fields_schema.get("computed_fields")
+        or set(fields_schema)
+        - {"type", "fields", "model_name", "computed_fields", "metadata", "ref"}
+    ):
+        return _ALWAYS
+    worst = _NEVER
+    for name, field in fields_schema["fields"].items():
+        if set(field) - {"type", "schema", "metadata", "serialization_alias", "validation_alias"}:
+            return _ALWAYS
+        if field.get("serialization_alias") != field.get("validation_alias"):
+            return _ALWAYS
+        inner = field["schema"]
+        if name == "type":
+            # The tag is checked by value before encoding.
+            if inner.get("type") == "default":
+                inner = inner["schema"]
+            if inner.get("type") == "literal":
+                continue
+        if inner.get("type") == "default" and not set(inner) - _PLAIN_KEYS - {"schema", "default"}:
+            inner = inner["schema"]
+        if inner.get("type") == "float" and not set(inner) - _PLAIN_KEYS:
+            # A float of the model itself: checked for NaN and infinities by
+            # value, cheaper than searching the frame for null.
+            plan.floats += (name,)
+            continue
+        nested = _nested_plan(inner, definitions)
+        if nested is not None:
+            plan.nested += ((name, *nested),)
+            continue
+        worst = max(worst, _value_revalidate(inner))
+        if worst == _ALWAYS:
+            return _ALWAYS
+    return worst
+
+
+def _nested_plan(
+    schema: dict[str, Any], definitions: dict[str, Any]
+) -> tuple[bool, MemberPlan] | None:
+    # A field holding a model of plain fields, optional or in a list, is
+    # checked by walking the instances (every field there, floats JSON can
+    # carry): the serializer vouched for their types, not for their presence.
+    many = False
+    if schema.get("type") == "list" and not set(schema) - _PLAIN_KEYS - {"items_schema"}:
+        many, schema = True, schema.get("items_schema", {})
+    if schema.get("type") == "nullable" and not set(schema) - _PLAIN_KEYS - {"schema"}:
+        schema = schema["schema"]
+    if schema.get("type") == "definition-ref":
+        schema = definitions.get(schema["schema_ref"], {})
+    if schema.get("type") != "model" or schema["cls"] in _building:
+        return None
+    nested = MemberPlan(schema["cls"], None)
+    if nested.revalidate != _NEVER:
+        return None
+    return many, nested
+
+
+def _nested_problem(plan: MemberPlan, fields: dict[str, Any], path: str) -> str | None:
+    # The loop runs per nested instance (twenty items, twenty times), so what
+    # it reads of the plan is read once, before it.
+    for name, many, nested in plan.nested:
+        item = fields[name]
+        cls, count, names, floats = nested.cls, nested.count, nested.names, nested.floats
+        by_len = not nested.other_keys
+        deeper = nested.nested
+        for index, element in enumerate(item if many else (item,)):
+            if element is None:  # the serializer refused None where it is not allowed
+                continue
+            inner = element.__dict__
+            if not (by_len and type(element) is cls and len(inner) == count) and not (
+                inner.keys() >= names
+            ):
+                missing = ", ".join(sorted(names - inner.keys()))
+                where = f"{path}{name}[{index}]" if many else f"{path}{name}"
+                return (
+                    f"field(s) {missing} of {where} missing (a model_construct() not given them?)"
+                )
+            for float_name in floats:
+                number = inner[float_name]
+                if number - number != 0:
+                    where = f"{path}{name}[{index}]" if many else f"{path}{name}"
+                    return f"field {where}.{float_name} is {number!r}, which JSON cannot carry"
+            if deeper:
+                where = f"{path}{name}[{index}]." if many else f"{path}{name}."
+                problem = _nested_problem(nested, inner, where)
+                if problem is not None:
+                    return problem
+    return None
+
+
+def _value_revalidate(schema: dict[str, Any]) -> Revalidate:
+    kind = schema.get("type")
+    if kind in _CHECKED_BY_TYPE or kind == "float":
+        if set(schema) - _PLAIN_KEYS:
+            return _ALWAYS  # constraints (max_length, gt, strict...) the serializer ignores
+        return _ON_NULL if kind == "float" else _NEVER
+    if kind in ("nullable", "default"):
+        if set(schema) - _PLAIN_KEYS - {"schema", "default", "default_factory"}:
+            return _ALWAYS
+        return _value_revalidate(schema["schema"])
+    if kind == "list":
+        if set(schema) - _PLAIN_KEYS - {"items_schema"}:
+            return _ALWAYS
+        return _value_revalidate(schema.get("items_schema", {"type": "any"}))
+    if kind == "dict":
+        if set(schema) - _PLAIN_KEYS - {"keys_schema", "values_schema"}:
+            return _ALWAYS
+        any_schema = {"type": "any"}
+        return max(
+            _value_revalidate(schema.get("keys_schema", any_schema)),
+            _value_revalidate(schema.get("values_schema", any_schema)),
+        )
+    # Literals, enums, unions, nested models (which model_construct() can
+    # leave incomplete), dates, validators, custom serializers...
+    return _ALWAYS
+
+
+@functools.cache
+def fast_path_works() -> bool:
+    """Return whether a field of the wrong type raises through the filter path.
+
+    Run when the first pydantic codec is built, with only this module's filter and an
+    "ignore" for everything else, so nothing but that filter can raise.
+    """
+
+    class _Probe(pydantic.BaseModel):
+        text: str
+
+    probe = _Probe(text="")
+    probe.text = 0  # type: ignore[assignment]  # the wrong type is the point
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        install_filter()
+        try:
+            _Probe.__pydantic_serializer__.to_json(probe)
+        except UserWarning:
+            return True
+    return False  # pragma: no cover - a pydantic that warns another way
+
+
+#: The filters list last looked at, its length, its first entry, and whether
+#: this module's filter decides there (see the module docstring).
+_seen: list[Any] = [None, -1, None, False]
+_MODULE = __name__
+
+
+def _filter_decides(filters: Sequence[Any]) -> bool:
+    for entry in filters:
+        if entry == _FILTER:  # equal: install_filter() again builds an equal tuple
+            return True
+        action, _message, category, module, _lineno = entry
+        takes_ours = issubclass(UserWarning, category) and (
+            module is None or module.match(_MODULE) is not None
+        )
+        if takes_ours and action != "error":
+            return False
+    return False
+
+
+class Encoder:
+    """Check and encode messages of the declared models *members* (a codec's send side).
+
+    Args:
+        members: declared model class -> its tag (``None``: an untagged single model).
+        refuse: builds the exception raised for a message that does not fit,
+            from the message and what is wrong with it.
+    """
+
+    __slots__ = ("fast", "plans", "refuse")
+
+    def __init__(
+        self, members: dict[Any, str | None], refuse: Callable[[Any, str], Exception]
+    ) -> None:
+        self.plans = {cls: MemberPlan(cls, tag) for cls, tag in members.items()}
+        self.refuse = refuse
+        self.fast = fast_path_works()
+
+    def encode(self, value: Any) -> bytes:
+        """Return *value* (an instance of a declared model) as JSON, checked.
+
+        Raises:
+            Exception: ``refuse(value, detail)``: *value* is not a declared
+                model, or does not fit it; nothing is encoded.
+        """
+        plan = self.plans.get(type(value))
+        exact = plan is not None
+        if plan is None:
+            plan = _subclass_plan(self.plans, value)
+            if plan is None:
+                raise self.refuse(value, "not one of the declared models")
+        fields = value.__dict__
+        if plan.tag is not None and fields.get("type") != plan.tag:
+            raise self.refuse(
+                value, f"field type is {fields.get('type')!r}, not the tag {plan.tag!r}"
+            )
+        if (
+            not exact or plan.other_keys or len(fields) != plan.count
+        ) and not fields.keys() >= plan.names:
+            missing = ", ".join(sorted(plan.names - fields.keys()))
+            raise self.refuse(
+                value, f"field(s) {missing} missing (a model_construct() not given them?)"
+            )
+        filters = warnings.filters
+        seen = _seen
+        first = filters[0] if filters else None
+        if filters is not seen[0] or len(filters) != seen[1] or first is not seen[2]:
+            seen[:] = [filters, len(filters), first, _filter_decides(filters)]
+        try:
+            if self.fast and seen[3]:
+                data = plan.to_json(value, by_alias=True)
+            else:
+                data = plan.to_json(value, by_alias=True, warnings="error")
+        except (UserWarning, pydantic_core.PydanticSerializationError) as exc:
+            raise self.refuse(value, _serializer_detail(str(exc))) from None
+        for name in plan.floats:
+            number = fields[name]
+            if number - number != 0:  # NaN or an infinity: JSON has neither
+                raise self.refuse(
+                    value,
+                    f"field {name} is {number!r}, which JSON cannot carry (pydantic writes null)",
+                )
+        if plan.nested:
+            problem = _nested_problem(plan, fields, "")
+            if problem is not None:
+                raise self.refuse(value, problem)
+        # data.find(), not `in`: bytes.__contains__ first tries the needle as
+        # an int and raises (and formats) a TypeError inside, ~2k instructions.
+        if plan.revalidate and (plan.revalidate == _ALWAYS or data.find(b"null") >= 0):
+            try:
+                plan.validate_json(data)
+            except pydantic.ValidationError as exc:
+                error = exc.errors(include_url=False)[0]
+                path = ".".join(str(part) for part in error.get("loc", ()))
+                raise self.refuse(value, f"field {path or '(the model)'}: {error['msg']}") from None
+        return data
+
+
+def _subclass_plan(plans: dict[Any, MemberPlan], value: Any) -> MemberPlan | None:
+    # A subclass is sent as the declared model it derives from.
+    for cls in type(value).__mro__:
+        plan = plans.get(cls)
+        if plan is not None:
+            return plan
+    return None
+
+
+def _serializer_detail(text: str) -> str:
+    # "Pydantic serializer warnings:\n  PydanticSerializationUnexpectedValue(Expected
+    # `str` - serialized value may not be as expected [field_name='text',
+    # input_value=5, input_type=int])": the first problem, as one line. Other
+    # serializer errors ("Unable to serialize unknown type") are one line.
+    lines = text.strip().splitlines()
+    first = lines[1].strip() if len(lines) > 1 else text.strip()
+    return first.removeprefix("PydanticSerializationUnexpectedValue(").removesuffix(")")

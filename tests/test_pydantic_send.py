@@ -1,0 +1,471 @@
+"""What send_message() refuses of a pydantic model, on both serializer paths.
+
+(lilya._pydantic_send)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import math
+import warnings
+from collections.abc import Iterator
+from typing import Any, Literal
+
+import pydantic
+import pytest
+
+from lilya import _pydantic_send
+from lilya.typed import MessageCodec, MessageTypeError, TypedWebSocket
+
+
+class Inner(pydantic.BaseModel):
+    a: int
+
+
+class Say(pydantic.BaseModel):
+    type: Literal["say"]
+    text: str
+    ts: float = 0.0
+    tags: list[str] = []
+
+
+class Leave(pydantic.BaseModel):
+    type: Literal["leave"] = "leave"
+    room: str
+
+
+class Loud(Say):
+    volume: int = 11
+
+
+class Retyped(Say):
+    text: int  # type: ignore[assignment]  # a subclass that breaks the declared type
+
+
+class Shout(Say):
+    type: Literal["shout"]  # type: ignore[assignment]  # a subclass with another tag
+
+
+class Stranger(pydantic.BaseModel):
+    type: Literal["say"]
+    text: str
+
+
+class Nested(pydantic.BaseModel):
+    type: Literal["nested"]
+    inner: Inner
+    scores: list[float] = []
+
+
+class Bounded(pydantic.BaseModel):
+    n: int = pydantic.Field(gt=0)
+
+
+class Deep(pydantic.BaseModel):
+    type: Literal["deep"]
+    inner: Bounded
+
+
+class Row(pydantic.BaseModel):
+    nick: str
+    ts: float
+    inner: Inner | None = None
+
+
+class Rows(pydantic.BaseModel):
+    type: Literal["rows"]
+    rows: list[Row]
+    first: Row | None = None
+
+
+class LoudRow(Row):
+    volume: int = 11
+
+
+class Tree(pydantic.BaseModel):
+    type: Literal["tree"]
+    children: list[Tree] = []
+
+
+def test_nested_models_of_plain_fields_are_walked_for_what_the_serializer_skips(
+    path: str,
+) -> None:
+    codec = MessageCodec(Rows)
+    good = Rows(type="rows", rows=[Row(nick="a", ts=1.0, inner=Inner(a=1)), Row(nick="b", ts=2)])
+    assert codec.encode(good) == good.model_dump_json().encode()
+    incomplete = Nested(type="nested", inner=Inner.model_construct())
+    assert "field(s) a of inner missing" in _refused(MessageCodec(Nested), incomplete)
+    partial = Rows(type="rows", rows=[Row(nick="a", ts=1.0), Row.model_construct(nick="b")])
+    assert "field(s) ts of rows[1] missing" in _refused(codec, partial)
+    deeper = Rows(type="rows", rows=[Row(nick="a", ts=1.0, inner=Inner.model_construct())])
+    assert "field(s) a of rows[0].inner missing" in _refused(codec, deeper)
+    first = Rows(type="rows", rows=[], first=Row(nick="a", ts=1.0, inner=Inner.model_construct()))
+    assert "field(s) a of first.inner missing" in _refused(codec, first)
+    nan = Rows(type="rows", rows=[Row(nick="a", ts=1.0)], first=Row(nick="b", ts=1.0))
+    nan.rows[0].ts = math.nan
+    assert "field rows[0].ts is nan, which JSON cannot carry" in _refused(codec, nan)
+    nan.rows[0].ts = 1.0
+    nan.first.ts = math.inf  # type: ignore[union-attr]  # set just above
+    assert "field first.ts is inf" in _refused(codec, nan)
+    subclass = Rows(type="rows", rows=[LoudRow(nick="a", ts=1.0)])
+    assert (
+        codec.encode(subclass)
+        == b'{"type":"rows","rows":[{"nick":"a","ts":1.0,"inner":null}],"first":null}'
+    )
+    broken = LoudRow.model_construct(nick="a", volume=1)
+    assert "field(s) ts of rows[0] missing" in _refused(codec, Rows(type="rows", rows=[broken]))
+
+
+class Positive(pydantic.BaseModel):
+    type: Literal["positive"]
+    n: int = pydantic.Field(gt=0)
+
+
+class Aliased(pydantic.BaseModel):
+    type: Literal["aliased"]
+    user_name: str = pydantic.Field(alias="userName")
+
+
+class Cached(pydantic.BaseModel):
+    type: Literal["cached"]
+    text: str
+
+    @functools.cached_property
+    def shout(self) -> str:
+        return self.text.upper()
+
+
+class Checked(pydantic.BaseModel):
+    type: Literal["checked"]
+    low: int
+    high: int
+
+    @pydantic.model_validator(mode="after")
+    def ordered(self) -> Checked:
+        if self.low > self.high:
+            raise ValueError("low is above high")
+        return self
+
+
+class Anything(pydantic.BaseModel):
+    type: Literal["anything"]
+    value: Any
+
+
+CHAT = MessageCodec(Say | Leave)
+
+
+@pytest.fixture(params=["fast", "slow"])
+def path(request: pytest.FixtureRequest) -> Iterator[str]:
+    """Run a test with lilya's filter deciding (fast) or shadowed by an "ignore" (slow).
+
+    pytest's own filters go before lilya's, so the fast path is set up by hand.
+    """
+    with warnings.catch_warnings():
+        if request.param == "fast":
+            _pydantic_send.install_filter()
+        else:
+            warnings.simplefilter("ignore")
+        yield request.param
+        CHAT.encode(Leave(room="r"))
+        assert _fast_path_taken() is (request.param == "fast")
+
+
+def _fast_path_taken() -> bool:
+    """Whether the last encode went through lilya's filter (rather than warnings="error")."""
+    return bool(_pydantic_send._seen[3])
+
+
+def _refused(codec: MessageCodec, value: Any) -> str:
+    with pytest.raises(MessageTypeError) as caught:
+        codec.encode(value)
+    return str(caught.value)
+
+
+def test_a_valid_model_is_sent_as_pydantic_writes_it_on_either_path(path: str) -> None:
+    message = Say(type="say", text="hé", ts=1.5, tags=["a"])
+    assert CHAT.encode(message) == message.model_dump_json().encode()
+    assert CHAT.encode(Leave(room="r")) == b'{"type":"leave","room":"r"}'
+
+
+def test_a_model_mutated_to_a_wrong_type_is_refused_naming_type_and_field(path: str) -> None:
+    message = Say(type="say", text="hi")
+    message.text = 5  # type: ignore[assignment]  # pydantic does not check assignment
+    text = _refused(CHAT, message)
+    assert text.startswith("send_message() got Say ")
+    assert "field_name='text'" in text
+    assert "input_type=int" in text
+    message = Say(type="say", text="hi")
+    message.tags = ["a", 2]  # type: ignore[list-item]  # the wrong type is the point
+    assert "field_name='tags'" in _refused(CHAT, message)
+
+
+def test_a_model_mutated_to_another_tag_is_refused(path: str) -> None:
+    message = Say(type="say", text="hi")
+    message.type = "leave"  # type: ignore[assignment]  # the wrong tag is the point
+    assert "field type is 'leave', not the tag 'say'" in _refused(CHAT, message)
+
+
+def test_model_construct_with_missing_or_wrong_fields_is_refused(path: str) -> None:
+    text = _refused(CHAT, Say.model_construct(type="say"))
+    assert "send_message() got Say " in text
+    assert "field(s) text missing" in text
+    assert "field type is None" in _refused(CHAT, Say.model_construct(text="x"))
+    wrong = Say.model_construct(type="say", text=3)
+    assert "field_name='text'" in _refused(CHAT, wrong)
+
+
+def test_a_subclass_is_sent_as_the_declared_model_and_checked_against_it(path: str) -> None:
+    assert CHAT.encode(Loud(type="say", text="x")) == CHAT.encode(Say(type="say", text="x"))
+    text = _refused(CHAT, Retyped(type="say", text=3))
+    assert "got Retyped " in text
+    assert "field_name='text'" in text
+    assert "not the tag 'say'" in _refused(CHAT, Shout(type="shout", text="x"))
+    assert "field(s) text missing" in _refused(CHAT, Loud.model_construct(type="say", ts=1.0))
+
+
+def test_a_model_not_in_the_declared_union_is_refused(path: str) -> None:
+    text = _refused(CHAT, Stranger(type="say", text="x"))
+    assert "got Stranger " in text
+    assert "sends=Say | Leave: not one of the declared models" in text
+    assert "not one of the declared models" in _refused(CHAT, {"type": "say", "text": "x"})
+
+
+@pytest.mark.parametrize("number", [math.nan, math.inf, -math.inf])
+def test_a_float_json_cannot_carry_is_refused_rather_than_sent_as_null(
+    path: str, number: float
+) -> None:
+    message = Say(type="say", text="x")
+    message.ts = number
+    assert "field ts is" in _refused(CHAT, message)
+    nested = MessageCodec(Nested)
+    value = Nested(type="nested", inner=Inner(a=1), scores=[1.0])
+    value.scores = [1.0, number]
+    assert "field scores.1: Input should be a valid number" in _refused(nested, value)
+
+
+def test_what_the_serializer_does_not_check_is_validated_on_the_frame(path: str) -> None:
+    positive = Positive(type="positive", n=1)
+    assert MessageCodec(Positive).encode(positive) == b'{"type":"positive","n":1}'
+    positive.n = -1
+    assert "field n: Input should be greater than 0" in _refused(MessageCodec(Positive), positive)
+    limited = Deep(type="deep", inner=Bounded(n=1))
+    limited.inner.n = -1
+    assert "field inner.n: Input should be greater than 0" in _refused(MessageCodec(Deep), limited)
+    checked = Checked(type="checked", low=1, high=2)
+    checked.low = 3
+    assert "field (the model): Value error, low is above high" in _refused(
+        MessageCodec(Checked), checked
+    )
+
+
+def test_a_value_pydantic_cannot_serialize_is_refused(path: str) -> None:
+    text = _refused(MessageCodec(Anything), Anything(type="anything", value=object()))
+    assert "Unable to serialize unknown type" in text
+
+
+def test_aliases_go_on_the_wire_as_the_schema_documents_them(path: str) -> None:
+    codec = MessageCodec(Aliased)
+    frame = codec.encode(Aliased(type="aliased", userName="ann"))
+    assert frame == b'{"type":"aliased","userName":"ann"}'
+    assert codec.decode(frame) == Aliased(type="aliased", userName="ann")
+
+
+def test_a_cached_property_in_the_dict_does_not_hide_a_missing_field(path: str) -> None:
+    codec = MessageCodec(Cached)
+    whole = Cached(type="cached", text="hi")
+    assert whole.shout == "HI"
+    assert codec.encode(whole) == b'{"type":"cached","text":"hi"}'
+    partial = Cached.model_construct(type="cached")
+    partial.__dict__["shout"] = "HI"  # as the cached_property would store it
+    assert "field(s) text missing" in _refused(codec, partial)
+
+
+def test_a_refused_send_puts_nothing_on_the_wire(path: str) -> None:
+    sent: list[Any] = []
+
+    async def receive() -> Any:
+        return {"type": "websocket.connect"}
+
+    async def send(message: Any) -> None:
+        sent.append(message)
+
+    async def run() -> None:
+        scope = {"type": "websocket", "path": "/", "headers": [], "query_string": b""}
+        websocket: TypedWebSocket[Any, Say | Leave] = TypedWebSocket(
+            scope, receive, send, sends=Say | Leave
+        )
+        await websocket.accept()
+        await websocket.send_message(Say(type="say", text="ok"))
+        with pytest.raises(MessageTypeError):
+            await websocket.send_message(Say.model_construct(type="say"))
+
+    asyncio.run(run())
+    assert [message["type"] for message in sent] == ["websocket.accept", "websocket.send"]
+    assert sent[1]["text"] == '{"type":"say","text":"ok","ts":0.0,"tags":[]}'
+
+
+def test_the_filter_path_is_taken_only_while_no_earlier_filter_takes_the_warning() -> None:
+    decides = _pydantic_send._filter_decides
+    ours = _pydantic_send._FILTER
+    other_module = ("ignore", None, UserWarning, __import__("re").compile("other"), 0)
+    deprecations = ("ignore", None, DeprecationWarning, None, 0)
+    errors = ("error", None, Warning, None, 0)
+    ignore_all = ("ignore", None, Warning, None, 0)
+    assert decides([ours])
+    assert decides([other_module, deprecations, errors, ours])
+    assert not decides([ignore_all, ours])
+    assert not decides([("default", None, UserWarning, None, 0), ours])
+    assert not decides([deprecations])
+    assert not decides([])
+
+
+def test_the_decision_is_looked_at_again_when_the_filters_change() -> None:
+    message = Say(type="say", text="x")
+    with warnings.catch_warnings():
+        _pydantic_send.install_filter()
+        CHAT.encode(message)
+        assert _fast_path_taken()
+        warnings.simplefilter("ignore")  # goes first: lilya's filter no longer decides
+        CHAT.encode(message)
+        assert not _fast_path_taken()
+        warnings.resetwarnings()  # no filter at all
+        CHAT.encode(message)
+        assert not _fast_path_taken()
+
+
+def test_the_filter_path_is_proven_to_raise() -> None:
+    assert _pydantic_send.fast_path_works()
+
+
+class Optional_(pydantic.BaseModel):
+    type: Literal["o"]
+    note: str | None = None
+    counts: dict[str, int] = {}
+    anything: Any = None
+
+
+class ListOfFloats(pydantic.BaseModel):
+    type: Literal["l"]
+    values: list[float]
+
+
+class Limited(pydantic.BaseModel):
+    type: Literal["x"]
+    text: str = pydantic.Field(max_length=5)
+
+
+class WithConfig(pydantic.BaseModel):
+    model_config = pydantic.ConfigDict(extra="allow")
+    type: Literal["x"]
+
+
+class WithComputed(pydantic.BaseModel):
+    type: Literal["x"]
+
+    @pydantic.computed_field  # type: ignore[prop-decorator]  # pydantic's documented form
+    @property
+    def twice(self) -> int:
+        return 2
+
+
+class WithInit(pydantic.BaseModel):
+    type: Literal["x"]
+
+    def __init__(self, **data: Any) -> None:
+        super().__init__(**data)
+
+
+class WithPrivate(pydantic.BaseModel):
+    type: Literal["x"]
+    _secret: int = 0
+
+
+class WithExclude(pydantic.BaseModel):
+    type: Literal["x"]
+    hidden: int = pydantic.Field(default=0, exclude=True)
+
+
+class WithSerializer(pydantic.BaseModel):
+    type: Literal["x"]
+    n: int
+
+    @pydantic.field_serializer("n")
+    def as_text(self, n: int) -> str:
+        return str(n)
+
+
+class WithSplitAlias(pydantic.BaseModel):
+    type: Literal["x"]
+    n: int = pydantic.Field(validation_alias="in", serialization_alias="out")
+
+
+class WithLiteral(pydantic.BaseModel):
+    type: Literal["x"]
+    mood: Literal["happy", "sad"]
+
+
+class WithFactory(pydantic.BaseModel):
+    type: Literal["x"]
+    tags: list[str] = pydantic.Field(default_factory=list)
+
+
+class WithLimitedList(pydantic.BaseModel):
+    type: Literal["x"]
+    tags: list[str] = pydantic.Field(max_length=3)
+
+
+class WithLimitedDict(pydantic.BaseModel):
+    type: Literal["x"]
+    counts: dict[str, int] = pydantic.Field(max_length=3)
+
+
+class WithNonTagType(pydantic.BaseModel):
+    type: str
+
+
+class WithOptionalFloat(pydantic.BaseModel):
+    type: Literal["x"]
+    ts: float | None = None
+
+
+class RootList(pydantic.RootModel[list[int]]):
+    pass
+
+
+@pytest.mark.parametrize(
+    ("model", "revalidate", "floats"),
+    [
+        (Say, 0, ("ts",)),
+        (Leave, 0, ()),
+        (Optional_, 0, ()),
+        (WithNonTagType, 0, ()),
+        (WithOptionalFloat, 1, ()),
+        (ListOfFloats, 1, ()),
+        (Nested, 1, ()),
+        (Rows, 0, ()),
+        (Deep, 2, ()),
+        (Tree, 2, ()),
+        (Positive, 2, ()),
+        (Limited, 2, ()),
+        (WithConfig, 2, ()),
+        (WithComputed, 2, ()),
+        (WithInit, 2, ()),
+        (WithPrivate, 2, ()),
+        (WithExclude, 2, ()),
+        (WithSerializer, 2, ()),
+        (WithSplitAlias, 2, ()),
+        (WithLiteral, 2, ()),
+        (WithFactory, 2, ()),
+        (WithLimitedList, 2, ()),
+        (WithLimitedDict, 2, ()),
+        (Checked, 2, ()),
+        (RootList, 2, ()),
+    ],
+)
+def test_the_serializer_is_trusted_alone_only_for_plain_fields(
+    model: Any, revalidate: int, floats: tuple[str, ...]
+) -> None:
+    plan = _pydantic_send.MemberPlan(model, None)
+    assert (plan.revalidate, plan.floats) == (revalidate, floats)
