@@ -282,8 +282,12 @@ async def finish_within(step: Any, pending: Any, seconds: float, on_timeout: OnT
         timed_out = True
     finally:
         timer.cancel()
-    if fired:  # ours, and handled (or the send finished as the timer fired)
-        _uncancel(task)
+        if fired:
+            # Our request is withdrawn however the send ended: handled here,
+            # finished as the timer fired, or answered with an error of its
+            # own. A request left counted would make every cancel scope the
+            # task entered before (the handshake's) refuse its own cancellation.
+            _uncancel(task)
     if timed_out:
         return await on_timeout(seconds)
     return True

@@ -480,6 +480,8 @@ class Steps:
             if self.on_cancel == "finish later":
                 yield from anyio.sleep(0.01).__await__()  # and then it is done after all
                 return
+            if self.on_cancel == "fail":
+                raise OSError("the transport is gone") from None  # an error of its own instead
             raise
 
 
@@ -494,6 +496,20 @@ async def test_finish_within_passes_the_timers_cancellation_to_the_awaitable(
     # One that swallowed the cancellation and finished did send; the other timed out.
     assert finished is (on_cancel != "raise")
     await anyio.sleep(0)  # and the task is not left cancelled
+    task = asyncio.current_task()
+    assert getattr(task, "cancelling", lambda: 0)() == 0
+
+
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+async def test_finish_within_withdraws_its_cancellation_when_the_send_fails_otherwise() -> None:
+    # The timer fired and the send answered its cancellation with an error of
+    # its own: the error goes up, and the task is not left with a pending
+    # cancellation request that would make a cancel scope entered before it
+    # (lilya's handshake scope) refuse to swallow its own cancellation later.
+    step = Steps("fail").__await__()
+    pending = next(step)
+    with pytest.raises(OSError, match="transport is gone"):
+        await finish_within(step, pending, 0.02, gave_up)
     task = asyncio.current_task()
     assert getattr(task, "cancelling", lambda: 0)() == 0
 
