@@ -1400,6 +1400,7 @@ def plots(results: dict[str, Any], out: Path) -> list[Path]:
 
 
 def _save(figure: Any, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
     figure.tight_layout()
     figure.savefig(path, dpi=110)
     return path
