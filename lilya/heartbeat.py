@@ -56,12 +56,12 @@ from typing import Final, Literal
 import anyio
 import anyio.abc
 
-from lilya._close import send_with_close_fallback
 from lilya._connection_state import DISCONNECTED, ConnectionState
 from lilya._recorder import enter, server_callables
 from lilya._telemetry import note_limit
 from lilya.exceptions import ImproperlyConfigured
 from lilya.status import WS_1011_INTERNAL_ERROR
+from lilya.timeouts import CLOSE_GRACE, close_within
 from lilya.types import Message, Receive, Scope, Send
 
 __all__ = [
@@ -92,10 +92,6 @@ INBOX_SIZE: Final = 64
 
 #: The longest a pong frame can be and still be looked at (whitespace, a key order).
 _PONG_MAX_CHARS: Final = 64
-
-#: How long the close 1011 may take to leave (a client that stopped reading
-#: may have filled the TCP window): after that the server drops it.
-_CLOSE_WAIT: Final = 1.0
 
 logger = logging.getLogger("lilya.heartbeat")
 
@@ -345,8 +341,11 @@ class Pulse:
         logger.info("Closing %s with 1011: %s", self._where, reason)
         close = {"type": "websocket.close", "code": WS_1011_INTERNAL_ERROR, "reason": reason}
         try:
-            with anyio.move_on_after(_CLOSE_WAIT), contextlib.suppress(Exception):
-                await send_with_close_fallback(self._server_send, close)
+            # A client that stopped answering may have stopped reading too: a
+            # close it does not take within the grace drops its TCP connection
+            # (where the server allows), never a half-open socket.
+            with contextlib.suppress(Exception):  # the server found it gone, or refused: over
+                await close_within(self._server_send, close, CLOSE_GRACE)
         finally:
             closing.set()
 

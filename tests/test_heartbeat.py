@@ -20,10 +20,12 @@ from lilya.exceptions import ImproperlyConfigured
 from lilya.heartbeat import PING_TEXT, PONG_TEXT, HeartbeatGone, check_heartbeat
 from lilya.routing import WebSocketPath
 from lilya.testclient import AsyncTestClient
+from lilya.timeouts import CLOSE_GRACE
 from lilya.types import Message, Receive, Scope, Send
 from lilya.websockets import WebSocket, WebSocketDisconnect
 from tests.support.asgi import CONNECT, websocket_scope
 from tests.support.testclient import ClientFactory, call, entered
+from tests.test_timeouts import StallingServer
 
 pytestmark = pytest.mark.anyio
 
@@ -474,6 +476,30 @@ async def test_a_close_the_server_cannot_deliver_is_given_up_after_a_second() ->
         await route.handle(websocket_scope(), receive, send)
     assert seen == [1011]
     assert [m.get("text") for m in sent] == [None, PING_TEXT]
+
+
+async def test_a_silent_client_that_does_not_take_the_close_has_its_tcp_connection_dropped() -> (
+    None
+):
+    # It stopped answering and stopped reading: the close 1011 cannot leave,
+    # so the connection is dropped after the close's grace, never left half-open.
+    server = StallingServer(CONNECT, stall=("websocket.close",))
+    seen: list[int] = []
+
+    async def handler(websocket: WebSocket) -> None:
+        await websocket.accept()
+        try:
+            await websocket.receive_text()
+        except WebSocketDisconnect as exc:
+            seen.append(exc.code)
+
+    app = Lilya(routes=[WebSocketPath("/ws", handler, heartbeat=(0.01, 0.05))])
+    started = time.monotonic()
+    await server.run(app)
+    assert server.transport.aborted
+    assert CLOSE_GRACE <= time.monotonic() - started < CLOSE_GRACE + 1
+    assert seen == [1011]
+    assert [m.get("text") for m in server.sent] == [None, PING_TEXT]
 
 
 # -- settings ------------------------------------------------------------------------
