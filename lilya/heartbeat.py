@@ -46,7 +46,6 @@ pinger then waits for the handler to read before it gives the client another
 from __future__ import annotations
 
 import collections
-import contextlib
 import json
 import logging
 import math
@@ -61,7 +60,7 @@ from lilya._recorder import enter, server_callables
 from lilya._telemetry import note_limit
 from lilya.exceptions import ImproperlyConfigured
 from lilya.status import WS_1011_INTERNAL_ERROR
-from lilya.timeouts import CLOSE_GRACE, close_within
+from lilya.timeouts import close_for_liveness
 from lilya.types import Message, Receive, Scope, Send
 
 __all__ = [
@@ -338,14 +337,10 @@ class Pulse:
         self._reader.cancel()
         for sending in list(self._sending):
             sending.cancel()
-        logger.info("Closing %s with 1011: %s", self._where, reason)
-        close = {"type": "websocket.close", "code": WS_1011_INTERNAL_ERROR, "reason": reason}
         try:
-            # A client that stopped answering may have stopped reading too: a
-            # close it does not take within the grace drops its TCP connection
-            # (where the server allows), never a half-open socket.
-            with contextlib.suppress(Exception):  # the server found it gone, or refused: over
-                await close_within(self._server_send, close, CLOSE_GRACE)
+            await close_for_liveness(
+                self._server_send, WS_1011_INTERNAL_ERROR, reason, where=self._where, log=logger
+            )
         finally:
             closing.set()
 

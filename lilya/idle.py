@@ -67,7 +67,6 @@ tells the handler the 1001 that stands rather than close again.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -80,14 +79,7 @@ from lilya._connection_state import ConnectionState
 from lilya._recorder import enter, server_callables
 from lilya._telemetry import note_limit
 from lilya.status import WS_1001_GOING_AWAY
-from lilya.timeouts import (
-    CLOSE_GRACE,
-    STEPPED,
-    Default,
-    check_timeout,
-    close_within,
-    timer_kind,
-)
+from lilya.timeouts import STEPPED, Default, check_timeout, close_for_liveness, timer_kind
 from lilya.timeouts import _uncancel as _uncancel  # the same withdrawal as a send's timer
 from lilya.types import Message, Receive, Scope, Send
 
@@ -288,11 +280,10 @@ class Watchdog:
         if receiving is not None:
             self._cancelled = receiving
             receiving.cancel()
-        logger.info("Closing %s with 1001: %s", self._where, reason)
-        close: Message = {"type": "websocket.close", "code": WS_1001_GOING_AWAY, "reason": reason}
         try:
-            with contextlib.suppress(Exception):  # the server found it gone, or refused: over
-                await close_within(self._closer, close, CLOSE_GRACE)
+            await close_for_liveness(
+                self._closer, WS_1001_GOING_AWAY, reason, where=self._where, log=logger
+            )
         finally:
             closing.set()
 

@@ -93,6 +93,7 @@ __all__ = [
     "await_within",
     "check_call_timeout",
     "check_timeout",
+    "close_for_liveness",
     "close_within",
     "drop_connection",
     "finish_within",
@@ -399,6 +400,24 @@ async def close_within(send: Send, message: Message, seconds: float | None) -> b
     except StopIteration:
         return True
     return await finish_within(step, pending, limit, dropped)
+
+
+async def close_for_liveness(
+    send: Send, code: int, reason: str, *, where: str, log: logging.Logger
+) -> None:
+    """Close a connection lilya found dead or idle, whatever the client does.
+
+    The heartbeat (1011) and the idle timeout (1001) end a connection the
+    same way: one INFO line naming the path, then the close through
+    :func:`close_within` with :data:`CLOSE_GRACE`, so a client that stopped
+    reading too has its TCP connection dropped rather than left half-open.
+    A server that found the client gone, or refuses the close, ends it anyway:
+    nothing is raised.
+    """
+    log.info("Closing %s with %d: %s", where, code, reason)
+    close: Message = {"type": "websocket.close", "code": code, "reason": reason}
+    with contextlib.suppress(Exception):
+        await close_within(send, close, CLOSE_GRACE)
 
 
 class HandshakeTimer:
