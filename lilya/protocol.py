@@ -18,16 +18,22 @@ Structs, so ``app.asyncapi()`` documents the endpoint.
 
 Theory of operation
 -------------------
-A connection is one :class:`_Session` and three kinds of task in one task
-group: the **reader** (this request handler's own task) reads frames and
-answers requests one at a time, in order; one **pump** per subscribed
-channel turns its subscription's events into push frames; the **writer** is
-the only task that sends data frames. Replies and pushes meet in one bounded
-queue in front of the writer, so a reply is never overtaken by a push queued
-after it (a ``subscribe`` reply always precedes the channel's first message)
-and a client that stops reading back-pressures every pump, whose
-subscriptions then drop their oldest events and tell the client with a
-``gap`` push: memory stays bounded by ``max_queue`` per channel.
+A connection is one :class:`_Session` and two tasks that matter in one
+task group: the **reader** (this request handler's own task) reads frames
+and answers requests one at a time, in order; the **writer** is the only
+task that sends data frames. Replies wait for the writer in a bounded outbox
+(``send_queue``); a channel's messages wait in its subscription's own
+bounded queue, and the subscription wakes the writer directly (it is the
+subscription's waiter), so an event costs no task of its own: the writer
+takes it from the queue, sends the ``message`` frame that the first socket
+to send it made and left on the event for every other socket of the process,
+and goes on with the next. The writer sends every queued reply before the
+next push, so a reply is never overtaken by a push queued after it (a
+``subscribe`` reply always precedes the channel's first message), and it
+serves the ready channels in turn, one event each. A client that stops
+reading blocks the writer; its subscriptions then fill, and once stalled
+drop their oldest events and tell the client with a ``gap`` push: memory
+stays bounded by ``max_queue`` per channel and ``send_queue`` replies.
 
 Every way a connection ends goes through :meth:`_Session.end` (the server
 closing: expiry 4001, no ``connect`` 4003, heartbeat 1011, channels shut down
@@ -39,9 +45,11 @@ shielded, before the handler returns.
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import time
+from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, get_args
@@ -55,13 +63,13 @@ from lilya._exception_handlers import WEBSOCKET_KEY
 from lilya._handlers import call_maybe_async
 from lilya._json import dumps_text
 from lilya._recorder import server_callables
+from lilya._wakeup import Wakeup
 from lilya.channels import (
     BackendUnavailableError,
     Channels,
     Event,
     NotConnectedError,
     PublishOutcomeUnknownError,
-    SubscriberOverflowError,
     Subscription,
     check_position,
 )
@@ -483,8 +491,9 @@ class ChannelsEndpoint:
         identify: the ``user`` string of the connect reply (default ``str(user)``).
         presence_info: ``presence_info(client)``, what others see of a
             subscriber (default ``{"user": ..., "name": ...}``).
-        send_queue: frames waiting for the writer per socket before pumps and
-            replies wait (a client that stops reading holds no more than this).
+        send_queue: replies waiting for the writer per socket before the
+            reader waits (a client that stops reading holds no more than
+            this, besides ``max_queue`` events per channel).
         close_timeout: seconds the server's last frames and close may take
             with a client that stopped reading.
 
@@ -693,19 +702,37 @@ class _Fatal(Exception):
 
 
 class _Entry:
-    """One subscription of a socket: its channel, the Subscription, and its pump's scope."""
+    """One subscription of a socket: its channel, the Subscription, and its place in line.
 
-    __slots__ = ("channel", "presence", "scope", "subscription")
+    It is its subscription's waiter: an event arriving on an empty queue (or
+    the subscription closing) calls :meth:`set`, from the publisher's task,
+    which puts the entry in its session's line of ready channels and wakes
+    the writer. Nothing else runs per event.
+    """
 
-    def __init__(self, channel: str, subscription: Subscription, presence: bool) -> None:
+    __slots__ = ("channel", "channel_json", "left", "presence", "queued", "session", "subscription")
+
+    def __init__(
+        self, session: _Session, channel: str, subscription: Subscription, presence: bool
+    ) -> None:
+        self.session = session
         self.channel = channel
+        self.channel_json = _json(channel)
         self.subscription = subscription
         self.presence = presence
-        self.scope = anyio.CancelScope()
+        self.queued = False  # in the session's ready line (then not the waiter)
+        self.left = False  # unsubscribed: nothing more is sent for it
+
+    def set(self) -> None:
+        if self.queued or self.left:
+            return
+        self.queued = True
+        session = self.session
+        session._ready.append(self)
+        session._wake_writer()
 
 
 _decoder = msgspec.json.Decoder(Request)
-_FLUSH = ""  # no frame is empty: the writer stops here (after everything queued before it)
 
 
 def _reply_ok(request_id: RequestId, ok: dict[str, Any]) -> str:
@@ -742,7 +769,13 @@ class _Session:
         self.client = client
         self.websocket = client.websocket
         self.entries = client._subscribed
-        self._out, self._queued = anyio.create_memory_object_stream[str](endpoint.send_queue)
+        # Replies and the server's own frames, in order, for the writer; and
+        # the channels with events for it, in turn.
+        self._outbox: deque[str] = deque()
+        self._ready: deque[_Entry] = deque()
+        self._writer_wakeup: Wakeup | None = None
+        self._room: anyio.Event | None = None  # the reader (or heartbeat) waits for the outbox
+        self._flushing = False
         self._writer_scope = anyio.CancelScope()
         self._writer_stopped = anyio.Event()
         self._connect_scope = anyio.CancelScope()
@@ -776,9 +809,10 @@ class _Session:
             # timeout, and a hundred of them in turn would hold the handler.
             async with anyio.create_task_group() as group:
                 for entry in entries:
+                    entry.left = True
                     group.start_soon(entry.subscription.__aexit__, None, None, None)
-        self._out.close()
-        self._queued.close()
+        self._ready.clear()
+        self._outbox.clear()
 
     # -- ending --------------------------------------------------------------
 
@@ -791,7 +825,10 @@ class _Session:
         timeout = self.endpoint.close_timeout
         with anyio.move_on_after(timeout):
             if not self._writer_stopped.is_set():
-                await self._out.send(_FLUSH)
+                # The writer sends what is queued (replies, then the events its
+                # channels hold), then stops instead of waiting for more.
+                self._flushing = True
+                self._wake_writer()
                 await self._writer_stopped.wait()
         self._writer_scope.cancel()
         await self._writer_stopped.wait()
@@ -807,21 +844,71 @@ class _Session:
                     pass  # it left, or the app's limits closed it meanwhile
         self._group.cancel_scope.cancel()
 
+    async def _send(self, frame: str) -> None:
+        """Queue *frame* for the writer, after every frame queued before it.
+
+        It waits while ``send_queue`` frames wait already (a client that stops
+        reading stops the reader here, not in memory). Once the writer has
+        stopped, nothing would send it: it is dropped.
+        """
+        outbox = self._outbox
+        limit = self.endpoint.send_queue
+        while len(outbox) >= limit and not self._writer_stopped.is_set():
+            room = self._room
+            if room is None:
+                room = self._room = anyio.Event()
+            await room.wait()
+        if self._writer_stopped.is_set():
+            return
+        outbox.append(frame)
+        self._wake_writer()
+
+    def _wake_writer(self) -> None:
+        wakeup = self._writer_wakeup
+        if wakeup is not None:
+            self._writer_wakeup = None
+            wakeup.set()
+
+    def _wake_senders(self) -> None:
+        room = self._room
+        if room is not None:
+            self._room = None
+            room.set()
+
     async def _writer(self) -> None:
         websocket = self.websocket
+        outbox = self._outbox
+        ready = self._ready
         try:
-            queued = self._queued
             with self._writer_scope:
                 while True:
-                    # Without a checkpoint while frames are queued: the send
-                    # below is one, and a queue of pushes goes out in a run.
-                    try:
-                        frame = queued.receive_nowait()
-                    except anyio.WouldBlock:
-                        frame = await queued.receive()
-                    if not frame:  # _FLUSH
+                    # Without a checkpoint while there is something to send:
+                    # the send is one, and a run of pushes goes out in a row.
+                    if outbox:
+                        frame = outbox.popleft()
+                        if self._room is not None:
+                            self._wake_senders()  # one frame out: room for one
+                        await websocket.send_text(frame)
+                        continue
+                    if ready:
+                        entry = ready[0]
+                        event = entry.subscription._take_nowait()
+                        if event is None:
+                            ready.popleft()
+                            self._settle(entry)
+                            continue
+                        if len(ready) > 1:
+                            ready.rotate(-1)  # the next ready channel goes next
+                        if event.type == "message":
+                            await websocket.send_text(event._frame or self._message_frame(event))
+                        else:
+                            for frame in self._other_frames(entry, event):
+                                await websocket.send_text(frame)
+                        continue
+                    if self._flushing:
                         return
-                    await websocket.send_text(frame)
+                    wakeup = self._writer_wakeup = Wakeup()
+                    await wakeup.wait()
         except (WebSocketDisconnect, WebSocketRuntimeError):
             # The client left (the reader gets its disconnect), or the socket
             # was closed under the writer: by the app's limits (1008 over rate,
@@ -829,7 +916,29 @@ class _Session:
             # Either way sending is over, quietly.
             self._drain()
         finally:
+            self._writer_wakeup = None
             self._writer_stopped.set()
+            self._wake_senders()  # a reply waiting for room is dropped, not stuck
+
+    def _settle(self, entry: _Entry) -> None:
+        """*entry*'s queue is empty: wait for its next event, or end if it closed."""
+        entry.queued = False
+        subscription = entry.subscription
+        if subscription.closed:
+            entry.left = True
+            # Closed without our unsubscribe: by an overflow (1013), or the
+            # channels disconnected (the app is stopping, 1001). end() waits
+            # for this task, so it runs in its own.
+            if subscription._error is not None:
+                self._end_soon(1013, "subscriber too slow")
+            else:
+                self._end_soon(1001, "channels closed")
+            return
+        if not self._flushing:
+            subscription._waiter = entry  # nothing awaited since it was found empty
+
+    def _end_soon(self, code: int, reason: str) -> None:
+        self._group.start_soon(functools.partial(self.end, code, reason, reconnect=True))
 
     def _drain(self) -> None:
         # The reader still delivers what the client sent before it left; the
@@ -861,7 +970,7 @@ class _Session:
             await anyio.sleep(interval)
             pong = self._pong = anyio.Event()
             with anyio.move_on_after(within):
-                await self._out.send(_PING_TEXT)
+                await self._send(_PING_TEXT)
                 await pong.wait()
             if not pong.is_set():
                 await self.end(1011, "heartbeat timeout", reconnect=True)
@@ -887,41 +996,41 @@ class _Session:
         except (msgspec.DecodeError, UnicodeError) as exc:
             # UnicodeError: text with a lone surrogate, which no server passes
             # (RFC 6455 §8.1) but an in-process client can.
-            await self._out.send(_reply_error(_id_of(raw), "bad_request", _problem(exc)))
+            await self._send(_reply_error(_id_of(raw), "bad_request", _problem(exc)))
             return
         except RecursionError:
             # msgspec refuses nesting deeper than the interpreter's stack (a
             # kilobyte of "[" does it) this way, not with a DecodeError.
-            await self._out.send(_reply_error(None, "bad_request", "JSON nested too deeply"))
+            await self._send(_reply_error(None, "bad_request", "JSON nested too deeply"))
             return
         if type(request) is Pong:
             self._pong.set()
             return
         request_id = request.id  # type: ignore[union-attr]  # every other frame has one
         if not self.client.connected and type(request) is not Connect:
-            await self._out.send(
+            await self._send(
                 _reply_error(request_id, "unauthorized", "send connect (with a token) first")
             )
             return
         try:
             ok = await _HANDLERS[type(request)](self, request)
         except ProtocolError as exc:
-            await self._out.send(_reply_error(request_id, exc.code, exc.message))
+            await self._send(_reply_error(request_id, exc.code, exc.message))
         except _Fatal as exc:
-            await self._out.send(_reply_error(request_id, exc.code, exc.message))
+            await self._send(_reply_error(request_id, exc.code, exc.message))
             await self.end(exc.close_code, exc.reason, reconnect=False)
         except (BackendUnavailableError, NotConnectedError) as exc:
-            await self._out.send(_reply_error(request_id, "unavailable", _problem(exc)))
+            await self._send(_reply_error(request_id, "unavailable", _problem(exc)))
         except PublishOutcomeUnknownError as exc:
-            await self._out.send(_reply_error(request_id, "unknown_outcome", _problem(exc)))
+            await self._send(_reply_error(request_id, "unknown_outcome", _problem(exc)))
         except Exception as exc:
             # A hook or rpc handler raised (or the backend refused: BackendError):
             # your bug, logged once with its traceback; the client learns only that.
             logger.exception("%s request failed: %s", type(request).__name__, exc)
-            await self._out.send(_reply_error(request_id, "internal", "the server failed"))
+            await self._send(_reply_error(request_id, "internal", "the server failed"))
         else:
             if ok is not None:
-                await self._out.send(_reply_ok(request_id, ok))
+                await self._send(_reply_ok(request_id, ok))
 
     async def _authorize(self, channel: str, action: Action) -> None:
         authorize = self.endpoint.authorize
@@ -1022,16 +1131,16 @@ class _Session:
             policy="drop_oldest",
         )
         await subscription.__aenter__()
-        entry = self.entries[channel] = _Entry(channel, subscription, request.presence)
+        entry = self.entries[channel] = _Entry(self, channel, subscription, request.presence)
         recovered = position is not None and subscription.recovered
-        await self._out.send(
+        await self._send(
             _reply_ok(
                 request.id,
                 {"epoch": current.epoch, "offset": current.offset, "recovered": recovered},
             )
         )
         if since is not None and not recovered:
-            await self._out.send(
+            await self._send(
                 _json(
                     {
                         "type": "reset",
@@ -1041,7 +1150,9 @@ class _Session:
                     }
                 )
             )
-        self._group.start_soon(self._pump, entry)
+        # In line after the reply (and reset): the writer sends those first,
+        # then what the subscription replayed and everything after it.
+        entry.set()
 
     def _presence_info(self) -> Any:
         hook = self.endpoint.presence_info
@@ -1053,8 +1164,15 @@ class _Session:
         entry = self.entries.pop(request.channel, None)
         if entry is None:
             raise ProtocolError("not_subscribed", f"not subscribed to {request.channel!r}")
-        entry.scope.cancel()
-        await entry.subscription.__aexit__(None, None, None)
+        # Nothing more of it is sent, not even what its queue still holds:
+        # the reply is the line after which the channel is silent.
+        entry.left = True
+        subscription = entry.subscription
+        subscription._waiter = None
+        if entry.queued:
+            entry.queued = False
+            self._ready.remove(entry)
+        await subscription.__aexit__(None, None, None)
         return {}
 
     async def _publish(self, request: Publish) -> dict[str, Any]:
@@ -1146,65 +1264,51 @@ class _Session:
 
     # -- pushing -------------------------------------------------------------
 
-    async def _pump(self, entry: _Entry) -> None:
-        out = self._out
-        channel_json = _json(entry.channel)
-        with entry.scope:
-            try:
-                async for event in entry.subscription:
-                    kind = event.type
-                    if kind == "message":
-                        frame = self._message_frame(channel_json, event)
-                        try:
-                            out.send_nowait(frame)  # the common case: room in the queue
-                        except anyio.WouldBlock:
-                            await out.send(frame)  # the writer is behind: wait for it
-                    elif kind == "presence":
-                        if entry.presence:
-                            for frame in _presence_frames(channel_json, event):
-                                await out.send(frame)
-                    elif kind == "gap":
-                        data = event.data
-                        await out.send(
-                            _json(
-                                {
-                                    "type": "gap",
-                                    "channel": entry.channel,
-                                    "epoch": event.epoch,
-                                    "first": data["first"],
-                                    "last": data["last"],
-                                    "dropped": data["dropped"],
-                                }
-                            )
-                        )
-                    else:  # "reset" (join and leave reach subscribers as "presence")
-                        await out.send(
-                            f'{{"type":"reset","channel":{channel_json},'
-                            f'"epoch":{_json(event.epoch)},"offset":{event.offset}}}'
-                        )
-            except SubscriberOverflowError:  # pragma: no cover - drop_oldest never closes
-                await self.end(1013, "subscriber too slow", reconnect=True)
-                return
-            # The subscription ended without our unsubscribe: the channels
-            # disconnected (the app is stopping).
-            await self.end(1001, "channels closed", reconnect=True)
-
-    def _message_frame(self, channel_json: str, event: Event) -> str:
+    def _message_frame(self, event: Event) -> str:
+        """Return *event*'s ``message`` push, made once and left on it for every socket."""
         try:
-            # Made once per event and shared by every subscriber of the process.
             data = event._json_text()
         except TypeError:
             # bytes published by the server: JSON cannot carry them, so the
-            # client is told it misses this one (a gap), and the log says why.
+            # client is told it misses this one (a gap), and the log says why
+            # (once per socket: nothing is cached for this event).
             self._warn_bytes(event)
             return (
-                f'{{"type":"gap","channel":{channel_json},"epoch":{_json(event.epoch)},'
+                f'{{"type":"gap","channel":{_json(event.channel)},"epoch":{_json(event.epoch)},'
                 f'"first":{event.offset},"last":{event.offset},"dropped":1}}'
             )
-        return (
-            f'{{"type":"message","channel":{channel_json},"epoch":{_json(event.epoch)},'
+        frame = (
+            f'{{"type":"message","channel":{_json(event.channel)},"epoch":{_json(event.epoch)},'
             f'"offset":{event.offset},"data":{data}}}'
         )
+        # The dataclass is frozen for users; this one slot is filled once.
+        object.__setattr__(event, "_frame", frame)
+        return frame
+
+    def _other_frames(self, entry: _Entry, event: Event) -> list[str]:
+        """The pushes of an event that is not a message: presence, gap or reset."""
+        kind = event.type
+        if kind == "presence":
+            return _presence_frames(entry.channel_json, event) if entry.presence else []
+        if kind == "gap":
+            data = event.data
+            return [
+                _json(
+                    {
+                        "type": "gap",
+                        "channel": entry.channel,
+                        "epoch": event.epoch,
+                        "first": data["first"],
+                        "last": data["last"],
+                        "dropped": data["dropped"],
+                    }
+                )
+            ]
+        # "reset" (join and leave reach subscribers as "presence")
+        return [
+            f'{{"type":"reset","channel":{entry.channel_json},'
+            f'"epoch":{_json(event.epoch)},"offset":{event.offset}}}'
+        ]
 
     def _warn_bytes(self, event: Event) -> None:
         if not self._warned_bytes:

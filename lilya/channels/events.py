@@ -70,6 +70,11 @@ class Event:
     # part of what an event is (kept out of repr, equality and hashing). The
     # compromise: an event retained in memory:// history keeps its text too.
     _json: str | None = field(default=None, init=False, repr=False, compare=False)
+    # The channels protocol's ``message`` push of this event (lilya/protocol.py),
+    # for the same reason: made by the first socket that sends it, then shared
+    # by every socket of the process subscribed to the channel (an event
+    # belongs to one channel, so one frame fits them all).
+    _frame: str | None = field(default=None, init=False, repr=False, compare=False)
 
     @property
     def position(self) -> Position:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 from uuid import uuid4
 
 import anyio
@@ -44,6 +44,14 @@ _POLICIES = ("drop_oldest", "drop_newest", "close")
 #: is 760 bytes (its first block of 64 slots), and most idle sockets of a quiet
 #: channel never get an event: the deque is made at the first push instead.
 _NO_EVENTS: tuple[()] = ()
+
+
+class _Waiter(Protocol):
+    """Who is woken when an event arrives: a parked reader's :class:`Wakeup`, or
+    anything else with ``set()`` (the protocol's writer, which serves many
+    subscriptions from one task, registers itself this way)."""
+
+    def set(self) -> None: ...
 
 
 class Subscription:
@@ -114,7 +122,7 @@ class Subscription:
         self.recovered = True
         self.dropped = 0
         self._queue: deque[Event] | tuple[()] = _NO_EVENTS
-        self._waiter: Wakeup | None = None
+        self._waiter: _Waiter | None = None
         self._closed_event: anyio.Event | None = None
         # Called (synchronously, by whoever closes it) when the subscription
         # closes: relay() cancels a send stuck on a stalled client with it,
@@ -163,6 +171,22 @@ class Subscription:
                 self._wake_publishers()
             return queue.popleft()
         return await self._next_slow()
+
+    def _take_nowait(self) -> Event | None:
+        """Return the next queued event, or ``None`` if the queue is empty.
+
+        What ``async for`` does without ever waiting, for a reader that drains
+        several subscriptions from one task and parks on its own wake-up
+        (``_waiter``) instead: the protocol's writer. ``None`` with ``closed``
+        set means the subscription ended (``_error`` tells an overflow).
+        """
+        queue = self._queue
+        if not queue:
+            return None
+        self._taken += 1
+        if self._room is not None:
+            self._wake_publishers()
+        return queue.popleft()
 
     def _wake_publishers(self) -> None:
         # Wake waiting publishers at half the bound, not at every event: they

@@ -284,6 +284,37 @@ async def test_a_client_that_stops_reading_gets_a_gap_for_what_was_dropped() -> 
         assert gap["first"] is not None and gap["last"] >= gap["first"]
 
 
+async def test_a_flood_to_a_client_that_stopped_reading_holds_bounded_queues() -> None:
+    hub = Channels("memory://", max_queue=5, stall_timeout=0.05)
+    async with served(hub, send_queue=2) as (_, connect), connect() as slow, connect() as healthy:
+        await slow.ok("subscribe", channel="c")
+        await healthy.ok("subscribe", channel="c")
+        await slow.session.pause_reading()
+        for n in range(50):
+            await slow.send({"type": "ping", "id": 100 + n})  # replies it will not read
+        deepest = 0
+        for n in range(2000):
+            await hub.publish("c", n)
+            deepest = max(deepest, *(sub.queued for sub in hub._locals["c"].subs))
+        assert deepest <= 5  # the channel's bound, whatever the flood
+        got = [(await healthy.push())["data"] for _ in range(2000)]
+        assert got == list(range(2000))
+        await slow.session.resume_reading()
+        seen: list[dict[str, Any]] = []
+        while True:
+            try:
+                seen.append(await slow.frame(timeout=0.3))
+            except TimeoutError:
+                break
+        replies = [frame["id"] for frame in seen if "id" in frame]
+        assert replies == list(range(100, 150))  # every one, in order
+        messages = [frame["data"] for frame in seen if frame.get("type") == "message"]
+        dropped = sum(frame["dropped"] for frame in seen if frame.get("type") == "gap")
+        assert messages == sorted(messages)
+        assert len(messages) + dropped == 2000
+        assert dropped > 0
+
+
 # -- authentication ---------------------------------------------------------------------
 
 

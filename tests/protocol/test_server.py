@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import subprocess
 import sys
 import time
 import urllib.error
@@ -241,6 +242,47 @@ def test_a_client_that_stops_reading_is_closed_by_the_heartbeat_and_others_go_on
             while True:
                 stalled.recv(5)
         assert caught.value.rcvd is not None and caught.value.rcvd.code == 1011
+    assert_quiet(server)
+
+
+#: A subscriber in a process of its own that never reads after its reply: killed
+#: -9 mid-burst, its socket vanishes with unread frames in both directions.
+_DOOMED = """
+import json, sys, time
+from websockets.sync.client import connect
+with connect(sys.argv[1], open_timeout=10) as connection:
+    connection.send(json.dumps({"type": "subscribe", "id": 1, "channel": sys.argv[2]}))
+    assert "ok" in json.loads(connection.recv(10))
+    print("ready", flush=True)
+    time.sleep(60)
+"""
+
+
+def test_a_subscriber_killed_9_mid_burst_leaves_and_the_others_get_every_message(
+    server: RunningServer,
+) -> None:
+    channel = f"burst:{time.monotonic_ns()}"
+    url = f"{server.ws_url}/ws?token=ann"
+    command = [sys.executable, "-c", _DOOMED, url, channel]
+    with subprocess.Popen(command, stdout=subprocess.PIPE, text=True) as doomed:
+        try:
+            assert doomed.stdout is not None and doomed.stdout.readline().strip() == "ready"
+            reader, writer = peer(server), peer(server)
+            with reader.connection, writer.connection:
+                reader.ok("subscribe", channel=channel)
+                for n in range(300):
+                    writer.ok("publish", channel=channel, data="x" * 1000 + str(n))
+                    if n == 100:
+                        doomed.kill()  # SIGKILL: no close frame, no FIN before the kernel's
+                assert [frame["data"][1000:] for frame in reader.messages(300)] == [
+                    str(n) for n in range(300)
+                ]
+                deadline = time.monotonic() + 10
+                while len(writer.ok("presence", channel=channel)["members"]) != 1:
+                    assert time.monotonic() < deadline, "the killed subscriber never left"
+                    time.sleep(0.1)
+        finally:
+            doomed.kill()  # however the test ends, it does not outlive it
     assert_quiet(server)
 
 
