@@ -10,13 +10,14 @@ with 1013 instead of letting it stall or grow a queue without bound.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import Any
 
 import anyio
 import anyio.lowlevel
-from anyio.abc import TaskGroup
 
 from lilya import status
+from lilya._side_task import SideTask
 from lilya.channels.events import Event
 from lilya.channels.exceptions import SubscriberOverflowError
 from lilya.channels.subscription import Subscription
@@ -91,7 +92,10 @@ async def relay(
     by default as ``{"type": "gap", "epoch": …, "first": …, "last": …}``, so
     the client can recover that range with ``since=``.
 
-    The socket is accepted first if you have not accepted it yet.
+    The socket is accepted first if you have not accepted it yet. Events are
+    sent from your task; the client is read, and *on_receive* awaited, in one
+    task beside it (with a copy of your context variables, as any new task
+    gets), which has ended by the time this returns or raises.
 
     Args:
         websocket: the connection.
@@ -112,42 +116,53 @@ async def relay(
     """
     if websocket.application_state is WebSocketState.CONNECTING:
         await websocket.accept()
-    failure: list[BaseException] = []
-    async with anyio.create_task_group() as group:
-        group.start_soon(
-            _send_side,
-            websocket,
-            subscription,
-            encode,
-            close_timeout,
-            drain_timeout,
-            group,
-            failure,
-        )
-        try:
-            await _receive_all(websocket, on_receive)
-        except Exception as exc:
-            # Kept and re-raised after the group, so that you catch your own
-            # exception rather than an ExceptionGroup wrapping it.
-            failure.append(exc)
-        group.cancel_scope.cancel()
-    if failure:
-        raise failure[0]
+    sides = _Sides()
+    reader = SideTask(partial(_read_side, websocket, on_receive, sides))
+    try:
+        outcome = await _send_side(websocket, subscription, encode, sides)
+        if not reader.done and not sides.failure:
+            await _finish(websocket, reader, outcome, sides, close_timeout, drain_timeout)
+    finally:
+        reader.cancel()
+        await reader.join()
+    if sides.failure:
+        # The first error of either side, as itself (not an ExceptionGroup).
+        raise sides.failure[0]
+
+
+class _Sides:
+    """What the two sides of one relay share.
+
+    Theory of operation: one writer per socket, and it is your task (sending,
+    then closing); the reader runs beside it in a bare task
+    (:class:`~lilya._side_task.SideTask`: a task group and its ``start_soon``
+    cost about ten times as much per idle socket). The writer keeps the cancel
+    scope it is in now in :attr:`scope`: the reader, when it ends (the client
+    left, or *on_receive* raised), cancels it, so the writer stops at once,
+    even in a send stuck on a client that stopped reading. The writer ends the
+    reader with ``cancel()`` and always joins it, so no task outlives the relay.
+    """
+
+    __slots__ = ("failure", "scope")
+
+    def __init__(self) -> None:
+        self.failure: list[Exception] = []
+        self.scope: anyio.CancelScope | None = None
+
+    def stop_writer(self) -> None:
+        if self.scope is not None:
+            self.scope.cancel()
 
 
 async def _send_side(
-    websocket: WebSocket,
-    subscription: Subscription,
-    encode: Encoder,
-    close_timeout: float,
-    drain_timeout: float,
-    group: TaskGroup,
-    failure: list[BaseException],
-) -> None:
-    # How sending ended: the client left, the subscription overflowed, or the
-    # channels closed it. The receive side keeps running meanwhile: cancelling
-    # it would drop what the client sent before leaving (the server still
-    # holds those frames), or cut an on_receive short in the middle of a publish.
+    websocket: WebSocket, subscription: Subscription, encode: Encoder, sides: _Sides
+) -> str:
+    """Send events until either side ends; return how sending ended.
+
+    ``"ended"``: the channels closed the subscription; ``"overflow"``: it
+    overflowed; ``"gone"``: the client left, your code closed the socket, or
+    the reader ended.
+    """
     outcome = "gone"
     with anyio.CancelScope() as sending:
 
@@ -159,6 +174,10 @@ async def _send_side(
                 sending.cancel()
 
         subscription._on_close = on_close
+        sides.scope = sending
+        # The reader keeps running meanwhile, and after: cancelling it would
+        # drop what the client sent before leaving (the server still holds
+        # those frames), or cut an on_receive short in the middle of a publish.
         try:
             async for event in subscription:
                 payload = encode(event)
@@ -172,31 +191,48 @@ async def _send_side(
                 isinstance(exc, WebSocketRuntimeError)
                 and websocket.application_state is WebSocketState.DISCONNECTED
             ):
-                failure.append(exc)
-                group.cancel_scope.cancel()
+                sides.failure.append(exc)
             # else: your code closed the socket (in on_receive, say): sending
             # ends, and the client's last messages are still read, as below.
         finally:
             subscription._on_close = None
+            sides.scope = None
     if subscription._error is not None:
-        outcome = "overflow"
+        return "overflow"
+    return outcome
+
+
+async def _finish(
+    websocket: WebSocket,
+    reader: SideTask,
+    outcome: str,
+    sides: _Sides,
+    close_timeout: float,
+    drain_timeout: float,
+) -> None:
+    """Close as *outcome* says, then let the reader take the client's last messages."""
     if outcome == "ended":
         # Shutdown: nothing the client still sends can be published any more.
-        await _close(websocket, status.WS_1001_GOING_AWAY, "channel closed", close_timeout)
-        group.cancel_scope.cancel()
+        await _close(websocket, status.WS_1001_GOING_AWAY, "channel closed", close_timeout, sides)
         return
     if outcome == "overflow" and not await _close(
-        websocket, status.WS_1013_TRY_AGAIN_LATER, "subscriber too slow", close_timeout
+        websocket, status.WS_1013_TRY_AGAIN_LATER, "subscriber too slow", close_timeout, sides
     ):
         # Not even the close frame could be written: the client reads
         # nothing, and its disconnect is not worth waiting for.
-        group.cancel_scope.cancel()
         return
     # The server delivers the client's last frames, then its disconnect, and
-    # the receive side returns; a server that never does is given up on.
-    group.cancel_scope.deadline = min(
-        group.cancel_scope.deadline, anyio.current_time() + drain_timeout
-    )
+    # the reader returns; a server that never does is given up on.
+    with anyio.move_on_after(drain_timeout):
+        await reader.wait()
+
+
+async def _read_side(websocket: WebSocket, on_receive: Receiver | None, sides: _Sides) -> None:
+    try:
+        await _receive_all(websocket, on_receive)
+    except Exception as exc:
+        sides.failure.append(exc)
+    sides.stop_writer()
 
 
 async def _receive_all(websocket: WebSocket, on_receive: Receiver | None) -> None:
@@ -222,10 +258,19 @@ async def _receive_all(websocket: WebSocket, on_receive: Receiver | None) -> Non
                 # message it answered was still handled.
 
 
-async def _close(websocket: WebSocket, code: int, reason: str, within: float) -> bool:
-    """Close within *within* seconds; return False if the close frame could not be sent."""
+async def _close(
+    websocket: WebSocket, code: int, reason: str, within: float, sides: _Sides
+) -> bool:
+    """Close within *within* seconds; return False if the close frame could not be sent.
+
+    The reader's end (the client left) cuts the wait short too, through *sides*.
+    """
     if websocket.application_state is not WebSocketState.CONNECTED:
         return True
     with anyio.move_on_after(within) as scope:
-        await websocket.close(code, reason)
+        sides.scope = scope
+        try:
+            await websocket.close(code, reason)
+        finally:
+            sides.scope = None
     return not scope.cancelled_caught

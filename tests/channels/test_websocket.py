@@ -13,7 +13,7 @@ import pytest
 
 from lilya._json import dumps_text
 from lilya.channels import Channels, Event, events, relay
-from lilya.channels.websocket import _close
+from lilya.channels.websocket import _close, _Sides
 from lilya.websockets import WebSocketState
 from tests.channels.fake_client import FakeClient
 from tests.channels.helpers import take
@@ -518,7 +518,9 @@ async def test_the_relays_close_leaves_a_socket_that_is_no_longer_open_alone(
 ) -> None:
     await client.websocket.accept()
     await client.websocket.close()
-    await _close(client.websocket, 1013, "subscriber too slow", 1.0)  # nothing more is sent
+    await _close(
+        client.websocket, 1013, "subscriber too slow", 1.0, _Sides()
+    )  # nothing more is sent
     assert [await client.next_message() for _ in range(2)][-1]["type"] == "websocket.close"
 
 
