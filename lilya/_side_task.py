@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from lilya._wakeup import Wakeup
@@ -43,25 +43,28 @@ class SideTask:
     """Run ``function()`` in a task of its own, now; see the module docstring for why.
 
     Args:
-        function: what the task runs (an ``async def`` taking no argument).
+        function: what the task runs (an ``async def``), called with *args*.
     """
 
-    __slots__ = ("_cancelled", "_done", "_error", "_function", "_handle", "_started")
+    __slots__ = ("_args", "_cancelled", "_done", "_error", "_function", "_handle")
 
-    def __init__(self, function: Callable[[], Awaitable[None]]) -> None:
-        self._function = function
+    def __init__(self, function: Callable[..., Coroutine[Any, Any, None]], *args: Any) -> None:
         self._cancelled = False
-        self._started = False
         self._error: BaseException | None = None
         self._done = Wakeup()
-        #: The asyncio task, or the trio cancel scope the function runs in.
+        #: The asyncio task, or the trio cancel scope the function runs in (once it runs).
         self._handle: Any = None
         loop = asyncio._get_running_loop()
         if loop is not None:
-            self._handle = loop.create_task(self._run_asyncio())
+            # The function's own coroutine is the task: no wrapper frame per task.
+            task = loop.create_task(function(*args))
+            task.add_done_callback(self._finished)
+            self._handle = task
         else:
             import trio
 
+            self._function: Callable[..., Coroutine[Any, Any, None]] = function
+            self._args: tuple[Any, ...] = args
             trio.lowlevel.spawn_system_task(self._run_trio, context=contextvars.copy_context())
 
     @property
@@ -74,9 +77,10 @@ class SideTask:
         if self._cancelled or self.done:
             return
         self._cancelled = True
-        if self._started:
+        if self._handle is not None:
+            # asyncio: a task that has not run yet never runs the function.
             self._handle.cancel()
-        # else: it has not run yet, and it returns as soon as it starts.
+        # else (trio): it has not run yet, and it returns as soon as it starts.
 
     async def wait(self) -> None:
         """Wait until the function has ended, without cancelling it; you may cancel this wait."""
@@ -113,26 +117,19 @@ class SideTask:
         with trio.CancelScope(shield=True):
             await self._done.wait()
 
-    async def _run_asyncio(self) -> None:
-        self._started = True
-        try:
-            if not self._cancelled:
-                await self._function()
-        except asyncio.CancelledError:
-            pass  # yours (cancel()), or the loop's as it shuts down: the task just ends
-        except BaseException as exc:
-            self._error = exc
-        finally:
-            self._done.set()
+    def _finished(self, task: asyncio.Task[None]) -> None:
+        # Cancelled: by cancel(), or by the loop as it shuts down; the task just ends.
+        if not task.cancelled():
+            self._error = task.exception()
+        self._done.set()
 
     async def _run_trio(self) -> None:
         import trio
 
-        self._started = True
         try:
             with trio.CancelScope() as self._handle:
                 if not self._cancelled:
-                    await self._function()
+                    await self._function(*self._args)
         except trio.Cancelled:
             pass  # the system nursery's, as the run ends
         except BaseException as exc:  # a system task must not raise: the caller gets it

@@ -9,9 +9,9 @@ with 1013 instead of letting it stall or grow a queue without bound.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
-from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import anyio.lowlevel
@@ -23,6 +23,9 @@ from lilya.channels.exceptions import SubscriberOverflowError
 from lilya.channels.subscription import Subscription
 from lilya.exceptions import WebSocketRuntimeError
 from lilya.websockets import WebSocket, WebSocketDisconnect, WebSocketState
+
+if TYPE_CHECKING:
+    from types import TracebackType
 
 __all__ = ["default_encode", "relay"]
 
@@ -116,10 +119,38 @@ async def relay(
     """
     if websocket.application_state is WebSocketState.CONNECTING:
         await websocket.accept()
-    sides = _Sides()
-    reader = SideTask(partial(_read_side, websocket, on_receive, sides))
+    sides = _Sides(subscription)
+    reader = SideTask(_read_side, websocket, on_receive, sides)
+    # How sending ended: "gone" (the client left, your code closed the socket,
+    # or the reader ended), "ended" (the channels closed the subscription) or
+    # "overflow". Sent from this frame, not a helper's: one frame fewer per socket.
+    outcome = "gone"
     try:
-        outcome = await _send_side(websocket, subscription, encode, sides)
+        with sides:
+            subscription._on_close = sides.on_close
+            # The reader keeps running meanwhile, and after: cancelling it would
+            # drop what the client sent before leaving (the server still holds
+            # those frames), or cut an on_receive short in the middle of a publish.
+            try:
+                async for event in subscription:
+                    payload = encode(event)
+                    if payload is not None:
+                        await _send(websocket, event, payload)
+                outcome = "ended"
+            except (SubscriberOverflowError, WebSocketDisconnect):
+                pass  # the overflow is told apart below, however it was noticed
+            except Exception as exc:
+                if not (
+                    isinstance(exc, WebSocketRuntimeError)
+                    and websocket.application_state is WebSocketState.DISCONNECTED
+                ):
+                    sides.failure.append(exc)
+                # else: your code closed the socket (in on_receive, say): sending
+                # ends, and the client's last messages are still read, as below.
+            finally:
+                subscription._on_close = None
+        if subscription._error is not None:
+            outcome = "overflow"
         if not reader.done and not sides.failure:
             await _finish(websocket, reader, outcome, sides, close_timeout, drain_timeout)
     finally:
@@ -131,75 +162,79 @@ async def relay(
 
 
 class _Sides:
-    """What the two sides of one relay share.
+    """What the two sides of one relay share, and the writer's stop (a context manager).
 
     Theory of operation: one writer per socket, and it is your task (sending,
     then closing); the reader runs beside it in a bare task
     (:class:`~lilya._side_task.SideTask`: a task group and its ``start_soon``
-    cost about ten times as much per idle socket). The writer keeps the cancel
-    scope it is in now in :attr:`scope`: the reader, when it ends (the client
-    left, or *on_receive* raised), cancels it, so the writer stops at once,
-    even in a send stuck on a client that stopped reading. The writer ends the
-    reader with ``cancel()`` and always joins it, so no task outlives the relay.
+    cost about ten times as much per idle socket). The reader, when it ends
+    (the client left, or *on_receive* raised), stops the writer at once, even
+    in a send stuck on a client that stopped reading; so does an overflow
+    (:meth:`on_close`). The writer ends the reader with ``cancel()`` and
+    always joins it, so no task outlives the relay.
+
+    How the writer is stopped: while it sends (``with sides:``), on asyncio by
+    cancelling its task, withdrawn on the way out as ``asyncio.timeout()``
+    withdraws its own (an anyio cancel scope held by every idle socket for
+    its whole life is 0.6 KB; a cancellation of someone else's, alone or
+    with ours, goes on up); on trio, and while it closes, by cancelling the
+    anyio scope it is in (:attr:`scope`).
     """
 
-    __slots__ = ("failure", "scope")
+    __slots__ = ("failure", "scope", "stops", "subscription", "task")
 
-    def __init__(self) -> None:
+    def __init__(self, subscription: Subscription | None = None) -> None:
+        self.subscription = subscription
         self.failure: list[Exception] = []
         self.scope: anyio.CancelScope | None = None
+        self.task: asyncio.Task[Any] | None = None
+        self.stops = 0  # how many cancellations of self.task are ours
+
+    def __enter__(self) -> None:
+        if asyncio._get_running_loop() is not None:
+            self.task = asyncio.current_task()
+        else:
+            self.scope = anyio.CancelScope()
+            self.scope.__enter__()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool:
+        scope, self.scope = self.scope, None
+        if scope is not None:
+            return bool(scope.__exit__(exc_type, exc, tb))
+        task, self.task = self.task, None
+        stops, self.stops = self.stops, 0
+        if task is None or stops == 0:
+            return False
+        uncancel = getattr(task, "uncancel", None)  # Python 3.11+ counts requests
+        others = 0
+        for _ in range(stops):
+            others = uncancel() if uncancel is not None else 0
+        # Ours alone: swallowed. With someone else's: it goes on up.
+        return others == 0 and isinstance(exc, asyncio.CancelledError)
 
     def stop_writer(self) -> None:
-        if self.scope is not None:
-            self.scope.cancel()
+        scope = self.scope
+        if scope is not None:
+            scope.cancel()
+            return
+        task = self.task
+        if task is not None:
+            self.stops += 1
+            task.cancel()
 
-
-async def _send_side(
-    websocket: WebSocket, subscription: Subscription, encode: Encoder, sides: _Sides
-) -> str:
-    """Send events until either side ends; return how sending ended.
-
-    ``"ended"``: the channels closed the subscription; ``"overflow"``: it
-    overflowed; ``"gone"``: the client left, your code closed the socket, or
-    the reader ended.
-    """
-    outcome = "gone"
-    with anyio.CancelScope() as sending:
-
-        def on_close() -> None:
-            # A send to a client that stopped reading can block indefinitely;
-            # an overflow (closed by the publisher, from its own task) must
-            # still end it, so it cancels the send from there.
-            if subscription._error is not None:
-                sending.cancel()
-
-        subscription._on_close = on_close
-        sides.scope = sending
-        # The reader keeps running meanwhile, and after: cancelling it would
-        # drop what the client sent before leaving (the server still holds
-        # those frames), or cut an on_receive short in the middle of a publish.
-        try:
-            async for event in subscription:
-                payload = encode(event)
-                if payload is not None:
-                    await _send(websocket, event, payload)
-            outcome = "ended"
-        except (SubscriberOverflowError, WebSocketDisconnect):
-            pass  # the overflow is told apart below, however it was noticed
-        except Exception as exc:
-            if not (
-                isinstance(exc, WebSocketRuntimeError)
-                and websocket.application_state is WebSocketState.DISCONNECTED
-            ):
-                sides.failure.append(exc)
-            # else: your code closed the socket (in on_receive, say): sending
-            # ends, and the client's last messages are still read, as below.
-        finally:
-            subscription._on_close = None
-            sides.scope = None
-    if subscription._error is not None:
-        return "overflow"
-    return outcome
+    def on_close(self) -> None:
+        # Called by whoever closes the subscription. A send to a client that
+        # stopped reading can block indefinitely; an overflow (closed by the
+        # publisher, from its own task) must still end it, so it stops the
+        # send from there.
+        subscription = self.subscription
+        if subscription is not None and subscription._error is not None:
+            self.stop_writer()
 
 
 async def _finish(
@@ -228,34 +263,31 @@ async def _finish(
 
 
 async def _read_side(websocket: WebSocket, on_receive: Receiver | None, sides: _Sides) -> None:
+    """Read the client until it disconnects, then stop the writer (also on an error)."""
     try:
-        await _receive_all(websocket, on_receive)
+        while True:
+            # A server hands over a whole network read's worth of frames without
+            # ever suspending us; one turn of the scheduler per client message
+            # lets every other connection run between them, so a flooding client
+            # is slowed at its own loop and other rooms keep their latency.
+            await anyio.lowlevel.checkpoint()
+            message = await websocket.receive()
+            if message["type"] == "websocket.disconnect":
+                break
+            if on_receive is not None:
+                text = message.get("text")
+                try:
+                    await on_receive(text if text is not None else message.get("bytes"))
+                except WebSocketDisconnect:
+                    pass  # it answered a client that has gone; what it sent next still counts
+                except WebSocketRuntimeError:
+                    if websocket.application_state is not WebSocketState.DISCONNECTED:
+                        raise
+                    # It answered after we closed (1013): the reply cannot go, the
+                    # message it answered was still handled.
     except Exception as exc:
         sides.failure.append(exc)
     sides.stop_writer()
-
-
-async def _receive_all(websocket: WebSocket, on_receive: Receiver | None) -> None:
-    while True:
-        # A server hands over a whole network read's worth of frames without
-        # ever suspending us; one turn of the scheduler per client message
-        # lets every other connection run between them, so a flooding client
-        # is slowed at its own loop and other rooms keep their latency.
-        await anyio.lowlevel.checkpoint()
-        message = await websocket.receive()
-        if message["type"] == "websocket.disconnect":
-            return
-        if on_receive is not None:
-            text = message.get("text")
-            try:
-                await on_receive(text if text is not None else message.get("bytes"))
-            except WebSocketDisconnect:
-                pass  # it answered a client that has gone; what it sent next still counts
-            except WebSocketRuntimeError:
-                if websocket.application_state is not WebSocketState.DISCONNECTED:
-                    raise
-                # It answered after we closed (1013): the reply cannot go, the
-                # message it answered was still handled.
 
 
 async def _close(
