@@ -38,7 +38,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import e2e_apps  # noqa: E402  (a sibling module, found through the path above)
+import e2e_apps  # a sibling module, found through the path above
 
 App = Callable[[dict[str, Any], Any, Any], Awaitable[None]]
 
