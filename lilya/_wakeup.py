@@ -16,6 +16,7 @@ a subscriber's queue and a publisher waiting for room need.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable
 from typing import Any
 
 import anyio.lowlevel
@@ -52,17 +53,21 @@ class Wakeup:
             task, self._task = self._task, None
             trio.lowlevel.reschedule(task)
 
-    async def wait(self) -> None:
-        """Return once :meth:`set` has been called (a checkpoint if it already was)."""
+    def wait(self) -> Awaitable[None]:
+        """Await this: it returns once :meth:`set` has been called (a checkpoint if it already was).
+
+        A plain method that returns what to await, not a coroutine: on
+        asyncio that is the Future itself, so a parked subscriber (every idle
+        socket) holds no frame of this method while it waits.
+        """
         if self._set:
-            await anyio.lowlevel.checkpoint()
-            return
+            return anyio.lowlevel.checkpoint()
         loop = asyncio._get_running_loop()
         if loop is not None:
-            future = self._future = loop.create_future()
-            await future
-            return
-        await self._park_trio()
+            future: asyncio.Future[None] = loop.create_future()
+            self._future = future
+            return future
+        return self._park_trio()
 
     async def _park_trio(self) -> None:
         import trio

@@ -244,7 +244,12 @@ class WebSocket(Connection):
                 may never answer again), or the server sent a message the
                 client's state does not allow.
         """
-        message = await self._receive_unlimited()
+        # _receive_unlimited's body, inline: one frame fewer held by every
+        # connection parked in a receive.
+        state = self._state
+        before = state.check_receive()
+        message = await self._receive()
+        state.take_receive(message, before)
         if message.get("type") == "websocket.receive":
             self._tokens -= 1
             if self._tokens < 0:

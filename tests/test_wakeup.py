@@ -47,8 +47,12 @@ async def test_a_wait_after_set_is_still_a_cancellation_point() -> None:
 
 async def test_a_cancelled_waiter_is_not_woken_later_and_set_still_works() -> None:
     wakeup = Wakeup()
+
+    async def waiter() -> None:
+        await wakeup.wait()  # what to await, not a coroutine function itself
+
     async with anyio.create_task_group() as group:
-        group.start_soon(wakeup.wait)
+        group.start_soon(waiter)
         await anyio.wait_all_tasks_blocked()
         group.cancel_scope.cancel()
     # The waiter has gone: setting now must neither raise nor wake anything.

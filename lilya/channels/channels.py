@@ -12,6 +12,7 @@ import logging
 import math
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -19,6 +20,8 @@ import anyio.lowlevel
 from anyio.abc import TaskGroup, TaskStatus
 
 from lilya import _telemetry
+from lilya._side_task import SideTask
+from lilya._wakeup import Wakeup
 from lilya.channels.backend import (
     Backend,
     BackendSettings,
@@ -197,6 +200,10 @@ class Channels:
         # Made at connect(): anyio objects need a running event loop, and you
         # build Channels at import time.
         self._heartbeat_scope: anyio.CancelScope | None = None
+        # The task that holds the background work's task group (lilya._side_task),
+        # and what tells it to stop.
+        self._holder: SideTask | None = None
+        self._stop = Wakeup()
 
     def __repr__(self) -> str:
         state = "connected" if self._task_group is not None else "disconnected"
@@ -212,36 +219,67 @@ class Channels:
     async def connect(self) -> None:
         """Open the backend and start background work (Redis reader, presence heartbeat).
 
-        Call :meth:`disconnect` from the same task later (an app's lifespan
-        does both for you): the background tasks live in a task group that
-        this call opens and that one closes.
+        Call :meth:`disconnect` later, from any task (an app's lifespan does
+        both for you). The background work runs in a task of its own, so you
+        may also connect on first use inside a WebSocket handler (a server
+        with no lifespan, as daphne): it outlives that handler.
 
         Raises:
             BackendUnavailableError: Redis cannot be reached.
             RuntimeError: already connected.
         """
-        if self._task_group is not None:
+        if self._task_group is not None or self._holder is not None:
             raise RuntimeError(f"{self!r} is already connected.")
-        task_group = anyio.create_task_group()
-        await task_group.__aenter__()
+        started = Wakeup()
+        self._stop = Wakeup()
+        holder = self._holder = SideTask(partial(self._hold, started))
         try:
-            await self._backend.connect(self, task_group)
-        except BaseException:
-            task_group.cancel_scope.cancel()
-            await task_group.__aexit__(None, None, None)
-            raise
-        await task_group.start(self._heartbeat)
-        self._task_group = task_group
+            await started.wait()
+        finally:
+            if self._task_group is None:
+                # The backend refused (or you were cancelled meanwhile): the
+                # holder has ended, or ends now; its error is yours, as itself.
+                self._holder = None
+                holder.cancel()
+                await holder.join()
+
+    async def _hold(self, started: Wakeup) -> None:
+        """The holder task: run the background work's task group until :meth:`disconnect`."""
+        error: BaseException | None = None
+        try:
+            async with anyio.create_task_group() as task_group:
+                try:
+                    await self._backend.connect(self, task_group)
+                except BaseException as exc:
+                    # Raised after the group, not inside it: the caller of
+                    # connect() catches BackendUnavailableError, not an
+                    # ExceptionGroup around it.
+                    error = exc
+                    task_group.cancel_scope.cancel()
+                else:
+                    await task_group.start(self._heartbeat)
+                    self._task_group = task_group
+                    started.set()
+                    await self._stop.wait()
+                    task_group.cancel_scope.cancel()
+        finally:
+            started.set()
+        if error is not None:
+            raise error
 
     async def disconnect(self) -> None:
         """Close every subscription (their iteration ends), announce leaves, close the backend.
 
         Calling it when not connected does nothing.
+
+        Raises:
+            BaseExceptionGroup: background work failed while connected.
         """
-        task_group = self._task_group
-        if task_group is None:
+        holder = self._holder
+        if self._task_group is None or holder is None:
             return
         self._task_group = None
+        self._holder = None
         with anyio.CancelScope(shield=True):
             for local in list(self._locals.values()):
                 for member in list(local.members):
@@ -250,12 +288,12 @@ class Channels:
                 for sub in (*local.subs, *local.syncing):
                     sub._close()
             self._locals.clear()
-        task_group.cancel_scope.cancel()
-        # Exited outside the shield: a task group's scope must be exited as
-        # the innermost scope of the task that entered it.
-        await task_group.__aexit__(None, None, None)
-        with anyio.CancelScope(shield=True):
-            await self._backend.disconnect()
+        self._stop.set()
+        try:
+            await holder.join()
+        finally:
+            with anyio.CancelScope(shield=True):
+                await self._backend.disconnect()
 
     async def __aenter__(self) -> Channels:
         await self.connect()

@@ -13,7 +13,7 @@ the queue, the progress count it reads, and the policies.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 from uuid import uuid4
 
@@ -160,17 +160,10 @@ class Subscription:
     def __aiter__(self) -> Subscription:
         return self
 
-    async def __anext__(self) -> Event:
-        # The fast path takes no lock and makes no checkpoint: a queue that has
-        # events is drained in one go, and since the queue is bounded the loop
-        # reaches the slow path (and yields) within max_queue events.
-        queue = self._queue
-        if queue:
-            self._taken += 1
-            if self._room is not None:
-                self._wake_publishers()
-            return queue.popleft()
-        return await self._next_slow()
+    def __anext__(self) -> Awaitable[Event]:
+        # The coroutine of _next() itself, not one awaiting it: a subscriber
+        # parked for its next event (every idle socket) holds one frame, not two.
+        return self._next()
 
     def _take_nowait(self) -> Event | None:
         """Return the next queued event, or ``None`` if the queue is empty.
@@ -196,7 +189,10 @@ class Subscription:
             self._room = None
             room.set()
 
-    async def _next_slow(self) -> Event:
+    async def _next(self) -> Event:
+        # The fast path takes no lock and makes no checkpoint: a queue that has
+        # events is drained in one go, and since the queue is bounded the loop
+        # waits (and yields) within max_queue events.
         while True:
             if self._error is not None:
                 raise self._error

@@ -13,7 +13,7 @@ import pytest
 
 from lilya._json import dumps_text
 from lilya.channels import Channels, Event, events, relay
-from lilya.channels.websocket import _close
+from lilya.channels.websocket import _close, _Sides
 from lilya.websockets import WebSocketState
 from tests.channels.fake_client import FakeClient
 from tests.channels.helpers import take
@@ -518,7 +518,9 @@ async def test_the_relays_close_leaves_a_socket_that_is_no_longer_open_alone(
 ) -> None:
     await client.websocket.accept()
     await client.websocket.close()
-    await _close(client.websocket, 1013, "subscriber too slow", 1.0)  # nothing more is sent
+    await _close(
+        client.websocket, 1013, "subscriber too slow", 1.0, _Sides()
+    )  # nothing more is sent
     assert [await client.next_message() for _ in range(2)][-1]["type"] == "websocket.close"
 
 
@@ -547,3 +549,39 @@ async def test_relay_of_a_subscription_that_already_overflowed_closes_with_1013(
             await relay(client.websocket, sub, drain_timeout=0.2)
     messages = [await client.next_message() for _ in range(2)]
     assert messages[-1]["code"] == 1013
+
+
+# -- one writer, one reader: no task outlives the relay ------------------------------
+
+
+async def test_a_relay_cancelled_from_outside_leaves_no_reader_behind(
+    channels: Channels, client: FakeClient
+) -> None:
+    async with channels.subscribe("c") as sub:
+        with anyio.move_on_after(0.1) as scope:
+            await relay(client.websocket, sub)
+        assert scope.cancelled_caught
+        client.send_text("nobody reads this")
+        await anyio.sleep(0.05)
+    # Still queued at the "server": the reader ended with the relay.
+    assert client._from_client.statistics().current_buffer_used == 1
+
+
+async def test_a_client_that_leaves_while_its_1013_is_stuck_ends_the_relay_at_once(
+    channels: Channels, client: FakeClient
+) -> None:
+    async with channels.subscribe("c", max_queue=2, policy="close") as sub:
+        await client.websocket.accept()
+        client.stall(close_too=True)
+        started = time.monotonic()
+        async with anyio.create_task_group() as group:
+            group.start_soon(lambda: relay(client.websocket, sub, close_timeout=30))
+            for i in range(5):
+                await channels.publish("c", i)
+                await anyio.sleep(0)
+            with anyio.fail_after(5):
+                while not sub.closed:
+                    await anyio.sleep(0.01)
+            await anyio.sleep(0.05)  # the relay now waits in its close
+            client.disconnect(1006)
+        assert time.monotonic() - started < 10  # not the close_timeout of 30 s
