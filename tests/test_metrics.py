@@ -951,3 +951,21 @@ async def test_in_multiprocess_mode_a_connection_flushes_every_flush_every_messa
             )
     assert flushed == [0.0, 2.0, 2.0]
     assert metrics.registry.get_sample_value("lilya_websocket_messages_total", sent) == 3.0
+
+
+@pytest.mark.parametrize("method", ["receive_text", "receive_bytes", "receive_json"])
+async def test_a_websocket_counting_for_itself_counts_the_client_s_close_it_reads(
+    anyio_backend: str, method: str
+) -> None:
+    async def reader(websocket: WebSocket) -> None:
+        await websocket.accept()
+        with pytest.raises(WebSocketDisconnect):
+            await getattr(websocket, method)()
+
+    metrics = Metrics(path=None)
+    app = Lilya(routes=[WebSocketPath("/ws", reader)], metrics=metrics)
+    async with AsyncTestClient(app).websocket_connect("/ws") as session:
+        await session.close(4001)
+    samples = scrape(metrics)
+    assert samples.value("lilya_websocket_closes_total", code="4001", side="client") == 1
+    assert samples.total("lilya_websocket_closes_total") == 1
