@@ -18,7 +18,8 @@ other load) in nanoseconds per message, then ratios:
 
 * "metrics": the routed text echo with ``Lilya(metrics=Metrics())`` against the
   same app without, measured alternately in the same run: what watching every
-  message for Prometheus costs (``--metrics-only`` runs just this).
+  message for Prometheus costs (``--metrics-only`` runs just this;
+  ``benchmarks/metrics_callgrind.py`` counts the same in instructions).
 
 Targets (issue 2): text echo <= 1.6x raw; JSON echo <= 0.25x Starlette.
 Routed text echo <= bare + 0.15x raw. Issue 11: metrics on <= 1.05x metrics off.

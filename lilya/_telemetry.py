@@ -8,11 +8,26 @@ An app built with ``metrics=`` or ``tracing=`` serves each WebSocket through
 server sees, whoever sent it) keeps the connection's facts in one
 :class:`Watch` (route, handshake outcome, counts and bytes by direction,
 the first close and its side). The per-message work is a few integer
-additions on that object; observers are told only of the rare events:
+additions on that object.
+
+The wrappers cost a coroutine frame and a call per message, as much as the
+rest of lilya spends on one. So when no observer needs a tick per message
+(``every`` 0: ``Metrics`` in one process, which flushes when its registry is
+collected) a ``WebSocket`` handed the wrappers themselves
+(:attr:`Watch.receive` and :attr:`Watch.send`) talks to the server's
+callables under them on its data fast paths, and counts those messages
+inline there (two additions on the :class:`Watch`); everything else it
+receives or sends (handshake, closes, raw ``receive()``/``send()``) still goes
+through the wrappers. So each message is counted exactly once, either by a
+wrapper or by the ``WebSocket``, and raw ASGI code (mounted apps, raw
+handlers, lilya's own closes) is counted by the wrappers as before. Observers
+are told only of the rare events:
 
 * ``opened`` when the handshake is accepted, ``refused`` when it is denied,
 * ``tick`` every ``every`` messages it asked for (both directions counted
-  together: metrics flush their counters, tracing records a sampled event),
+  together: metrics flush their counters in multi-process mode, tracing
+  records a sampled event; an app with one keeps its ``WebSocket`` on the
+  wrappers, which count down),
 * ``limit`` when lilya closes or refuses for a limit (:func:`note_limit`),
 * ``dropped`` when lilya drops a client's message (:func:`note_dropped`: the
   rate limit's ``on_exceed="drop"``),
@@ -86,7 +101,9 @@ class ConnectionObserver(Protocol):
     the slot this observer (the *i*-th) may keep per-connection data in.
     """
 
-    #: Call :meth:`tick` every this many messages (per connection, both ways).
+    #: Call :meth:`tick` every this many messages (per connection, both ways);
+    #: 0 for never: the observer reads the counts when it needs them, so a
+    #: ``WebSocket`` may count on its own fast paths, with no countdown.
     every: int
 
     def started(self, watch: Watch, index: int) -> None: ...
@@ -114,6 +131,10 @@ class Watch:
             payload sizes (UTF-8 bytes for text) from and to the client.
         dropped: the client's messages lilya dropped (counted in *received*).
         states: one slot per observer for its own per-connection data.
+        receive, send: :func:`watch`'s wrappers, as handed to the app.
+        server_receive, server_send: the server's callables under them. A
+            ``WebSocket`` handed the wrappers themselves talks to these and
+            counts its data messages itself (see ``lilya/websockets.py``).
     """
 
     __slots__ = (
@@ -125,12 +146,16 @@ class Watch:
         "dropped",
         "every",
         "observers",
+        "receive",
         "received",
         "received_bytes",
         "route",
         "scope",
+        "send",
         "sent",
         "sent_bytes",
+        "server_receive",
+        "server_send",
         "started",
         "states",
         "status",
@@ -148,18 +173,31 @@ class Watch:
         self.close_side: str | None = None
         self.received = self.received_bytes = self.sent = self.sent_bytes = 0
         self.dropped = 0
-        # Ticks come every gcd of what the observers asked for; each is told on its own multiples.
+        # Ticks come every gcd of what the observers asked for; each is told on its own
+        # multiples. No observer asking (every 0): the countdown starts below zero,
+        # never to reach it.
         self.every = math.gcd(*(observer.every for observer in observers))
-        self.countdown = self.every
+        self.countdown = self.every or -1
         self.states: list[Any] = [None] * len(observers)
+        self.receive: Receive | None = None
+        self.send: Send | None = None
+        self.server_receive: Receive | None = None
+        self.server_send: Send | None = None
 
     def tick(self, direction: str, size: int) -> None:
         """Tell the observers ``every`` more messages have passed; start counting again."""
         self.countdown = self.every
         count = self.received + self.sent
         for index, observer in enumerate(self.observers):
-            if not count % observer.every:
+            if observer.every and not count % observer.every:
                 observer.tick(self, index, direction, size)
+
+    def note_receive(self, message: Message) -> None:
+        """Note a message from the server that is not data: a disconnect is the client's close."""
+        if message["type"] == "websocket.disconnect" and self.close_side is None:
+            self.close_side = "client"
+            self.close_code = message.get("code") or 1005  # daphne may send None
+            self.close_reason = message.get("reason") or ""
 
     def limit(self, reason: str) -> None:
         """Tell the observers lilya closed (or refused) this connection for *reason*."""
@@ -200,11 +238,7 @@ def _serve_watched(
             if not watch.countdown:
                 watch.tick("received", size)
             return message
-        kind = message["type"]
-        if kind == "websocket.disconnect" and watch.close_side is None:
-            watch.close_side = "client"
-            watch.close_code = message.get("code") or 1005  # daphne may send None
-            watch.close_reason = message.get("reason") or ""
+        watch.note_receive(message)
         return message
 
     def watched_send(message: Message) -> Awaitable[None]:
@@ -240,6 +274,8 @@ def _serve_watched(
             _refused(watch)
         return send(message)
 
+    watch.receive, watch.send = watched_receive, watched_send
+    watch.server_receive, watch.server_send = receive, send
     return watch, watched_receive, watched_send
 
 

@@ -26,11 +26,14 @@ metric                                                 type       labels
 
 Why messages are counted in batches: a ``prometheus_client`` counter takes a
 lock per increment (about 0.3 µs), more than lilya spends on a message. So a
-connection counts its messages in plain integers and adds them to the
-counters every ``flush_every`` messages, when it ends, and when ``/metrics``
-is scraped in its process. In multi-process mode a scrape reads the other
-workers' files, so their counts may lag by up to ``flush_every`` messages
-per open connection; gauges, handshakes, closes and durations never lag.
+connection counts its messages in plain integers (a ``WebSocket`` on its own
+fast paths, see ``lilya/_telemetry.py``) and they are added to the counters
+when the registry is collected (``/metrics``, or your own exposition of a
+shared registry) and when the connection ends: a scrape is always exact. In
+multi-process mode a scrape reads the other workers' files, which only their
+own flushes write, so there a connection also flushes every ``flush_every``
+messages, and their counts may lag by up to that many messages per open
+connection; gauges, handshakes, closes and durations never lag.
 
 Several workers: set ``PROMETHEUS_MULTIPROC_DIR`` to an empty directory
 before the workers start (``prometheus_client``'s multi-process mode); each
@@ -44,6 +47,7 @@ import os
 import re
 import threading
 import time
+import weakref
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, cast
 
@@ -142,6 +146,30 @@ class _Connection:
         self.flushed = [0, 0, 0, 0]
 
 
+class _FlushOnCollect:
+    """Registered ahead of lilya's collectors: collecting the registry first flushes the counts.
+
+    So any exposition of the registry (``/metrics``, ``generate_latest``, a
+    shared ``REGISTRY``'s own server) sees every open connection's messages
+    up to now, without a per-message countdown. Holds the ``Metrics`` weakly:
+    a dropped one leaves nothing to flush.
+    """
+
+    def __init__(self, metrics: Metrics) -> None:
+        self._metrics = weakref.ref(metrics)
+
+    def describe(self) -> list[Any]:
+        """No metric of its own (``prometheus_client`` asks at registration)."""
+        return []
+
+    def collect(self) -> list[Any]:
+        """Flush the open connections' counts; yield no metric."""
+        metrics = self._metrics()
+        if metrics is not None:
+            metrics.flush()
+        return []
+
+
 class Metrics:
     """The Prometheus collectors of lilya's WebSockets and channels, and their ``/metrics`` page.
 
@@ -156,8 +184,9 @@ class Metrics:
         registry: the ``prometheus_client.CollectorRegistry`` to register in
             (a new one by default; pass ``prometheus_client.REGISTRY`` to
             share the global one with your own metrics).
-        flush_every: add a connection's message counts to the counters every
-            this many messages (also at its end and at each scrape).
+        flush_every: in multi-process mode, add a connection's message
+            counts to the counters every this many messages (always at its end
+            and when the registry is collected).
         duration_buckets: the connection duration histogram's buckets (seconds).
 
     Raises:
@@ -184,8 +213,13 @@ class Metrics:
                 f"Metrics(path=) must be a path starting with '/' or None, got {path!r}."
             )
         self.path = path
-        self.every = flush_every
+        self.flush_every = flush_every
+        # Ticks (the countdown per message) only where a collection cannot reach
+        # the connections: the other workers' files (see the module's docstring).
+        self.every = 0 if _multiprocess_dir() is None else flush_every
         self.registry = prometheus.CollectorRegistry() if registry is None else registry
+        if not self.every:
+            self.registry.register(_FlushOnCollect(self))
         self._prometheus = prometheus
         self._lock = threading.Lock()
         self._live: dict[Watch, int] = {}
@@ -295,7 +329,7 @@ class Metrics:
         self.handshakes.labels("denied", str(watch.status)).inc()
 
     def tick(self, watch: Watch, index: int, direction: str, size: int) -> None:
-        """``flush_every`` messages passed: add the connection's counts to the counters."""
+        """``flush_every`` messages passed (multi-process mode): add the counts to the counters."""
         if watch.states[index] is not None:  # None: raw code sent before accepting
             self._flush(watch, index)
 
@@ -396,7 +430,7 @@ class Metrics:
         return Response(body, media_type=content_type)
 
     def __repr__(self) -> str:
-        return f"Metrics(path={self.path!r}, flush_every={self.every})"
+        return f"Metrics(path={self.path!r}, flush_every={self.flush_every})"
 
 
 _default: Metrics | None = None

@@ -43,7 +43,7 @@ from lilya._connection_state import TRANSITIONS, ConnectionState, WebSocketState
 from lilya._json import dumps_bytes as _dumps_bytes
 from lilya._json import dumps_text as _dumps_text
 from lilya._json import loads as _loads
-from lilya._telemetry import note_dropped, note_limit
+from lilya._telemetry import WATCH_KEY, Watch, message_size, note_dropped, note_limit
 from lilya.datastructures import encode_headers
 from lilya.exceptions import (
     InvalidJSONError,
@@ -177,8 +177,28 @@ class WebSocket(Connection):
                 "use lilya.requests.Request for HTTP scopes."
             )
         super().__init__(scope)
-        self._receive = receive
-        self._send = send
+        # Under watch() (metrics=, tracing=) and handed its wrappers as they
+        # are, the fast paths below go past them to the server and count their
+        # data messages inline (no wrapper's frame or call per message); every
+        # other message still goes through the wrappers ("noted"), so each
+        # message is counted exactly once. Handed anything else (a middleware's
+        # callables, a heartbeat's reader), the wrappers further out count.
+        watch: Watch | None = scope.get(WATCH_KEY)
+        self._receive_noted = receive
+        self._send_noted = send
+        if (
+            watch is not None
+            and not watch.every
+            and receive is watch.receive
+            and send is watch.send
+        ):
+            self._watch: Watch | None = watch
+            self._receive = cast(Receive, watch.server_receive)
+            self._send = cast(Send, watch.server_send)
+        else:
+            self._watch = None
+            self._receive = receive
+            self._send = send
         # The connection's state if a lilya layer keeps one in the scope (the
         # layers read it too), else this WebSocket's own.
         state: ConnectionState | None = scope.get(_STATE_KEY)
@@ -271,7 +291,7 @@ class WebSocket(Connection):
         # the client sent before leaving is still queued there (relay() drains
         # it); check_receive() allows exactly that.
         before = state.check_receive()
-        message = await self._receive()
+        message = await self._receive_noted()
         state.take_receive(message, before)
         return message
 
@@ -322,12 +342,12 @@ class WebSocket(Connection):
         try:
             if is_close:
                 # Bounded too: a client that does not read is dropped, not waited for.
-                await close_within(self._send, message, limit)
+                await close_within(self._send_noted, message, limit)
                 return
             # A data frame waits at most the limit; the handshake's answer is not
             # held up by a client's reading (it has sent nothing yet to stall on).
             data = message.get("type") == "websocket.send"
-            await send_within(self._send, message, limit if data else None, self._time_out)
+            await send_within(self._send_noted, message, limit if data else None, self._time_out)
         except WebSocketDisconnect:
             raise  # it timed out: lilya closed it (1013)
         except OSError:
@@ -471,16 +491,26 @@ class WebSocket(Connection):
         if state.open:
             message = await self._receive()
             if message.get("type") != "websocket.receive":
+                if self._watch:
+                    self._watch.note_receive(message)
                 state.take_receive(message, _CONNECTED)
                 raise self._disconnect()
+            text: str | None = message.get("text")
+            if self._watch:
+                watch = self._watch
+                watch.received += 1
+                watch.received_bytes += (
+                    len(text) if text is not None and text.isascii() else message_size(message)
+                )
             self._tokens -= 1
             if self._tokens < 0:
                 message = await self._over_rate(message)
                 if message["type"] != "websocket.receive":
                     raise self._disconnect()
+                text = message.get("text")
         else:
             message = await self._receive_slow()
-        text: str | None = message.get("text")
+            text = message.get("text")
         if text is None:
             raise await self._refuse(WebSocketFrameError("text", "bytes"))
         if len(text) > self._max_chars:
@@ -499,16 +529,27 @@ class WebSocket(Connection):
         if state.open:
             message = await self._receive()
             if message.get("type") != "websocket.receive":
+                if self._watch:
+                    self._watch.note_receive(message)
                 state.take_receive(message, _CONNECTED)
                 raise self._disconnect()
+            data: bytes | None = message.get("bytes")
+            if self._watch:
+                watch = self._watch
+                watch.received += 1
+                # bytes.isascii() too: its size is its len() either way.
+                watch.received_bytes += (
+                    len(data) if data is not None and data.isascii() else message_size(message)
+                )
             self._tokens -= 1
             if self._tokens < 0:
                 message = await self._over_rate(message)
                 if message["type"] != "websocket.receive":
                     raise self._disconnect()
+                data = message.get("bytes")
         else:
             message = await self._receive_slow()
-        data: bytes | None = message.get("bytes")
+            data = message.get("bytes")
         if data is None:
             raise await self._refuse(WebSocketFrameError("bytes", "text"))
         if len(data) > self._max_size:
@@ -536,16 +577,27 @@ class WebSocket(Connection):
         if state.open:
             message = await self._receive()
             if message.get("type") != "websocket.receive":
+                if self._watch:
+                    self._watch.note_receive(message)
                 state.take_receive(message, _CONNECTED)
                 raise self._disconnect()
+            data = message.get(key)
+            if self._watch:
+                watch = self._watch
+                watch.received += 1
+                # bytes.isascii() too: its size is its len() either way.
+                watch.received_bytes += (
+                    len(data) if data is not None and data.isascii() else message_size(message)
+                )
             self._tokens -= 1
             if self._tokens < 0:
                 message = await self._over_rate(message)
                 if message["type"] != "websocket.receive":
                     raise self._disconnect()
+                data = message.get(key)
         else:
             message = await self._receive_slow()
-        data = message.get(key)
+            data = message.get(key)
         if data is None:
             raise await self._refuse(WebSocketFrameError(key, other, json=True))
         if len(data) > self._max_chars:
@@ -560,24 +612,36 @@ class WebSocket(Connection):
         # cheaper than a new coroutine per message, and iterating is the seed's
         # idiom. Same fast path and fall-back as the receive_* methods.
         state = self._state
+        watch = self._watch
         quick = self._max_chars if key == "text" else self._max_size
         try:
             while True:
                 if state.open:
                     message = await self._receive()
                     if message.get("type") != "websocket.receive":
+                        if watch:
+                            watch.note_receive(message)
                         state.take_receive(message, _CONNECTED)
                         return
+                    data = message.get(key)
+                    if watch:
+                        watch.received += 1
+                        watch.received_bytes += (
+                            len(data)
+                            if data is not None and data.isascii()
+                            else message_size(message)
+                        )
                     self._tokens -= 1
                     if self._tokens < 0:
                         message = await self._over_rate(message)
                         if message["type"] != "websocket.receive":
                             return
+                        data = message.get(key)
                 elif state.application is _DISCONNECTED:
                     return  # the app closed it (say, on a "quit" message): done
                 else:
                     message = await self._receive_slow()
-                data = message.get(key)
+                    data = message.get(key)
                 if data is None:
                     await self._refuse(WebSocketFrameError(key, other), log=True)
                     return
@@ -753,7 +817,7 @@ class WebSocket(Connection):
         state.take_send(close)
         state.closed_on_peer_error = True
         with contextlib.suppress(OSError):  # gone meanwhile: nothing left to close
-            await close_within(self._send, close, min(CLOSE_GRACE, timeout))
+            await close_within(self._send_noted, close, min(CLOSE_GRACE, timeout))
         disconnect: Message = {
             "type": "websocket.disconnect",
             "code": WS_1013_TRY_AGAIN_LATER,
@@ -784,6 +848,10 @@ class WebSocket(Connection):
         if self._state.open:
             limit = self._send_timeout if timeout is DEFAULT else check_call_timeout(timeout)
             try:
+                if self._watch:
+                    watch = self._watch
+                    watch.sent += 1
+                    watch.sent_bytes += len(data) if data.isascii() else message_size(message)
                 if limit is None or not self._timer:
                     await self._send(message)
                 elif self._timer == SCOPED:
@@ -824,6 +892,10 @@ class WebSocket(Connection):
         if self._state.open:
             limit = self._send_timeout if timeout is DEFAULT else check_call_timeout(timeout)
             try:
+                if self._watch:
+                    watch = self._watch
+                    watch.sent += 1
+                    watch.sent_bytes += len(data)
                 if limit is None or not self._timer:
                     await self._send(message)
                 elif self._timer == SCOPED:
@@ -879,6 +951,15 @@ class WebSocket(Connection):
         if self._state.open:
             limit = self._send_timeout if timeout is DEFAULT else check_call_timeout(timeout)
             try:
+                if self._watch:
+                    watch = self._watch
+                    payload = message.get("text")
+                    watch.sent += 1
+                    watch.sent_bytes += (
+                        len(payload)
+                        if payload is not None and payload.isascii()
+                        else message_size(message)
+                    )
                 if limit is None or not self._timer:
                     await self._send(message)
                 elif self._timer == SCOPED:

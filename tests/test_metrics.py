@@ -2,20 +2,22 @@
 
 from __future__ import annotations
 
+import gc
 import sys
 from collections.abc import Iterator
 from typing import Any
 
 import anyio
 import pytest
-from prometheus_client import REGISTRY
+from prometheus_client import REGISTRY, CollectorRegistry, generate_latest
 
-from lilya._telemetry import LIMIT_REASONS, note_limit
+from lilya._telemetry import LIMIT_REASONS, WATCH_KEY, note_limit
 from lilya.apps import Lilya
 from lilya.channels import Channels
 from lilya.exceptions import ImproperlyConfigured
 from lilya.limits import RateLimit
 from lilya.metrics import METRIC_NAMES, Metrics, default_metrics
+from lilya.middleware import DefineMiddleware
 from lilya.requests import Request
 from lilya.responses import PlainText
 from lilya.routing import Include, WebSocketPath
@@ -736,13 +738,15 @@ async def test_a_disconnect_without_a_code_counts_as_1005(anyio_backend: str) ->
 
 
 async def test_raw_code_sending_before_its_accept_gets_the_server_s_error_not_ours(
-    anyio_backend: str,
+    anyio_backend: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Any
 ) -> None:
     async def eager(scope: Scope, receive: Receive, send: Send) -> None:
         await receive()
         await send({"type": "websocket.send", "text": "too early"})
 
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))  # where ticks flush
     metrics = Metrics(flush_every=1)  # the early message would flush at once
+    monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR")  # read this process's values back
     app = Lilya(routes=[WebSocketPath("/ws", eager)], metrics=metrics)
     scope = {"type": "websocket", "path": "/ws", "headers": [], "query_string": b""}
 
@@ -809,3 +813,159 @@ async def test_messages_the_rate_limit_drops_are_counted_on_both_handler_kinds(
     assert samples.value("lilya_websocket_dropped_messages_total", reason="rate") == 4
     assert samples.value("lilya_websocket_messages_total", route="/ws", direction="received") == 3
     assert samples.total("lilya_websocket_limit_closes_total") == 0
+
+
+async def mixed(websocket: WebSocket) -> None:
+    """Every way a ``WebSocket`` receives and sends, raw messages and typed, in turn."""
+    await websocket.accept()
+    raw = await websocket.receive()
+    await websocket.send({"type": "websocket.send", "text": raw["text"]})
+    await websocket.send_text(await websocket.receive_text())
+    await websocket.send_bytes(await websocket.receive_bytes())
+    await websocket.send_json(await websocket.receive_json())
+    async for text in websocket.iter_text():
+        await websocket.send_json(text, mode="binary")
+
+
+async def test_a_websocket_counts_its_own_messages_past_the_wrappers_each_exactly_once(
+    anyio_backend: str,
+) -> None:
+    seen: list[bool] = []
+
+    async def handler(websocket: WebSocket) -> None:
+        watch = websocket.scope[WATCH_KEY]
+        seen.append(websocket._receive is watch.server_receive)  # no wrapper frame per message
+        await mixed(websocket)
+
+    metrics = Metrics(path=None)
+    app = Lilya(routes=[WebSocketPath("/ws", handler)], metrics=metrics)
+    async with AsyncTestClient(app).websocket_connect("/ws") as session:
+        await session.send_text("a")
+        await session.send_text("héllo")  # 6 bytes in UTF-8
+        await session.send_bytes(b"\x01\x02")
+        await session.send_text('{"k":"é"}')  # 10 bytes
+        await session.send_text("zz")
+        assert [await session.receive_text() for _ in range(2)] == ["a", "héllo"]
+        assert await session.receive_bytes() == b"\x01\x02"
+        assert await session.receive_text() == '{"k":"é"}'
+        assert await session.receive_bytes() == b'"zz"'
+        samples = scrape(metrics)  # mid-connection: a scrape flushes what was counted
+        received = {"route": "/ws", "direction": "received"}
+        sent = {"route": "/ws", "direction": "sent"}
+        assert samples.value("lilya_websocket_messages_total", **received) == 5
+        assert samples.value("lilya_websocket_message_bytes_total", **received) == 21
+        assert samples.value("lilya_websocket_messages_total", **sent) == 5
+        assert samples.value("lilya_websocket_message_bytes_total", **sent) == 23
+    samples = scrape(metrics)
+    assert seen == [True]
+    assert samples.value("lilya_websocket_messages_total", **received) == 5
+    assert samples.value("lilya_websocket_messages_total", **sent) == 5
+    assert samples.value("lilya_websocket_closes_total", code="1000", side="client") == 1
+
+
+async def test_a_websocket_behind_a_middleware_of_its_own_is_counted_by_the_wrappers(
+    anyio_backend: str,
+) -> None:
+    class PassSend:
+        """A user middleware that wraps ``send``: the handler talks through it."""
+
+        def __init__(self, app: Any) -> None:
+            self.app = app
+
+        async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+            async def passing(message: Any) -> None:
+                await send(message)
+
+            await self.app(scope, receive, passing)
+
+    seen: list[bool] = []
+
+    async def handler(websocket: WebSocket) -> None:
+        seen.append(websocket._receive is websocket.scope[WATCH_KEY].server_receive)
+        await mixed(websocket)
+
+    metrics = Metrics(path=None)
+    app = Lilya(
+        routes=[WebSocketPath("/ws", handler)],
+        middleware=[DefineMiddleware(PassSend)],
+        metrics=metrics,
+    )
+    async with AsyncTestClient(app).websocket_connect("/ws") as session:
+        for text in ("a", "héllo"):
+            await session.send_text(text)
+        await session.send_bytes(b"\x01\x02")
+        await session.send_text("[1]")
+        assert [await session.receive_text() for _ in range(2)] == ["a", "héllo"]
+        assert await session.receive_bytes() == b"\x01\x02"
+        assert await session.receive_text() == "[1]"
+    samples = scrape(metrics)
+    assert seen == [False]
+    assert samples.value("lilya_websocket_messages_total", route="/ws", direction="sent") == 4
+    assert (
+        samples.value("lilya_websocket_message_bytes_total", route="/ws", direction="received")
+        == 12
+    )
+
+
+async def test_your_own_exposition_of_a_shared_registry_sees_open_connections_counts(
+    anyio_backend: str,
+) -> None:
+    registry = CollectorRegistry()
+    metrics = Metrics(path=None, registry=registry)
+    app = Lilya(routes=[WebSocketPath("/ws", echo)], metrics=metrics)
+    async with AsyncTestClient(app).websocket_connect("/ws") as session:
+        for _ in range(3):
+            await session.send_text("hey")
+            await session.receive_text()
+        samples = parse(generate_latest(registry).decode())  # not through metrics.render()
+        assert samples.value("lilya_websocket_messages_total", route="/ws", direction="sent") == 3
+        assert (
+            samples.value("lilya_websocket_message_bytes_total", route="/ws", direction="received")
+            == 9
+        )
+
+
+def test_a_dropped_metrics_leaves_its_shared_registry_collectable() -> None:
+    registry = CollectorRegistry()
+    Metrics(path=None, registry=registry)  # dropped at once: nothing is left to flush
+    gc.collect()
+    assert b"# TYPE lilya_websocket_messages_total counter" in generate_latest(registry)
+
+
+async def test_in_multiprocess_mode_a_connection_flushes_every_flush_every_messages(
+    anyio_backend: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Any
+) -> None:
+    # The other workers' files are only written by flushes, so the countdown
+    # stays (values are in memory here: the mode is chosen at import).
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
+    metrics = Metrics(path=None, flush_every=4)
+    app = Lilya(routes=[WebSocketPath("/ws", echo)], metrics=metrics)
+    sent = {"route": "/ws", "direction": "sent"}
+    flushed = []
+    async with AsyncTestClient(app).websocket_connect("/ws") as session:
+        for _ in range(3):  # 6 messages: one flush, at the 4th
+            await session.send_text("x")
+            await session.receive_text()
+            flushed.append(
+                metrics.registry.get_sample_value("lilya_websocket_messages_total", sent)
+            )
+    assert flushed == [0.0, 2.0, 2.0]
+    assert metrics.registry.get_sample_value("lilya_websocket_messages_total", sent) == 3.0
+
+
+@pytest.mark.parametrize("method", ["receive_text", "receive_bytes", "receive_json"])
+async def test_a_websocket_counting_for_itself_counts_the_client_s_close_it_reads(
+    anyio_backend: str, method: str
+) -> None:
+    async def reader(websocket: WebSocket) -> None:
+        await websocket.accept()
+        with pytest.raises(WebSocketDisconnect):
+            await getattr(websocket, method)()
+
+    metrics = Metrics(path=None)
+    app = Lilya(routes=[WebSocketPath("/ws", reader)], metrics=metrics)
+    async with AsyncTestClient(app).websocket_connect("/ws") as session:
+        await session.close(4001)
+    samples = scrape(metrics)
+    assert samples.value("lilya_websocket_closes_total", code="4001", side="client") == 1
+    assert samples.total("lilya_websocket_closes_total") == 1
