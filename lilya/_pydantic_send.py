@@ -212,18 +212,12 @@ def _nested_plan(
     return many, nested
 
 
-def _nested_problem(
-    plan: MemberPlan, fields: dict[str, Any], path: str, floats_too: bool
-) -> str | None:
+def _nested_problem(plan: MemberPlan, fields: dict[str, Any], path: str) -> str | None:
     # The loop runs per nested instance (twenty items, twenty times), so what
-    # it reads of the plan is read once, before it. The floats are looked at
-    # only if the frame holds a null (*floats_too*): pydantic writes NaN and
-    # the infinities as null, so a frame without one has none of them, and one
-    # search of the frame is cheaper than a check per item.
+    # it reads of the plan is read once, before it.
     for name, many, nested in plan.nested:
         item = fields[name]
-        cls, count, names = nested.cls, nested.count, nested.names
-        floats = nested.floats if floats_too else ()
+        cls, count, names, floats = nested.cls, nested.count, nested.names, nested.floats
         by_len = not nested.other_keys
         deeper = nested.nested
         for index, element in enumerate(item if many else (item,)):
@@ -245,7 +239,7 @@ def _nested_problem(
                     return f"field {where}.{float_name} is {number!r}, which JSON cannot carry"
             if deeper:
                 where = f"{path}{name}[{index}]." if many else f"{path}{name}."
-                problem = _nested_problem(nested, inner, where, floats_too)
+                problem = _nested_problem(nested, inner, where)
                 if problem is not None:
                     return problem
     return None
@@ -383,7 +377,7 @@ class Encoder:
                     f"field {name} is {number!r}, which JSON cannot carry (pydantic writes null)",
                 )
         if plan.nested:
-            problem = _nested_problem(plan, fields, "", data.find(b"null") >= 0)
+            problem = _nested_problem(plan, fields, "")
             if problem is not None:
                 raise self.refuse(value, problem)
         # data.find(), not `in`: bytes.__contains__ first tries the needle as

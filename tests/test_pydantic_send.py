@@ -128,11 +128,11 @@ class Polyline(pydantic.BaseModel):
 
 
 @pytest.mark.parametrize("number", [math.nan, math.inf, -math.inf])
-def test_a_nested_float_json_cannot_carry_is_refused_where_it_is_the_only_null(
+def test_a_nested_float_json_cannot_carry_is_refused_in_a_model_with_nothing_nullable(
     path: str, number: float
 ) -> None:
-    # Nothing in the model is nullable, so the null pydantic writes for the
-    # float is the frame's only one: it is what sends the walk to the floats.
+    # pydantic writes the float as null, which nothing else in the frame may be:
+    # the walk finds it by value, in the item it is in.
     codec = MessageCodec(Polyline)
     line = Polyline(type="path", points=[Point(x=0.0, y=1.0), Point(x=2.0, y=3.0)])
     assert codec.encode(line) == line.model_dump_json().encode()
