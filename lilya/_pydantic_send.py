@@ -295,10 +295,25 @@ def fast_path_works() -> bool:
     return False  # pragma: no cover - a pydantic that warns another way
 
 
-#: The filters list last looked at, its length, its first entry, and whether
-#: this module's filter decides there (see the module docstring).
-_seen: list[Any] = [None, -1, None, False]
+#: The filters list last looked at, its length (-1 for an empty one, looked at
+#: again every time, as its first entry cannot be read), its first entry, and
+#: whether this module's filter decides there and works (see the module
+#: docstring). Module globals rather than one list: each is one LOAD_GLOBAL a
+#: message where a list item is three bytecodes, ~350 instructions in all.
+_seen_filters: object = None
+_seen_len = -1
+_seen_first: Any = None
+_fast = False
 _MODULE = __name__
+
+
+def _look_at(filters: Sequence[Any]) -> None:
+    # Run when warnings.filters is another list, or has another length or first entry.
+    global _seen_filters, _seen_len, _seen_first, _fast
+    _seen_filters = filters
+    _seen_len = len(filters) if filters else -1
+    _seen_first = filters[0] if filters else None
+    _fast = fast_path_works() and _filter_decides(filters)
 
 
 def _filter_decides(filters: Sequence[Any]) -> bool:
@@ -323,14 +338,14 @@ class Encoder:
             from the message and what is wrong with it.
     """
 
-    __slots__ = ("fast", "plans", "refuse")
+    __slots__ = ("plans", "refuse")
 
     def __init__(
         self, members: dict[Any, str | None], refuse: Callable[[Any, str], Exception]
     ) -> None:
         self.plans = {cls: MemberPlan(cls, tag) for cls, tag in members.items()}
         self.refuse = refuse
-        self.fast = fast_path_works()
+        fast_path_works()  # proved once, when the first codec is built
 
     def encode(self, value: Any) -> bytes:
         """Return *value* (an instance of a declared model) as JSON, checked.
@@ -358,12 +373,14 @@ class Encoder:
                 value, f"field(s) {missing} missing (a model_construct() not given them?)"
             )
         filters = warnings.filters
-        seen = _seen
-        first = filters[0] if filters else None
-        if filters is not seen[0] or len(filters) != seen[1] or first is not seen[2]:
-            seen[:] = [filters, len(filters), first, _filter_decides(filters)]
+        if (
+            filters is not _seen_filters
+            or len(filters) != _seen_len
+            or filters[0] is not _seen_first
+        ):
+            _look_at(filters)
         try:
-            if self.fast and seen[3]:
+            if _fast:
                 data = plan.to_json(value, by_alias=True) if plan.aliased else plan.to_json(value)
             else:
                 data = plan.to_json(value, by_alias=True, warnings="error")

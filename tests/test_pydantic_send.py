@@ -197,7 +197,7 @@ def path(request: pytest.FixtureRequest) -> Iterator[str]:
 
 def _fast_path_taken() -> bool:
     """Whether the last encode went through lilya's filter (rather than warnings="error")."""
-    return bool(_pydantic_send._seen[3])
+    return _pydantic_send._fast
 
 
 def _refused(codec: MessageCodec, value: Any) -> str:
@@ -401,6 +401,16 @@ def test_the_decision_is_looked_at_again_when_the_filters_change() -> None:
         warnings.resetwarnings()  # no filter at all
         CHAT.encode(message)
         assert not _fast_path_taken()
+        wrong = Say(type="say", text="x")
+        wrong.text = 5  # type: ignore[assignment]  # the wrong type is the point
+        for _ in range(2):  # an empty list is looked at again every time: still refused
+            with pytest.raises(MessageTypeError, match="Expected `str`"):
+                CHAT.encode(wrong)
+        _pydantic_send.install_filter()  # the list is no longer empty: fast again
+        CHAT.encode(message)
+        assert _fast_path_taken()
+        with pytest.raises(MessageTypeError, match="Expected `str`"):
+            CHAT.encode(wrong)
 
 
 def test_the_filter_path_is_proven_to_raise() -> None:
