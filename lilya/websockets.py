@@ -897,7 +897,7 @@ class WebSocket(Connection):
         The coroutine a typed send returns (``TypedWebSocket.send_message``
         is a plain method that hands this back): one coroutine per message,
         as for :meth:`send_json`, where awaiting :meth:`send_text` from a
-        coroutine of its own cost two (~1,900 instructions more). *encode*
+        coroutine of its own cost two (~1,400 instructions more). *encode*
         runs here, when the send is awaited, so what it raises (the message
         does not fit its type) comes out of the ``await`` and nothing is sent.
         The fast path is send_text's (the route's ``send_timeout``, the same
