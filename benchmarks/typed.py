@@ -20,7 +20,17 @@ the best of ``--repeat`` runs, in microseconds per message.
   see).
 
 Times are CPU time of this process (``time.process_time``), which other
-processes on a busy machine disturb less than wall time.
+processes on a busy machine disturb less than wall time. On a machine too
+busy even for that, count instructions instead (valgrind's callgrind, which
+the load does not change), optionally against another checkout of lilya in
+the same run:
+
+    python benchmarks/typed.py --instructions [--baseline /path/to/other/checkout]
+
+Each send variant then runs in a process of its own under callgrind, 1,000
+and 3,000 messages after 50 to warm up, with the garbage collector off, hash
+seed and address layout fixed; the difference of the two totals over 2,000 is
+the variant's instructions per message, and the empty loop's is subtracted.
 """
 
 from __future__ import annotations
@@ -28,8 +38,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
+import os
+import re
+import subprocess
+import sys
+import tempfile
 import time
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any, Literal
 
 import msgspec
@@ -130,11 +146,112 @@ async def _time(n: int, body: Callable[[Any], Awaitable[None]], socket: Any) -> 
     return (time.process_time() - start) / n * 1e6
 
 
+def _send_variants() -> dict[str, tuple[Callable[[Any], Awaitable[None]], Any, dict[str, Any]]]:
+    say, psay = Say(**FIELDS), PSay(type="say", **FIELDS)
+    batch = Batch(room="lobby", items=[Item(**item) for item in ITEMS])
+    pbatch = PBatch(type="batch", room="lobby", items=[PItem(**item) for item in ITEMS])
+
+    async def loop(ws: Any) -> None:
+        pass
+
+    async def sjson(ws: Any) -> None:
+        await ws.send_json(DICT)
+
+    async def smsgspec(ws: Any) -> None:
+        await ws.send_message(say)
+
+    async def spydantic(ws: Any) -> None:
+        await ws.send_message(psay)
+
+    async def sjson_nested(ws: Any) -> None:
+        await ws.send_json(BATCH)
+
+    async def smsgspec_nested(ws: Any) -> None:
+        await ws.send_message(batch)
+
+    async def spydantic_nested(ws: Any) -> None:
+        await ws.send_message(pbatch)
+
+    return {
+        "loop": (loop, WebSocket, {}),
+        "send_json(dict)": (sjson, WebSocket, {}),
+        "send_message() msgspec": (smsgspec, TypedWebSocket, {"sends": Say | Leave}),
+        "send_message() pydantic": (spydantic, TypedWebSocket, {"sends": PSay | PLeave}),
+        "nested send_json(dict)": (sjson_nested, WebSocket, {}),
+        "nested send_message() msgspec": (smsgspec_nested, TypedWebSocket, {"sends": Batch}),
+        "nested send_message() pydantic": (spydantic_nested, TypedWebSocket, {"sends": PBatch}),
+    }
+
+
+def _run_one(name: str, n: int) -> None:
+    # The body of one callgrind process: 50 messages to warm up, then n.
+    body, cls, options = _send_variants()[name]
+
+    async def run() -> None:
+        socket, sent = _socket(cls, 0, **options)
+        await socket.accept()
+        gc.collect()
+        gc.disable()
+        for _ in range(50 + n):
+            await body(socket)
+        if name != "loop" and len(sent) != 51 + n:
+            raise SystemExit(f"{name}: sent {len(sent)} frames, not {51 + n}")
+
+    asyncio.run(run())
+
+
+def _instructions(name: str, n: int, source: Path) -> int:
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "callgrind.out"
+        environment = {**os.environ, "PYTHONPATH": str(source), "PYTHONHASHSEED": "0"}
+        command = ["setarch", "-R", "valgrind", "--tool=callgrind", f"--callgrind-out-file={out}"]
+        command += [sys.executable, __file__, "--run-one", name, "--messages", str(n)]
+        subprocess.run(command, env=environment, check=True, capture_output=True)
+        totals = re.search(r"^(?:summary|totals): (\d+)", out.read_text(), re.MULTILINE)
+        if totals is None:
+            raise SystemExit(f"no totals in callgrind's output for {name}")
+        return int(totals.group(1))
+
+
+def _count(source: Path) -> dict[str, float]:
+    counts: dict[str, float] = {}
+    for name in _send_variants():
+        few, many = _instructions(name, 1_000, source), _instructions(name, 3_000, source)
+        counts[name] = (many - few) / 2_000
+    loop = counts.pop("loop")
+    return {name: count - loop for name, count in counts.items()}
+
+
+def _instructions_main(baseline: Path | None) -> None:
+    sources = {"this checkout": Path(__file__).resolve().parent.parent}
+    if baseline is not None:
+        sources["baseline"] = baseline.resolve()
+    print("instructions per message (callgrind), the empty loop subtracted")
+    for label, source in sources.items():
+        counts = _count(source)
+        print(f"-- {label}: {source}")
+        for name, count in counts.items():
+            print(f"{name:30} {count:9,.0f}")
+        for engine in ("msgspec", "pydantic"):
+            flat = counts[f"send_message() {engine}"] / counts["send_json(dict)"]
+            nested = counts[f"nested send_message() {engine}"] / counts["nested send_json(dict)"]
+            print(f"{engine:9} send: {flat:4.2f}x send_json(dict), nested {nested:4.2f}x")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--messages", type=int, default=100_000)
     parser.add_argument("--repeat", type=int, default=7)
+    parser.add_argument("--instructions", action="store_true", help="count with callgrind")
+    parser.add_argument("--baseline", type=Path, help="another checkout, counted in the same run")
+    parser.add_argument("--run-one", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.run_one:
+        _run_one(args.run_one, args.messages)
+        return
+    if args.instructions:
+        _instructions_main(args.baseline)
+        return
     n = args.messages
     nested_size = len(msgspec.json.encode(BATCH))
     print(

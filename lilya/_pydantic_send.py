@@ -71,12 +71,17 @@ _ALWAYS: Revalidate = 2
 
 _PLAIN_KEYS = frozenset({"type", "metadata", "ref"})
 _CHECKED_BY_TYPE = frozenset({"str", "int", "bool", "none", "any"})
+#: What in a core schema's text may make ``by_alias=True`` change the frame: an
+#: alias, or a value whose serializer is only known when it is sent (``Any``,
+#: which may hold an aliased model; a function serializer calling a handler).
+_ALIAS_HINTS = ("alias", "'any'", "'function-")
 
 
 class MemberPlan:
     """How one declared model is checked and encoded (built once per codec)."""
 
     __slots__ = (
+        "aliased",
         "cls",
         "count",
         "floats",
@@ -95,6 +100,10 @@ class MemberPlan:
         self.to_json: Callable[..., bytes] = cls.__pydantic_serializer__.to_json
         self.validate_json: Callable[[bytes], Any] = cls.__pydantic_validator__.validate_json
         self.names = frozenset(cls.model_fields)
+        # by_alias=True costs the serializer ~280 instructions a message; a
+        # model that names no alias anywhere encodes the same without it.
+        schema_text = repr(cls.__pydantic_core_schema__)
+        self.aliased = any(hint in schema_text for hint in _ALIAS_HINTS)
         self.count = len(self.names)
         # pydantic refuses to set a name that is not a field (extras live in
         # __pydantic_extra__, private attributes in __pydantic_private__), so
@@ -225,7 +234,7 @@ def _nested_problem(plan: MemberPlan, fields: dict[str, Any], path: str) -> str 
                 )
             for float_name in floats:
                 number = inner[float_name]
-                if number - number != 0:
+                if number - number != 0.0:
                     where = f"{path}{name}[{index}]" if many else f"{path}{name}"
                     return f"field {where}.{float_name} is {number!r}, which JSON cannot carry"
             if deeper:
@@ -286,10 +295,25 @@ def fast_path_works() -> bool:
     return False  # pragma: no cover - a pydantic that warns another way
 
 
-#: The filters list last looked at, its length, its first entry, and whether
-#: this module's filter decides there (see the module docstring).
-_seen: list[Any] = [None, -1, None, False]
+#: The filters list last looked at, its length (-1 for an empty one, looked at
+#: again every time, as its first entry cannot be read), its first entry, and
+#: whether this module's filter decides there and works (see the module
+#: docstring). Module globals rather than one list: each is one LOAD_GLOBAL a
+#: message where a list item is three bytecodes, ~350 instructions in all.
+_seen_filters: object = None
+_seen_len = -1
+_seen_first: Any = None
+_fast = False
 _MODULE = __name__
+
+
+def _look_at(filters: Sequence[Any]) -> None:
+    # Run when warnings.filters is another list, or has another length or first entry.
+    global _seen_filters, _seen_len, _seen_first, _fast
+    _seen_filters = filters
+    _seen_len = len(filters) if filters else -1
+    _seen_first = filters[0] if filters else None
+    _fast = fast_path_works() and _filter_decides(filters)
 
 
 def _filter_decides(filters: Sequence[Any]) -> bool:
@@ -314,14 +338,14 @@ class Encoder:
             from the message and what is wrong with it.
     """
 
-    __slots__ = ("fast", "plans", "refuse")
+    __slots__ = ("plans", "refuse")
 
     def __init__(
         self, members: dict[Any, str | None], refuse: Callable[[Any, str], Exception]
     ) -> None:
         self.plans = {cls: MemberPlan(cls, tag) for cls, tag in members.items()}
         self.refuse = refuse
-        self.fast = fast_path_works()
+        fast_path_works()  # proved once, when the first codec is built
 
     def encode(self, value: Any) -> bytes:
         """Return *value* (an instance of a declared model) as JSON, checked.
@@ -349,20 +373,22 @@ class Encoder:
                 value, f"field(s) {missing} missing (a model_construct() not given them?)"
             )
         filters = warnings.filters
-        seen = _seen
-        first = filters[0] if filters else None
-        if filters is not seen[0] or len(filters) != seen[1] or first is not seen[2]:
-            seen[:] = [filters, len(filters), first, _filter_decides(filters)]
+        if (
+            filters is not _seen_filters
+            or len(filters) != _seen_len
+            or filters[0] is not _seen_first
+        ):
+            _look_at(filters)
         try:
-            if self.fast and seen[3]:
-                data = plan.to_json(value, by_alias=True)
+            if _fast:
+                data = plan.to_json(value, by_alias=True) if plan.aliased else plan.to_json(value)
             else:
                 data = plan.to_json(value, by_alias=True, warnings="error")
         except (UserWarning, pydantic_core.PydanticSerializationError) as exc:
             raise self.refuse(value, _serializer_detail(str(exc))) from None
         for name in plan.floats:
             number = fields[name]
-            if number - number != 0:  # NaN or an infinity: JSON has neither
+            if number - number != 0.0:  # NaN or an infinity: JSON has neither
                 raise self.refuse(
                     value,
                     f"field {name} is {number!r}, which JSON cannot carry (pydantic writes null)",

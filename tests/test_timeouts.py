@@ -40,6 +40,7 @@ from lilya.timeouts import (
     finish_within,
     send_timeout_reason,
 )
+from lilya.typed import TypedWebSocket
 from lilya.types import Message
 from lilya.websockets import WebSocket, WebSocketDisconnect
 from tests.support.asgi import CONNECT, call_websocket, websocket_scope
@@ -135,7 +136,11 @@ async def by_send(websocket: WebSocket) -> None:
     await websocket.send({"type": "websocket.send", "text": "x"})
 
 
-SENDERS = [by_send_text, by_send_bytes, by_send_json, by_send_json_binary, by_send]
+async def by_send_message(websocket: WebSocket) -> None:
+    await cast(TypedWebSocket[Any, Tick], websocket).send_message(Tick(1))
+
+
+SENDERS = [by_send_text, by_send_bytes, by_send_json, by_send_json_binary, by_send, by_send_message]
 
 
 def sending_app(sender: Sender, seen: list[Any], **route: Any) -> Lilya:
@@ -153,6 +158,8 @@ def sending_app(sender: Sender, seen: list[Any], **route: Any) -> Lilya:
         else:
             seen.append("sent")
 
+    if sender is by_send_message:
+        route["sends"] = Tick
     return Lilya(routes=[WebSocketPath("/ws", handler, **route)])
 
 
@@ -187,7 +194,8 @@ async def test_a_slow_client_that_takes_the_close_gets_1013_and_is_not_dropped()
     assert not server.transport.aborted
 
 
-async def test_a_send_that_waits_but_completes_in_time_is_sent() -> None:
+@pytest.mark.parametrize("sender", SENDERS)
+async def test_a_send_that_waits_but_completes_in_time_is_sent(sender: Sender) -> None:
     seen: list[Any] = []
     server = StallingServer(CONNECT)
 
@@ -197,7 +205,7 @@ async def test_a_send_that_waits_but_completes_in_time_is_sent() -> None:
 
     async with anyio.create_task_group() as tasks:
         tasks.start_soon(resume)
-        await server.run(sending_app(by_send_text, seen, send_timeout=2))
+        await server.run(sending_app(sender, seen, send_timeout=2))
     assert seen == ["sent"]
     assert server.types == ["websocket.accept", "websocket.send", "websocket.close"]
 

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Iterator
+from collections.abc import Coroutine, Iterator
 from typing import Any, Literal, TypedDict
 
+import anyio
 import msgspec
 import pydantic
 import pytest
@@ -24,8 +25,9 @@ from lilya.typed import (
     TypedChannel,
     TypedWebSocket,
 )
-from lilya.websockets import WebSocket, WebSocketDisconnect
-from tests.support.typed_apps import Join, Joined, Ping, PJoin, PSay, Said, Say, app
+from lilya.websockets import WebSocket, WebSocketDisconnect, WebSocketState
+from tests.support.asgi import CONNECT, Wire, ws_scope
+from tests.support.typed_apps import Join, Joined, Ping, PJoin, PSaid, PSay, Said, Say, app
 
 
 @pytest.fixture(params=["asyncio", "trio"])
@@ -403,3 +405,96 @@ def test_an_invalid_message_error_left_unhandled_closes_1007_as_the_peers_fault(
             ws.receive_text()
     assert caught.value.code == 1007
     assert "Object missing required field `room`" in caplog.text
+
+
+# -- send_message(): one coroutine, checked when awaited ----------------------------
+
+
+def _typed_socket(**options: Any) -> tuple[TypedWebSocket[Any, Any], Wire]:
+    wire = Wire(CONNECT)
+    return TypedWebSocket(ws_scope(), wire.receive, wire.send, **options), wire
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("good", [Said(text="ok"), PSaid(type="said", text="ok")])
+async def test_send_message_checks_when_awaited_so_a_bad_message_raises_from_the_await(
+    good: Any,
+) -> None:
+    ws, wire = _typed_socket(sends=type(good))
+    await ws.accept()
+    sending = ws.send_message(Joined(room="r"))  # not checked yet: nothing raised here
+    with pytest.raises(MessageTypeError, match="does not match the declared sends"):
+        await sending
+    assert wire.sent_types == ["websocket.accept"]  # nothing was sent
+    await ws.send_message(good)
+    assert wire.sent[-1] == {"type": "websocket.send", "text": '{"type":"said","text":"ok"}'}
+
+
+@pytest.mark.anyio
+async def test_send_message_without_sends_raises_from_the_await_too() -> None:
+    ws, wire = _typed_socket()
+    await ws.accept()
+    sending = ws.send_message(Said(text="x"))
+    with pytest.raises(WebSocketRuntimeError, match="send_message\\(\\) needs a declared type"):
+        await sending
+    assert wire.sent_types == ["websocket.accept"]
+
+
+@pytest.mark.anyio
+async def test_send_message_runs_as_a_task_and_one_bad_message_fails_only_its_own() -> None:
+    ws, wire = _typed_socket(sends=Said)
+    await ws.accept()
+    results = []
+    async with anyio.create_task_group() as tasks:
+
+        async def send(message: Any) -> None:
+            try:
+                await ws.send_message(message)
+            except MessageTypeError as exc:
+                results.append(type(exc).__name__)
+            else:
+                results.append("sent")
+
+        tasks.start_soon(send, Joined(room="r"))
+        tasks.start_soon(send, Said(text="ok"))
+    assert sorted(results) == ["MessageTypeError", "sent"]
+    assert wire.sent_types == ["websocket.accept", "websocket.send"]
+
+
+@pytest.mark.anyio
+async def test_send_message_turns_an_oserror_into_disconnect_1006_like_every_send() -> None:
+    ws, wire = _typed_socket(sends=Said)
+    await ws.accept()
+    wire.send_error = ConnectionResetError()
+    with pytest.raises(WebSocketDisconnect) as info:
+        await ws.send_message(Said(text="lost"))
+    assert info.value.code == 1006
+    assert ws.client_state is WebSocketState.DISCONNECTED
+    assert ws.application_state is WebSocketState.CONNECTED
+    with pytest.raises(WebSocketDisconnect):  # the client is gone: not the server's to refuse
+        await ws.send_message(Said(text="still lost"))
+
+
+@pytest.mark.anyio
+async def test_send_message_before_accept_and_after_close_is_refused_like_send_text() -> None:
+    ws, wire = _typed_socket(sends=Said)
+    with pytest.raises(WebSocketRuntimeError, match="accept"):
+        await ws.send_message(Said(text="early"))
+    await ws.accept()
+    await ws.close()
+    with pytest.raises(WebSocketRuntimeError, match="close"):
+        await ws.send_message(Said(text="late"))
+    assert wire.sent_types == ["websocket.accept", "websocket.close"]
+
+
+def test_send_message_without_an_event_loop_sends_untimed() -> None:
+    # A coroutine driven by hand (no loop): nothing to time, the frame still goes.
+    ws, wire = _typed_socket(sends=Said)
+    _drive(ws.accept())
+    _drive(ws.send_message(Said(text="by hand")))
+    assert wire.sent[-1] == {"type": "websocket.send", "text": '{"type":"said","text":"by hand"}'}
+
+
+def _drive(coroutine: Coroutine[Any, Any, None]) -> None:
+    with pytest.raises(StopIteration):
+        coroutine.send(None)
