@@ -266,9 +266,10 @@ class WebSocket(Connection):
         """
         # _receive_unlimited's body, inline: one frame fewer held by every
         # connection parked in a receive.
+        # _receive_noted: a raw receive is counted by watch()'s wrapper (see __init__).
         state = self._state
         before = state.check_receive()
-        message = await self._receive()
+        message = await self._receive_noted()
         state.take_receive(message, before)
         if message.get("type") == "websocket.receive":
             self._tokens -= 1
@@ -990,10 +991,15 @@ class WebSocket(Connection):
         state checks); the frame is always a ``str``, so the server cannot
         refuse its payload's type.
         """
-        message = {"type": "websocket.send", "text": encode(value).decode()}
+        text = encode(value).decode()
+        message = {"type": "websocket.send", "text": text}
         if self._state.open:
             limit = self._send_timeout
             try:
+                if self._watch:  # counted here, past watch()'s send (see __init__)
+                    watch = self._watch
+                    watch.sent += 1
+                    watch.sent_bytes += len(text) if text.isascii() else message_size(message)
                 if limit is None or not self._timer:
                     await self._send(message)
                 elif self._timer == SCOPED:

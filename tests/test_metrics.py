@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import anyio
+import msgspec
 import pytest
 from prometheus_client import REGISTRY, CollectorRegistry, generate_latest
 
@@ -22,6 +23,7 @@ from lilya.requests import Request
 from lilya.responses import PlainText
 from lilya.routing import Include, WebSocketPath
 from lilya.testclient import AsyncTestClient, WebSocketDenialResponse
+from lilya.typed import TypedWebSocket
 from lilya.types import Receive, Scope, Send
 from lilya.websockets import WebSocket, WebSocketDisconnect
 from tests.support.metrics import Samples, parse
@@ -969,3 +971,37 @@ async def test_a_websocket_counting_for_itself_counts_the_client_s_close_it_read
     samples = scrape(metrics)
     assert samples.value("lilya_websocket_closes_total", code="4001", side="client") == 1
     assert samples.total("lilya_websocket_closes_total") == 1
+
+
+class Shout(msgspec.Struct, tag="shout"):
+    """A typed message for the typed route's counting test."""
+
+    text: str
+
+
+async def test_a_typed_route_counts_its_decoded_and_encoded_messages_exactly_once(
+    anyio_backend: str,
+) -> None:
+    async def handler(websocket: TypedWebSocket[Shout, Shout]) -> None:
+        await websocket.accept()
+        for _ in range(2):
+            received = await websocket.receive_message()
+            await websocket.send_message(Shout(text=received.text.upper()))
+
+    metrics = Metrics(path=None)
+    app = Lilya(
+        routes=[WebSocketPath("/ws", handler, receives=Shout, sends=Shout)], metrics=metrics
+    )
+    async with AsyncTestClient(app).websocket_connect("/ws") as session:
+        for text in ("hi", "é"):
+            await session.send_text(msgspec.json.encode(Shout(text=text)).decode())
+        replies = [await session.receive_text() for _ in range(2)]
+    assert replies == ['{"type":"shout","text":"HI"}', '{"type":"shout","text":"É"}']
+    samples = scrape(metrics)
+    received = {"route": "/ws", "direction": "received"}
+    sent = {"route": "/ws", "direction": "sent"}
+    assert samples.value("lilya_websocket_messages_total", **received) == 2
+    assert samples.value("lilya_websocket_messages_total", **sent) == 2
+    # 28 bytes each: "é" and "É" are one character and two bytes in UTF-8.
+    assert samples.value("lilya_websocket_message_bytes_total", **received) == 28 + 28
+    assert samples.value("lilya_websocket_message_bytes_total", **sent) == 28 + 28
