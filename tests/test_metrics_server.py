@@ -51,6 +51,24 @@ def vanish(connection: ClientConnection) -> None:
     sock.close()  # linger 0: an RST, as when a phone drops off the network
 
 
+def pid_read(connection: ClientConnection, how: str, server_name: str) -> bool:
+    """Read the first frame, the worker's pid (the socket was accepted); ``False`` if lost.
+
+    Only one loss is allowed, and only on daphne, where the server closes right
+    after the pid: daphne then drops the TCP connection at once, and when the
+    pid, the close and the reset reach websockets' sync client together, its
+    close reply meets the reset and it drops the frames it had just read. The
+    server's own counts (accepted handshakes, closes by code) are still exact.
+    """
+    try:
+        assert connection.recv(timeout=10).isdigit()
+    except ConnectionClosed:
+        if server_name != "daphne" or how not in ("raise", "server-close"):
+            raise
+        return False
+    return True
+
+
 #: Every server setup (asyncio), and trio under hypercorn's trio worker.
 SETUPS: dict[str, list[str] | None] = {
     **dict.fromkeys(SERVERS),
@@ -74,7 +92,8 @@ def test_the_gauge_is_exactly_zero_after_1000_hostile_cycles(setup: str) -> None
                 assert denied.value.response.status_code == 403
                 continue
             with server.connect(f"/ws?how={how}") as connection:
-                assert connection.recv(timeout=10).isdigit()  # the worker's pid: accepted
+                if not pid_read(connection, how, server_name):
+                    continue
                 if how == "client-close":
                     connection.send("hi")
                     assert connection.recv(timeout=10) == "hi"
