@@ -8,7 +8,7 @@ keeps going) run over scripted ASGI callables.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import anyio
@@ -41,6 +41,19 @@ async def eventually(seen: list[Any]) -> None:
     with anyio.fail_after(5):
         while not seen:
             await anyio.sleep(0.01)
+
+
+def waiting_for_a_message(seen: list[int]) -> Callable[[WebSocket], Awaitable[None]]:
+    """A handler that accepts and waits for one message, noting the disconnect's code in *seen*."""
+
+    async def handler(websocket: WebSocket) -> None:
+        await websocket.accept()
+        try:
+            await websocket.receive_text()
+        except WebSocketDisconnect as exc:
+            seen.append(exc.code)
+
+    return handler
 
 
 async def closed_with(session: Any, timeout: float = 5) -> int:
@@ -463,13 +476,7 @@ async def test_a_close_the_server_cannot_deliver_is_given_up_after_a_second() ->
         sent.append(message)
 
     seen: list[int] = []
-
-    async def handler(websocket: WebSocket) -> None:
-        await websocket.accept()
-        try:
-            await websocket.receive_text()
-        except WebSocketDisconnect as exc:
-            seen.append(exc.code)
+    handler = waiting_for_a_message(seen)
 
     route = WebSocketPath("/", handler, heartbeat=(0.01, 0.05))
     with anyio.fail_after(5):
@@ -485,13 +492,7 @@ async def test_a_silent_client_that_does_not_take_the_close_has_its_tcp_connecti
     # so the connection is dropped after the close's grace, never left half-open.
     server = StallingServer(CONNECT, stall=("websocket.close",))
     seen: list[int] = []
-
-    async def handler(websocket: WebSocket) -> None:
-        await websocket.accept()
-        try:
-            await websocket.receive_text()
-        except WebSocketDisconnect as exc:
-            seen.append(exc.code)
+    handler = waiting_for_a_message(seen)
 
     app = Lilya(routes=[WebSocketPath("/ws", handler, heartbeat=(0.01, 0.05))])
     started = time.monotonic()
