@@ -29,6 +29,8 @@ class _Socket:
     kill: anyio.Event = field(default_factory=anyio.Event)
     kill_code: int = 1012
     user: str | None = None
+    #: Set by the killer before its close: nothing may be sent after it.
+    closing: bool = False
 
 
 @dataclass
@@ -88,6 +90,7 @@ class FakeServer:
                         "reconnect": False,
                     },
                 )
+        sock.closing = True
         with contextlib.suppress(WebSocketDisconnect):
             reason = "token expired" if sock.kill_code == 4001 else "bye"
             await sock.websocket.close(sock.kill_code, reason)
@@ -100,7 +103,11 @@ class FakeServer:
             sock.kill.set()
 
     async def _send(self, sock: _Socket, frame: dict[str, Any]) -> None:
-        await sock.websocket.send_text(json.dumps(frame))
+        # A reply racing the killer's close is dropped, as a real server's
+        # would be: sending after one's own close is the app's error, and the
+        # fake must not fail the test client's transport with it.
+        if not sock.closing:
+            await sock.websocket.send_text(json.dumps(frame))
 
     async def _pinger(self, sock: _Socket, every: float) -> None:
         while True:
@@ -115,6 +122,10 @@ class FakeServer:
 
     async def _serve(self, sock: _Socket, group: anyio.abc.TaskGroup) -> None:
         while True:
+            if sock.closing:
+                # The killer closes and then cancels us: do not read after
+                # one's own close (lilya raises on it, rightly).
+                await anyio.sleep_forever()
             text = await sock.websocket.receive_text()
             frame = json.loads(text)
             self.frames.append(frame)
@@ -133,7 +144,8 @@ class FakeServer:
             if kind == "connect" and "ok" in reply:
                 frames, self.after_connect = self.after_connect, []
                 for raw in frames:
-                    await sock.websocket.send_text(raw)
+                    if not sock.closing:
+                        await sock.websocket.send_text(raw)
             if kind == "subscribe" and "ok" in reply:
                 await self._replay(sock, frame)
 
