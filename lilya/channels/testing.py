@@ -532,10 +532,13 @@ async def check_a_stalled_subscriber_does_not_delay_the_publisher_or_others(make
         delivery_time = time.monotonic() - started
     assert [event.data for event in events] == list(range(count))
     assert _stalled.dropped == count - 10
-    # Generous bounds for a 2-core CI box; the publisher waits for the stalled
-    # reader once, stall_timeout, and never again.
-    assert publish_time < 3.0
-    assert delivery_time < 5.0
+    # The publisher waits for the stalled reader once, stall_timeout, and never
+    # again. Waiting on every publish past its queue would take
+    # (count - 10) * stall_timeout = 58 s: the bound is a third of that, so a
+    # loaded machine does not fail it and a backend that waits each time does.
+    waiting_every_time = (count - 10) * 0.2
+    assert publish_time < waiting_every_time / 3
+    assert delivery_time < waiting_every_time / 3
 
 
 def crash(channels: Channels) -> None:
