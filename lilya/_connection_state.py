@@ -197,6 +197,11 @@ class ConnectionState:
             (:mod:`lilya.timeouts`).
         on_answer: called once when the application answers the handshake
             (its side leaves CONNECTING): the handshake timer's hook.
+        websocket: the ``WebSocket`` lilya built for the route's handler (or
+            a controller's, or the channels endpoint's), else ``None``; the
+            exception handlers are given it, so they see the handler's own
+            object. Kept here rather than in the scope: a 22nd key would grow
+            the server's scope dict past its allocation on every connection.
     """
 
     __slots__ = (
@@ -214,6 +219,7 @@ class ConnectionState:
         "open",
         "reason",
         "send_timeout",
+        "websocket",
     )
 
     def __init__(self) -> None:
@@ -231,6 +237,7 @@ class ConnectionState:
         self.heartbeat: Any = None
         self.send_timeout: float | None = DEFAULT_SEND_TIMEOUT
         self.on_answer: Callable[[], None] | None = None
+        self.websocket: Any = None
 
     def __repr__(self) -> str:
         return (

@@ -65,7 +65,6 @@ __all__ = [
     "ESCAPED_DISCONNECT_KEY",
     "HANDLERS_KEY",
     "SERVER_ERROR_HANDLER_KEY",
-    "WEBSOCKET_KEY",
     "ExceptionHandler",
     "HandlerKey",
     "answer",
@@ -91,9 +90,6 @@ HANDLERS_KEY: Final = "lilya.exception_handlers"
 #: routing layer hands a ``WebSocketDisconnect`` it treated as a normal end.
 ESCAPED_DISCONNECT_KEY: Final = "lilya.testclient.escaped_disconnect"
 SERVER_ERROR_HANDLER_KEY: Final = "lilya.server_error_handler"
-#: The WebSocket lilya built for the route's handler, given to exception
-#: handlers too, so they see the handler's own object.
-WEBSOCKET_KEY: Final = "lilya.websocket"
 
 
 # -- end and deny: what goes out -------------------------------------------------------
@@ -266,10 +262,10 @@ def _lookup(
     return None
 
 
-def _websocket(scope: Scope, receive: Receive, send: Send) -> WebSocket:
-    # The handler's own WebSocket when lilya built one, else one over the
-    # connection's state (the scope's): both read the same truth.
-    websocket: WebSocket | None = scope.get(WEBSOCKET_KEY)
+def _websocket(scope: Scope, state: ConnectionState, receive: Receive, send: Send) -> WebSocket:
+    # The handler's own WebSocket when lilya built one (ConnectionState.websocket),
+    # else one over the connection's state (the scope's): both read the same truth.
+    websocket: WebSocket | None = state.websocket
     return WebSocket(scope, receive, send) if websocket is None else websocket
 
 
@@ -305,7 +301,7 @@ async def handle(
         result = await call_handler(handler, Request(scope, receive, send), exc)
         await to_response(result, handler)(scope, receive, send)
         return True
-    result = await call_handler(handler, _websocket(scope, receive, send), exc)
+    result = await call_handler(handler, _websocket(scope, state, receive, send), exc)
     if result is not None:
         await deny(scope, state, receive, send, result, WS_1008_POLICY_VIOLATION)
     # A handler that leaves the connection open has dealt with the error.
@@ -333,7 +329,7 @@ async def answer(
     handler = scope.get(SERVER_ERROR_HANDLER_KEY)
     if handler is not None and not state.ended:
         answered_by = "through the server-error handler"
-        result = await call_handler(handler, _websocket(scope, receive, send), exc)
+        result = await call_handler(handler, _websocket(scope, state, receive, send), exc)
         if result is not None:
             await deny(scope, state, receive, send, result, WS_1011_INTERNAL_ERROR)
     if state.ended:

@@ -727,21 +727,33 @@ def make_counter(value: str | RedisCounter | HasURL | None) -> ConnectionCounter
     )
 
 
-async def serve_capped(
+def serve_capped(
     app: ASGIApp, route_caps: ConnectionCaps | None, scope: Scope, receive: Receive, send: Send
-) -> None:
+) -> Awaitable[None]:
     """Run *app* for the handshake in *scope* if it gets a slot, else refuse it (429 / 503).
 
     The caps are *route_caps* if the route set its own, else those of the
     lilya app serving the scope (``scope["app"]``); counted by that app's
     counter. Outside a lilya app (a bare ``Router``) nothing is counted.
+    Await what it returns: with no caps, *app*'s own coroutine (no frame of
+    this layer stays suspended for the socket's life).
     """
     owner = scope.get("app")
     caps = route_caps if route_caps is not None else getattr(owner, "connection_caps", None)
     counter = getattr(owner, "connection_counter", None)
     if caps is None or not isinstance(counter, ConnectionCounter):
-        await app(scope, receive, send)
-        return
+        return app(scope, receive, send)
+    return _serve_in_slot(app, caps, counter, scope, receive, send)
+
+
+async def _serve_in_slot(
+    app: ASGIApp,
+    caps: ConnectionCaps,
+    counter: ConnectionCounter,
+    scope: Scope,
+    receive: Receive,
+    send: Send,
+) -> None:
     slot = await counter.acquire(scope, caps)
     if isinstance(slot, Refusal):
         note_limit(scope, "connection_cap")

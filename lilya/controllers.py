@@ -21,7 +21,8 @@ from typing import Any, ClassVar, Literal, TypeVar, cast
 
 from lilya import _json
 from lilya._close import received_code
-from lilya._exception_handlers import WEBSOCKET_KEY, close_for_peer_error, guard
+from lilya._connection_state import state_of
+from lilya._exception_handlers import close_for_peer_error, guard
 from lilya._recorder import server_callables
 from lilya.exceptions import ImproperlyConfigured, WebSocketFrameError, WebSocketPeerError
 from lilya.responses import PlainText
@@ -153,7 +154,7 @@ class WebSocketController:
                 sends=self.sends,
                 on_invalid=self.on_invalid,
             )
-        self.scope[WEBSOCKET_KEY] = websocket
+        state_of(self.scope).websocket = websocket  # the one exception handlers are given
         await self.on_connect(websocket)
         if websocket.application_state is not WebSocketState.CONNECTED:
             return  # refused (closed or denied) in on_connect

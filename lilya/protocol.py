@@ -59,7 +59,7 @@ import anyio
 import anyio.lowlevel
 import msgspec
 
-from lilya._exception_handlers import WEBSOCKET_KEY
+from lilya._connection_state import state_of
 from lilya._handlers import call_maybe_async
 from lilya._json import dumps_text
 from lilya._recorder import server_callables
@@ -635,7 +635,7 @@ class ChannelsEndpoint:
         # Past the recorder, to the server's own callables: the WebSocket
         # moves the connection's state itself (lilya/_recorder.py).
         websocket = WebSocket(scope, *server_callables(receive, send))
-        scope[WEBSOCKET_KEY] = websocket
+        state_of(scope).websocket = websocket  # the one exception handlers are given
         client = Client(websocket)
         offered = scope.get("subprotocols") or []
         subprotocol = BEARER if offered[:1] == [BEARER] else None

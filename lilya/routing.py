@@ -38,7 +38,7 @@ from typing import Any, Literal, TypeVar, cast
 import anyio.to_thread
 
 from lilya._connection_state import state_of
-from lilya._exception_handlers import HANDLERS_KEY, WEBSOCKET_KEY, guard, handle
+from lilya._exception_handlers import HANDLERS_KEY, guard, handle
 from lilya._handlers import HandlerCall, is_function_handler, name_of
 from lilya._lifespan import lifespan_context, run_lifespan
 from lilya._matching import (
@@ -425,21 +425,24 @@ class WebSocketPath(BaseRoute):
     def _guarded(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
         return guard(self._run, scope, receive, send)
 
-    async def _run(self, scope: Scope, receive: Receive, send: Send) -> None:
-        # Set once guard() has entered the connection (its state exists now);
-        # guard's closing send reads it too.
+    def _run(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
+        # A plain function returning the handler's coroutine (guard() awaits
+        # it, inside its try): no frame of the route's stays suspended for the
+        # socket's life. Set once guard() has entered the connection (its
+        # state exists now); guard's closing send reads it too.
         timeout = self.send_timeout
         if timeout is DEFAULT:
             timeout = getattr(scope.get("app"), "send_timeout", DEFAULT_SEND_TIMEOUT)
-        state_of(scope).send_timeout = timeout
+        state = state_of(scope)
+        state.send_timeout = timeout
         if self._call is None:
             limit, rate = scope.get(MAX_MESSAGE_SIZE_KEY), scope.get(RATE_LIMIT_KEY)
             if (limit is not None or rate is not None) and not self._is_controller:
                 # A raw ASGI handler reads the server's messages itself; a
                 # controller's WebSocket applies the limits from the scope.
                 receive = limit_receive(receive, send, limit, rate, scope=scope)
-            await self.handler(scope, receive, send)
-        elif self._typed:
+            return cast(Awaitable[None], self.handler(scope, receive, send))
+        if self._typed:
             # As below, with the types: past the recorder, to the server's own
             # callables, and registered as the connection's WebSocket.
             typed: TypedWebSocket[Any, Any] = TypedWebSocket(
@@ -449,13 +452,12 @@ class WebSocketPath(BaseRoute):
                 sends=self.sends,
                 on_invalid=self.on_invalid,
             )
-            scope[WEBSOCKET_KEY] = typed
-            await self._call(typed, scope.get("path_params") or {})
-        else:
-            # Past the recorder, to the server's own callables: the WebSocket
-            # moves the connection's state itself (lilya/_recorder.py).
-            websocket = scope[WEBSOCKET_KEY] = WebSocket(scope, *server_callables(receive, send))
-            await self._call(websocket, scope.get("path_params") or {})
+            state.websocket = typed
+            return cast(Awaitable[None], self._call(typed, scope.get("path_params") or {}))
+        # Past the recorder, to the server's own callables: the WebSocket
+        # moves the connection's state itself (lilya/_recorder.py).
+        websocket = state.websocket = WebSocket(scope, *server_callables(receive, send))
+        return cast(Awaitable[None], self._call(websocket, scope.get("path_params") or {}))
 
     def path_for(self, name: str, /, **path_params: Any) -> URLPath:
         return own_path_for(self.name, self._compiled, "websocket", name, path_params)
@@ -796,7 +798,18 @@ class Router:
         return Match.NONE, None, {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        # A coroutine function, so a server that inspects the app (uvicorn's
+        # ASGI 2/3 detection) serves a bare Router as ASGI 3.
         await self._stack(scope, receive, send)
+
+    def serve(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
+        """Route one connection as calling the router does; await what it returns.
+
+        It returns the router's coroutine rather than awaiting it, so a lilya
+        layer that calls it (``Lilya``'s exception handlers) holds no frame of
+        the router's for an open socket's life.
+        """
+        return self._stack(scope, receive, send)
 
     def dispatch(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
         """Route one connection (inside the router's middleware), or run the lifespan.

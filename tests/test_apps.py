@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import inspect
 from collections.abc import AsyncIterator
 from typing import Any
 
 import anyio
 import pytest
 
+from lilya._connection_state import state_of
 from lilya.apps import Lilya
 from lilya.middleware import DefineMiddleware
+from lilya.middleware.origin import OriginMiddleware
 from lilya.requests import Request
-from lilya.routing import Include, Path, Router
+from lilya.routing import Include, Path, Router, WebSocketPath
 from lilya.testclient import TestClient
 from lilya.types import Message
 from lilya.websockets import WebSocket
@@ -268,3 +272,89 @@ def test_the_app_runs_on_trio_too() -> None:
         assert client.get("/").text == "hello"
         with client.websocket_connect("/ws") as session:
             assert session.receive_json() == {"ok": True}
+
+
+def _parked_frames(app: Lilya) -> tuple[list[str], dict[str, Any], Any]:
+    """Open one WebSocket on *app* in-process, park its handler, and name the frames it holds."""
+    found: dict[str, Any] = {}
+
+    async def main() -> list[str]:
+        parked = asyncio.Event()
+        leave = asyncio.Event()
+        messages = [{"type": "websocket.connect"}]
+
+        async def receive() -> Message:
+            if messages:
+                return messages.pop()
+            await leave.wait()
+            return {"type": "websocket.disconnect", "code": 1000}
+
+        async def send(message: Message) -> None:
+            if message["type"] == "websocket.accept":
+                parked.set()
+
+        scope: dict[str, Any] = {"type": "websocket", "path": "/ws", "headers": [], "state": {}}
+        task = asyncio.get_running_loop().create_task(app(scope, receive, send))
+        await parked.wait()
+        await asyncio.sleep(0)
+        names = []
+        awaited: Any = task.get_coro()
+        while inspect.iscoroutine(awaited):
+            names.append(awaited.__qualname__)
+            awaited = awaited.cr_await
+        found["scope"] = scope
+        leave.set()
+        await task
+        return names
+
+    names = asyncio.run(main())
+    return names, found["scope"], state_of(found["scope"])
+
+
+@pytest.mark.parametrize("caps", [False, True])
+def test_an_open_socket_holds_no_frame_of_the_pass_through_layers(caps: bool) -> None:
+    async def handler(websocket: WebSocket) -> None:
+        await websocket.accept()
+        await websocket.receive()
+
+    settings: dict[str, Any] = {} if caps else {"connection_caps": None}
+    app = Lilya(routes=[WebSocketPath("/ws", handler)], **settings)
+    names, _, _ = _parked_frames(app)
+    assert isinstance(app.build_middleware_stack().app.app, OriginMiddleware)  # type: ignore[attr-defined]
+    # The layers that must catch or clean up stay; the pass-throughs do not.
+    assert "guard" in names
+    assert "ExceptionHandlerMiddleware.__call__" in names
+    assert "test_an_open_socket_holds_no_frame_of_the_pass_through_layers.<locals>.handler" in names
+    assert "ServerErrorMiddleware.__call__" in names
+    assert "OriginMiddleware.__call__" not in names
+    assert "Router.__call__" not in names
+    assert "WebSocketPath._run" not in names
+    # With caps, the slot must be released at the end: that layer stays.
+    assert ("_serve_in_slot" in names) is caps
+    assert "serve_capped" not in names
+
+
+def test_the_handlers_websocket_is_kept_on_the_state_not_in_the_scope() -> None:
+    seen: list[WebSocket] = []
+
+    async def handler(websocket: WebSocket) -> None:
+        seen.append(websocket)
+        await websocket.accept()
+        await websocket.receive()
+
+    app = Lilya(routes=[WebSocketPath("/ws", handler)])
+    _, scope, state = _parked_frames(app)
+    assert state.websocket is seen[0]
+    assert "lilya.websocket" not in scope
+    # What the server gave (4 keys here) plus lilya's own: the documented
+    # keys stay (app, router, path_params, the state, the limits).
+    assert {"app", "router", "path_params", "lilya.connection_state"} <= scope.keys()
+
+
+def test_the_layers_a_server_may_serve_directly_stay_coroutine_functions() -> None:
+    # uvicorn's ASGI 2/3 detection inspects the app it is given: a bare
+    # Router or an outermost OriginMiddleware must still look like ASGI 3.
+    router = Router(routes=[])
+    assert inspect.iscoroutinefunction(router.__call__)
+    assert inspect.iscoroutinefunction(OriginMiddleware(router).__call__)
+    assert inspect.iscoroutinefunction(Lilya().__call__)

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from typing import Final
 from urllib.parse import urlsplit
 
@@ -227,13 +227,25 @@ class OriginMiddleware:
         return CROSS_ORIGIN_REFUSAL
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        # A coroutine function, so a server that inspects the app (uvicorn's
+        # ASGI 2/3 detection) serves this layer as ASGI 3 when it is outermost.
+        await self.serve(scope, receive, send)
+
+    def serve(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
+        """Check the handshake as calling the layer does; await what it returns.
+
+        An allowed connection gets the next layer's own coroutine, so a lilya
+        layer that calls this (``Lilya``'s server-error layer) holds no frame
+        of this one for an open socket's life.
+        """
         if scope["type"] != "websocket":
-            await self.app(scope, receive, send)
-            return
+            return self.app(scope, receive, send)
         reason = self.refusal(scope)
         if reason is None:
-            await self.app(scope, receive, send)
-            return
+            return self.app(scope, receive, send)
+        return self._refuse(scope, receive, send, reason)
+
+    async def _refuse(self, scope: Scope, receive: Receive, send: Send, reason: str) -> None:
         origins = b", ".join(_header(scope, b"origin")).decode("latin-1") or None
         hosts = b", ".join(_header(scope, b"host")).decode("latin-1") or None
         logger.warning(

@@ -30,6 +30,7 @@ from lilya._exception_handlers import (
 )
 from lilya._handlers import call_handler
 from lilya._recorder import enter
+from lilya.middleware.origin import OriginMiddleware
 from lilya.requests import Request
 from lilya.responses import HTMLResponse, PlainText, Response
 from lilya.types import ASGIApp, Receive, Scope, Send
@@ -71,8 +72,12 @@ class ServerErrorMiddleware:
         # The outermost lilya layer: the connection's state starts here, and
         # what raw code inside sends is recorded on its way out.
         state, receive, send = enter(scope, receive, send)
+        # The origin check is called through its plain serve(): the next
+        # layer's coroutine runs in place of its __call__'s, one frame fewer
+        # per open socket (looked up per call: self.app may be replaced).
+        app = self.app
         try:
-            await self.app(scope, receive, send)
+            await (app.serve if isinstance(app, OriginMiddleware) else app)(scope, receive, send)
         except Exception as exc:
             if scope_type == "websocket" and isinstance(exc, WebSocketDisconnect):
                 logger.debug("Client left %s (%d).", scope.get("path"), exc.code)

@@ -46,3 +46,21 @@ async def test_a_client_gone_while_sending_the_500_is_fine() -> None:
     app = ServerErrorMiddleware(boom)
     with pytest.raises(ValueError, match="x"):
         await app({"type": "http", "method": "GET", "path": "/", "headers": []}, receive, gone)
+
+
+async def test_an_origin_check_inside_still_refuses_and_a_replaced_app_is_served() -> None:
+    from lilya.middleware.origin import OriginMiddleware
+
+    async def other(scope: Scope, receive: Receive, send: Send) -> None:
+        await receive()
+        await send({"type": "websocket.close", "code": 4000})
+
+    layer = ServerErrorMiddleware(OriginMiddleware(returns_without_closing))
+    foreign = [("host", "a.test"), ("origin", "https://evil.test")]
+    refused = await call_websocket(layer, headers=foreign)
+    assert refused.status == 403
+    allowed = await call_websocket(layer)  # no Origin header: not a browser
+    assert allowed.types == ["websocket.accept", "websocket.close"]
+    layer.app = other  # set after construction: the layer serves the new app
+    replaced = await call_websocket(layer, headers=foreign)
+    assert replaced.close == (4000, "")
