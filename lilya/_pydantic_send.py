@@ -25,6 +25,10 @@ when the codec is built:
   holds a ``null`` (pydantic writes NaN and infinities as ``null``, which the
   declared ``float`` refuses).
 
+A model of plain fields skips all that when it can: its msgspec *mirror*
+(see "the mirror" below) checks and encodes it in C, and only what the mirror
+refuses takes the path above, which decides and words the error.
+
 Why a module of its own: passing ``warnings="error"`` costs pydantic-core as
 much again as the encoding itself (its argument parser tries ``bool`` first,
 and a failed conversion is expensive), while the default ``warnings=True``
