@@ -656,6 +656,10 @@ def test_plain_models_get_a_mirror_and_the_rest_keep_pydantics_path() -> None:
     assert _plan(CHAT, Say).mirror is not None
     assert _plan(MessageCodec(Rows), Rows).mirror is not None
     assert _plan(MessageCodec(AliasedRow), AliasedRow).mirror is not None
+    # Read from __dict__ without from_attributes=True where no model is nested.
+    assert _plan(CHAT, Say).mirror_flat
+    assert not _plan(MessageCodec(Forest), Forest).mirror_flat
+    assert not _plan(MessageCodec(AliasedRow), AliasedRow).mirror_reads_dict
     assert _plan(MessageCodec(Wrapper), Wrapper).mirror is not None  # the alias is nested
     for model in (Positive, Checked, Anything, Tree, Deep, Wrapped, Levelled):
         assert _plan(MessageCodec(model), model).mirror is None, model
