@@ -607,8 +607,8 @@ class Encoder:
                 if not plan.classes or _classes_fit(value.__dict__, plan.classes):
                     try:
                         return _mirror_encode(mirrored)
-                    except TypeError:
-                        pass  # a subclass of str or int that msgspec cannot encode
+                    except (TypeError, ValueError):
+                        pass  # a str subclass msgspec cannot encode, a lone surrogate
         exact = plan is not None
         if plan is None:
             plan = _subclass_plan(self.plans, value)

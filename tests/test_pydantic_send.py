@@ -737,6 +737,7 @@ def _hostile_forests() -> Iterator[tuple[str, Forest]]:
         "tuple of models",
         mutated(lambda f: setter(f.branches[0], "rows", (Row(nick="c", ts=1.0),))),
     )
+    yield "lone surrogate", mutated(lambda f: setter(f.branches[0].tagged, "note", "\ud800"))
     yield "huge int", mutated(lambda f: setter(f.branches[0].tagged, "big", 10**40))
     yield "huge int for float", mutated(lambda f: f.weights.append(2**70 + 1))
 
