@@ -25,6 +25,10 @@ when the codec is built:
   holds a ``null`` (pydantic writes NaN and infinities as ``null``, which the
   declared ``float`` refuses).
 
+A model of plain fields skips all that when it can: its msgspec *mirror*
+(see "the mirror" below) checks and encodes it in C, and only what the mirror
+refuses takes the path above, which decides and words the error.
+
 Why a module of its own: passing ``warnings="error"`` costs pydantic-core as
 much again as the encoding itself (its argument parser tries ``bool`` first,
 and a failed conversion is expensive), while the default ``warnings=True``
@@ -46,8 +50,9 @@ from __future__ import annotations
 import functools
 import warnings
 from collections.abc import Callable, Sequence
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
+import msgspec
 import pydantic
 import pydantic_core
 
@@ -82,9 +87,13 @@ class MemberPlan:
 
     __slots__ = (
         "aliased",
+        "classes",
         "cls",
         "count",
         "floats",
+        "mirror",
+        "mirror_flat",
+        "mirror_reads_dict",
         "names",
         "nested",
         "other_keys",
@@ -123,6 +132,23 @@ class MemberPlan:
             self.revalidate = _model_revalidate(cls.__pydantic_core_schema__, self)
         finally:
             _building.discard(cls)
+        #: The model's msgspec mirror (see "The mirror" below), or None where
+        #: a mirror could not say exactly what the model declares.
+        self.mirror: Any = None
+        #: The nested models' classes, checked after the mirror's conversion.
+        self.classes: tuple[ClassCheck, ...] = ()
+        mirrored = _mirror_model(cls.__pydantic_core_schema__, {}, set())
+        if mirrored is not None:
+            self.mirror, self.classes = mirrored
+        # The mirror reads the model's __dict__ (a dict, looked up by JSON
+        # name: ~3,500 instructions fewer on seven fields than getattr through
+        # BaseModel's __getattr__ hook) where the JSON names are the fields'.
+        self.mirror_reads_dict = self.mirror is not None and not self.aliased
+        # Without nested models, the conversion needs no from_attributes=True:
+        # the keyword argument alone costs msgspec ~2,100 instructions a call.
+        self.mirror_flat = self.mirror_reads_dict and all(
+            cls in (list, dict) for _name, _many, cls, _deeper in self.classes
+        )
 
 
 #: The models whose plans are being built: a model met again inside itself
@@ -272,6 +298,216 @@ def _value_revalidate(schema: dict[str, Any]) -> Revalidate:
     return _ALWAYS
 
 
+# -- the mirror ----------------------------------------------------------------
+#
+# A model of plain fields (strings, integers, booleans, finite floats, None,
+# str literals, lists, dicts with str keys, nested models of the same kind,
+# optional or in a list) gets a mirror: a msgspec Struct of the same fields in
+# the same order, under the same JSON names, every field required. Per
+# message, msgspec.convert(model, mirror, from_attributes=True) reads the
+# model's attributes into the mirror, checking each value against the declared
+# type in C (a wrong type, a missing field, a wrong tag, NaN and infinities all
+# fail there); the nested models' classes are then compared (convert takes any
+# object with the right attributes, or a dict); and the mirror is encoded by
+# msgspec. That is the check and the encoding pydantic's path does, for about
+# half the instructions on a nested message, and a third less on a flat one.
+#
+# The mirror only ever says yes to what pydantic's path would send: anything
+# it refuses goes down pydantic's path, which sends it if pydantic accepts it
+# (a subclass in a nested field, say) and otherwise says what is wrong. The
+# frame is JSON-equivalent to pydantic's: same keys in the same order, the same
+# values (msgspec and pydantic both write a float's shortest round-trip
+# digits; msgspec spells 1e20 where pydantic spells 1e+20).
+
+#: (field name, a list of models?, the model's class, the checks inside it).
+ClassCheck = tuple[str, bool, Any, tuple[Any, ...]]
+
+_FINITE = Annotated[
+    float, msgspec.Meta(ge=-1.7976931348623157e308, le=1.7976931348623157e308)
+]  # a NaN fails both bounds, an infinity one
+_MIRROR_SCALARS: dict[str, Any] = {"str": str, "int": int, "bool": bool, "none": None}
+_FIELD_KEYS = frozenset({"type", "schema", "metadata", "serialization_alias", "validation_alias"})
+_MODEL_KEYS = frozenset(
+    {"type", "cls", "config", "custom_init", "metadata", "ref", "root_model", "schema"}
+)
+_FIELDS_KEYS = frozenset({"type", "fields", "model_name", "computed_fields", "metadata", "ref"})
+_convert = msgspec.convert
+_mirror_encode = msgspec.json.Encoder().encode
+
+
+def _mirror_model(
+    schema: dict[str, Any], definitions: dict[str, Any], seen: set[Any]
+) -> tuple[Any, tuple[ClassCheck, ...]] | None:
+    if schema.get("type") == "definitions":
+        definitions = {
+            **definitions,
+            **{entry.get("ref"): entry for entry in schema["definitions"]},
+        }
+        schema = schema["schema"]
+    if schema.get("type") == "definition-ref":
+        schema = definitions.get(schema["schema_ref"], {})
+    if (
+        schema.get("type") != "model"
+        or set(schema) - _MODEL_KEYS
+        or schema.get("custom_init")
+        or schema.get("root_model")
+        or set(schema.get("config", {})) - {"title"}
+        or schema["cls"] in seen
+    ):
+        return None  # custom __init__, root model, model config, a tree...
+    fields_schema = schema["schema"]
+    if (
+        fields_schema.get("type") != "model-fields"
+        or set(fields_schema) - _FIELDS_KEYS
+        or fields_schema.get("computed_fields")
+    ):
+        return None  # computed fields, extras...
+    seen = seen | {schema["cls"]}
+    fields: list[tuple[str, Any]] = []
+    rename: dict[str, str] = {}
+    checks: list[ClassCheck] = []
+    for name, field in fields_schema["fields"].items():
+        alias = field.get("serialization_alias")
+        if set(field) - _FIELD_KEYS or alias != field.get("validation_alias"):
+            return None  # excluded fields, alias paths...
+        if alias is not None:
+            if not isinstance(alias, str):  # pragma: no cover - pydantic names them by str
+                return None
+            rename[name] = alias
+        inner = _skip_default(field["schema"])
+        if inner is None:
+            return None
+        nested = _mirror_nested(inner, definitions, seen)
+        if nested is not None:
+            annotation, check = nested
+            checks.append((name, *check))
+        else:
+            annotation = _mirror_value(inner)
+            if annotation is _NO_MIRROR:
+                return None
+            container = _container(inner)
+            if container is not None:
+                # msgspec takes a tuple for a list, any mapping for a dict.
+                checks.append((name, False, container, ()))
+        fields.append((name, annotation))
+    mirror = msgspec.defstruct(
+        f"{schema['cls'].__name__}Mirror", fields, rename=rename or None, gc=False
+    )
+    return mirror, tuple(checks)
+
+
+def _skip_default(schema: dict[str, Any]) -> dict[str, Any] | None:
+    # The mirror's fields are all required: a default is pydantic's to fill in.
+    if schema.get("type") != "default":
+        return schema
+    if set(schema) - _PLAIN_KEYS - {"schema", "default", "default_factory"}:
+        return None  # validate_default and the like
+    inner: dict[str, Any] = schema["schema"]
+    return inner
+
+
+def _mirror_nested(
+    schema: dict[str, Any], definitions: dict[str, Any], seen: set[Any]
+) -> tuple[Any, tuple[bool, Any, tuple[ClassCheck, ...]]] | None:
+    # A nested model, optional or in a list (the shapes whose classes the
+    # check after the conversion knows how to compare).
+    many = optional = False
+    if schema.get("type") == "list" and not set(schema) - _PLAIN_KEYS - {"items_schema"}:
+        many, schema = True, schema.get("items_schema", {})
+    elif schema.get("type") == "nullable" and not set(schema) - _PLAIN_KEYS - {"schema"}:
+        optional, schema = True, schema["schema"]
+    if schema.get("type") == "definition-ref":
+        schema = definitions.get(schema["schema_ref"], {})
+    if schema.get("type") != "model":
+        return None
+    mirrored = _mirror_model(schema, definitions, seen)
+    if mirrored is None:
+        return None
+    mirror, checks = mirrored
+    annotation: Any = mirror
+    if many:
+        annotation = list[mirror]  # type: ignore[valid-type]  # a class built at run time
+    elif optional:
+        annotation = mirror | None
+    return annotation, (many, schema["cls"], checks)
+
+
+class _NoMirror:
+    """What :func:`_mirror_value` returns for a schema a mirror cannot state exactly."""
+
+
+_NO_MIRROR: Any = _NoMirror()
+
+
+def _container(schema: dict[str, Any]) -> type | None:
+    if schema.get("type") == "nullable":
+        schema = schema["schema"]
+    return {"list": list, "dict": dict}.get(schema.get("type", ""))
+
+
+def _mirror_value(schema: dict[str, Any], *, outer: bool = True) -> Any:
+    kind = schema.get("type")
+    bare = not set(schema) - _PLAIN_KEYS
+    if kind in _MIRROR_SCALARS and bare:
+        return _MIRROR_SCALARS[kind]
+    if kind == "float" and bare:
+        return _FINITE
+    if kind == "literal" and not set(schema) - _PLAIN_KEYS - {"expected"}:
+        expected = schema["expected"]
+        if all(type(value) is str for value in expected):
+            return Literal[tuple(expected)]
+        # int and bool literals: msgspec and pydantic tell 1 from True differently.
+        return _NO_MIRROR
+    if kind == "nullable" and not set(schema) - _PLAIN_KEYS - {"schema"}:
+        inner = _mirror_value(schema["schema"], outer=outer)
+        return _NO_MIRROR if inner is _NO_MIRROR else _or_none(inner)
+    if not outer:
+        pass  # containers in containers: their type is not checked after the conversion
+    elif (
+        kind == "list"
+        and not set(schema) - _PLAIN_KEYS - {"items_schema"}
+        and "items_schema" in schema
+    ):
+        inner = _mirror_value(schema["items_schema"], outer=False)
+        return _NO_MIRROR if inner is _NO_MIRROR else list[inner]  # type: ignore[valid-type]  # built at run time
+    elif (
+        kind == "dict"
+        and not set(schema) - _PLAIN_KEYS - {"keys_schema", "values_schema"}
+        and schema.get("keys_schema") == {"type": "str"}
+        and "values_schema" in schema
+    ):
+        inner = _mirror_value(schema["values_schema"], outer=False)
+        return _NO_MIRROR if inner is _NO_MIRROR else dict[str, inner]  # type: ignore[valid-type]  # built at run time
+    # Any, enums, unions, dates, constraints, validators, custom serializers...
+    return _NO_MIRROR
+
+
+def _or_none(annotation: Any) -> Any:
+    # None | None is not a type; Optional of None is None.
+    return None if annotation is None else annotation | None
+
+
+def _classes_fit(fields: dict[str, Any], checks: tuple[ClassCheck, ...]) -> bool:
+    # The mirror checked every value; this checks that each nested model is an
+    # instance of exactly its declared class (a subclass, another model with
+    # the same fields or a dict are pydantic's path's to judge).
+    for name, many, cls, deeper in checks:
+        item = fields[name]
+        if many:
+            if type(item) is not list:
+                return False
+            for element in item:
+                if type(element) is not cls or (
+                    deeper and not _classes_fit(element.__dict__, deeper)
+                ):
+                    return False
+        elif item is not None and (
+            type(item) is not cls or (deeper and not _classes_fit(item.__dict__, deeper))
+        ):
+            return False
+    return True
+
+
 @functools.cache
 def fast_path_works() -> bool:
     """Return whether a field of the wrong type raises through the filter path.
@@ -355,6 +591,24 @@ class Encoder:
                 model, or does not fit it; nothing is encoded.
         """
         plan = self.plans.get(type(value))
+        if plan is not None and plan.mirror is not None:
+            try:
+                if plan.mirror_flat:
+                    mirrored = _convert(value.__dict__, plan.mirror)
+                else:
+                    mirrored = _convert(
+                        value.__dict__ if plan.mirror_reads_dict else value,
+                        plan.mirror,
+                        from_attributes=True,
+                    )
+            except msgspec.ValidationError:
+                pass  # pydantic's path decides, and says what is wrong
+            else:
+                if not plan.classes or _classes_fit(value.__dict__, plan.classes):
+                    try:
+                        return _mirror_encode(mirrored)
+                    except (TypeError, ValueError):
+                        pass  # a str subclass msgspec cannot encode, a lone surrogate
         exact = plan is not None
         if plan is None:
             plan = _subclass_plan(self.plans, value)

@@ -6,8 +6,11 @@
 from __future__ import annotations
 
 import asyncio
+import enum
 import functools
+import json
 import math
+import types
 import warnings
 from collections.abc import Iterator
 from typing import Any, Literal, cast
@@ -191,7 +194,10 @@ def path(request: pytest.FixtureRequest) -> Iterator[str]:
         else:
             warnings.simplefilter("ignore")
         yield request.param
-        CHAT.encode(Leave(room="r"))
+        wrong = Leave(room="r")
+        wrong.room = 5  # type: ignore[assignment]  # the mirror refuses it: pydantic's path runs
+        with pytest.raises(MessageTypeError):
+            CHAT.encode(wrong)
         assert _fast_path_taken() is (request.param == "fast")
 
 
@@ -390,7 +396,7 @@ def test_the_filter_path_is_taken_only_while_no_earlier_filter_takes_the_warning
 
 
 def test_the_decision_is_looked_at_again_when_the_filters_change() -> None:
-    message = Say(type="say", text="x")
+    message = Loud(type="say", text="x")  # a subclass: the mirror leaves it to pydantic's path
     with warnings.catch_warnings():
         _pydantic_send.install_filter()
         CHAT.encode(message)
@@ -547,3 +553,227 @@ def test_the_serializer_is_trusted_alone_only_for_plain_fields(
 ) -> None:
     plan = _pydantic_send.MemberPlan(model, None)
     assert (plan.revalidate, plan.floats) == (revalidate, floats)
+
+
+# -- the mirror: plain models checked and encoded by msgspec --------------------
+
+
+class Tagged(pydantic.BaseModel):
+    type: Literal["tagged"] = "tagged"
+    mood: Literal["happy", "sad"]
+    counts: dict[str, int] = {}
+    note: str | None = None
+    big: int = 0
+    flag: bool = False
+
+
+class Branch(pydantic.BaseModel):
+    rows: list[Row]
+    best: Row | None = None
+    tagged: Tagged
+
+
+class Forest(pydantic.BaseModel):
+    type: Literal["forest"]
+    branches: list[Branch]
+    weights: list[float] = []
+    lookup: dict[str, float | None] = {}
+
+
+class Twin(pydantic.BaseModel):
+    """Row's fields under another class: not a Row."""
+
+    nick: str
+    ts: float
+    inner: Inner | None = None
+
+
+class AliasedRow(pydantic.BaseModel):
+    type: Literal["arow"]
+    user_name: str = pydantic.Field(alias="userName")
+    row: Row
+
+
+class Levelled(pydantic.BaseModel):
+    type: Literal["levelled"]
+    level: Literal[1, 2]
+
+
+def _plan(codec: MessageCodec, model: Any) -> Any:
+    return cast(Any, codec._encode).__self__.plans[model]
+
+
+def _outcome(codec: MessageCodec, value: Any) -> Any:
+    """What encoding *value* gives: the frame's JSON, or "refused"."""
+    try:
+        return _json(codec.encode(value))
+    except MessageTypeError:
+        return "refused"
+
+
+def _json(data: str | bytes) -> Any:
+    return json.loads(data)
+
+
+def _without_mirror(codec: MessageCodec, value: Any) -> Any:
+    """*value* encoded by pydantic's path alone (the mirror switched off)."""
+    plan = (
+        _plan(codec, type(value))
+        if type(value) in cast(Any, codec._encode).__self__.plans
+        else None
+    )
+    if plan is None:
+        return _outcome(codec, value)
+    mirror, plan.mirror = plan.mirror, None
+    try:
+        return _outcome(codec, value)
+    finally:
+        plan.mirror = mirror
+
+
+class _Colour(str, enum.Enum):
+    RED = "red"
+
+
+class _Level(enum.IntEnum):
+    HIGH = 3
+
+
+def _forest() -> Forest:
+    row = Row(nick="a", ts=1.5, inner=Inner(a=2**70))
+    tagged = Tagged(mood="happy", counts={"x": 1}, note='é\u2028<"\\', big=-(2**80), flag=True)
+    branch = Branch(rows=[row, Row(nick="b", ts=2)], best=row, tagged=tagged)
+    return Forest(
+        type="forest",
+        branches=[branch, Branch(rows=[], tagged=Tagged(mood="sad"))],
+        weights=[0.1, 1e20, -0.0, 5e-324],
+        lookup={"k": None, "j": 1.25},
+    )
+
+
+def test_plain_models_get_a_mirror_and_the_rest_keep_pydantics_path() -> None:
+    assert _plan(MessageCodec(Forest), Forest).mirror is not None
+    assert _plan(CHAT, Say).mirror is not None
+    assert _plan(MessageCodec(Rows), Rows).mirror is not None
+    assert _plan(MessageCodec(AliasedRow), AliasedRow).mirror is not None
+    # Read from __dict__ without from_attributes=True where no model is nested.
+    assert _plan(CHAT, Say).mirror_flat
+    assert not _plan(MessageCodec(Forest), Forest).mirror_flat
+    assert not _plan(MessageCodec(AliasedRow), AliasedRow).mirror_reads_dict
+    assert _plan(MessageCodec(Wrapper), Wrapper).mirror is not None  # the alias is nested
+    for model in (Positive, Checked, Anything, Tree, Deep, Wrapped, Levelled):
+        assert _plan(MessageCodec(model), model).mirror is None, model
+
+
+def test_the_mirror_sends_what_pydantic_would_as_json(path: str) -> None:
+    forest = _forest()
+    codec = MessageCodec(Forest)
+    frame = codec.encode(forest)
+    assert _json(frame) == _json(forest.model_dump_json())
+    assert list(_json(frame)) == list(Forest.model_fields)  # the fields' order
+    assert codec.decode(frame) == forest
+    assert CHAT.encode(Say(type="say", text="hé", ts=2)) == (
+        Say(type="say", text="hé", ts=2).model_dump_json().encode()
+    )
+
+
+def test_the_mirror_writes_aliases_and_reads_the_fields_by_name(path: str) -> None:
+    codec = MessageCodec(AliasedRow)
+    value = AliasedRow(type="arow", userName="ann", row=Row(nick="a", ts=1.0))
+    assert codec.encode(value) == value.model_dump_json(by_alias=True).encode()
+    assert _plan(codec, AliasedRow).mirror is not None
+    value.user_name = 3  # type: ignore[assignment]  # the wrong type is the point
+    assert "field_name='user_name'" in _refused(codec, value)
+    assert "field(s) user_name missing" in _refused(
+        codec, AliasedRow.model_construct(type="arow", row=Row(nick="a", ts=1.0))
+    )
+
+
+def _hostile_forests() -> Iterator[tuple[str, Forest]]:
+    def mutated(change: Any) -> Forest:
+        forest = _forest()
+        change(forest)
+        return forest
+
+    def setter(obj: Any, name: str, value: Any) -> None:
+        object.__setattr__(obj, name, value)
+
+    yield "deep wrong type", mutated(lambda f: setter(f.branches[0].rows[0].inner, "a", "2"))
+    yield "deep float as str", mutated(lambda f: setter(f.branches[0].rows[1], "ts", "1.0"))
+    yield "deep nan", mutated(lambda f: setter(f.branches[0].rows[1], "ts", math.nan))
+    yield "deep inf", mutated(lambda f: setter(f.branches[0].best, "ts", -math.inf))
+    yield "nan in a list", mutated(lambda f: f.weights.append(math.nan))
+    yield "inf in a dict", mutated(lambda f: f.lookup.update(z=math.inf))
+    yield "non-str dict key", mutated(lambda f: f.branches[0].tagged.counts.update({1: 1}))
+    yield "bool for int", mutated(lambda f: f.branches[0].tagged.counts.update(b=True))
+    yield "float for int", mutated(lambda f: setter(f.branches[0].tagged, "big", 1.5))
+    yield "int for bool", mutated(lambda f: setter(f.branches[0].tagged, "flag", 1))
+    yield "literal outside", mutated(lambda f: setter(f.branches[1].tagged, "mood", "meh"))
+    yield "wrong tag deep", mutated(lambda f: setter(f.branches[1].tagged, "type", "x"))
+    yield "wrong tag", mutated(lambda f: setter(f, "type", "tree"))
+    yield (
+        "missing deep",
+        mutated(lambda f: f.branches[0].rows.append(Row.model_construct(nick="c"))),
+    )
+    yield (
+        "missing nested",
+        mutated(lambda f: setter(f.branches[1], "tagged", Tagged.model_construct())),
+    )
+    yield "dict for model", mutated(lambda f: f.branches[0].rows.append({"nick": "c", "ts": 1.0}))
+    yield "twin for model", mutated(lambda f: f.branches[0].rows.append(Twin(nick="c", ts=1.0)))
+    yield "twin optional", mutated(lambda f: setter(f.branches[0], "best", Twin(nick="c", ts=1.0)))
+    yield "subclass nested", mutated(lambda f: f.branches[0].rows.append(LoudRow(nick="c", ts=1.0)))
+    yield "None for list", mutated(lambda f: setter(f, "branches", None))
+    yield "tuple for list", mutated(lambda f: setter(f, "weights", (1.0,)))
+    yield "object", mutated(lambda f: setter(f.branches[0].tagged, "note", object()))
+    yield (
+        "str subclass",
+        mutated(lambda f: setter(f.branches[0].tagged, "note", type("S", (str,), {})("s"))),
+    )
+    yield "str enum", mutated(lambda f: setter(f.branches[0].tagged, "note", _Colour.RED))
+    yield "int enum", mutated(lambda f: setter(f.branches[0].tagged, "big", _Level.HIGH))
+    yield "mapping for dict", mutated(lambda f: setter(f, "lookup", types.MappingProxyType({})))
+    yield (
+        "tuple of models",
+        mutated(lambda f: setter(f.branches[0], "rows", (Row(nick="c", ts=1.0),))),
+    )
+    yield "lone surrogate", mutated(lambda f: setter(f.branches[0].tagged, "note", "\ud800"))
+    yield "huge int", mutated(lambda f: setter(f.branches[0].tagged, "big", 10**40))
+    yield "huge int for float", mutated(lambda f: f.weights.append(2**70 + 1))
+
+
+@pytest.mark.parametrize(
+    ("case", "forest"), list(_hostile_forests()), ids=lambda x: x if isinstance(x, str) else ""
+)
+def test_the_mirror_accepts_nothing_pydantics_path_refuses(
+    path: str, case: str, forest: Forest
+) -> None:
+    # Whatever the mirror says yes to, pydantic's path says yes to as well, and
+    # to the same JSON; whatever it says no to goes down pydantic's path.
+    codec = MessageCodec(Forest)
+    assert _outcome(codec, forest) == _without_mirror(codec, forest)
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        "deep wrong type",
+        "deep nan",
+        "deep inf",
+        "nan in a list",
+        "non-str dict key",
+        "literal outside",
+        "wrong tag",
+        "missing deep",
+        "missing nested",
+        "dict for model",
+        "None for list",
+        "object",
+        "float for int",
+        "deep float as str",
+        "wrong tag deep",
+    ],
+)
+def test_what_does_not_fit_is_refused_with_the_mirror_in_place(path: str, case: str) -> None:
+    forest = dict(_hostile_forests())[case]
+    assert _refused(MessageCodec(Forest), forest).startswith("send_message() got Forest ")
