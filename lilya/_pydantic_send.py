@@ -313,11 +313,13 @@ def _value_revalidate(schema: dict[str, Any]) -> Revalidate:
 # half the instructions on a nested message, and a third less on a flat one.
 #
 # The mirror only ever says yes to what pydantic's path would send: anything
-# it refuses goes down pydantic's path, which sends it if pydantic accepts it
-# (a subclass in a nested field, say) and otherwise says what is wrong. The
-# frame is JSON-equivalent to pydantic's: same keys in the same order, the same
-# values (msgspec and pydantic both write a float's shortest round-trip
-# digits; msgspec spells 1e20 where pydantic spells 1e+20).
+# it refuses goes down pydantic's path, which says what is wrong. What the
+# mirror's conversion refuses stays refused even where pydantic's path would
+# send it (None in a str field goes out as null there); what only the class
+# check after it refuses (a subclass in a nested field, say) is pydantic's
+# path's to send. The frame is JSON-equivalent to pydantic's: same keys in
+# the same order, the same values (msgspec and pydantic both write a float's
+# shortest round-trip digits; msgspec spells 1e20 where pydantic spells 1e+20).
 
 #: (field name, a list of models?, the model's class, the checks inside it).
 ClassCheck = tuple[str, bool, Any, tuple[Any, ...]]
@@ -591,6 +593,7 @@ class Encoder:
                 model, or does not fit it; nothing is encoded.
         """
         plan = self.plans.get(type(value))
+        doubt = None
         if plan is not None and plan.mirror is not None:
             try:
                 if plan.mirror_flat:
@@ -601,8 +604,12 @@ class Encoder:
                         plan.mirror,
                         from_attributes=True,
                     )
-            except msgspec.ValidationError:
-                pass  # pydantic's path decides, and says what is wrong
+            except msgspec.ValidationError as exc:
+                # pydantic's path says what is wrong; where it would send the
+                # model anyway, the mirror's refusal stands: its serializer
+                # writes None in a str or int field as null, True in an int
+                # field as 1, with no warning, frames the type does not promise.
+                doubt = str(exc)
             else:
                 if not plan.classes or _classes_fit(value.__dict__, plan.classes):
                     try:
@@ -660,6 +667,8 @@ class Encoder:
                 error = exc.errors(include_url=False)[0]
                 path = ".".join(str(part) for part in error.get("loc", ()))
                 raise self.refuse(value, f"field {path or '(the model)'}: {error['msg']}") from None
+        if doubt is not None:
+            raise self.refuse(value, doubt)
         return data
 
 

@@ -45,8 +45,11 @@ What *you* send that does not fit is your bug (:class:`MessageTypeError`, a
 ``TypeError``): lilya checks every outgoing message against the declared type
 before it goes out, so the wire never carries a frame the documentation does
 not promise. For msgspec the check is a decode of the encoded bytes (msgspec
-does not check field types when you build a Struct); for pydantic it is
-pydantic's own strict serializer (``warnings="error"``), in the same pass.
+does not check field types when you build a Struct), or for a Struct with
+nested Structs of plain fields a conversion into its *mirror*, cheaper
+(``lilya._struct_mirror``); for pydantic it is pydantic's own strict
+serializer (``warnings="error"``), in the same pass, or its msgspec mirror
+(``lilya._pydantic_send``).
 """
 
 from __future__ import annotations
@@ -60,6 +63,7 @@ from typing import Any, Generic, Literal, TypeVar, Union, get_args, get_origin
 import msgspec
 
 from lilya._close import fit_reason, received_code
+from lilya._struct_mirror import struct_mirror
 from lilya.exceptions import ImproperlyConfigured, WebSocketPeerError, WebSocketRuntimeError
 from lilya.status import WS_1007_INVALID_FRAME_PAYLOAD_DATA
 from lilya.types import Message, Receive, Scope, Send
@@ -158,7 +162,10 @@ class MessageTypeError(TypeError):
 
 
 def _short_repr(value: Any) -> str:
-    text = repr(value)
+    try:
+        text = repr(value)
+    except Exception:  # an int too long to print, a __repr__ that raises: still say what
+        return f"<{type(value).__name__} object>"
     return text if len(text) <= 80 else text[:77] + "..."
 
 
@@ -345,7 +352,14 @@ class MessageCodec:
 
         self.decode = decode
         self._msgspec_encode = msgspec.json.Encoder().encode
-        self._encode = self._encode_msgspec
+        # Structs with nested Structs of plain fields: checked by a mirror. A
+        # union with none skips the lookup (~430 instructions a message).
+        self._mirrors: dict[Any, Any] = {}
+        for member in self.members:
+            mirror = struct_mirror(member) if _is_struct(member) else None
+            if mirror is not None:
+                self._mirrors[member] = mirror
+        self._encode = self._encode_mirrored if self._mirrors else self._encode_msgspec
 
     # -- pydantic --------------------------------------------------------------
     def _build_pydantic(self) -> None:
@@ -391,6 +405,18 @@ class MessageCodec:
 
     def _refuse(self, value: Any, detail: str) -> MessageTypeError:
         return MessageTypeError(value, self.description, detail)
+
+    def _encode_mirrored(self, value: Any) -> bytes:
+        mirror = self._mirrors.get(type(value))
+        if mirror is not None:
+            # Its mirror checks every field in C, cheaper than decoding the
+            # frame (lilya/_struct_mirror.py); what it refuses, the decode judges.
+            try:
+                msgspec.convert(value, mirror, from_attributes=True)
+                return self._msgspec_encode(value)
+            except (ValueError, TypeError, OverflowError, AttributeError):
+                pass  # a ValidationError is a ValueError
+        return self._encode_msgspec(value)
 
     def _encode_msgspec(self, value: Any) -> bytes:
         if not (isinstance(value, self._classes) or (self._takes_dict and type(value) is dict)):
