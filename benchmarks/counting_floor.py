@@ -13,12 +13,11 @@ Python counter pays, whatever the design around it.
 
 from __future__ import annotations
 
-import re
-import subprocess
 import sys
 
+from metrics_callgrind import collected
+
 SMALL, LARGE = 1_000, 101_000
-_CALLGRIND = ("valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null")
 
 
 class _Counts:
@@ -64,16 +63,7 @@ OPERATIONS = {
 
 
 def _instructions(name: str, n: int) -> int:
-    done = subprocess.run(
-        [*_CALLGRIND, sys.executable, __file__, "--child", name, str(n)],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    found = re.search(r"Collected : (\d+)", done.stderr)
-    if found is None:
-        raise RuntimeError(f"callgrind printed no total:\n{done.stderr[-2000:]}")
-    return int(found.group(1))
+    return collected([sys.executable, __file__, "--child", name, str(n)])
 
 
 def main() -> None:

@@ -49,6 +49,12 @@ def instructions(tree: Path, seed: int, loop: str, metrics: bool, count: int) ->
     """Instructions callgrind counted for one child run."""
     env = dict(os.environ, PYTHONPATH=str(tree), PYTHONHASHSEED=str(seed))
     child = [sys.executable, __file__, "--child", loop, "on" if metrics else "off", str(count)]
+    return collected(child, env)
+
+
+def collected(child: list[str], env: dict[str, str] | None = None) -> int:
+    """Instructions callgrind counts for the whole *child* command (also used by
+    ``counting_floor.py``)."""
     done = subprocess.run(
         ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", *child],
         env=env,
