@@ -50,11 +50,13 @@ from __future__ import annotations
 import functools
 import warnings
 from collections.abc import Callable, Sequence
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
 import msgspec
 import pydantic
 import pydantic_core
+
+from lilya._struct_mirror import FINITE
 
 __all__ = ["Encoder", "MemberPlan", "fast_path_works", "install_filter"]
 
@@ -324,9 +326,6 @@ def _value_revalidate(schema: dict[str, Any]) -> Revalidate:
 #: (field name, a list of models?, the model's class, the checks inside it).
 ClassCheck = tuple[str, bool, Any, tuple[Any, ...]]
 
-_FINITE = Annotated[
-    float, msgspec.Meta(ge=-1.7976931348623157e308, le=1.7976931348623157e308)
-]  # a NaN fails both bounds, an infinity one
 _MIRROR_SCALARS: dict[str, Any] = {"str": str, "int": int, "bool": bool, "none": None}
 _FIELD_KEYS = frozenset({"type", "schema", "metadata", "serialization_alias", "validation_alias"})
 _MODEL_KEYS = frozenset(
@@ -453,7 +452,7 @@ def _mirror_value(schema: dict[str, Any], *, outer: bool = True) -> Any:
     if kind in _MIRROR_SCALARS and bare:
         return _MIRROR_SCALARS[kind]
     if kind == "float" and bare:
-        return _FINITE
+        return FINITE
     if kind == "literal" and not set(schema) - _PLAIN_KEYS - {"expected"}:
         expected = schema["expected"]
         if all(type(value) is str for value in expected):

@@ -35,10 +35,11 @@ from typing import Annotated, Any
 import msgspec
 from msgspec import inspect as msgspec_inspect
 
-__all__ = ["struct_mirror"]
+__all__ = ["FINITE", "struct_mirror"]
 
-#: A float JSON can carry: NaN fails both bounds, each infinity one.
-_FINITE = Annotated[float, msgspec.Meta(ge=-sys.float_info.max, le=sys.float_info.max)]
+#: A float JSON can carry: NaN fails both bounds, each infinity one (also
+#: the pydantic mirrors' float, lilya/_pydantic_send.py).
+FINITE = Annotated[float, msgspec.Meta(ge=-sys.float_info.max, le=sys.float_info.max)]
 
 
 class _Builder:
@@ -108,5 +109,5 @@ def _kind(info: Any, builder: _Builder) -> Any:
         bounds = (info.gt, info.ge, info.lt, info.le, info.multiple_of)
         if any(bound is not None for bound in bounds):
             return None
-        return int if isinstance(info, msgspec_inspect.IntType) else _FINITE
+        return int if isinstance(info, msgspec_inspect.IntType) else FINITE
     return None
