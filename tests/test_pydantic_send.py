@@ -12,14 +12,16 @@ import json
 import math
 import types
 import warnings
-from collections.abc import Iterator
-from typing import Any, Literal, cast
+from collections.abc import Callable, Iterator
+from typing import Any, Literal, TypeVar, cast
 
 import pydantic
 import pytest
 
 from lilya import _pydantic_send
 from lilya.typed import MessageCodec, MessageTypeError, TypedWebSocket
+
+M = TypeVar("M")
 
 
 class Inner(pydantic.BaseModel):
@@ -624,11 +626,21 @@ def _without_mirror(codec: MessageCodec, value: Any) -> Any:
     )
     if plan is None:
         return _outcome(codec, value)
-    mirror, plan.mirror = plan.mirror, None
+    mirror, strict, plan.mirror, plan.strict = plan.mirror, plan.strict, None, None
     try:
         return _outcome(codec, value)
     finally:
-        plan.mirror = mirror
+        plan.mirror, plan.strict = mirror, strict
+
+
+def _mirror_only(codec: MessageCodec, value: Any) -> Any:
+    """*value* encoded by the mirror's path, the dict form switched off."""
+    plan = _plan(codec, type(value))
+    strict, plan.strict = plan.strict, None
+    try:
+        return _outcome(codec, value)
+    finally:
+        plan.strict = strict
 
 
 class _Colour(str, enum.Enum):
@@ -689,56 +701,70 @@ def test_the_mirror_writes_aliases_and_reads_the_fields_by_name(path: str) -> No
     )
 
 
+def _setter(obj: Any, name: str, value: Any) -> None:
+    """Set a field behind pydantic's back (no validation on assignment)."""
+    object.__setattr__(obj, name, value)
+
+
+def _changed(make: Callable[[], M], change: Callable[[Any], object]) -> M:
+    value = make()
+    change(value)
+    return value
+
+
 def _hostile_forests() -> Iterator[tuple[str, Forest]]:
-    def mutated(change: Any) -> Forest:
-        forest = _forest()
-        change(forest)
-        return forest
+    def mutated(change: Callable[[Any], object]) -> Forest:
+        return _changed(_forest, change)
 
-    def setter(obj: Any, name: str, value: Any) -> None:
-        object.__setattr__(obj, name, value)
-
-    yield "deep wrong type", mutated(lambda f: setter(f.branches[0].rows[0].inner, "a", "2"))
-    yield "deep float as str", mutated(lambda f: setter(f.branches[0].rows[1], "ts", "1.0"))
-    yield "deep nan", mutated(lambda f: setter(f.branches[0].rows[1], "ts", math.nan))
-    yield "deep inf", mutated(lambda f: setter(f.branches[0].best, "ts", -math.inf))
+    yield "deep wrong type", mutated(lambda f: _setter(f.branches[0].rows[0].inner, "a", "2"))
+    yield "deep float as str", mutated(lambda f: _setter(f.branches[0].rows[1], "ts", "1.0"))
+    yield "deep nan", mutated(lambda f: _setter(f.branches[0].rows[1], "ts", math.nan))
+    yield "deep inf", mutated(lambda f: _setter(f.branches[0].best, "ts", -math.inf))
     yield "nan in a list", mutated(lambda f: f.weights.append(math.nan))
     yield "inf in a dict", mutated(lambda f: f.lookup.update(z=math.inf))
     yield "non-str dict key", mutated(lambda f: f.branches[0].tagged.counts.update({1: 1}))
     yield "bool for int", mutated(lambda f: f.branches[0].tagged.counts.update(b=True))
-    yield "float for int", mutated(lambda f: setter(f.branches[0].tagged, "big", 1.5))
-    yield "int for bool", mutated(lambda f: setter(f.branches[0].tagged, "flag", 1))
-    yield "literal outside", mutated(lambda f: setter(f.branches[1].tagged, "mood", "meh"))
-    yield "wrong tag deep", mutated(lambda f: setter(f.branches[1].tagged, "type", "x"))
-    yield "wrong tag", mutated(lambda f: setter(f, "type", "tree"))
+    yield "float for int", mutated(lambda f: _setter(f.branches[0].tagged, "big", 1.5))
+    yield "int for bool", mutated(lambda f: _setter(f.branches[0].tagged, "flag", 1))
+    yield "literal outside", mutated(lambda f: _setter(f.branches[1].tagged, "mood", "meh"))
+    yield "wrong tag deep", mutated(lambda f: _setter(f.branches[1].tagged, "type", "x"))
+    yield "wrong tag", mutated(lambda f: _setter(f, "type", "tree"))
     yield (
         "missing deep",
         mutated(lambda f: f.branches[0].rows.append(Row.model_construct(nick="c"))),
     )
     yield (
         "missing nested",
-        mutated(lambda f: setter(f.branches[1], "tagged", Tagged.model_construct())),
+        mutated(lambda f: _setter(f.branches[1], "tagged", Tagged.model_construct())),
     )
     yield "dict for model", mutated(lambda f: f.branches[0].rows.append({"nick": "c", "ts": 1.0}))
     yield "twin for model", mutated(lambda f: f.branches[0].rows.append(Twin(nick="c", ts=1.0)))
-    yield "twin optional", mutated(lambda f: setter(f.branches[0], "best", Twin(nick="c", ts=1.0)))
+    yield "twin optional", mutated(lambda f: _setter(f.branches[0], "best", Twin(nick="c", ts=1.0)))
+    yield (
+        "another model two deep",
+        mutated(
+            lambda f: _setter(
+                f.branches[1], "best", Row.model_construct(nick="d", ts=1.0, inner=Bounded(n=1))
+            )
+        ),
+    )
     yield "subclass nested", mutated(lambda f: f.branches[0].rows.append(LoudRow(nick="c", ts=1.0)))
-    yield "None for list", mutated(lambda f: setter(f, "branches", None))
-    yield "tuple for list", mutated(lambda f: setter(f, "weights", (1.0,)))
-    yield "object", mutated(lambda f: setter(f.branches[0].tagged, "note", object()))
+    yield "None for list", mutated(lambda f: _setter(f, "branches", None))
+    yield "tuple for list", mutated(lambda f: _setter(f, "weights", (1.0,)))
+    yield "object", mutated(lambda f: _setter(f.branches[0].tagged, "note", object()))
     yield (
         "str subclass",
-        mutated(lambda f: setter(f.branches[0].tagged, "note", type("S", (str,), {})("s"))),
+        mutated(lambda f: _setter(f.branches[0].tagged, "note", type("S", (str,), {})("s"))),
     )
-    yield "str enum", mutated(lambda f: setter(f.branches[0].tagged, "note", _Colour.RED))
-    yield "int enum", mutated(lambda f: setter(f.branches[0].tagged, "big", _Level.HIGH))
-    yield "mapping for dict", mutated(lambda f: setter(f, "lookup", types.MappingProxyType({})))
+    yield "str enum", mutated(lambda f: _setter(f.branches[0].tagged, "note", _Colour.RED))
+    yield "int enum", mutated(lambda f: _setter(f.branches[0].tagged, "big", _Level.HIGH))
+    yield "mapping for dict", mutated(lambda f: _setter(f, "lookup", types.MappingProxyType({})))
     yield (
         "tuple of models",
-        mutated(lambda f: setter(f.branches[0], "rows", (Row(nick="c", ts=1.0),))),
+        mutated(lambda f: _setter(f.branches[0], "rows", (Row(nick="c", ts=1.0),))),
     )
-    yield "lone surrogate", mutated(lambda f: setter(f.branches[0].tagged, "note", "\ud800"))
-    yield "huge int", mutated(lambda f: setter(f.branches[0].tagged, "big", 10**40))
+    yield "lone surrogate", mutated(lambda f: _setter(f.branches[0].tagged, "note", "\ud800"))
+    yield "huge int", mutated(lambda f: _setter(f.branches[0].tagged, "big", 10**40))
     yield "huge int for float", mutated(lambda f: f.weights.append(2**70 + 1))
 
 
@@ -810,3 +836,100 @@ def test_what_pydantics_serializer_writes_unwarned_as_another_value_is_refused(
 def test_what_does_not_fit_is_refused_with_the_mirror_in_place(path: str, case: str) -> None:
     forest = dict(_hostile_forests())[case]
     assert _refused(MessageCodec(Forest), forest).startswith("send_message() got Forest ")
+
+
+def _small_forest() -> Forest:
+    """The forest with every integer within 64 bits, which orjson writes."""
+    forest = _forest()
+    object.__setattr__(forest.branches[0].rows[0].inner, "a", 2)
+    object.__setattr__(forest.branches[0].tagged, "big", -3)
+    return forest
+
+
+class Flock(pydantic.BaseModel):
+    """Nested models without models inside them: read by one comprehension."""
+
+    type: Literal["flock"]
+    birds: list[Inner]
+    leader: Inner
+    scout: Inner | None = None
+
+
+class LoudInner(Inner):
+    volume: int = 11
+
+
+def _flock() -> Flock:
+    return Flock(type="flock", birds=[Inner(a=1), Inner(a=2)], leader=Inner(a=3))
+
+
+def _dict_of(model: Any) -> dict[str, Any]:
+    return cast(dict[str, Any], object.__getattribute__(model, "__dict__"))
+
+
+def test_plain_unaliased_models_are_sent_from_their_dict_form(
+    path: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # With msgspec's encoder of the mirror gone, these still encode: the frame
+    # comes from orjson writing the models' __dict__.
+    monkeypatch.setattr(_pydantic_send, "_mirror_encode", None)
+    forest, flock = _small_forest(), _flock()
+    for codec, value in ((MessageCodec(Forest), forest), (MessageCodec(Flock), flock)):
+        frame = codec.encode(value)
+        assert _json(frame) == _json(value.model_dump_json())
+        assert list(_json(frame)) == list(type(value).model_fields)
+        assert codec.decode(frame) == value
+    assert CHAT.encode(Say(type="say", text="hé", ts=2)) == (
+        Say(type="say", text="hé", ts=2).model_dump_json().encode()
+    )
+    # An alias or no mirror at all: no dict form.
+    assert _plan(MessageCodec(AliasedRow), AliasedRow).strict is None
+    assert _plan(MessageCodec(Positive), Positive).strict is None
+
+
+def _hostile_flocks() -> Iterator[tuple[str, Flock]]:
+    def mutated(change: Callable[[Any], object]) -> Flock:
+        return _changed(_flock, change)
+
+    yield "valid", _flock()
+    yield "scout", mutated(lambda f: _setter(f, "scout", Inner(a=4)))
+    yield "twin in the list", mutated(lambda f: f.birds.append(Twin(nick="c", ts=1.0)))
+    yield "another model in the list", mutated(lambda f: f.birds.append(Bounded(n=1)))
+    yield "subclass in the list", mutated(lambda f: f.birds.append(LoudInner(a=1)))
+    yield "dict in the list", mutated(lambda f: f.birds.append({"a": 1}))
+    yield "tuple for the list", mutated(lambda f: _setter(f, "birds", (Inner(a=1),)))
+    yield "dict for a model", mutated(lambda f: _setter(f, "leader", {"a": 1}))
+    yield "twin for a model", mutated(lambda f: _setter(f, "scout", Row(nick="c", ts=1.0)))
+    yield "None for a model", mutated(lambda f: _setter(f, "leader", None))
+    yield "missing model", mutated(lambda f: _dict_of(f).pop("leader"))
+    yield "wrong type inside", mutated(lambda f: _setter(f.birds[1], "a", "2"))
+    yield "extra key inside", mutated(lambda f: _dict_of(f.birds[0]).update(secret="s"))
+    yield "extra key", mutated(lambda f: _dict_of(f).update(secret="s"))
+    yield "huge int inside", mutated(lambda f: _setter(f.leader, "a", 2**70))
+    yield "int subclass inside", mutated(lambda f: _setter(f.leader, "a", _Level.HIGH))
+
+
+_HOSTILE = [
+    *((f"forest: {case}", Forest, forest) for case, forest in _hostile_forests()),
+    ("forest: valid, small ints", Forest, _small_forest()),
+    *((f"flock: {case}", Flock, flock) for case, flock in _hostile_flocks()),
+]
+
+
+@pytest.mark.parametrize(("case", "model", "value"), _HOSTILE, ids=[c for c, *_ in _HOSTILE])
+def test_the_dict_form_sends_exactly_what_the_mirrors_path_would(
+    path: str, case: str, model: Any, value: Any
+) -> None:
+    # The dict form only ever says yes to what the mirror's path sends, with
+    # the same JSON; everything else it hands to that path unchanged.
+    codec = MessageCodec(model)
+    assert _outcome(codec, value) == _mirror_only(codec, value)
+
+
+def test_a_key_written_into_a_models_dict_never_reaches_the_wire(path: str) -> None:
+    flock = _flock()
+    _dict_of(flock.birds[0]).update(secret="s")
+    _dict_of(flock).update(password="p")
+    frame = MessageCodec(Flock).encode(flock)
+    assert b"secret" not in frame and b"password" not in frame
+    assert _json(frame) == _json(_flock().model_dump_json())
