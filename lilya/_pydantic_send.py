@@ -26,10 +26,9 @@ when the codec is built:
   declared ``float`` refuses).
 
 A model of plain fields skips all that when it can: its msgspec *mirror*
-(see "the mirror" below) checks and encodes it in C, and only what the mirror
-refuses takes the path above, which decides and words the error. Where no
-alias renames a field, its *dict form* (see "the dict form" below) goes first,
-cheaper again, and hands whatever it does not say yes to to the mirror.
+(see "the mirror" below, filled from the model's ``__dict__`` where no alias
+renames a field: "the dict form") checks and encodes it in C, and only what
+the mirror refuses takes the path above, which decides and words the error.
 
 Why a module of its own: passing ``warnings="error"`` costs pydantic-core as
 much again as the encoding itself (its argument parser tries ``bool`` first,
@@ -55,7 +54,6 @@ from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
 import msgspec
-import orjson
 import pydantic
 import pydantic_core
 
@@ -103,7 +101,6 @@ class MemberPlan:
         "nested",
         "other_keys",
         "revalidate",
-        "strict",
         "tag",
         "to_json",
         "validate_json",
@@ -152,15 +149,10 @@ class MemberPlan:
         self.mirror_reads_dict = self.mirror is not None and not self.aliased
         # Without nested models, the conversion needs no from_attributes=True:
         # the keyword argument alone costs msgspec ~2,100 instructions a call.
+        # With them, the mirror is filled from the dict form (below).
         self.mirror_flat = self.mirror_reads_dict and all(
             cls in (list, dict) for _name, _many, cls, _deeper in self.classes
         )
-        #: Where the mirror reads the model's __dict__: the same mirror again,
-        #: refusing unknown keys (see "The dict form" below), or None.
-        self.strict: Any = None
-        if self.mirror_reads_dict:
-            strict = _mirror_model(cls.__pydantic_core_schema__, {}, set(), strict=True)
-            self.strict = None if strict is None else strict[0]
 
 
 #: The models whose plans are being built: a model met again inside itself
@@ -258,6 +250,9 @@ def _nested_problem(plan: MemberPlan, fields: dict[str, Any], path: str) -> str 
         cls, count, names, floats = nested.cls, nested.count, nested.names, nested.floats
         by_len = not nested.other_keys
         deeper = nested.nested
+        if many and item is None:
+            # pydantic's serializer writes None in a list field as null, unwarned.
+            return f"field {path}{name} is None, not a list"
         for index, element in enumerate(item if many else (item,)):
             if element is None:  # the serializer refused None where it is not allowed
                 continue
@@ -347,7 +342,7 @@ _mirror_encode = msgspec.json.Encoder().encode
 
 
 def _mirror_model(
-    schema: dict[str, Any], definitions: dict[str, Any], seen: set[Any], *, strict: bool = False
+    schema: dict[str, Any], definitions: dict[str, Any], seen: set[Any]
 ) -> tuple[Any, tuple[ClassCheck, ...]] | None:
     if schema.get("type") == "definitions":
         definitions = {
@@ -388,7 +383,7 @@ def _mirror_model(
         inner = _skip_default(field["schema"])
         if inner is None:
             return None
-        nested = _mirror_nested(inner, definitions, seen, strict)
+        nested = _mirror_nested(inner, definitions, seen)
         if nested is not None:
             annotation, check = nested
             checks.append((name, *check))
@@ -402,11 +397,7 @@ def _mirror_model(
                 checks.append((name, False, container, ()))
         fields.append((name, annotation))
     mirror = msgspec.defstruct(
-        f"{schema['cls'].__name__}Mirror",
-        fields,
-        rename=rename or None,
-        gc=False,
-        forbid_unknown_fields=strict,
+        f"{schema['cls'].__name__}Mirror", fields, rename=rename or None, gc=False
     )
     return mirror, tuple(checks)
 
@@ -422,7 +413,7 @@ def _skip_default(schema: dict[str, Any]) -> dict[str, Any] | None:
 
 
 def _mirror_nested(
-    schema: dict[str, Any], definitions: dict[str, Any], seen: set[Any], strict: bool
+    schema: dict[str, Any], definitions: dict[str, Any], seen: set[Any]
 ) -> tuple[Any, tuple[bool, Any, tuple[ClassCheck, ...]]] | None:
     # A nested model, optional or in a list (the shapes whose classes the
     # check after the conversion knows how to compare).
@@ -435,7 +426,7 @@ def _mirror_nested(
         schema = definitions.get(schema["schema_ref"], {})
     if schema.get("type") != "model":
         return None
-    mirrored = _mirror_model(schema, definitions, seen, strict=strict)
+    mirrored = _mirror_model(schema, definitions, seen)
     if mirrored is None:
         return None
     mirror, checks = mirrored
@@ -525,24 +516,29 @@ def _classes_fit(fields: dict[str, Any], checks: tuple[ClassCheck, ...]) -> bool
 
 # -- the dict form ---------------------------------------------------------------
 #
-# A mirror whose JSON names are the fields' (no alias) has a cheaper way still:
-# the model's own __dict__, nested models' __dict__ put in their place (their
-# classes compared on the way), is what the frame must say. msgspec.convert()
-# of that into the mirror again, this time refusing unknown keys, checks every
-# value in C, every field present and nothing else there (an instance
-# __dict__ written to behind pydantic's back); orjson then writes those dicts,
-# cheaper than msgspec writes the mirror (20,700 instructions against 29,000
-# on the benchmark's twenty-item batch), and reading one __dict__ an item is
-# cheaper than reading each attribute through BaseModel's __getattr__ hook
-# (~470 against ~460 a field). Subclasses of str, int, dict and list make
-# orjson raise (OPT_PASSTHROUGH_SUBCLASS), as do integers beyond 64 bits, lone
-# surrogates and nesting past its limit; those, and whatever the conversion or
-# the class comparison refuses, go down the mirror's path above, as before.
-# The keys come in the __dict__'s order, which is the fields' order for any
-# model built by validation or model_construct().
+# Where the mirror's JSON names are the fields' (no alias), the mirror is
+# filled from the model's __dict__ rather than from its attributes: each
+# nested model's __dict__ put in its place (its class and the containers'
+# types compared on the way: the class check above, done while gathering),
+# then one msgspec.convert() without from_attributes=True. Both ways go through
+# BaseModel's __getattr__ hook, ~460 instructions a lookup: once an item for
+# its __dict__ here, once a field there (three on the benchmark's items); and
+# the keyword argument alone costs msgspec ~2,100 a call. The mirror so built
+# holds the very values the one built from the attributes would, so the frame
+# is the same, byte for byte; where a class does not fit, the conversion from
+# the attributes runs as before, and decides.
+#
+# Writing the dict form with orjson instead of encoding the mirror was tried
+# and dropped: cheaper still (0.98x send_json on the nested benchmark against
+# ~1.1x), but orjson writes an enum member by its .value, where the mirror and
+# pydantic write the str or int it is; an enum whose value is not its content
+# (a custom __new__) assigned to a str or Literal field would go out as a
+# value the declared type does not promise, and no check for it costs less
+# than the saving.
 
-_DICT_FORM_OPTIONS = orjson.OPT_PASSTHROUGH_SUBCLASS
-_orjson_dumps = orjson.dumps
+
+_dict_get = dict.get
+_dict_copy = dict.copy
 
 
 def _dict_form(fields: dict[str, Any], checks: tuple[ClassCheck, ...]) -> dict[str, Any] | None:
@@ -550,7 +546,10 @@ def _dict_form(fields: dict[str, Any], checks: tuple[ClassCheck, ...]) -> dict[s
     # container is not exactly the declared one.
     out = None
     for name, many, cls, deeper in checks:
-        item = fields.get(name)  # missing: the conversion says so
+        # dict's own get and copy: a __dict__ swapped for a dict subclass
+        # behind pydantic's back cannot run code of its own here.
+        item = _dict_get(fields, name)  # missing: None, refused here or by the conversion
+
         if cls is list or cls is dict:
             if item is not None and type(item) is not cls:
                 return None
@@ -579,7 +578,7 @@ def _dict_form(fields: dict[str, Any], checks: tuple[ClassCheck, ...]) -> dict[s
             if form is None:
                 return None
         if out is None:
-            out = fields.copy()
+            out = _dict_copy(fields)
         out[name] = form
     return fields if out is None else out
 
@@ -668,25 +667,24 @@ class Encoder:
         """
         plan = self.plans.get(type(value))
         doubt = None
-        if plan is not None and plan.strict is not None:
-            fields = value.__dict__
-            form = _dict_form(fields, plan.classes) if plan.classes else fields
-            if form is not None:
-                try:
-                    _convert(form, plan.strict)
-                    return _orjson_dumps(form, option=_DICT_FORM_OPTIONS)
-                except (ValueError, TypeError):
-                    pass  # the mirror's path below decides, and words it
         if plan is not None and plan.mirror is not None:
+            gathered = False
             try:
                 if plan.mirror_flat:
                     mirrored = _convert(value.__dict__, plan.mirror)
                 else:
-                    mirrored = _convert(
-                        value.__dict__ if plan.mirror_reads_dict else value,
-                        plan.mirror,
-                        from_attributes=True,
+                    form = (
+                        _dict_form(value.__dict__, plan.classes) if plan.mirror_reads_dict else None
                     )
+                    if form is not None:
+                        mirrored = _convert(form, plan.mirror)
+                        gathered = True
+                    else:
+                        mirrored = _convert(
+                            value.__dict__ if plan.mirror_reads_dict else value,
+                            plan.mirror,
+                            from_attributes=True,
+                        )
             except msgspec.ValidationError as exc:
                 # pydantic's path says what is wrong; where it would send the
                 # model anyway, the mirror's refusal stands: its serializer
@@ -694,7 +692,7 @@ class Encoder:
                 # field as 1, with no warning, frames the type does not promise.
                 doubt = str(exc)
             else:
-                if not plan.classes or _classes_fit(value.__dict__, plan.classes):
+                if gathered or not plan.classes or _classes_fit(value.__dict__, plan.classes):
                     try:
                         return _mirror_encode(mirrored)
                     except (TypeError, ValueError):

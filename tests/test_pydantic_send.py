@@ -626,21 +626,28 @@ def _without_mirror(codec: MessageCodec, value: Any) -> Any:
     )
     if plan is None:
         return _outcome(codec, value)
-    mirror, strict, plan.mirror, plan.strict = plan.mirror, plan.strict, None, None
+    mirror, plan.mirror = plan.mirror, None
     try:
         return _outcome(codec, value)
     finally:
-        plan.mirror, plan.strict = mirror, strict
+        plan.mirror = mirror
 
 
-def _mirror_only(codec: MessageCodec, value: Any) -> Any:
-    """*value* encoded by the mirror's path, the dict form switched off."""
+def _from_attributes(codec: MessageCodec, value: Any) -> bytes | str:
+    """*value*'s frame with the mirror filled from its attributes, not its dict form."""
     plan = _plan(codec, type(value))
-    strict, plan.strict = plan.strict, None
+    plan.mirror_reads_dict = False
     try:
-        return _outcome(codec, value)
+        return _frame_or_refusal(codec, value)
     finally:
-        plan.strict = strict
+        plan.mirror_reads_dict = True
+
+
+def _frame_or_refusal(codec: MessageCodec, value: Any) -> bytes | str:
+    try:
+        return codec.encode(value)
+    except MessageTypeError as exc:
+        return str(exc)
 
 
 class _Colour(str, enum.Enum):
@@ -668,9 +675,11 @@ def test_plain_models_get_a_mirror_and_the_rest_keep_pydantics_path() -> None:
     assert _plan(CHAT, Say).mirror is not None
     assert _plan(MessageCodec(Rows), Rows).mirror is not None
     assert _plan(MessageCodec(AliasedRow), AliasedRow).mirror is not None
-    # Read from __dict__ without from_attributes=True where no model is nested.
+    # Read from __dict__ without from_attributes=True where no alias renames
+    # a field: as it is where no model is nested, as its dict form otherwise.
     assert _plan(CHAT, Say).mirror_flat
     assert not _plan(MessageCodec(Forest), Forest).mirror_flat
+    assert _plan(MessageCodec(Forest), Forest).mirror_reads_dict
     assert not _plan(MessageCodec(AliasedRow), AliasedRow).mirror_reads_dict
     assert _plan(MessageCodec(Wrapper), Wrapper).mirror is not None  # the alias is nested
     for model in (Positive, Checked, Anything, Tree, Deep, Wrapped, Levelled):
@@ -867,24 +876,27 @@ def _dict_of(model: Any) -> dict[str, Any]:
     return cast(dict[str, Any], object.__getattribute__(model, "__dict__"))
 
 
-def test_plain_unaliased_models_are_sent_from_their_dict_form(
+def test_plain_unaliased_models_fill_their_mirror_from_their_dict_form(
     path: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # With msgspec's encoder of the mirror gone, these still encode: the frame
-    # comes from orjson writing the models' __dict__.
-    monkeypatch.setattr(_pydantic_send, "_mirror_encode", None)
+    # The class check after a conversion from the attributes is never reached:
+    # the dict form compared the classes while gathering the dicts.
+    def not_called(*args: Any) -> bool:
+        raise AssertionError("the mirror was filled from the attributes")
+
     forest, flock = _small_forest(), _flock()
-    for codec, value in ((MessageCodec(Forest), forest), (MessageCodec(Flock), flock)):
-        frame = codec.encode(value)
+    frames = [
+        _from_attributes(MessageCodec(Forest), forest),
+        _from_attributes(MessageCodec(Flock), flock),
+    ]
+    monkeypatch.setattr(_pydantic_send, "_classes_fit", not_called)
+    for codec, value, frame in zip(
+        (MessageCodec(Forest), MessageCodec(Flock)), (forest, flock), frames, strict=True
+    ):
+        assert codec.encode(value) == frame  # byte for byte
         assert _json(frame) == _json(value.model_dump_json())
         assert list(_json(frame)) == list(type(value).model_fields)
         assert codec.decode(frame) == value
-    assert CHAT.encode(Say(type="say", text="hé", ts=2)) == (
-        Say(type="say", text="hé", ts=2).model_dump_json().encode()
-    )
-    # An alias or no mirror at all: no dict form.
-    assert _plan(MessageCodec(AliasedRow), AliasedRow).strict is None
-    assert _plan(MessageCodec(Positive), Positive).strict is None
 
 
 def _hostile_flocks() -> Iterator[tuple[str, Flock]]:
@@ -917,13 +929,13 @@ _HOSTILE = [
 
 
 @pytest.mark.parametrize(("case", "model", "value"), _HOSTILE, ids=[c for c, *_ in _HOSTILE])
-def test_the_dict_form_sends_exactly_what_the_mirrors_path_would(
+def test_the_dict_form_sends_and_refuses_exactly_what_the_attributes_would(
     path: str, case: str, model: Any, value: Any
 ) -> None:
-    # The dict form only ever says yes to what the mirror's path sends, with
-    # the same JSON; everything else it hands to that path unchanged.
+    # Filling the mirror from the dict form sends the very frame filling it
+    # from the attributes sends, and refuses what that refuses, the same way.
     codec = MessageCodec(model)
-    assert _outcome(codec, value) == _mirror_only(codec, value)
+    assert _frame_or_refusal(codec, value) == _from_attributes(codec, value)
 
 
 def test_a_key_written_into_a_models_dict_never_reaches_the_wire(path: str) -> None:
@@ -933,3 +945,31 @@ def test_a_key_written_into_a_models_dict_never_reaches_the_wire(path: str) -> N
     frame = MessageCodec(Flock).encode(flock)
     assert b"secret" not in frame and b"password" not in frame
     assert _json(frame) == _json(_flock().model_dump_json())
+
+
+class Perch(pydantic.BaseModel):
+    """A list of nested models with a default: walked on pydantic's path."""
+
+    birds: list[Inner] = []
+
+
+def test_none_for_a_list_of_models_is_refused_not_a_type_error(path: str) -> None:
+    # The mirror refuses it; pydantic's path, which then words the refusal,
+    # walked the None as a list.
+    perch = Perch()
+    _setter(perch, "birds", None)
+    assert "field birds is None, not a list" in _refused(MessageCodec(Perch), perch)
+
+
+class _Tricky(dict[str, Any]):
+    def get(self, *args: Any) -> Any:
+        raise RuntimeError("a __dict__ that runs code")
+
+    def copy(self) -> dict[str, Any]:
+        raise RuntimeError("a __dict__ that runs code")
+
+
+def test_a_dict_subclass_swapped_in_for_a_dict_runs_none_of_its_code(path: str) -> None:
+    flock = _flock()
+    _setter(flock, "__dict__", _Tricky(_dict_of(flock)))
+    assert _json(MessageCodec(Flock).encode(flock)) == _json(_flock().model_dump_json())
