@@ -537,18 +537,17 @@ def _classes_fit(fields: dict[str, Any], checks: tuple[ClassCheck, ...]) -> bool
 # than the saving.
 
 
-_dict_get = dict.get
-_dict_copy = dict.copy
-
-
 def _dict_form(fields: dict[str, Any], checks: tuple[ClassCheck, ...]) -> dict[str, Any] | None:
     # The nested models' __dict__ in their place, or None where a class or a
     # container is not exactly the declared one.
+    if type(fields) is not dict:
+        # A __dict__ swapped for a dict subclass behind pydantic's back: its
+        # copy() would call its own keys() and __getitem__, which may say
+        # something else than its attributes; the attributes decide.
+        return None
     out = None
     for name, many, cls, deeper in checks:
-        # dict's own get and copy: a __dict__ swapped for a dict subclass
-        # behind pydantic's back cannot run code of its own here.
-        item = _dict_get(fields, name)  # missing: None, refused here or by the conversion
+        item = fields.get(name)  # missing: None, refused here or by the conversion
 
         if cls is list or cls is dict:
             if item is not None and type(item) is not cls:
@@ -578,7 +577,7 @@ def _dict_form(fields: dict[str, Any], checks: tuple[ClassCheck, ...]) -> dict[s
             if form is None:
                 return None
         if out is None:
-            out = _dict_copy(fields)
+            out = fields.copy()
         out[name] = form
     return fields if out is None else out
 
