@@ -548,7 +548,6 @@ def _dict_form(fields: dict[str, Any], checks: tuple[ClassCheck, ...]) -> dict[s
     out = None
     for name, many, cls, deeper in checks:
         item = fields.get(name)  # missing: None, refused here or by the conversion
-
         if cls is list or cls is dict:
             if item is not None and type(item) is not cls:
                 return None
